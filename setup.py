@@ -1,0 +1,31 @@
+"""ament_python build description of vp3d_ros (colcon build / pip install)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'vp3d_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    package_data={PACKAGE: ['models/*.bin', 'models/*.yaml', 'data/*', 'data/**/*']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
+        (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
+    ],
+    install_requires=['setuptools'],
+    extras_require={'test': ['pytest']},
+    zip_safe=False,
+    maintainer='vp3d_ros developers',
+    maintainer_email='vp3d-ros@example.org',
+    description='Camera streams to 3D human skeletons: MediaPipe Pose 2D + VideoPose3D lifting, as ROS 2 nodes.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'vp3d-lift = vp3d_ros.cli.lift:main',
+        ],
+    },
+)

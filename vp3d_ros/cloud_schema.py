@@ -1,0 +1,103 @@
+"""The point layouts of the package's keypoint and skeleton clouds (sensor_msgs/PointCloud2).
+
+One point per joint per person. Every field is FLOAT32 (``sensor_msgs_py.point_cloud2.
+read_points_numpy`` requires one datatype for all fields), little-endian, packed with no
+padding, ``height = 1``, ``width = persons * joints``, ``is_dense = True``. Points are
+ordered by person, then joint (the layout's joint order).
+
+- keypoints_2d: x, y (pixels, image frame), confidence, joint, person
+- skeleton_3d:  x, y, z (metres, camera optical frame, root-relative), confidence, joint, person
+
+This module is pure numpy: it turns arrays into the cloud's byte payload and back, so
+the nodes (via ``ros_conversions``), the bag tools and the exporters share one layout.
+"""
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
+FIELDS_2D: Tuple[str, ...] = ('x', 'y', 'confidence', 'joint', 'person')
+FIELDS_3D: Tuple[str, ...] = ('x', 'y', 'z', 'confidence', 'joint', 'person')
+
+
+class CloudLayout(NamedTuple):
+    names: Tuple[str, ...]
+    offsets: Tuple[int, ...]
+    point_step: int
+
+
+def layout_for(dims: int) -> CloudLayout:
+    names = FIELDS_2D if dims == 2 else FIELDS_3D if dims == 3 else None
+    if names is None:
+        raise ValueError(f'keypoint clouds are 2D or 3D, not {dims}D')
+    return CloudLayout(names, tuple(4 * i for i in range(len(names))), 4 * len(names))
+
+
+def pack(points: np.ndarray, confidence: np.ndarray, person_ids: Sequence[int] = None) -> bytes:
+    """(P, J, D) positions + (P, J) confidences -> cloud payload bytes (D = 2 or 3)."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim == 2:
+        points = points[None]
+        confidence = np.asarray(confidence)[None]
+    p, j, d = points.shape
+    confidence = np.asarray(confidence, dtype=np.float64).reshape(p, j)
+    if person_ids is None:
+        person_ids = range(p)
+    person_ids = np.asarray(list(person_ids), dtype=np.float64)
+    if len(person_ids) != p:
+        raise ValueError(f'{len(person_ids)} person ids for {p} persons')
+    layout = layout_for(d)
+    table = np.empty((p, j, len(layout.names)), dtype='<f4')
+    table[..., :d] = points
+    table[..., d] = confidence
+    table[..., d + 1] = np.arange(j)[None, :]
+    table[..., d + 2] = person_ids[:, None]
+    return table.tobytes()
+
+
+def unpack(data: bytes, field_names: Sequence[str], field_offsets: Sequence[int],
+           point_step: int, num_points: int, num_joints: int = None
+           ) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+    """Cloud payload -> {person_id: (positions (J, D), confidence (J,))}.
+
+    Accepts any FLOAT32 field order/offsets (not only ours), checks that the named fields
+    exist and that the payload length fits; joints come back in joint-index order.
+    """
+    names = list(field_names)
+    dims = 3 if 'z' in names else 2
+    needed = list(layout_for(dims).names)
+    missing = [n for n in needed if n not in names]
+    if missing:
+        raise ValueError(f'cloud lacks fields {missing} (has {names})')
+    if num_points * point_step > len(data):
+        raise ValueError(f'cloud payload has {len(data)} bytes, expected '
+                         f'{num_points} x {point_step}')
+    if num_points == 0:
+        return {}
+    raw = np.frombuffer(bytes(data[:num_points * point_step]), dtype=np.uint8)
+    raw = raw.reshape(num_points, point_step)
+    cols = {}
+    for n in needed:
+        off = field_offsets[names.index(n)]
+        cols[n] = raw[:, off:off + 4].copy().view('<f4').reshape(-1).astype(np.float64)
+    pos = np.stack([cols[a] for a in ('x', 'y', 'z')[:dims]], axis=-1)
+    joint = cols['joint']
+    person = cols['person']
+    if not (np.all(np.isfinite(joint)) and np.all(np.isfinite(person))):
+        raise ValueError('joint/person indices are not finite')
+    out = {}
+    for pid in np.unique(person):
+        sel = np.nonzero(person == pid)[0]
+        jidx = joint[sel].astype(int)
+        n = num_joints if num_joints is not None else int(jidx.max()) + 1
+        if np.any(jidx < 0) or np.any(jidx >= n) or len(np.unique(jidx)) != len(jidx):
+            raise ValueError(f'person {int(pid)}: joint indices {sorted(jidx.tolist())} are not '
+                             f'a set of distinct joints in [0, {n})')
+        p_arr = np.full((n, dims), np.nan)
+        c_arr = np.zeros(n)
+        p_arr[jidx] = pos[sel]
+        c_arr[jidx] = cols['confidence'][sel]
+        out[int(pid)] = (p_arr, c_arr)
+    return out

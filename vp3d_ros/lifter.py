@@ -1,0 +1,162 @@
+"""2D keypoints (pixels) -> 3D H36M-17 poses (metres), with upstream VideoPose3D semantics.
+
+- Input is screen-normalised ``X / w * 2 - [1, h / w]`` (both axes divided by w), not
+  root-centred.
+- Whole sequences are edge-padded by (RF-1)/2 frames each side (causal: RF-1 on the left
+  only), so every input frame gets exactly one pose, whatever the length (also T < RF).
+- Test-time flip augmentation (default on): the mirrored input (x negated, left/right
+  keypoints swapped) is lifted too, mirrored back with the output symmetry, and averaged.
+- Output: metres, root-relative, camera frame (x right, y down, z forward), as the model
+  produces it (no rescaling).
+
+:class:`SequenceLifter` is the offline path (one pass over the padded sequence);
+:class:`StreamingLifter` is the live path (per-layer state, one new output per layer per
+frame). Both give the same poses.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from .model import StreamingState, TemporalModel
+from .skeletons import H36M17, get_layout
+
+
+def normalize_screen(keypoints: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixels -> [-1, 1] along x, aspect-preserving along y (upstream convention)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f'image size must be positive, got {width}x{height}')
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.shape[-1] != 2:
+        raise ValueError(f'expected (..., 2) pixel coordinates, got {kp.shape}')
+    return kp / width * 2.0 - np.array([1.0, height / width])
+
+
+class _LifterBase:
+    def __init__(self, model: TemporalModel, input_layout: str = 'h36m', flip: bool = True,
+                 device: str = 'cpu'):
+        self.model = model.eval().to(device)
+        self.device = device
+        self.dtype = next(model.parameters()).dtype
+        arch = model.arch
+        self.layout = get_layout(input_layout)
+        if self.layout.num_joints != arch.num_joints_in:
+            raise ValueError(f'input layout {self.layout.name} has {self.layout.num_joints} '
+                             f'joints, model expects {arch.num_joints_in}')
+        if arch.in_features != 2:
+            raise ValueError(f'model expects {arch.in_features} input features per joint; '
+                             'the lifter feeds 2D keypoints (x, y)')
+        self.flip = flip
+        self.in_perm = list(self.layout.flip_permutation())
+        out_layout = H36M17 if arch.num_joints_out == 17 else None
+        self.out_perm = list(out_layout.flip_permutation()) if out_layout else \
+            list(range(arch.num_joints_out))
+        rf = arch.receptive_field
+        self.pad_left = rf - 1 if arch.causal else (rf - 1) // 2
+        self.pad_right = 0 if arch.causal else (rf - 1) // 2
+
+    @property
+    def receptive_field(self) -> int:
+        return self.model.arch.receptive_field
+
+    def _batch(self, norm: np.ndarray) -> torch.Tensor:
+        """(..., J, 2) normalised -> stacked [orig, flipped] along a new leading axis."""
+        x = torch.as_tensor(norm, dtype=self.dtype, device=self.device)
+        if not self.flip:
+            return x.unsqueeze(0)
+        flipped = x[..., self.in_perm, :].clone()
+        flipped[..., 0] *= -1
+        return torch.stack([x, flipped])
+
+    def _merge(self, out: torch.Tensor) -> np.ndarray:
+        """(B, ..., J_out, 3) -> (..., J_out, 3), undoing the flip of batch element 1."""
+        if self.flip:
+            back = out[1][..., self.out_perm, :].clone()
+            back[..., 0] *= -1
+            out = (out[0] + back) / 2
+        else:
+            out = out[0]
+        return out.detach().cpu().double().numpy()
+
+
+class SequenceLifter(_LifterBase):
+    """Offline: lift a whole (T, J, 2) pixel sequence in one pass."""
+
+    @torch.no_grad()
+    def lift(self, keypoints_px: np.ndarray, width: float, height: float) -> np.ndarray:
+        kp = np.asarray(keypoints_px, dtype=np.float64)
+        if kp.ndim != 3 or kp.shape[1:] != (self.layout.num_joints, 2):
+            raise ValueError(f'expected keypoints of shape (T, {self.layout.num_joints}, 2), '
+                             f'got {kp.shape}')
+        if len(kp) == 0:
+            return np.zeros((0, self.model.arch.num_joints_out, 3))
+        norm = normalize_screen(kp, width, height)
+        padded = np.pad(norm, ((self.pad_left, self.pad_right), (0, 0), (0, 0)), mode='edge')
+        return self._merge(self.model(self._batch(padded)))
+
+    __call__ = lift
+
+
+class StreamingLifter(_LifterBase):
+    """Live: push frames one at a time; get each frame's pose as soon as it is computable.
+
+    ``push`` returns a list of (frame_index, pose) pairs that became available: for a
+    causal model the pushed frame itself; for a symmetric model the frame (RF-1)/2 frames
+    back. ``finish`` edge-pads the end like the offline path and returns the remaining
+    frames. Results equal :class:`SequenceLifter` over the same frames.
+    """
+
+    def __init__(self, *args, width: float, height: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.width, self.height = float(width), float(height)
+        self._state = StreamingState(self.model)
+        self.reset()
+
+    def reset(self):
+        self._state.reset()
+        self._last: Optional[torch.Tensor] = None
+        self._pushed = 0  # real frames pushed
+        self._emitted = 0  # frames whose pose has been returned
+
+    @property
+    def frames_pushed(self) -> int:
+        return self._pushed
+
+    @property
+    def pending(self) -> int:
+        """Frames received whose pose still waits for future context."""
+        return self._pushed - self._emitted
+
+    def _feed(self, frame: torch.Tensor) -> List:
+        out = self._state.push(frame)
+        if out is None:
+            return []
+        pose = self._merge(out.unsqueeze(1))[0]
+        idx = self._emitted
+        self._emitted += 1
+        return [(idx, pose)]
+
+    def push(self, keypoints_px: np.ndarray) -> List:
+        kp = np.asarray(keypoints_px, dtype=np.float64)
+        if kp.shape != (self.layout.num_joints, 2):
+            raise ValueError(f'expected ({self.layout.num_joints}, 2) keypoints, got {kp.shape}')
+        frame = self._batch(normalize_screen(kp, self.width, self.height))
+        results = []
+        if self._pushed == 0:
+            for _ in range(self.pad_left):
+                results += self._feed(frame)
+        self._pushed += 1
+        self._last = frame
+        results += self._feed(frame)
+        return results
+
+    def finish(self) -> List:
+        """Edge-pad the end of the stream; returns the poses still owed, then resets."""
+        results = []
+        if self._pushed:
+            while self._emitted < self._pushed:
+                results += self._feed(self._last)
+        self.reset()
+        return results

@@ -1,0 +1,40 @@
+"""Which checkpoint, architecture and input layout a lifter uses: one resolution rule for
+the CLI, the offline tool and the lifter node.
+
+Explicit settings win; then the checkpoint's sidecar (``<name>.yaml``); then defaults
+(H36M input layout). Without a checkpoint the shipped default model is used, if present.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence, Tuple
+
+from .checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+
+MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'models')
+DEFAULT_CHECKPOINTS = {
+    'causal': os.path.join(MODELS_DIR, 'vp3d_ros_causal_h36m.bin'),
+    'symmetric': os.path.join(MODELS_DIR, 'vp3d_ros_symmetric_h36m.bin'),
+}
+
+
+def default_checkpoint(kind: str = 'symmetric') -> str:
+    path = DEFAULT_CHECKPOINTS[kind]
+    if not os.path.isfile(path):
+        raise CheckpointError(f'no checkpoint given and the shipped default ({path}) is not '
+                              'installed; pass a VideoPose3D checkpoint explicitly')
+    return path
+
+
+def resolve_lifter(checkpoint: Optional[str], filter_widths: Optional[Sequence[int]] = None,
+                   channels: Optional[int] = None, causal: Optional[bool] = None,
+                   layout: Optional[str] = None, default_kind: str = 'symmetric'
+                   ) -> Tuple[LoadedCheckpoint, str]:
+    path = checkpoint or default_checkpoint(default_kind)
+    ckpt = load_checkpoint(path, filter_widths=filter_widths or None, channels=channels or None,
+                           causal=causal)
+    if not layout:
+        layout = str(ckpt.sidecar.get('input_layout', 'h36m'))
+    if layout not in ('coco', 'h36m'):
+        raise CheckpointError(f"input layout must be 'coco' or 'h36m', got {layout!r}")
+    return ckpt, layout
