@@ -26,6 +26,10 @@ setup(
     entry_points={
         'console_scripts': [
             'vp3d-lift = vp3d_ros.cli.lift:main',
+            'pose2d_node = vp3d_ros.nodes.pose2d_node:main',
+            'lifter_node = vp3d_ros.nodes.lifter_node:main',
+            'recorder_node = vp3d_ros.nodes.recorder_node:main',
+            'video_source = vp3d_ros.nodes.video_source_node:main',
         ],
     },
 )

@@ -129,7 +129,7 @@ def _torch_load(path: str):
             f'{path}: refused to load: the file holds Python objects outside the allow-list '
             f'of a VideoPose3D checkpoint (tensors, dicts, numbers, numpy RNG state); it may '
             f'carry code. Detail: {msg}') from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+    except Exception as e:  # torch raises many types for a non-checkpoint file
         raise CheckpointError(f'{path}: not a readable PyTorch checkpoint ({type(e).__name__}: '
                               f'{str(e).splitlines()[0] if str(e) else ""})') from None
 

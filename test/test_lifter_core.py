@@ -1,0 +1,226 @@
+"""Lifter core: architecture, checkpoints, upstream inference semantics, streaming."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from vp3d_ros.checkpoint import CheckpointError, load_checkpoint
+from vp3d_ros.lifter import SequenceLifter, StreamingLifter, normalize_screen
+from vp3d_ros.model import Architecture, TemporalModel, build_model
+from vp3d_ros.skeletons import COCO17, H36M17
+
+RELEASED = [((3, 3, 3), False), ((3, 3, 3, 3), False), ((3, 3, 3, 3, 3), False),
+            ((3, 3, 3, 3, 3), True)]
+
+
+def official_keys(n_blocks):
+    """The parameter names of an official VideoPose3D model_pos state_dict."""
+    bn = ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
+    keys = {'expand_conv.weight', 'shrink.weight', 'shrink.bias'}
+    keys |= {f'expand_bn.{b}' for b in bn}
+    for i in range(2 * n_blocks):
+        keys.add(f'layers_conv.{i}.weight')
+        keys |= {f'layers_bn.{i}.{b}' for b in bn}
+    return keys
+
+
+@pytest.mark.parametrize('fw', [(3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3, 3)])
+def test_state_dict_keys_and_shapes_match_official_layout(fw):
+    m = build_model(Architecture(fw, channels=1024))
+    sd = m.state_dict()
+    assert set(sd) == official_keys(len(fw) - 1)
+    assert sd['expand_conv.weight'].shape == (1024, 34, 3)
+    assert sd['layers_conv.0.weight'].shape == (1024, 1024, 3)
+    assert sd['layers_conv.1.weight'].shape == (1024, 1024, 1)
+    assert sd['shrink.weight'].shape == (51, 1024, 1)
+    assert m.receptive_field == 3 ** len(fw)
+    dilations = [conv.dilation[0] for conv in m.layers_conv[::2]]
+    assert dilations == [3 ** (i + 1) for i in range(len(fw) - 1)]
+
+
+def test_three_input_features():
+    m = build_model(Architecture((3, 3), channels=16, in_features=3))
+    assert m.state_dict()['expand_conv.weight'].shape == (16, 51, 3)
+    assert m(torch.zeros(1, 9, 17, 3)).shape == (1, 1, 17, 3)
+
+
+@pytest.mark.parametrize('fw,causal', RELEASED)
+def test_checkpoint_round_trip(make_checkpoint, fw, causal):
+    path, model = make_checkpoint(fw, 24, causal)
+    ck = load_checkpoint(path, causal=causal)
+    assert ck.arch.filter_widths == fw and ck.arch.channels == 24 and ck.arch.causal == causal
+    assert ck.has_trajectory_model and len(ck.sha256) == 64
+    rebuilt = ck.build()
+    x = torch.randn(1, model.receptive_field + 4, 17, 2)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
+def test_bare_state_dict_and_legacy_serialization(make_checkpoint):
+    path, model = make_checkpoint((3, 3), 16, official=False, legacy_format=True)
+    ck = load_checkpoint(path)
+    assert ck.arch.filter_widths == (3, 3) and not ck.has_trajectory_model
+
+
+def test_loader_refuses_mismatched_architecture_naming_both(make_checkpoint):
+    path, _ = make_checkpoint((3, 3, 3), 32)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path, filter_widths=(3, 3, 3, 3, 3), channels=1024)
+    msg = str(e.value)
+    assert '[3, 3, 3, 3, 3]' in msg and '1024' in msg  # configured
+    assert 'filter_widths=[3, 3, 3]' in msg and 'channels=32' in msg  # checkpoint
+    with pytest.raises(CheckpointError, match='channels=32'):
+        load_checkpoint(path, channels=64)
+
+
+def test_loader_errors(tmp_path):
+    with pytest.raises(CheckpointError, match='not found'):
+        load_checkpoint(str(tmp_path / 'missing.bin'))
+    junk = tmp_path / 'junk.bin'
+    junk.write_bytes(b'this is not a checkpoint at all')
+    with pytest.raises(CheckpointError, match='not a readable'):
+        load_checkpoint(str(junk))
+    other = tmp_path / 'other.pt'
+    torch.save({'model_pos': {'fc.weight': torch.zeros(2, 2)}}, str(other))
+    with pytest.raises(CheckpointError, match='not a VideoPose3D temporal model'):
+        load_checkpoint(str(other))
+    listy = tmp_path / 'list.pt'
+    torch.save([torch.zeros(1)], str(listy))
+    with pytest.raises(CheckpointError, match='not a checkpoint'):
+        load_checkpoint(str(listy))
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a malicious checkpoint does."""
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+def test_pickle_carrying_code_is_refused_and_not_executed(make_checkpoint, tmp_path):
+    marker = tmp_path / 'pwned'
+    path, model = make_checkpoint((3, 3), 16)
+    evil = tmp_path / 'evil.bin'
+    torch.save({'model_pos': model.state_dict(), 'extra': _Payload(str(marker))}, str(evil))
+    assert b'system' in evil.read_bytes()  # the file really carries the call
+    with pytest.raises(CheckpointError, match='refused'):
+        load_checkpoint(str(evil))
+    assert not marker.exists()
+    raw = tmp_path / 'evil_raw.pkl'
+    raw.write_bytes(pickle.dumps({'model_pos': _Payload(str(marker))}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(str(raw))
+    assert not marker.exists()
+
+
+def _reference_lift(model, kp, w, h, in_layout, flip):
+    """Independent restatement of upstream inference for checking (numpy padding, batch flip)."""
+    rf = model.receptive_field
+    causal = model.arch.causal
+    pad = (rf - 1) // 2
+    shift = pad if causal else 0
+    norm = kp / w * 2 - np.array([1, h / w])
+    seq = np.pad(norm, ((pad + shift, pad - shift), (0, 0), (0, 0)), 'edge')
+    batch = [seq]
+    if flip:
+        f = seq.copy()
+        f[:, :, 0] *= -1
+        f[:, list(in_layout.left) + list(in_layout.right)] = f[:, list(in_layout.right) + list(in_layout.left)]
+        batch.append(f)
+    with torch.no_grad():
+        out = model(torch.tensor(np.stack(batch), dtype=torch.float32)).numpy()
+    if flip:
+        L, R = list(H36M17.left), list(H36M17.right)
+        out[1, :, :, 0] *= -1
+        out[1][:, L + R] = out[1][:, R + L]
+        return out.mean(0)
+    return out[0]
+
+
+@pytest.mark.parametrize('fw,causal', RELEASED)
+@pytest.mark.parametrize('layout', ['coco', 'h36m'])
+@pytest.mark.parametrize('flip', [True, False])
+def test_sequence_lifter_matches_upstream_semantics(fw, causal, layout, flip):
+    from conftest import randomize_model
+    model = randomize_model(build_model(Architecture(fw, 32, causal)), seed=len(fw))
+    rng = np.random.default_rng(3)
+    kp = rng.uniform([0, 0], [1000, 1002], size=(50, 17, 2))
+    out = SequenceLifter(model, layout, flip=flip).lift(kp, 1000, 1002)
+    ref = _reference_lift(model, kp, 1000, 1002, COCO17 if layout == 'coco' else H36M17, flip)
+    assert out.shape == (50, 17, 3)
+    assert np.abs(out - ref).max() < 1e-5
+
+
+def test_normalisation_divides_both_axes_by_width_and_is_not_root_centred():
+    kp = np.array([[0.0, 0.0], [1000.0, 1002.0], [500.0, 501.0]])
+    n = normalize_screen(kp, 1000, 1002)
+    np.testing.assert_allclose(n, [[-1, -1.002], [1, 1.002], [0, 0]])
+    with pytest.raises(ValueError):
+        normalize_screen(kp, 0, 10)
+
+
+@pytest.mark.parametrize('fw,causal', [((3, 3, 3), False), ((3, 3, 3), True),
+                                       ((3, 3, 3, 3, 3), False), ((3, 3, 3, 3, 3), True)])
+@pytest.mark.parametrize('T', [1, 2, 13, 120, 300])
+def test_one_output_per_frame_for_any_length(fw, causal, T):
+    from conftest import randomize_model
+    model = randomize_model(build_model(Architecture(fw, 16, causal)))
+    kp = np.random.default_rng(T).uniform(0, 640, size=(T, 17, 2))
+    out = SequenceLifter(model).lift(kp, 640, 480)
+    assert out.shape == (T, 17, 3) and np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize('fw,causal', RELEASED + [((3, 3, 3), True), ((1, 1, 1), False)])
+@pytest.mark.parametrize('T', [1, 5, 40, 280])
+def test_streaming_equals_whole_sequence(fw, causal, T):
+    from conftest import randomize_model
+    model = randomize_model(build_model(Architecture(fw, 32, causal)), seed=T)
+    kp = np.random.default_rng(T).uniform([0, 0], [1080, 1920], size=(T, 17, 2))
+    whole = SequenceLifter(model, 'h36m').lift(kp, 1080, 1920)
+    live = StreamingLifter(model, 'h36m', width=1080, height=1920)
+    got = []
+    rf = model.receptive_field
+    for t, frame in enumerate(kp):
+        new = live.push(frame)
+        if causal:  # causal: every frame's pose is available immediately
+            assert [i for i, _ in new] == [t]
+        else:  # symmetric: frame t - (RF-1)/2 becomes available with frame t
+            expect = t - (rf - 1) // 2
+            assert [i for i, _ in new] == ([expect] if expect >= 0 else [])
+        got += new
+    got += live.finish()
+    assert [i for i, _ in got] == list(range(T))
+    stream = np.stack([p for _, p in got])
+    assert np.abs(stream - whole).max() < 1e-5
+
+
+def test_flip_symmetry_of_lifting():
+    """Flip-averaged lifting is equivariant: mirroring the input mirrors the output."""
+    from conftest import randomize_model
+    model = randomize_model(build_model(Architecture((3, 3, 3), 32)), seed=5)
+    kp = np.random.default_rng(0).uniform(100, 900, size=(30, 17, 2))
+    w = 1000.0
+    mirrored = kp[:, list(H36M17.flip_permutation())].copy()
+    mirrored[..., 0] = w - mirrored[..., 0]
+    lifter = SequenceLifter(model, 'h36m', flip=True)
+    a = lifter.lift(kp, w, 1000)
+    b = lifter.lift(mirrored, w, 1000)
+    b_back = b[:, list(H36M17.flip_permutation())].copy()
+    b_back[..., 0] *= -1
+    assert np.abs(a - b_back).max() < 1e-5
+    no_flip = SequenceLifter(model, 'h36m', flip=False).lift(kp, w, 1000)
+    assert np.abs(no_flip - a).max() > 1e-3  # flip really changes the estimate
+
+
+def test_layouts_are_consistent():
+    for layout in (H36M17, COCO17):
+        perm = layout.flip_permutation()
+        assert sorted(perm) == list(range(17))
+        for l, r in zip(layout.left, layout.right):
+            assert layout.joints[l].lower().replace('left', 'l').startswith('l')
+            assert layout.joints[r].lower().replace('right', 'r').startswith('r')
+    assert len(H36M17.bones) == 16

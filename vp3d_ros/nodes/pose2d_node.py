@@ -1,0 +1,161 @@
+"""pose2d node: camera images -> MediaPipe Pose -> 2D keypoints stamped like the image.
+
+Live behaviour: a subscription callback only parks the newest frame in a one-slot mailbox;
+a worker thread runs MediaPipe on whatever is newest. A frame overwritten before the worker
+took it is a counted drop, so the node never builds a queue of stale frames. Every
+processed frame yields a ``keypoints_2d`` message, an empty cloud when nobody is seen.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from ..keypoint_mapping import map_mediapipe
+from ..ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
+                               keypoints_to_cloud)
+from .common import ConfigError, Throttle, declare, run_node
+from .diagnostics import NodeDiagnostics
+
+
+class Pose2dNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('pose2d', **kwargs)
+        p = lambda *a: declare(self, *a)  # noqa: E731
+        self.backend = p('backend', 'legacy', "MediaPipe backend: 'legacy' (model bundled in "
+                         "mediapipe 0.10.21) or 'tasks' (PoseLandmarker with task_file)")
+        self.task_file = p('task_file', '', "Tasks backend: path to a pose_landmarker .task file")
+        self.model_complexity = p('model_complexity', 1, 'legacy backend: 1 = full (bundled)')
+        min_det = p('min_detection_confidence', 0.5, 'person detection threshold')
+        min_track = p('min_tracking_confidence', 0.5, 'landmark tracking threshold')
+        min_presence = p('min_presence_confidence', 0.5, 'tasks backend: presence threshold')
+        num_poses = p('num_poses', 1, 'tasks backend: maximum persons per image')
+        self.layout = p('keypoint_layout', 'h36m', "layout of keypoints_2d: 'h36m' or 'coco'")
+        self.publish_33 = p('publish_landmarks', False, 'also publish all 33 MediaPipe landmarks')
+        self.publish_world = p('publish_world_landmarks', False,
+                               "also publish MediaPipe's world landmarks (metres, hip-centred)")
+        compressed = p('compressed', False, "subscribe to '<image>/compressed' "
+                       '(sensor_msgs/CompressedImage) instead of raw images')
+        if self.layout not in ('h36m', 'coco'):
+            raise ConfigError(f"keypoint_layout must be 'h36m' or 'coco', got {self.layout!r}")
+        from ..pose_estimation import PoseEstimationError, create_estimator
+        try:
+            self.estimator = create_estimator(
+                backend=self.backend, model_complexity=self.model_complexity,
+                task_file=self.task_file or None, min_detection_confidence=min_det,
+                min_tracking_confidence=min_track, min_presence_confidence=min_presence,
+                num_poses=num_poses, video_mode=True)
+        except (PoseEstimationError, ValueError, OSError) as e:
+            raise ConfigError(f'pose2d: {e}') from e
+
+        self.pub = self.create_publisher(PointCloud2, 'keypoints_2d', 10)
+        self.pub_33 = self.create_publisher(PointCloud2, 'landmarks', 10) if self.publish_33 else None
+        self.pub_world = (self.create_publisher(PointCloud2, 'world_landmarks', 10)
+                          if self.publish_world else None)
+        if compressed:
+            self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
+                                     qos_profile_sensor_data)
+        else:
+            self.create_subscription(Image, 'image', self._on_image, qos_profile_sensor_data)
+        self.camera_size = None
+        self.create_subscription(CameraInfo, 'camera_info', self._on_info, qos_profile_sensor_data)
+        self.throttle = Throttle()
+        self.diag = NodeDiagnostics(self, 'pose2d')
+        self._slot: Optional[object] = None
+        self._cv = threading.Condition()
+        self._running = True
+        self._size = None
+        self._last_ms = -1
+        self._worker = threading.Thread(target=self._work, name='pose2d-worker', daemon=True)
+        self._worker.start()
+        self.get_logger().info(f'pose2d ready: backend={self.backend} layout={self.layout} '
+                               f'listening on {"image/compressed" if compressed else "image"}')
+
+    def _on_info(self, msg: CameraInfo):
+        self.camera_size = (msg.width, msg.height)
+
+    def _on_image(self, msg):
+        self.diag.received()
+        with self._cv:
+            if self._slot is not None:
+                self.diag.dropped()
+            self._slot = msg
+            self._cv.notify()
+
+    def _work(self):
+        while True:
+            with self._cv:
+                while self._slot is None and self._running:
+                    self._cv.wait(0.5)
+                if not self._running:
+                    return
+                msg, self._slot = self._slot, None
+            try:
+                self._process(msg)
+            except Exception as e:  # a bad frame must never kill the camera's node
+                if self.throttle('process'):
+                    self.get_logger().error(f'frame skipped: {type(e).__name__}: {e}')
+                self.diag.error()
+
+    def _decode(self, msg) -> Optional[np.ndarray]:
+        try:
+            if isinstance(msg, CompressedImage):
+                return compressed_to_numpy(msg)
+            return image_to_numpy(msg)
+        except ImageConversionError as e:
+            self.diag.error()
+            if self.throttle('decode'):
+                self.get_logger().warning(f'bad image skipped ({e})')
+            return None
+
+    def _process(self, msg):
+        t0 = time.perf_counter()
+        rgb = self._decode(msg)
+        if rgb is None:
+            return
+        h, w = rgb.shape[:2]
+        if self._size is not None and self._size != (w, h):
+            self.get_logger().warning(f'image size changed {self._size} -> {(w, h)}')
+        self._size = (w, h)
+        if self.camera_size and tuple(self.camera_size) != (w, h) and self.throttle('size'):
+            self.get_logger().error(f'camera_info says {self.camera_size[0]}x'
+                                    f'{self.camera_size[1]} but images are {w}x{h}; the lifter '
+                                    'will refuse these frames until they agree')
+        stamp_ms = msg.header.stamp.sec * 1000 + msg.header.stamp.nanosec // 1_000_000
+        stamp_ms = max(stamp_ms, self._last_ms + 1)  # the video graph needs increasing stamps
+        self._last_ms = stamp_ms
+        people = self.estimator.process(rgb, stamp_ms)
+        n = len(people)
+        lm = np.array([p.landmarks_px for p in people]).reshape(n, 33, 2)
+        vis = np.array([p.visibility for p in people]).reshape(n, 33)
+        kp, conf = map_mediapipe(lm, vis, self.layout)
+        ids = list(range(n))
+        self.pub.publish(keypoints_to_cloud(msg.header, kp, conf, ids))
+        if self.pub_33 is not None:
+            self.pub_33.publish(keypoints_to_cloud(msg.header, lm, vis, ids))
+        if self.pub_world is not None:
+            world = np.array([p.world_landmarks if p.world_landmarks is not None
+                              else np.full((33, 3), np.nan) for p in people]).reshape(n, 33, 3)
+            self.pub_world.publish(keypoints_to_cloud(msg.header, np.nan_to_num(world), vis, ids))
+        self.diag.processed(time.perf_counter() - t0, persons=n)
+
+    def close(self):
+        with self._cv:
+            self._running = False
+            self._cv.notify_all()
+        self._worker.join(timeout=5)
+        self.estimator.close()
+
+
+def main(args=None):
+    raise SystemExit(run_node(Pose2dNode, args))
+
+
+if __name__ == '__main__':
+    main()

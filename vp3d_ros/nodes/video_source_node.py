@@ -1,0 +1,103 @@
+"""video_source node: a video file as a camera (like image_publisher / video_stream_opencv).
+
+Publishes ``image`` (sensor_msgs/Image) and ``camera_info`` at the clip's frame rate (or
+``rate``), optionally looping. Stamps are the node clock at publication (a camera's
+behaviour; with use_sim_time they follow /clock). The CameraInfo carries the image size
+and a nominal pinhole model (focal length = image diagonal, centred principal point, no
+distortion) unless ``camera_info_yaml`` gives a calibration.
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from ..ros_conversions import numpy_to_image
+from .common import ConfigError, declare, run_node
+
+BUNDLED_CLIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            'data', 'balancing_cam01.mp4')
+
+
+def nominal_camera_info(width: int, height: int, frame_id: str) -> CameraInfo:
+    f = float(np.hypot(width, height))
+    info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
+    info.header.frame_id = frame_id
+    info.d = [0.0] * 5
+    info.k = [f, 0.0, width / 2, 0.0, f, height / 2, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [f, 0.0, width / 2, 0.0, 0.0, f, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+class VideoSourceNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('video_source', **kwargs)
+        p = lambda *a: declare(self, *a)  # noqa: E731
+        video = p('video', '', "video file; '' = the bundled demo clip") or BUNDLED_CLIP
+        self.frame_id = p('frame_id', 'camera_optical_frame', 'frame_id of images and camera_info')
+        rate = p('rate', 0.0, 'publication rate in Hz; 0 = the clip frame rate')
+        self.loop = p('loop', False, 'start over at the end of the clip')
+        self.encoding = p('encoding', 'rgb8', "'rgb8' or 'bgr8'")
+        delay = p('start_delay_s', 1.0, 'wait before the first frame (subscribers connect)')
+        self.max_frames = p('max_frames', 0, 'stop after this many frames (0 = clip length)')
+        if self.encoding not in ('rgb8', 'bgr8'):
+            raise ConfigError(f"encoding must be 'rgb8' or 'bgr8', got {self.encoding!r}")
+        if not os.path.isfile(video):
+            raise ConfigError(f'video_source: no such video file: {video}')
+        self.cap = cv2.VideoCapture(video)
+        ok, first = self.cap.read()
+        if not self.cap.isOpened() or not ok:
+            raise ConfigError(f'video_source: cannot decode {video} (not a video, or empty)')
+        self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self.rate = rate or fps
+        h, w = first.shape[:2]
+        self.info = nominal_camera_info(w, h, self.frame_id)
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.create_publisher(Image, 'image', qos)
+        self.pub_info = self.create_publisher(CameraInfo, 'camera_info', qos)
+        self.sent = 0
+        self.video = video
+        self._start = self.create_timer(max(delay, 1e-3), self._begin)
+        self.get_logger().info(f'video_source: {video} {w}x{h} @ {self.rate:.2f} Hz '
+                               f'(loop={self.loop})')
+
+    def _begin(self):
+        self._start.cancel()
+        self.create_timer(1.0 / self.rate, self._tick)
+
+    def _tick(self):
+        if self.max_frames and self.sent >= self.max_frames:
+            return
+        ok, bgr = self.cap.read()
+        if not ok:
+            if not self.loop:
+                return
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, bgr = self.cap.read()
+            if not ok:
+                return
+        frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if self.encoding == 'rgb8' else bgr
+        msg = numpy_to_image(frame, self.encoding)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        self.info.header.stamp = msg.header.stamp
+        self.pub_info.publish(self.info)
+        self.pub.publish(msg)
+        self.sent += 1
+
+    def close(self):
+        self.cap.release()
+
+
+def main(args=None):
+    raise SystemExit(run_node(VideoSourceNode, args))
+
+
+if __name__ == '__main__':
+    main()

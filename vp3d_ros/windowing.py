@@ -1,0 +1,146 @@
+"""Per-track temporal windows for live lifting: gaps, resets and stamps around a
+:class:`~vp3d_ros.lifter.StreamingLifter`.
+
+A track is one person seen by one camera. Rules (what a rig needs):
+
+- Every lifted frame keeps its own stamp: poses come out in input order, each with the
+  stamp of the 2D frame it belongs to (symmetric models emit (RF-1)/2 frames late).
+- Short gaps (a person missing for up to ``max_gap_frames`` frames, or single joints with
+  low confidence) are bridged: missing frames are linearly interpolated once the person is
+  back, weak joints hold their last confident position.
+- Long gaps, time running backwards (a replayed bag looping) and an image-size change
+  end the segment: the window is finished with upstream edge padding (so the last frames
+  still get poses) and restarted. Duplicate stamps are ignored.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Deque, List, Optional, Tuple
+
+import numpy as np
+
+from .lifter import StreamingLifter
+
+
+@dataclass
+class LiftedPose:
+    stamp_ns: int
+    pose: np.ndarray  # (17, 3) metres
+    confidence: np.ndarray  # (17,)
+    bridged: bool = False  # interpolated across a detection gap
+
+
+@dataclass
+class WindowStats:
+    frames_in: int = 0
+    poses_out: int = 0
+    bridged: int = 0
+    resets: int = 0
+    duplicates: int = 0
+    last_reset_reason: str = ''
+
+
+class TrackWindow:
+    def __init__(self, make_lifter: Callable[[float, float], StreamingLifter],
+                 max_gap_frames: int = 10, max_gap_s: float = 0.5, min_confidence: float = 0.2):
+        self._make = make_lifter
+        self.max_gap_frames = max_gap_frames
+        self.max_gap_ns = int(max_gap_s * 1e9)
+        self.min_confidence = min_confidence
+        self.lifter: Optional[StreamingLifter] = None
+        self.size: Optional[Tuple[float, float]] = None
+        self.stats = WindowStats()
+        self._stamps: Deque[Tuple[int, np.ndarray, bool]] = deque()
+        self._last_stamp: Optional[int] = None
+        self._last_kp: Optional[np.ndarray] = None
+        self._last_good_stamp: Optional[int] = None
+        self._missing: List[int] = []  # stamps of frames without this person, since last good
+
+    @property
+    def fill(self) -> int:
+        """Frames waiting for future context (0 for causal models)."""
+        return self.lifter.pending if self.lifter else 0
+
+    @property
+    def last_stamp(self) -> Optional[int]:
+        return self._last_stamp
+
+    def _collect(self, results) -> List[LiftedPose]:
+        out = []
+        for _, pose in results:
+            stamp, conf, bridged = self._stamps.popleft()
+            out.append(LiftedPose(stamp, pose, conf, bridged))
+        self.stats.poses_out += len(out)
+        return out
+
+    def finish(self, reason: str = '') -> List[LiftedPose]:
+        """End the segment: emit every owed pose (edge padding), then start afresh."""
+        out = self._collect(self.lifter.finish()) if self.lifter else []
+        if reason and (self._last_kp is not None or out):
+            self.stats.resets += 1
+            self.stats.last_reset_reason = reason
+        self._stamps.clear()
+        self._last_kp = None
+        self._last_good_stamp = None
+        self._missing = []
+        return out
+
+    def _push(self, stamp, kp, conf, bridged=False) -> List[LiftedPose]:
+        self._stamps.append((stamp, conf, bridged))
+        self.stats.bridged += int(bridged)
+        return self._collect(self.lifter.push(kp))
+
+    def add(self, stamp_ns: int, keypoints: Optional[np.ndarray], confidence: Optional[np.ndarray],
+            image_size: Tuple[float, float]) -> List[LiftedPose]:
+        """One 2D frame (keypoints None = person not seen) -> poses that became available."""
+        out: List[LiftedPose] = []
+        self.stats.frames_in += 1
+        if self._last_stamp is not None:
+            if stamp_ns == self._last_stamp:
+                self.stats.duplicates += 1
+                return out
+            if stamp_ns < self._last_stamp:
+                out += self.finish('time went backwards')
+            elif stamp_ns - self._last_stamp > self.max_gap_ns:
+                out += self.finish('gap in time')
+        if self.size != tuple(image_size):
+            out += self.finish('image size changed') if self.size else []
+            self.size = tuple(image_size)
+            self.lifter = self._make(*self.size)
+        self._last_stamp = stamp_ns
+
+        kp, conf = self._clean(keypoints, confidence)
+        if kp is None:
+            if self._last_kp is not None:
+                self._missing.append(stamp_ns)
+                if len(self._missing) > self.max_gap_frames:
+                    out += self.finish('person lost')
+            return out
+        if self._missing and self._last_kp is not None:
+            # Bridge: interpolate the missing frames between the last and this detection.
+            t0, t1 = self._last_good_stamp, stamp_ns
+            for s in self._missing:
+                a = (s - t0) / max(1, t1 - t0)
+                out += self._push(s, (1 - a) * self._last_kp + a * kp, np.zeros_like(conf), True)
+        self._missing = []
+        self._last_kp = kp
+        self._last_good_stamp = stamp_ns
+        out += self._push(stamp_ns, kp, conf)
+        return out
+
+    def _clean(self, keypoints, confidence):
+        """Non-finite or weak joints hold their last confident value; None if nobody is there."""
+        if keypoints is None:
+            return None, None
+        kp = np.array(keypoints, dtype=np.float64)
+        conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
+        bad = ~np.all(np.isfinite(kp), axis=1) | (conf < self.min_confidence)
+        if bad.all():
+            return None, None
+        if bad.any():
+            if self._last_kp is not None:
+                kp[bad] = self._last_kp[bad]
+            else:  # nothing to hold yet: put weak joints on the centre of the confident ones
+                kp[bad] = kp[~bad].mean(axis=0)
+        return kp, conf
