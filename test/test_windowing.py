@@ -1,0 +1,92 @@
+"""Track windows: stamps, gap bridging, resets; results equal offline lifting."""
+import numpy as np
+import pytest
+
+from conftest import randomize_model
+from vp3d_ros.lifter import SequenceLifter, StreamingLifter
+from vp3d_ros.model import Architecture, build_model
+from vp3d_ros.windowing import TrackWindow
+
+MS = 1_000_000
+
+
+def make_window(causal, **kw):
+    model = randomize_model(build_model(Architecture((3, 3, 3), 16, causal)), seed=2)
+    maker = lambda w, h: StreamingLifter(model, 'h36m', width=w, height=h)  # noqa: E731
+    return model, TrackWindow(maker, **kw)
+
+
+def frames(T, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(100, 500, size=(T, 17, 2)), np.full((T, 17), 0.9)
+
+
+@pytest.mark.parametrize('causal', [True, False])
+def test_stamps_and_values_match_offline(causal):
+    model, win = make_window(causal)
+    kp, conf = frames(60)
+    out = []
+    for t in range(60):
+        got = win.add(t * 33 * MS, kp[t], conf[t], (640, 480))
+        if causal:
+            assert [p.stamp_ns for p in got] == [t * 33 * MS]
+        out += got
+    out += win.finish()
+    assert [p.stamp_ns for p in out] == [t * 33 * MS for t in range(60)]
+    ref = SequenceLifter(model, 'h36m').lift(kp, 640, 480)
+    assert np.abs(np.stack([p.pose for p in out]) - ref).max() < 1e-5
+
+
+def test_short_gap_is_bridged_by_interpolation():
+    model, win = make_window(True, max_gap_frames=5)
+    kp, conf = frames(20)
+    out = []
+    for t in range(20):
+        present = not (8 <= t < 11)
+        out += win.add(t * 33 * MS, kp[t] if present else None, conf[t] if present else None,
+                       (640, 480))
+    assert [p.stamp_ns // (33 * MS) for p in out] == list(range(20))
+    assert [p.bridged for p in out].count(True) == 3
+    filled = kp.copy()
+    for t in (8, 9, 10):
+        a = (t - 7) / 4
+        filled[t] = (1 - a) * kp[7] + a * kp[11]
+    ref = SequenceLifter(model, 'h36m').lift(filled, 640, 480)
+    assert np.abs(np.stack([p.pose for p in out]) - ref).max() < 1e-5
+
+
+def test_long_gap_backwards_time_and_size_change_reset():
+    model, win = make_window(False, max_gap_frames=2, max_gap_s=0.5)
+    kp, conf = frames(40)
+    out = []
+    for t in range(10):
+        out += win.add(t * 33 * MS, kp[t], conf[t], (640, 480))
+    for t in range(10, 14):  # person lost for 4 > 2 frames: segment ends, owed poses flushed
+        out += win.add(t * 33 * MS, None, None, (640, 480))
+    assert len(out) == 10 and win.stats.resets == 1
+    out += win.add(14 * 33 * MS, kp[14], conf[14], (640, 480))
+    out += win.add(5 * 33 * MS, kp[15], conf[15], (640, 480))  # bag loop: time backwards
+    assert win.stats.resets == 2 and len(out) == 11
+    out += win.add(6 * 33 * MS, kp[16], conf[16], (800, 600))  # new image size
+    assert win.stats.resets == 3 and len(out) == 12
+    out += win.add(6 * 33 * MS, kp[16], conf[16], (800, 600))  # duplicate stamp ignored
+    assert win.stats.duplicates == 1
+    out += win.add(60 * 33 * MS, kp[17], conf[17], (800, 600))  # minutes-long gap
+    assert win.stats.resets == 4
+    out += win.finish()
+    assert len(out) == 14
+
+
+def test_weak_and_nonfinite_joints_hold_last_value():
+    model, win = make_window(True)
+    kp, conf = frames(3)
+    win.add(0, kp[0], conf[0], (640, 480))
+    bad = kp[1].copy()
+    bad[3] = np.nan
+    c = conf[1].copy()
+    c[5] = 0.0
+    got = win.add(33 * MS, bad, c, (640, 480))
+    assert np.all(np.isfinite(got[0].pose))
+    assert win._last_kp[3].tolist() == kp[0][3].tolist()
+    assert win._last_kp[5].tolist() == kp[0][5].tolist()
+    assert win.add(66 * MS, np.full((17, 2), np.nan), conf[2], (640, 480)) == []
