@@ -1,0 +1,243 @@
+"""sensor_msgs <-> numpy glue: what cv_bridge and sensor_msgs_py would do here.
+
+Why our own: neither installs from PyPI, and the nodes must run on the PyPI ROS wheels.
+Conventions follow them so that, on a full ROS install, ``cv_bridge`` and
+``sensor_msgs_py.point_cloud2.read_points_numpy`` read what we publish:
+
+- Image: ``step = width * bytes_per_pixel``, ``is_bigendian = 0`` (16-bit data written
+  little-endian); on input ``step`` row padding and ``is_bigendian`` are honoured.
+- CompressedImage: format ``"rgb8; jpeg compressed bgr8"`` (image_transport's form; cv_bridge
+  ignores format and just decodes).
+- PointCloud2: ``cloud_schema``'s all-FLOAT32 packed layout, ``height = 1``,
+  ``row_step = width * point_step``.
+
+Message data is always set as ``array.array('B')``: rclpy's setter checks any other
+sequence element by element, which takes seconds for a camera frame.
+"""
+from __future__ import annotations
+
+import array
+from typing import Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from . import cloud_schema
+
+
+class ImageConversionError(ValueError):
+    """A message that cannot be turned into an RGB frame (or an array into a message)."""
+
+
+# encoding -> (channels, numpy dtype (little-endian), cv2 code to RGB or None)
+_DECODE = {
+    'rgb8': (3, 'u1', None),
+    'bgr8': (3, 'u1', cv2.COLOR_BGR2RGB),
+    'rgba8': (4, 'u1', cv2.COLOR_RGBA2RGB),
+    'bgra8': (4, 'u1', cv2.COLOR_BGRA2RGB),
+    'mono8': (1, 'u1', cv2.COLOR_GRAY2RGB),
+    '8UC1': (1, 'u1', cv2.COLOR_GRAY2RGB),
+    'mono16': (1, 'u2', cv2.COLOR_GRAY2RGB),
+    '16UC1': (1, 'u2', cv2.COLOR_GRAY2RGB),
+    'yuv422': (2, 'u1', cv2.COLOR_YUV2RGB_UYVY),  # ROS's yuv422 is UYVY
+    'uyvy': (2, 'u1', cv2.COLOR_YUV2RGB_UYVY),
+    'yuv422_yuy2': (2, 'u1', cv2.COLOR_YUV2RGB_YUY2),
+    'yuyv': (2, 'u1', cv2.COLOR_YUV2RGB_YUY2),
+}
+# encodings numpy_to_image writes: encoding -> (channels, dtype)
+_ENCODE = {'rgb8': (3, np.uint8), 'bgr8': (3, np.uint8), 'rgba8': (4, np.uint8),
+           'bgra8': (4, np.uint8), 'mono8': (1, np.uint8), 'mono16': (1, np.uint16)}
+_CV_EXT = {'jpeg': '.jpg', 'jpg': '.jpg', 'png': '.png'}
+
+
+def _byte_array(data) -> np.ndarray:
+    """Message ``data`` (array.array, bytes, numpy from rosbags, list) -> flat uint8 view."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else \
+            np.frombuffer(data.tobytes(), np.uint8)
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def _to_msg_bytes(buf) -> array.array:
+    """bytes or a C-contiguous array -> array('B'), copying once."""
+    out = array.array('B')
+    out.frombytes(memoryview(buf).cast('B') if isinstance(buf, np.ndarray) else buf)
+    return out
+
+
+def image_to_numpy(msg: Image, desired: str = 'rgb8') -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 array in ``desired`` order ('rgb8' or 'bgr8').
+
+    16-bit mono is scaled by 1/256 (the full 16-bit range onto 8 bits) rather than
+    clipped: a pose detector needs a visible image. The result never aliases ``msg.data``.
+    """
+    if desired not in ('rgb8', 'bgr8'):
+        raise ImageConversionError(f"desired encoding must be 'rgb8' or 'bgr8', not {desired!r}")
+    enc = msg.encoding
+    if enc not in _DECODE:
+        raise ImageConversionError(f'unsupported image encoding {enc!r}; supported: '
+                                   f'{", ".join(sorted(_DECODE))}')
+    channels, kind, code = _DECODE[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h == 0 or w == 0:
+        raise ImageConversionError(f'empty image ({w}x{h})')
+    if enc in ('yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv') and w % 2:
+        raise ImageConversionError(f'{enc} needs an even width, got {w}')
+    dtype = np.dtype(kind).newbyteorder('>' if msg.is_bigendian else '<')
+    row_bytes = w * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(f'step {step} is smaller than width {w} x {channels} '
+                                   f'channel(s) x {dtype.itemsize} byte(s) = {row_bytes}')
+    buf = _byte_array(msg.data)
+    if buf.size < step * h:
+        raise ImageConversionError(f'image data truncated: {buf.size} bytes, expected '
+                                   f'step {step} x height {h} = {step * h}')
+    if buf.size != step * h:
+        raise ImageConversionError(f'image data has {buf.size} bytes, inconsistent with '
+                                   f'step {step} x height {h} = {step * h}')
+    rows = np.ascontiguousarray(buf.reshape(h, step)[:, :row_bytes])
+    img = rows.view(dtype).reshape(h, w, channels)
+    if dtype.itemsize == 2:
+        img = (img.astype(np.uint16) >> 8).astype(np.uint8)
+    img = img[..., 0] if channels == 1 else img
+    rgb = img.copy() if code is None else cv2.cvtColor(np.ascontiguousarray(img), code)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if desired == 'bgr8' else rgb
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str = 'rgb8',
+                   header: Optional[Header] = None) -> Image:
+    """Array -> sensor_msgs/Image, stored as is and labelled ``encoding`` (cv2_to_imgmsg)."""
+    if encoding not in _ENCODE:
+        raise ImageConversionError(f'cannot write encoding {encoding!r}; supported: '
+                                   f'{", ".join(sorted(_ENCODE))}')
+    channels, dtype = _ENCODE[encoding]
+    arr = np.asarray(arr)
+    if channels == 1 and arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    want = 2 if channels == 1 else 3
+    if arr.ndim != want or (channels > 1 and arr.shape[2] != channels):
+        raise ImageConversionError(f'{encoding} needs an array of shape (H, W'
+                                   f'{"" if channels == 1 else f", {channels}"}), '
+                                   f'got {arr.shape}')
+    if arr.dtype != dtype:
+        raise ImageConversionError(f'{encoding} needs dtype {np.dtype(dtype).name}, '
+                                   f'got {arr.dtype}')
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageConversionError(f'empty image {arr.shape}')
+    arr = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder('<'))
+    msg = Image()
+    msg.header = header if header is not None else Header()
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * channels * arr.itemsize
+    msg.data = _to_msg_bytes(arr)
+    return msg
+
+
+def compressed_to_numpy(msg: CompressedImage, desired: str = 'rgb8') -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB (or BGR)."""
+    if desired not in ('rgb8', 'bgr8'):
+        raise ImageConversionError(f"desired encoding must be 'rgb8' or 'bgr8', not {desired!r}")
+    if 'compressedDepth' in (msg.format or ''):
+        raise ImageConversionError(f'compressedDepth images are not supported ({msg.format!r})')
+    buf = _byte_array(msg.data)
+    if buf.size == 0:
+        raise ImageConversionError('compressed image has no data')
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageConversionError(f'cannot decode compressed image (format {msg.format!r}, '
+                                   f'{buf.size} bytes): corrupt or not jpeg/png')
+    return bgr if desired == 'bgr8' else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def numpy_to_compressed(arr_rgb: np.ndarray, fmt: str = 'jpeg', header: Optional[Header] = None,
+                        jpeg_quality: int = 90) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/CompressedImage (jpeg or png)."""
+    if fmt not in _CV_EXT:
+        raise ImageConversionError(f"compressed format must be 'jpeg' or 'png', not {fmt!r}")
+    arr = np.asarray(arr_rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or 0 in arr.shape:
+        raise ImageConversionError(f'need a non-empty (H, W, 3) uint8 RGB array, got '
+                                   f'{arr.shape} {arr.dtype}')
+    fmt = 'jpeg' if fmt == 'jpg' else fmt
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == 'jpeg' else []
+    ok, enc = cv2.imencode(_CV_EXT[fmt], cv2.cvtColor(arr, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ImageConversionError(f'OpenCV failed to encode {fmt}')
+    msg = CompressedImage()
+    msg.header = header if header is not None else Header()
+    msg.format = f'rgb8; {fmt} compressed bgr8'
+    msg.data = _to_msg_bytes(enc)
+    return msg
+
+
+def keypoints_to_cloud(header: Optional[Header], points: np.ndarray, confidence: np.ndarray,
+                       person_ids=None) -> PointCloud2:
+    """(P, J, D) keypoints + (P, J) confidences -> PointCloud2 in the cloud_schema layout."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim == 2:
+        points = points[None]
+        confidence = np.asarray(confidence)[None]
+    if points.ndim != 3:
+        raise ValueError(f'points must be (P, J, D), got {points.shape}')
+    p, j, d = points.shape
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if confidence.shape != (p, j):
+        raise ValueError(f'confidence shape {confidence.shape} does not match points ({p}, {j})')
+    layout = cloud_schema.layout_for(d)
+    msg = PointCloud2()
+    msg.header = header if header is not None else Header()
+    msg.height, msg.width = 1, p * j
+    msg.fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1)
+                  for n, o in zip(layout.names, layout.offsets)]
+    msg.is_bigendian = False
+    msg.point_step = layout.point_step
+    msg.row_step = layout.point_step * p * j
+    msg.is_dense = True
+    msg.data = _to_msg_bytes(cloud_schema.pack(points, confidence, person_ids))
+    return msg
+
+
+def cloud_to_keypoints(msg: PointCloud2, num_joints: int = 17
+                       ) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+    """PointCloud2 -> {person_id: (positions (J, D), confidence (J,))}.
+
+    Joints a person lacks come back as NaN positions with confidence 0.
+    """
+    fields = {f.name: f for f in msg.fields}
+    dims = 3 if 'z' in fields else 2
+    needed = cloud_schema.layout_for(dims).names
+    missing = [n for n in needed if n not in fields]
+    if missing:
+        raise ValueError(f'cloud lacks fields {missing} (has {list(fields)})')
+    step = int(msg.point_step)
+    for n in needed:
+        f = fields[n]
+        if f.datatype != PointField.FLOAT32 or f.count != 1:
+            raise ValueError(f'field {n!r} must be one FLOAT32 ({PointField.FLOAT32}), '
+                             f'got datatype {f.datatype} count {f.count}')
+        if f.offset + 4 > step:
+            raise ValueError(f'field {n!r} at offset {f.offset} does not fit point_step {step}')
+    if msg.is_bigendian:
+        raise ValueError('big-endian point clouds are not supported')
+    h, w, row_step = int(msg.height), int(msg.width), int(msg.row_step)
+    if row_step < w * step:
+        raise ValueError(f'row_step {row_step} < width {w} x point_step {step}')
+    buf = _byte_array(msg.data)
+    if buf.size < h * row_step:
+        raise ValueError(f'cloud payload too short: {buf.size} bytes, expected height {h} x '
+                         f'row_step {row_step} = {h * row_step}')
+    if buf.size != h * row_step:
+        raise ValueError(f'cloud payload has {buf.size} bytes, inconsistent with height {h} '
+                         f'x row_step {row_step} = {h * row_step} (wrong point count?)')
+    if h * w == 0:
+        return {}
+    payload = buf.reshape(h, row_step)[:, :w * step].tobytes()
+    return cloud_schema.unpack(payload, [f.name for f in msg.fields],
+                               [f.offset for f in msg.fields], step, h * w, num_joints)
