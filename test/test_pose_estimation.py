@@ -11,8 +11,9 @@ import pytest
 
 from conftest import CLIP, REPO
 from vp3d_ros.keypoint_mapping import mediapipe_to_coco, mediapipe_to_h36m
-from vp3d_ros.pose_estimation import (LegacyPoseEstimator, PoseDetection, TasksPoseEstimator,
-                                      create_estimator, legacy_model_available)
+from vp3d_ros.pose_estimation import (LegacyPoseEstimator, PoseDetection, PoseEstimationError,
+                                      TasksPoseEstimator, create_estimator,
+                                      legacy_model_available)
 from vp3d_ros.pose_task_bundle import DETECTOR_NAME, LANDMARKER_NAME, build_pose_task, main
 from vp3d_ros.skeletons import COCO17, H36M17, MEDIAPIPE33
 
@@ -138,12 +139,13 @@ def test_mapping_real_result_anatomy(legacy):
 def test_legacy_complexity_needing_download_rejected(complexity):
     if legacy_model_available(complexity):
         pytest.skip('this mediapipe install already has the model on disk')
-    with pytest.raises(ValueError, match='download'):
+    with pytest.raises(PoseEstimationError, match='download'):
         create_estimator('legacy', model_complexity=complexity)
 
 
 def test_bad_arguments_rejected(tmp_path, frames):
-    with pytest.raises(ValueError, match='0, 1 or 2'):
+    assert issubclass(PoseEstimationError, ValueError)
+    with pytest.raises(PoseEstimationError, match='0, 1 or 2'):
         LegacyPoseEstimator(model_complexity=3)
     with pytest.raises(ValueError, match='unknown pose backend'):
         create_estimator('openpose')
@@ -165,7 +167,7 @@ def test_bad_arguments_rejected(tmp_path, frames):
     with zipfile.ZipFile(tmp_path / 'junk.task', 'w') as zf:
         zf.writestr(DETECTOR_NAME, b'junk')
         zf.writestr(LANDMARKER_NAME, b'junk')
-    with pytest.raises(ValueError, match='MediaPipe rejected'):
+    with pytest.raises(PoseEstimationError, match='MediaPipe rejected'):
         create_estimator('tasks', task_file=tmp_path / 'junk.task')
     with create_estimator('legacy') as est:
         with pytest.raises(ValueError, match='uint8 RGB'):

@@ -25,6 +25,10 @@ import numpy as np
 NUM_LANDMARKS = 33
 
 
+class PoseEstimationError(ValueError):
+    """Bad backend configuration or model file (a missing file is FileNotFoundError)."""
+
+
 @dataclass
 class PoseDetection:
     """One person: pixel landmarks, confidences in [0, 1], metric world landmarks."""
@@ -53,14 +57,14 @@ def _to_detection(landmarks, world, width: int, height: int) -> PoseDetection:
 def _check_frame(rgb) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
-        raise ValueError(f'need a non-empty (H, W, 3) uint8 RGB frame, got {rgb.shape} '
-                         f'{rgb.dtype}')
+        raise PoseEstimationError(f'need a non-empty (H, W, 3) uint8 RGB frame, got '
+                                  f'{rgb.shape} {rgb.dtype}')
     return np.ascontiguousarray(rgb)
 
 
 def _check_unit(name: str, value: float) -> float:
     if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f'{name} must be in [0, 1], got {value}')
+        raise PoseEstimationError(f'{name} must be in [0, 1], got {value}')
     return float(value)
 
 
@@ -96,9 +100,10 @@ class LegacyPoseEstimator(PoseEstimator):
     def __init__(self, model_complexity: int = 1, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5, video_mode: bool = True):
         if model_complexity not in (0, 1, 2):
-            raise ValueError(f'model_complexity must be 0, 1 or 2, got {model_complexity!r}')
+            raise PoseEstimationError(
+                f'model_complexity must be 0, 1 or 2, got {model_complexity!r}')
         if not legacy_model_available(model_complexity):
-            raise ValueError(
+            raise PoseEstimationError(
                 f'model_complexity={model_complexity} needs pose_landmark_'
                 f'{["lite", "full", "heavy"][model_complexity]}.tflite, which this mediapipe '
                 'wheel does not ship and would try to download at start-up (fails offline); '
@@ -131,19 +136,20 @@ def check_task_file(task_file) -> Path:
     """Fail early and clearly on a missing or non-bundle ``.task`` path."""
     import zipfile
     if task_file is None or str(task_file) == '':
-        raise ValueError("backend='tasks' needs task_file (a pose_landmarker .task bundle); "
-                         'build one offline with tools/make_pose_task.py')
+        raise PoseEstimationError(
+            "backend='tasks' needs task_file (a pose_landmarker .task bundle); "
+            'build one offline with tools/make_pose_task.py')
     path = Path(task_file).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f'pose task file not found: {path}')
     if not zipfile.is_zipfile(path):
-        raise ValueError(f'{path} is not a MediaPipe .task bundle (not a zip archive)')
+        raise PoseEstimationError(f'{path} is not a MediaPipe .task bundle (not a zip archive)')
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
     needed = {'pose_detector.tflite', 'pose_landmarks_detector.tflite'}
     if not needed <= names:
-        raise ValueError(f'{path} is not a pose landmarker bundle: lacks '
-                         f'{sorted(needed - names)} (has {sorted(names)})')
+        raise PoseEstimationError(f'{path} is not a pose landmarker bundle: lacks '
+                                  f'{sorted(needed - names)} (has {sorted(names)})')
     return path
 
 
@@ -155,7 +161,7 @@ class TasksPoseEstimator(PoseEstimator):
                  video_mode: bool = True):
         path = check_task_file(task_file)
         if int(num_poses) < 1:
-            raise ValueError(f'num_poses must be >= 1, got {num_poses}')
+            raise PoseEstimationError(f'num_poses must be >= 1, got {num_poses}')
         from mediapipe.tasks.python import BaseOptions, vision
         self._video = video_mode
         self._last_ts = None
@@ -173,7 +179,7 @@ class TasksPoseEstimator(PoseEstimator):
         try:
             self._landmarker = vision.PoseLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as e:
-            raise ValueError(f'MediaPipe rejected pose task file {path}: {e}') from e
+            raise PoseEstimationError(f'MediaPipe rejected pose task file {path}: {e}') from e
 
     def process(self, rgb, timestamp_ms: int) -> List[PoseDetection]:
         """In video mode, a timestamp not after the previous one is bumped to previous + 1."""
@@ -206,11 +212,12 @@ def create_estimator(backend: str = 'legacy', model_complexity: int = 1, task_fi
     """Build a backend from node/CLI parameters (the tasks model is chosen by task_file)."""
     if backend == 'legacy':
         if int(num_poses) != 1:
-            raise ValueError(f"the legacy backend detects one person (num_poses={num_poses}); "
-                             "use backend='tasks' for several")
+            raise PoseEstimationError(
+                f"the legacy backend detects one person (num_poses={num_poses}); "
+                "use backend='tasks' for several")
         return LegacyPoseEstimator(model_complexity, min_detection_confidence,
                                    min_tracking_confidence, video_mode)
     if backend == 'tasks':
         return TasksPoseEstimator(task_file, num_poses, min_detection_confidence,
                                   min_presence_confidence, min_tracking_confidence, video_mode)
-    raise ValueError(f"unknown pose backend {backend!r}; use 'legacy' or 'tasks'")
+    raise PoseEstimationError(f"unknown pose backend {backend!r}; use 'legacy' or 'tasks'")
