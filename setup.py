@@ -30,6 +30,8 @@ setup(
             'lifter_node = vp3d_ros.nodes.lifter_node:main',
             'recorder_node = vp3d_ros.nodes.recorder_node:main',
             'video_source = vp3d_ros.nodes.video_source_node:main',
+            'vp3d-export = vp3d_ros.cli.export:main',
+            'vp3d-make-pose-task = vp3d_ros.pose_task_bundle:main',
         ],
     },
 )

@@ -11,6 +11,7 @@ Image size for normalisation: ``camera_info`` when present, else ``image_width``
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -57,6 +58,8 @@ class _Camera:
         self.fast_tracks: Dict[int, TrackWindow] = {}
         self.frame_id = ''
         self.last_rx = time.monotonic()
+        # 2D frames that arrived before the first camera_info (discovery races at start-up).
+        self.waiting = deque(maxlen=120)
 
 
 class LifterNode(Node):
@@ -123,8 +126,10 @@ class LifterNode(Node):
 
     def on_camera_info(self, cam: _Camera, msg: CameraInfo):
         cam.info_size = (int(msg.width), int(msg.height))
+        while cam.waiting:
+            self.on_keypoints(cam, cam.waiting.popleft())
 
-    def _image_size(self, cam: _Camera) -> Optional[Tuple[int, int]]:
+    def _image_size(self, cam: _Camera, msg) -> Optional[Tuple[int, int]]:
         param = (int(self.width), int(self.height)) if self.width and self.height else None
         if cam.info_size and param and cam.info_size != param:
             if self.throttle(f'size-{cam.name}'):
@@ -134,9 +139,14 @@ class LifterNode(Node):
                     '(frames refused rather than lifted at a wrong scale)')
             return None
         size = cam.info_size or param
-        if size is None and self.throttle(f'nosize-{cam.name}'):
-            self.get_logger().error(f'{cam.name}: no camera_info and image_width/image_height '
-                                    'unset; cannot normalise keypoints (frames refused)')
+        if size is None:
+            if len(cam.waiting) == cam.waiting.maxlen:
+                self.diag.dropped()
+            cam.waiting.append(msg)
+            if self.throttle(f'nosize-{cam.name}'):
+                self.get_logger().error(f'{cam.name}: no camera_info and image_width/image_height '
+                                        'unset; cannot normalise keypoints (holding the newest '
+                                        f'{cam.waiting.maxlen} frames until camera_info arrives)')
         return size
 
     def on_keypoints(self, cam: _Camera, msg: PointCloud2):
@@ -150,9 +160,8 @@ class LifterNode(Node):
             if self.throttle(f'cloud-{cam.name}'):
                 self.get_logger().warning(f'{cam.name}: bad keypoints_2d skipped: {e}')
             return
-        size = self._image_size(cam)
+        size = self._image_size(cam, msg)
         if size is None:
-            self.diag.dropped()
             return
         stamp = _ns(msg.header.stamp)
         cam.frame_id = msg.header.frame_id

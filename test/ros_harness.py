@@ -1,0 +1,130 @@
+"""Real-DDS test harness: node processes in an isolated ROS domain and an in-test rclpy
+client (publishers, collecting subscribers) spinning in a background thread."""
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+from conftest import REPO
+
+_counter = itertools.count()
+BIN = os.path.dirname(sys.executable)
+
+
+def unique_domain_id() -> int:
+    """Distinct per test and per concurrently running suite (pid-based), within 1..200."""
+    return 1 + (os.getpid() * 7 + next(_counter)) % 200
+
+
+def ros_env(domain_id: int, log_dir: str) -> dict:
+    env = dict(os.environ)
+    env.update({
+        'ROS_DOMAIN_ID': str(domain_id),
+        'ROS_LOG_DIR': str(log_dir),
+        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+        'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
+        'FASTDDS_DEFAULT_PROFILES_FILE': os.path.join(REPO, 'config', 'fastdds_shm_profile.xml'),
+        'PYTHONUNBUFFERED': '1',
+    })
+    os.makedirs(log_dir, exist_ok=True)
+    return env
+
+
+class NodeProcess:
+    """A node started like `ros2 run vp3d_ros <exe> --ros-args ...`, output to a log file."""
+
+    def __init__(self, exe: str, ros_args, env, log_path):
+        self.log_path = str(log_path)
+        self._log = open(self.log_path, 'w')
+        cmd = [os.path.join(BIN, exe), '--ros-args', *map(str, ros_args)]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=REPO)
+
+    def log(self) -> str:
+        self._log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log():
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class Client:
+    """In-test rclpy participant in the test's domain."""
+
+    def __init__(self, domain_id: int):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(f'vp3d_test_client_{domain_id}', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received = defaultdict(list)
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._running = True
+        self._thread.start()
+
+    def _spin(self):
+        while self._running and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def collect(self, msg_type, topic, qos=None):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        qos = qos or QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+        def cb(msg, topic=topic):
+            with self.lock:
+                self.received[topic].append(msg)
+        return self.node.create_subscription(msg_type, topic, cb, qos)
+
+    def messages(self, topic):
+        with self.lock:
+            return list(self.received[topic])
+
+    def wait_for(self, predicate, timeout=30.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def wait_for_subscribers(self, publisher, n=1, timeout=30.0) -> bool:
+        return self.wait_for(lambda: publisher.get_subscription_count() >= n, timeout)
+
+    def close(self):
+        self._running = False
+        self._thread.join(timeout=5)
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.context)
+
+
+def stamps_ns(msgs):
+    return [m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in msgs]
