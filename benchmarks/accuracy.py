@@ -1,0 +1,231 @@
+"""Accuracy of the shipped lifters on the held-out motion capture, against two baselines.
+
+    python benchmarks/accuracy.py [--data ../shared/data/mocap/h36m17] [--quick]
+
+Validation split (never trained on): Human3.6M S8 (15 actions x 2 takes) and six CMU
+``test_*`` clips, at their native frame rate (50 / 60 fps), true bone lengths, projected
+through seeded random cameras from the training distribution (``--cameras`` per clip).
+2D inputs: exact projections ("clean") and the same with a fixed detector-like corruption
+(``synth.EVAL_NOISE``: 1% person-height jitter, 0.5% outliers, 1% dropped joints, 0.2%
+leg swaps, 0.1-frame timing jitter; "noisy").
+
+Methods:
+- causal / symmetric: the shipped checkpoints (``vp3d_ros/models``), flip test-time
+  augmentation, as :class:`vp3d_ros.lifter.SequenceLifter` runs them;
+- single-frame: a [1, 1, 1] model with the same channel count, trained here for
+  ``--baseline-minutes`` with the same data pipeline (no temporal context);
+- placeholder: 2D root-relative pixels scaled so that the median 2D person height equals
+  1.7 m, z = 0 (constant depth).
+
+Metrics: MPJPE and P-MPJPE (Procrustes: rotation, translation, scale) in mm, root-aligned,
+all 17 joints, per H36M action; temporal smoothness as the per-bone std of bone lengths
+over time (mm) and the mean joint acceleration (m/s^2, root-relative) next to ground
+truth, plus the mean acceleration error. Results are printed and written into
+``docs/lifter_training.md`` between the result markers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from vp3d_ros.checkpoint import load_checkpoint  # noqa: E402
+from vp3d_ros.lifter import SequenceLifter  # noqa: E402
+from vp3d_ros.lifter_config import DEFAULT_CHECKPOINTS  # noqa: E402
+from vp3d_ros.training import metrics as M, synth  # noqa: E402
+from vp3d_ros.training.data import DEFAULT_DATA_DIR, load_clips, split_clips  # noqa: E402
+from vp3d_ros.training.train import build_parser, make_eval_set, train  # noqa: E402
+
+DOC = os.path.join(ROOT, 'docs', 'lifter_training.md')
+BEGIN, END = '<!-- accuracy:begin -->', '<!-- accuracy:end -->'
+H36M_ACTIONS = ('directions', 'discussion', 'eating', 'greeting', 'phoning', 'posing',
+                'purchases', 'sitting', 'sittingdown', 'smoking', 'takingphoto', 'waiting',
+                'walking', 'walkingdog', 'walkingtogether')
+
+
+def placeholder_lift(px: np.ndarray, person_height: float = 1.7) -> np.ndarray:
+    rel = px - px[:, :1]
+    h = np.median(px[..., 1].max(-1) - px[..., 1].min(-1))
+    s = person_height / max(float(h), 1.0)
+    return np.concatenate([rel * s, np.zeros(px.shape[:2] + (1,))], -1)
+
+
+def train_single_frame(data: str, minutes: float, threads: int, workdir: str) -> str:
+    out = os.path.join(workdir, 'single_frame.bin')
+    args = build_parser().parse_args([
+        '--data', data, '--kind', 'single', '--out', out, '--minutes', str(minutes),
+        '--threads', str(threads), '--device', 'cpu', '--batch', '64',
+        '--outputs-per-window', '32', '--save-every', '1000', '--log-every', '100000'])
+    train(args)
+    return out
+
+
+def run_methods(methods, items):
+    """-> {method: [(item, pred), ...]}"""
+    res = OrderedDict()
+    for name, fn in methods.items():
+        t = time.time()
+        res[name] = [(it, fn(it)) for it in items]
+        print(f'  {name}: {time.time() - t:.1f} s', flush=True)
+    return res
+
+
+def summarise(res):
+    """Per group (action / dataset) frame-weighted MPJPE and P-MPJPE in mm, and smoothness."""
+    table = OrderedDict()
+    smooth = OrderedDict()
+    for name, pairs in res.items():
+        groups = OrderedDict()
+        sm = {'bone_std': [], 'acc': [], 'acc_gt': [], 'acc_err': [], 'bone_std_gt': [], 'w': []}
+        for it, pred in pairs:
+            e1, e2 = M.mpjpe(pred, it.target), M.p_mpjpe(pred, it.target)
+            keys = ['all']
+            if it.clip.source == 'h36m':
+                keys += [it.clip.action, 'H36M S8 (all)']
+            else:
+                keys += ['CMU test clips']
+            for k in keys:
+                groups.setdefault(k, ([], []))
+                groups[k][0].append(e1)
+                groups[k][1].append(e2)
+            sm['bone_std'].append(M.bone_length_std(pred))
+            sm['bone_std_gt'].append(M.bone_length_std(it.target))
+            sm['acc'].append(M.mean_acceleration(pred, it.clip.fps))
+            sm['acc_gt'].append(M.mean_acceleration(it.target, it.clip.fps))
+            sm['acc_err'].append(M.acceleration_error(pred, it.target, it.clip.fps))
+            sm['w'].append(len(pred))
+        table[name] = {k: (np.concatenate(a).mean() * 1000, np.concatenate(b).mean() * 1000,
+                           sum(len(x) for x in a)) for k, (a, b) in groups.items()}
+        w = np.array(sm.pop('w'), dtype=float)
+        smooth[name] = {k: float(np.average(v, weights=w)) for k, v in sm.items()}
+    return table, smooth
+
+
+def format_tables(tables, smooths, method_names):
+    lines = []
+    for cond, table in tables.items():
+        lines.append(f'\n#### {cond} 2D: MPJPE / P-MPJPE (mm)\n')
+        lines.append('| sequence group | frames | ' + ' | '.join(method_names) + ' |')
+        lines.append('|---|---:|' + '---:|' * len(method_names))
+        first = table[method_names[0]]
+        order = [a for a in H36M_ACTIONS if a in first] + \
+            [k for k in ('H36M S8 (all)', 'CMU test clips', 'all') if k in first]
+        for g in order:
+            cells = [f'{table[m][g][0]:.1f} / {table[m][g][1]:.1f}' for m in method_names]
+            row = f'| {"**" + g + "**" if g in ("H36M S8 (all)", "CMU test clips", "all") else g} '
+            lines.append(row + f'| {first[g][2]} | ' + ' | '.join(cells) + ' |')
+    lines.append('\n#### Temporal smoothness (frame-weighted mean over clips)\n')
+    conds = list(smooths)
+    lines.append('| method | ' + ' | '.join(
+        f'bone-length std mm ({c}) | mean accel m/s² ({c}) | accel error m/s² ({c})'
+        for c in conds) + ' |')
+    lines.append('|---|' + '---:|' * (3 * len(conds)))
+    gt = smooths[conds[0]][method_names[0]]
+    lines.append('| ground truth | ' + ' | '.join(
+        f'{gt["bone_std_gt"] * 1000:.1f} | {gt["acc_gt"]:.2f} | 0' for _ in conds) + ' |')
+    for m in method_names:
+        lines.append(f'| {m} | ' + ' | '.join(
+            f'{smooths[c][m]["bone_std"] * 1000:.1f} | {smooths[c][m]["acc"]:.2f} | '
+            f'{smooths[c][m]["acc_err"]:.2f}' for c in conds) + ' |')
+    return '\n'.join(lines)
+
+
+def write_doc(text: str) -> None:
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    doc = open(DOC).read() if os.path.isfile(DOC) else '# Lifter training\n\n'
+    block = f'{BEGIN}\n{text}\n{END}'
+    if BEGIN in doc and END in doc:
+        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
+    else:
+        doc = doc.rstrip() + '\n\n## Accuracy\n\n' + block + '\n'
+    with open(DOC, 'w') as f:
+        f.write(doc)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--data', default=DEFAULT_DATA_DIR)
+    p.add_argument('--quick', action='store_true',
+                   help='1 camera and the first 500 frames per clip, 0.5 min baseline training')
+    p.add_argument('--cameras', type=int, default=None, help='cameras per clip (default 2)')
+    p.add_argument('--baseline-minutes', type=float, default=None,
+                   help='training budget of the single-frame baseline (default 3)')
+    p.add_argument('--baseline', default=None,
+                   help='use this single-frame checkpoint instead of training one')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--causal', default=DEFAULT_CHECKPOINTS['causal'])
+    p.add_argument('--symmetric', default=DEFAULT_CHECKPOINTS['symmetric'])
+    p.add_argument('--no-doc', action='store_true', help='do not update docs/lifter_training.md')
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cameras = args.cameras or (1 if args.quick else 2)
+    max_frames = 500 if args.quick else None
+    base_min = args.baseline_minutes if args.baseline_minutes is not None else \
+        (0.5 if args.quick else 3.0)
+    t_start = time.time()
+
+    clips = load_clips(args.data)
+    _, val = split_clips(clips)
+    clean = make_eval_set(val, seed=0, cameras_per_clip=cameras, max_frames=max_frames)
+    noisy = make_eval_set(val, seed=0, cameras_per_clip=cameras, max_frames=max_frames,
+                          noise=synth.EVAL_NOISE)
+    print(f'validation: {len(val)} clips x {cameras} cameras, '
+          f'{sum(len(i.px) for i in clean)} frames per condition', flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline:
+            single_path = args.baseline
+        else:
+            print(f'training the single-frame baseline for {base_min} min...', flush=True)
+            single_path = train_single_frame(args.data, base_min, args.threads, tmp)
+        models = OrderedDict()
+        info = {}
+        for name, path in (('causal', args.causal), ('symmetric', args.symmetric),
+                           ('single-frame', single_path)):
+            ck = load_checkpoint(path)
+            models[name] = SequenceLifter(ck.build(), input_layout='h36m', flip=True)
+            tr = ck.sidecar.get('training', {}) or {}
+            info[name] = (f'{ck.arch.describe()}; {tr.get("minutes", "?")} min training, '
+                          f'{tr.get("output_frames_seen", "?")} output frames seen')
+
+    def model_fn(lifter):
+        return lambda it: lifter.lift(it.px, float(it.size[0]), float(it.size[1]))
+
+    methods = OrderedDict((n, model_fn(l)) for n, l in models.items())
+    methods['placeholder'] = lambda it: placeholder_lift(it.px)
+    names = list(methods)
+    tables, smooths = OrderedDict(), OrderedDict()
+    for cond, items in (('clean', clean), ('noisy', noisy)):
+        print(f'{cond} 2D:', flush=True)
+        tables[cond], smooths[cond] = summarise(run_methods(methods, items))
+
+    header = [
+        f'Run: `python benchmarks/accuracy.py{" --quick" if args.quick else ""}` '
+        f'({time.strftime("%Y-%m-%d")}, {args.threads} CPU threads, '
+        f'{(time.time() - t_start) / 60:.1f} min). Validation: Human3.6M S8 + 6 CMU test '
+        f'clips, {cameras} seeded random camera(s) per clip, native frame rate, '
+        f'{"first 500 frames per clip" if max_frames else "all frames"}; noisy = '
+        '`synth.EVAL_NOISE` detector-like corruption. Flip test-time augmentation on.',
+        '']
+    for n, s in info.items():
+        header.append(f'- {n}: {s}')
+    header.append('- placeholder: 2D root-relative, scaled to a 1.7 m person, z = 0')
+    text = '\n'.join(header) + '\n' + format_tables(tables, smooths, names)
+    print(text)
+    if not args.no_doc:
+        write_doc(text)
+        print(f'\nwritten to {DOC}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Training pipeline: synthesis, projection, one optimisation step, shipped checkpoints.
+
+Self-contained: the motion is synthesised here (no shared data folder needed).
+"""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from vp3d_ros.checkpoint import load_checkpoint
+from vp3d_ros.lifter import SequenceLifter, normalize_screen
+from vp3d_ros.lifter_config import DEFAULT_CHECKPOINTS
+from vp3d_ros.model import Architecture, TemporalModel
+from vp3d_ros.skeletons import H36M17
+from vp3d_ros.training import metrics, synth
+from vp3d_ros.training.data import Clip, MotionBank
+from vp3d_ros.training.train import output_pad, synth_batch
+
+# A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
+REST = np.array([
+    [0, 0, 0.95], [-0.12, 0, 0.95], [-0.12, 0, 0.52], [-0.12, 0, 0.08],
+    [0.12, 0, 0.95], [0.12, 0, 0.52], [0.12, 0, 0.08], [0, 0, 1.18], [0, 0, 1.42],
+    [0, 0, 1.52], [0, 0, 1.65], [0.17, 0, 1.42], [0.45, 0, 1.42], [0.70, 0, 1.42],
+    [-0.17, 0, 1.42], [-0.45, 0, 1.42], [-0.70, 0, 1.42]])
+
+
+def tiny_clip(n=120, fps=50.0, seed=0, walk=0.5, amplitude=0.25):
+    """Walking forward along y while swinging arms and legs."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / fps
+    poses = np.repeat(REST[None], n, axis=0).copy()
+    phase = rng.uniform(0, 2 * np.pi)
+    swing = amplitude * np.sin(2 * np.pi * 1.2 * t + phase)
+    for j, s in ((3, 1), (6, -1), (13, -1), (16, 1)):
+        poses[:, j, 1] += s * swing
+    poses[:, :, 1] += walk * t[:, None]
+    poses[:, :, 0] += rng.uniform(-1, 1)
+    return Clip('h36m', 'S1', f'walking_{seed}', fps, poses.astype(np.float32))
+
+
+def test_projection_known_depth_and_round_trip():
+    # Camera 5 m in front of a point at 1 m height, looking at it: lands on the principal point.
+    centre = np.array([[0.0, -5.0, 1.0]])
+    R = synth.look_at(centre, np.array([[0.0, 0.0, 1.0]]))
+    cams = synth.Cameras(R=R, C=centre, f=np.array([1000.0]), c=np.array([[500.0, 400.0]]),
+                         size=np.array([[1000.0, 800.0]]))
+    pts = np.array([[[[0.0, 0.0, 1.0], [0.5, 0.0, 1.0], [0.0, 0.0, 1.5]]]])  # (1,1,3,3)
+    cam = synth.world_to_camera(pts, cams)
+    np.testing.assert_allclose(cam[0, 0, 0], [0, 0, 5], atol=1e-9)
+    # x right, y down, z forward.
+    np.testing.assert_allclose(cam[0, 0, 1], [0.5, 0, 5], atol=1e-9)
+    np.testing.assert_allclose(cam[0, 0, 2], [0, -0.5, 5], atol=1e-9)
+    px = synth.project(cam, cams.f, cams.c)
+    np.testing.assert_allclose(px[0, 0], [[500, 400], [600, 400], [500, 300]], atol=1e-6)
+    # Back-projection at the known depth recovers the camera-frame points.
+    z = cam[..., 2:]
+    back = np.concatenate([(px - cams.c[:, None, None]) / 1000.0 * z, z], -1)
+    np.testing.assert_allclose(back, cam, atol=1e-9)
+    # Normalisation matches the lifter's.
+    np.testing.assert_allclose(synth.normalize(px, cams.size)[0, 0],
+                               normalize_screen(px[0, 0], 1000, 800))
+
+
+def test_random_cameras_see_the_subject():
+    rng = np.random.default_rng(3)
+    n = 200
+    world = np.repeat(REST[None, None], n, axis=0)
+    cams = synth.sample_cameras(n, np.zeros((n, 2)), rng)
+    assert np.allclose(cams.R @ cams.R.transpose(0, 2, 1), np.eye(3), atol=1e-9)
+    cam = synth.world_to_camera(world, cams)
+    assert (cam[..., 2] > 2.0).all()
+    px = synth.project(cam, cams.f, cams.c)
+    inside = ((px[..., 0] > 0) & (px[..., 0] < cams.size[:, None, None, 0]) &
+              (px[..., 1] > 0) & (px[..., 1] < cams.size[:, None, None, 1]))
+    assert inside.mean() > 0.9
+    assert (cams.size[:, 0] > cams.size[:, 1]).any() and (cams.size[:, 0] < cams.size[:, 1]).any()
+
+
+def test_bones_noise_and_flip():
+    rng = np.random.default_rng(0)
+    poses = np.repeat(REST[None, None], 4, axis=0)
+    f = synth.sample_bone_factors(4, rng)
+    out = synth.randomize_bones(poses, f)
+    lengths = metrics.bone_lengths(out[:, 0]) / metrics.bone_lengths(poses[:, 0])
+    bones = np.array(H36M17.bones)
+    np.testing.assert_allclose(lengths, f[:, bones[:, 1]], rtol=1e-9)
+    px = rng.uniform(100, 200, (3, 30, 17, 2))
+    noisy = synth.detector_noise(px, rng, synth.NoiseLevel(clean_prob=0.0, drop=(0.2, 0.2)))
+    assert noisy.shape == px.shape and np.isfinite(noisy).all() and not np.allclose(noisy, px)
+    y = rng.normal(size=(2, 5, 17, 3))
+    np.testing.assert_allclose(synth.flip_pairs(synth.flip_pairs(y)), y)
+
+
+def test_synth_batch_shapes_and_targets():
+    bank = MotionBank.from_clips([tiny_clip(seed=s) for s in range(3)])
+    rng = np.random.default_rng(1)
+    for arch in (Architecture((3, 3), 16, causal=True), Architecture((3, 3), 16, causal=False)):
+        x, y = synth_batch(bank, 5, arch, 4, rng)
+        assert x.shape == (5, arch.receptive_field - 1 + 4, 17, 2) and x.dtype == np.float32
+        assert y.shape == (5, 4, 17, 3)
+        assert np.isfinite(x).all() and np.isfinite(y).all()
+        np.testing.assert_allclose(y[:, :, 0], 0)
+        assert output_pad(arch) == (8 if arch.causal else 4)
+    # Clean, unflipped, no bone change: the target's bone lengths are the mocap's.
+    bank = MotionBank.from_clips([tiny_clip(seed=s, amplitude=0.0) for s in range(2)])
+    x, y = synth_batch(bank, 3, Architecture((1,), 8), 2, rng, noise=None, bones=False, flip=False)
+    np.testing.assert_allclose(metrics.bone_lengths(y[:, 0]),
+                               np.broadcast_to(metrics.bone_lengths(REST), (3, 16)), atol=1e-5)
+
+
+def test_procrustes_metric_is_similarity_invariant():
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(4, 17, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    pred = 1.3 * gt @ q.T + 0.5
+    assert metrics.p_mpjpe(pred, gt).max() < 1e-9
+    assert metrics.mpjpe(gt + 1.0, gt).max() < 1e-12
+
+
+def test_one_training_step_reduces_loss():
+    torch.manual_seed(0)
+    bank = MotionBank.from_clips([tiny_clip(seed=s) for s in range(2)])
+    arch = Architecture((3, 3), 32, causal=False, dropout=0.0)
+    x, y = synth_batch(bank, 8, arch, 4, np.random.default_rng(0))
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    model = TemporalModel(arch).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss():
+        return torch.linalg.norm(model(x) - y, dim=-1).mean()
+
+    first = loss()
+    for _ in range(5):
+        opt.zero_grad()
+        step = loss()
+        step.backward()
+        opt.step()
+    assert loss().item() < first.item()
+
+
+@pytest.mark.parametrize('kind', ['causal', 'symmetric'])
+def test_shipped_checkpoints_load_and_lift(kind):
+    path = DEFAULT_CHECKPOINTS[kind]
+    assert os.path.isfile(path), f'shipped checkpoint missing: {path}'
+    ckpt = load_checkpoint(path)
+    side = ckpt.sidecar
+    assert side['input_layout'] == 'h36m'
+    assert ckpt.arch.causal == (kind == 'causal') == side['architecture']['causal']
+    assert list(ckpt.arch.filter_widths) == side['architecture']['filter_widths']
+    assert 'non-commercial' in side['licence']
+    assert os.path.getsize(path) < 12.5e6
+    # A synthetic walk seen by a 1000x1000 camera 5 m away.
+    clip = tiny_clip(n=60)
+    centre = np.array([[clip.poses[:, 0, 0].mean(), -5.0, 1.2]])
+    R = synth.look_at(centre, np.array([[centre[0, 0], 0.5, 1.0]]))
+    cams = synth.Cameras(R=R, C=centre, f=np.array([1150.0]), c=np.array([[500.0, 500.0]]),
+                         size=np.array([[1000.0, 1000.0]]))
+    cam = synth.world_to_camera(clip.poses[None].astype(np.float64), cams)
+    px = synth.project(cam, cams.f, cams.c)[0]
+    out = SequenceLifter(ckpt.build(), input_layout='h36m').lift(px, 1000, 1000)
+    assert out.shape == (60, 17, 3) and np.isfinite(out).all()
+    # Sane: feet below the hips (y down) and a plausible size.
+    assert (out[:, [3, 6], 1] > out[:, [0], 1]).mean() > 0.9
+    assert 0.2 < np.abs(out[:, 10] - out[:, 3]).max() < 3.0
