@@ -49,7 +49,8 @@ def _nodes(context):
     actions.append(Node(package='vp3d_ros', executable='recorder_node', name='recorder',
                         output='screen', condition=IfCondition(LaunchConfiguration('record')),
                         parameters=[params_file, sim, {'bag_dir': arg('bag_dir'),
-                                                       'checkpoint': arg('checkpoint')}]))
+                                                       'checkpoint': arg('checkpoint'),
+                                                       'lifter_mode': arg('mode')}]))
     return actions
 
 

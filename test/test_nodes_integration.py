@@ -128,7 +128,7 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
     from rclpy.serialization import deserialize_message
     decoded = sorted((deserialize_message(r, PointCloud2) for r in recorded), key=lambda m: stamps_ns([m]))
     assert len(decoded) == len(sk) and all(a == b for a, b in zip(decoded, sk))
-    assert 'checkpoint' in meta and 'sha256' in str(meta['checkpoint'])
+    assert meta['vp3d.checkpoint']['sha256'] and meta['vp3d.layout_2d'] == 'h36m'
 
 
 def test_parameter_file_changes_behaviour(rig, clip_frames, make_checkpoint, tmp_path):

@@ -602,3 +602,18 @@ def reindex(path, keep_original: bool = True) -> List[Recovered]:
     if not parts:
         return [_reindex_one(path, keep_original)]
     return [_reindex_one(p, keep_original) for p in parts if not (p / 'metadata.yaml').exists()]
+
+
+def recording_metadata(layout_2d: str, checkpoint: dict, parameters: dict, subject: dict,
+                       producer: str, layout_3d: str = 'h36m') -> Dict[str, Any]:
+    """The custom metadata every LandmarkRecord bag carries, live recorder and offline alike."""
+    from . import __version__
+    return {
+        META_FORMAT: 'LandmarkRecord/1',
+        META_LAYOUT_2D: layout_2d,
+        META_LAYOUT_3D: layout_3d,
+        META_CHECKPOINT: checkpoint,
+        META_PARAMETERS: {producer: parameters},
+        META_SUBJECT: subject,
+        'vp3d.producer': f'vp3d_ros {__version__} {producer}',
+    }

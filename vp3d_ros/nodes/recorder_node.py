@@ -10,7 +10,6 @@ unwritable directory stops the node before data could be lost; SIGINT/SIGTERM cl
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Dict
@@ -18,8 +17,7 @@ from typing import Dict
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from .. import __version__
-from ..bag_io import BagError, BagWriter
+from ..bag_io import BagError, BagWriter, recording_metadata
 from ..checkpoint import file_sha256
 from .common import (ConfigError, Throttle, declare, message_class, parameters_snapshot,
                      run_node)
@@ -43,6 +41,8 @@ class RecorderNode(Node):
         split_s = p('split_max_duration_s', 0.0, 'start a new bag file past this duration (0 = never)')
         layout = p('keypoint_layout', 'h36m', 'layout of the keypoints_2d topics (metadata)')
         checkpoint = p('checkpoint', '', 'lifter checkpoint, for metadata (path + sha256)')
+        lifter_mode = p('lifter_mode', 'causal', "with checkpoint '': which shipped default the "
+                        'lifter uses (causal | symmetric), for metadata')
         subject = {k: p(f'subject_{k}', d, desc) for k, d, desc in (
             ('id', '', 'subject identifier'), ('height_m', 0.0, 'subject height (m)'),
             ('mass_kg', 0.0, 'subject mass (kg)'), ('age', 0, 'subject age (years)'),
@@ -53,19 +53,15 @@ class RecorderNode(Node):
         name = bag_name or time.strftime('landmarks_%Y%m%d_%H%M%S')
         self.path = os.path.join(bag_dir, name)
         ckpt_meta = {'path': '', 'sha256': ''}
+        if not checkpoint:
+            from ..lifter_config import DEFAULT_CHECKPOINTS
+            checkpoint = DEFAULT_CHECKPOINTS.get(lifter_mode, '')
         if checkpoint:
             ckpt_meta = {'path': os.path.abspath(checkpoint),
                          'sha256': file_sha256(checkpoint) if os.path.isfile(checkpoint) else ''}
-        metadata = {
-            'format': 'vp3d_ros LandmarkRecord bag v1',
-            'producer': f'vp3d_ros {__version__} recorder_node',
-            'keypoint_layout_2d': layout,
-            'skeleton_layout_3d': 'h36m',
-            'units': json.dumps({'keypoints_2d': 'pixels', 'skeleton_3d': 'metres'}),
-            'checkpoint': json.dumps(ckpt_meta),
-            'subject': json.dumps({k: v for k, v in subject.items() if v not in ('', 0, 0.0)}),
-            'parameters': json.dumps(parameters_snapshot(self), default=str),
-        }
+        metadata = recording_metadata(layout, ckpt_meta, parameters_snapshot(self),
+                                      {k: v for k, v in subject.items() if v not in ('', 0, 0.0)},
+                                      producer='recorder_node')
         try:
             os.makedirs(bag_dir, exist_ok=True)
             self.writer = BagWriter(self.path, storage=storage, metadata=metadata,

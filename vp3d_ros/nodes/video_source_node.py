@@ -45,6 +45,12 @@ class VideoSourceNode(Node):
         self.encoding = p('encoding', 'rgb8', "'rgb8' or 'bgr8'")
         delay = p('start_delay_s', 1.0, 'wait before the first frame (subscribers connect)')
         self.max_frames = p('max_frames', 0, 'stop after this many frames (0 = clip length)')
+        self.stamp_source = p('stamp_source', 'clock', "'clock' = node clock at publication (a "
+                              "camera); 'video' = stamp_offset_s + frame_index / fps (the stamps "
+                              "vp3d-offline gives the same clip, for comparisons)")
+        self.stamp_offset_s = p('stamp_offset_s', 0.0, "first stamp in 'video' mode (s)")
+        if self.stamp_source not in ('clock', 'video'):
+            raise ConfigError(f"stamp_source must be 'clock' or 'video', got {self.stamp_source!r}")
         if self.encoding not in ('rgb8', 'bgr8'):
             raise ConfigError(f"encoding must be 'rgb8' or 'bgr8', got {self.encoding!r}")
         if not os.path.isfile(video):
@@ -56,12 +62,15 @@ class VideoSourceNode(Node):
         self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
         self.rate = rate or fps
+        self.fps = fps
+        self.index = 0  # frame index in the clip
         h, w = first.shape[:2]
         self.info = nominal_camera_info(w, h, self.frame_id)
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.create_publisher(Image, 'image', qos)
         self.pub_info = self.create_publisher(CameraInfo, 'camera_info', qos)
         self.sent = 0
+        self.finished = False
         self.video = video
         self._start = self.create_timer(max(delay, 1e-3), self._begin)
         self.get_logger().info(f'video_source: {video} {w}x{h} @ {self.rate:.2f} Hz '
@@ -73,23 +82,35 @@ class VideoSourceNode(Node):
 
     def _tick(self):
         if self.max_frames and self.sent >= self.max_frames:
-            return
+            return self._end()
         ok, bgr = self.cap.read()
         if not ok:
             if not self.loop:
-                return
+                return self._end()
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, bgr = self.cap.read()
             if not ok:
                 return
+            self.stamp_offset_s += self.index / self.fps  # stamps keep increasing
+            self.index = 0
         frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if self.encoding == 'rgb8' else bgr
         msg = numpy_to_image(frame, self.encoding)
-        msg.header.stamp = self.get_clock().now().to_msg()
+        if self.stamp_source == 'video':
+            ns = int(round((self.stamp_offset_s + self.index / self.fps) * 1e9))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+        else:
+            msg.header.stamp = self.get_clock().now().to_msg()
+        self.index += 1
         msg.header.frame_id = self.frame_id
         self.info.header.stamp = msg.header.stamp
         self.pub_info.publish(self.info)
         self.pub.publish(msg)
         self.sent += 1
+
+    def _end(self):
+        if not self.finished:
+            self.finished = True
+            self.get_logger().info(f'video_source: end of clip after {self.sent} frames')
 
     def close(self):
         self.cap.release()

@@ -1,0 +1,147 @@
+"""Start the vp3d_ros nodes from the YAML config without ``ros2 launch``.
+
+The launch file is the way on a full ROS 2 install; where ``launch``/``ros2`` are missing
+(e.g. the PyPI ROS wheels) this starts the same nodes, with the same parameter file and the
+same namespaces/remappings, as ``ros2 run``-style processes::
+
+    python -m vp3d_ros.rig --cameras cam01 --video clip.mp4 --record --bag-dir bags
+
+SIGINT/SIGTERM stop every node with SIGTERM (the recorder closes its bag).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def default_params_file() -> str:
+    for candidate in (os.path.join(os.path.dirname(PACKAGE_DIR), 'config', 'vp3d.yaml'),
+                      os.path.join(sys.prefix, 'share', 'vp3d_ros', 'config', 'vp3d.yaml')):
+        if os.path.isfile(candidate):
+            return candidate
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return os.path.join(get_package_share_directory('vp3d_ros'), 'config', 'vp3d.yaml')
+    except Exception:  # noqa: BLE001 - no ament index: no installed share dir either
+        raise FileNotFoundError('config/vp3d.yaml not found; pass --params-file') from None
+
+
+class NodeSpec:
+    def __init__(self, module: str, name: str, namespace: str = '', params=(), remaps=()):
+        self.module, self.name, self.namespace = module, name, namespace
+        self.params, self.remaps = list(params), list(remaps)
+
+    def command(self, params_file: str, extra: List[str]) -> List[str]:
+        cmd = [sys.executable, '-m', f'vp3d_ros.nodes.{self.module}', '--ros-args',
+               '-r', f'__node:={self.name}', '--params-file', params_file]
+        if self.namespace:
+            cmd += ['-r', f'__ns:=/{self.namespace}']
+        for a, b in self.remaps:
+            cmd += ['-r', f'{a}:={b}']
+        for p in self.params + extra:
+            cmd += ['-p', p]
+        return cmd
+
+
+def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
+         bag_dir: str = 'vp3d_bags', checkpoint: str = '', mode: str = 'causal',
+         image_topic: str = 'image_raw', use_sim_time: bool = False,
+         video_params=(), lifter_params=(), recorder_params=()) -> List[NodeSpec]:
+    """The same node set as launch/vp3d.launch.py."""
+    specs = []
+    if video is not None:
+        specs.append(NodeSpec('video_source_node', 'video_source', cameras[0],
+                              [f'video:={video}', *video_params], [('image', image_topic)]))
+    for cam in cameras:
+        specs.append(NodeSpec('pose2d_node', 'pose2d', cam, [], [('image', image_topic)]))
+    ckpt = [f'checkpoint:={checkpoint}'] if checkpoint else []
+    specs.append(NodeSpec('lifter_node', 'lifter', '', [
+        f'cameras:=[{", ".join(cameras)}]', f'mode:={mode}', *ckpt, *lifter_params]))
+    if record:
+        specs.append(NodeSpec('recorder_node', 'recorder', '', [
+            f'bag_dir:={bag_dir}', f'lifter_mode:={mode}', *ckpt, *recorder_params]))
+    return specs
+
+
+class Rig:
+    """The started node processes; ``stop()`` sends SIGTERM and waits."""
+
+    def __init__(self, specs: List[NodeSpec], params_file: str, env=None, log_dir=None,
+                 use_sim_time: bool = False):
+        self.procs = []
+        self.logs = {}
+        extra = ['use_sim_time:=true'] if use_sim_time else []
+        for spec in specs:
+            key = f'{spec.namespace + "_" if spec.namespace else ""}{spec.name}'
+            out = None
+            if log_dir:
+                os.makedirs(log_dir, exist_ok=True)
+                self.logs[key] = os.path.join(log_dir, f'{key}.log')
+                out = open(self.logs[key], 'w')
+            proc = subprocess.Popen(spec.command(params_file, extra), env=env, stdout=out,
+                                    stderr=subprocess.STDOUT if out else None)
+            self.procs.append((key, proc))
+
+    def log(self, key: str) -> str:
+        with open(self.logs[key]) as f:
+            return f.read()
+
+    def wait_for_log(self, key: str, text: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log(key):
+                return True
+            if dict(self.procs)[key].poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def stop(self, keys=None, timeout: float = 20.0) -> dict:
+        codes = {}
+        for key, proc in self.procs:
+            if keys is None or key in keys:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+        for key, proc in self.procs:
+            if keys is None or key in keys:
+                try:
+                    codes[key] = proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    codes[key] = proc.wait()
+        return codes
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog='python -m vp3d_ros.rig', description=__doc__.splitlines()[0])
+    ap.add_argument('--cameras', default='cam01', help='comma-separated camera namespaces')
+    ap.add_argument('--image-topic', default='image_raw')
+    ap.add_argument('--video', default=None, help="play a video as the first camera ('' = bundled clip)")
+    ap.add_argument('--params-file', default=None)
+    ap.add_argument('--checkpoint', default='')
+    ap.add_argument('--mode', default='causal', choices=['causal', 'symmetric'])
+    ap.add_argument('--record', action='store_true')
+    ap.add_argument('--bag-dir', default='vp3d_bags')
+    ap.add_argument('--use-sim-time', action='store_true')
+    a = ap.parse_args(argv)
+    cams = [c.strip().strip('/') for c in a.cameras.split(',') if c.strip()]
+    rig = Rig(plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic),
+              a.params_file or default_params_file(), use_sim_time=a.use_sim_time)
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    while not stop and all(p.poll() is None for _, p in rig.procs):
+        time.sleep(0.2)
+    codes = rig.stop()
+    return max(codes.values(), default=0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
