@@ -12,6 +12,16 @@ if REPO not in sys.path:
 CLIP = os.path.join(REPO, 'vp3d_ros', 'data', 'balancing_cam01.mp4')
 
 
+def pytest_configure(config):
+    # Tiny test models: one thread avoids oversubscription on the 2-core CI machine, where
+    # node processes and MediaPipe run beside the test process.
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
 def randomize_model(model, seed=0):
     """Random weights *and* BatchNorm statistics, so every parameter matters."""
     import torch

@@ -1,0 +1,79 @@
+"""Lifter speed on CPU for the 243-frame, 1024-channel VideoPose3D architecture.
+
+Prints, measured in the same run:
+- streaming cost per frame (StreamingLifter.push: one new output per layer),
+- the naive live approach: recomputing one receptive-field window per frame,
+- their ratio (goal >= 20x), for 1 and 4 cameras,
+- whole-sequence (offline) frames per second.
+Flip augmentation is on in every path (the default).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from vp3d_ros.lifter import SequenceLifter, StreamingLifter
+from vp3d_ros.model import Architecture, build_model
+
+
+def per_frame(fn, frames, warmup=5):
+    for f in frames[:warmup]:
+        fn(f)
+    t0 = time.perf_counter()
+    for f in frames[warmup:]:
+        fn(f)
+    return (time.perf_counter() - t0) / (len(frames) - warmup)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--frames', type=int, default=150)
+    ap.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    arch = Architecture((3, 3, 3, 3, 3), 1024, causal=False)
+    model = build_model(arch)
+    rf = arch.receptive_field
+    rng = np.random.default_rng(0)
+    w, h = 1000, 1002
+    kp = rng.uniform([0, 0], [w, h], size=(a.frames, 17, 2))
+    print(f'model: {arch.describe()}, torch threads {torch.get_num_threads()}')
+
+    rows = []
+    for cams in (1, 4):
+        lifters = [StreamingLifter(model, 'h36m', width=w, height=h) for _ in range(cams)]
+        seq = SequenceLifter(model, 'h36m')
+        # Prime the streams so every timed push is a steady-state push.
+        for lf in lifters:
+            for f in kp[:rf]:
+                lf.push(f)
+        stream = per_frame(lambda f: [lf.push(f) for lf in lifters], kp)
+        window = [np.repeat(kp[:1], rf, axis=0)]
+
+        def recompute(f):
+            """Slide the last-RF-frames window and run the whole network over it."""
+            window[0] = np.concatenate([window[0][1:], f[None]])
+            batch = seq._batch(window[0] / w * 2 - [1, h / w])
+            with torch.no_grad():
+                for _ in range(cams):  # one window per camera
+                    seq.model(batch)
+        naive = per_frame(recompute, kp[:40], warmup=3)
+        rows.append((cams, stream, naive))
+        print(f'{cams} camera(s): streaming {1e3 * stream:8.2f} ms/frame | recompute window '
+              f'{1e3 * naive:8.2f} ms/frame | ratio {naive / stream:6.1f}x (goal >= 20x)')
+    seq = SequenceLifter(model, 'h36m')
+    long = rng.uniform([0, 0], [w, h], size=(2000, 17, 2))
+    seq.lift(long[:300], w, h)
+    t0 = time.perf_counter()
+    seq.lift(long, w, h)
+    dt = time.perf_counter() - t0
+    print(f'whole sequence: {len(long) / dt:8.1f} frames/s ({len(long)} frames in {dt:.2f} s)')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
