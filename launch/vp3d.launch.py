@@ -35,10 +35,15 @@ def _nodes(context):
     lifter_params = {'cameras': cameras, 'checkpoint': arg('checkpoint'), 'mode': arg('mode'), **arch}
     actions = []
     video = arg('video')
+    record = arg('record').lower() == 'true'
     if video:
         actions.append(Node(package='vp3d_ros', executable='video_source', name='video_source',
                             namespace=cameras[0], output='screen',
-                            parameters=[params_file, sim, {'video': video, 'loop': arg('loop') == 'true'}],
+                            parameters=[params_file, sim, {
+                                'video': video, 'loop': arg('loop') == 'true',
+                                # play once the pipeline is up (and recording), not into the void
+                                'wait_for_topics': ['keypoints_2d'] + (
+                                    [f'/{cameras[0]}/skeleton_3d'] if record else [])}],
                             remappings=[('image', arg('image_topic'))]))
     for cam in cameras:
         actions.append(Node(package='vp3d_ros', executable='pose2d_node', name='pose2d',

@@ -58,7 +58,11 @@ def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
     specs = []
     if video is not None:
         specs.append(NodeSpec('video_source_node', 'video_source', cameras[0],
-                              [f'video:={video}', *video_params], [('image', image_topic)]))
+                              [f'video:={video}'] * bool(video) + [
+                                  'wait_for_topics:=[keypoints_2d'
+                                  + (f', /{cameras[0]}/skeleton_3d]' if record else ']'),
+                                  *video_params],
+                              [('image', image_topic)]))
     for cam in cameras:
         specs.append(NodeSpec('pose2d_node', 'pose2d', cam, [], [('image', image_topic)]))
     ckpt = [f'checkpoint:={checkpoint}'] if checkpoint else []

@@ -9,6 +9,7 @@ distortion) unless ``camera_info_yaml`` gives a calibration.
 from __future__ import annotations
 
 import os
+import time
 
 import cv2
 import numpy as np
@@ -44,6 +45,10 @@ class VideoSourceNode(Node):
         self.loop = p('loop', False, 'start over at the end of the clip')
         self.encoding = p('encoding', 'rgb8', "'rgb8' or 'bgr8'")
         delay = p('start_delay_s', 1.0, 'wait before the first frame (subscribers connect)')
+        self.wait_for = [t for t in p('wait_for_topics', [''], "start only once each of these "
+                         "topics has a publisher and a subscriber (e.g. ['keypoints_2d', "
+                         "'skeleton_3d']: the pipeline is up), or after wait_timeout_s") if t]
+        self.wait_timeout_s = p('wait_timeout_s', 60.0, 'start anyway after this long (s)')
         self.max_frames = p('max_frames', 0, 'stop after this many frames (0 = clip length)')
         self.stamp_source = p('stamp_source', 'clock', "'clock' = node clock at publication (a "
                               "camera); 'video' = stamp_offset_s + frame_index / fps (the stamps "
@@ -72,12 +77,32 @@ class VideoSourceNode(Node):
         self.sent = 0
         self.finished = False
         self.video = video
-        self._start = self.create_timer(max(delay, 1e-3), self._begin)
+        self._delay = max(delay, 1e-3)
+        self._t0 = time.monotonic()
+        self._start = self.create_timer(0.2 if self.wait_for else self._delay, self._begin)
         self.get_logger().info(f'video_source: {video} {w}x{h} @ {self.rate:.2f} Hz '
                                f'(loop={self.loop})')
 
+    def _pipeline_up(self) -> bool:
+        for topic in self.wait_for:
+            name = self.resolve_topic_name(topic)
+            if not self.count_publishers(name) or not self.count_subscribers(name):
+                return False
+        return True
+
     def _begin(self):
+        if self.wait_for:
+            waited = time.monotonic() - self._t0
+            if not self._pipeline_up() and waited < self.wait_timeout_s:
+                return
+            if waited >= self.wait_timeout_s:
+                self.get_logger().warning(f'starting although {self.wait_for} are not all up')
+            self.wait_for = []
+            self._start.cancel()
+            self._start = self.create_timer(self._delay, self._begin)
+            return
         self._start.cancel()
+        self.get_logger().info('video_source: streaming')
         self.create_timer(1.0 / self.rate, self._tick)
 
     def _tick(self):
