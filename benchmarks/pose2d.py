@@ -1,0 +1,105 @@
+"""pose2d node vs a bare MediaPipe loop on the same real frames, measured in one run.
+
+- Throughput: frames per second of the pose2d node fed in lockstep over DDS (each frame
+  published when the previous one's keypoints arrived: decoding, MediaPipe, mapping,
+  publishing and DDS transport all included) / frames per second of a bare MediaPipe loop
+  over the same frames (goal >= 0.9).
+- End-to-end latency, image stamp -> skeleton_3d (causal lifter), p50/p99, against the bare
+  MediaPipe time per frame: overhead = latency - MediaPipe time (goal p99 <= 10 ms).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from common import REPO, Session, clip_frames, pct
+
+
+def bare_loop(frames):
+    from vp3d_ros.pose_estimation import create_estimator
+    est = create_estimator('legacy', video_mode=True)
+    times = []
+    for i, f in enumerate(frames):
+        t = time.perf_counter()
+        est.process(f, i * 33)
+        times.append(time.perf_counter() - t)
+    est.close()
+    return times
+
+
+def node_run(frames, with_lifter: bool):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from vp3d_ros.ros_conversions import numpy_to_image
+    h, w = frames[0].shape[:2]
+    with Session() as s:
+        params = os.path.join(REPO, 'config', 'vp3d.yaml')
+        pose = s.start('pose2d_node', '--params-file', params, '-r', '__ns:=/cam01')
+        lifter = (s.start('lifter_node', '--params-file', params, '-p', 'mode:=causal')
+                  if with_lifter else None)
+        c = s.client
+        arrivals = {'/cam01/keypoints_2d': {}, '/cam01/skeleton_3d': {}}
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        for topic, seen in arrivals.items():
+            c.node.create_subscription(
+                PointCloud2, topic, lambda m, seen=seen: seen.__setitem__(
+                    m.header.stamp.sec * 10 ** 9 + m.header.stamp.nanosec, time.time_ns()), qos)
+        out = arrivals['/cam01/skeleton_3d' if with_lifter else '/cam01/keypoints_2d']
+        kp = arrivals['/cam01/keypoints_2d']
+        pub = c.node.create_publisher(Image, '/cam01/image', qos)
+        info = c.node.create_publisher(CameraInfo, '/cam01/camera_info', qos)
+        assert pose.wait_for_log('pose2d ready', 120), pose.log()
+        if lifter:
+            assert lifter.wait_for_log('lifter ready', 120), lifter.log()
+        c.wait_for_subscribers(pub, 1, 60)
+        c.wait_for_subscribers(info, 2 if with_lifter else 1, 60)
+        msgs = [numpy_to_image(f, 'rgb8') for f in frames]
+        latencies = []
+        # Warm-up frames (MediaPipe graph start) are not timed.
+        warm = 5
+        t_start = None
+        for i, msg in enumerate(msgs):
+            if i == warm:
+                t_start = time.perf_counter()
+            now = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 10 ** 9)
+            info.publish(CameraInfo(header=msg.header, width=w, height=h))
+            pub.publish(msg)
+            if not c.wait_for(lambda: now in kp, 30):
+                raise RuntimeError(f'frame {i} got no keypoints_2d')
+            if with_lifter:  # frames where MediaPipe saw nobody yield no skeleton
+                c.wait_for(lambda: now in out, 0.5)
+            if i >= warm and now in out:
+                latencies.append((out[now] - now) / 1e9)
+        fps = (len(msgs) - warm) / (time.perf_counter() - t_start)
+    return fps, latencies
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--frames', type=int, default=60)
+    ap.add_argument('--width', type=int, default=540, help='frame size (the clip is 1080x1920)')
+    ap.add_argument('--height', type=int, default=960)
+    a = ap.parse_args(argv)
+    frames = clip_frames(a.frames, (a.width, a.height))
+    bare = bare_loop(frames)
+    bare_fps = (len(frames) - 5) / sum(bare[5:])
+    node_fps, lat_kp = node_run(frames, with_lifter=False)
+    _, lat_sk = node_run(frames, with_lifter=True)
+    mp50, mp99 = 1e3 * pct(bare[5:], 50), 1e3 * pct(bare[5:], 99)
+    print(f'frames {len(frames)} at {a.width}x{a.height}')
+    print(f'bare MediaPipe loop      {bare_fps:7.1f} frames/s  (p50 {mp50:.1f} ms, p99 {mp99:.1f} ms)')
+    print(f'pose2d node (lockstep)   {node_fps:7.1f} frames/s  ratio {node_fps / bare_fps:.2f} (goal >= 0.9)')
+    l50, l99 = 1e3 * pct(lat_sk, 50), 1e3 * pct(lat_sk, 99)
+    print(f'image stamp -> skeleton_3d (causal): p50 {l50:.1f} ms, p99 {l99:.1f} ms; '
+          f'overhead over bare MediaPipe p50 {l50 - mp50:.1f} ms, p99 {l99 - mp99:.1f} ms '
+          '(goal p99 overhead <= 10 ms)')
+    print(f'image stamp -> keypoints_2d: p50 {1e3 * pct(lat_kp, 50):.1f} ms, p99 {1e3 * pct(lat_kp, 99):.1f} ms')
+    return {'ratio': node_fps / bare_fps, 'overhead_p99_ms': l99 - mp99}
+
+
+if __name__ == '__main__':
+    main()
