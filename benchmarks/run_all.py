@@ -1,0 +1,41 @@
+"""Every benchmark in one command (`make bench`): each prints its ratio against a baseline
+measured in the same run. Pass --quick for shorter runs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+QUICK = '--quick' in sys.argv
+
+BENCHMARKS = [
+    ('lifter: streaming vs window recompute (243 frames, 1024 ch)', 'lifter.py',
+     ['--frames', '60'] if QUICK else []),
+    ('pose2d: node vs bare MediaPipe; end-to-end latency', 'pose2d.py',
+     ['--frames', '30'] if QUICK else []),
+    ('offline: frames/s vs bare MediaPipe', 'offline.py', ['--frames', '40'] if QUICK else []),
+    ('recorder: sustained messages/s with zero loss', 'recorder.py',
+     ['--rates', '500,1000', '--seconds', '2'] if QUICK else []),
+    ('accuracy: lifters vs baselines on held-out motion capture', 'accuracy.py',
+     ['--quick'] if QUICK else []),
+]
+
+
+def main() -> int:
+    failed = []
+    for title, script, args in BENCHMARKS:
+        path = os.path.join(HERE, script)
+        if not os.path.exists(path):
+            continue
+        print(f'\n## {title}\n', flush=True)
+        r = subprocess.run([sys.executable, path, *args], cwd=HERE)
+        if r.returncode:
+            failed.append(script)
+    if failed:
+        print(f'\nfailed: {failed}')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
