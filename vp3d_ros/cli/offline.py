@@ -1,0 +1,91 @@
+"""vp3d-offline: a video file or a camera bag -> a LandmarkRecord bag (every frame, whole-
+sequence lifting). Bad input exits with status 2 and leaves no output behind.
+
+Examples::
+
+    vp3d-offline clip.mp4 --out session_landmarks --camera-name cam01
+    vp3d-offline cameras.mcap --topics /cam01/image /cam02/image/compressed --storage sqlite3
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .lift import _widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='vp3d-offline', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n\n', 1)[1])
+    p.add_argument('input', help='video file, or rosbag2 bag (directory, .mcap or .db3) with '
+                                 'sensor_msgs/Image or CompressedImage topics')
+    p.add_argument('--out', default=None,
+                   help='output bag (a new directory; default: <input name>_landmarks here)')
+    p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    p.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
+                   help='bag image topics to process (default: every image topic)')
+    p.add_argument('--camera-name', default=None,
+                   help='camera namespace of the output topics (default: for a video, from the '
+                        'file name, e.g. cam01; for a bag, the image topic namespace)')
+    p.add_argument('--frame-id', default=None,
+                   help='video input: header frame_id (default: camera_optical_frame, as '
+                        'video_source)')
+    p.add_argument('--max-frames', type=int, default=None,
+                   help='stop after this many frames per camera (default: all)')
+    g = p.add_argument_group('lifter')
+    g.add_argument('--checkpoint', default=None,
+                   help="VideoPose3D checkpoint (.bin); default: the shipped default for --mode")
+    g.add_argument('--mode', choices=['causal', 'symmetric'], default='symmetric',
+                   help='which shipped default checkpoint to use (default: symmetric)')
+    g.add_argument('--filter-widths', type=_widths, default=None,
+                   help='e.g. "3,3,3,3,3" (default: from the checkpoint/sidecar)')
+    g.add_argument('--channels', type=int, default=None, help='default: from the checkpoint')
+    g.add_argument('--causal', action='store_true', default=None,
+                   help='the checkpoint is causal (default: from the sidecar, else symmetric)')
+    g.add_argument('--layout', choices=['coco', 'h36m'], default=None,
+                   help='lifter input / keypoints_2d layout (default: sidecar, else h36m)')
+    g.add_argument('--no-flip', action='store_true', help='disable test-time flip augmentation')
+    g.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
+    g.add_argument('--max-gap-frames', type=int, default=10,
+                   help='missing-person frames bridged by interpolation (as the lifter node)')
+    g.add_argument('--max-gap-s', type=float, default=0.5,
+                   help='a longer gap in stamps splits the sequence (as the lifter node)')
+    g.add_argument('--min-confidence', type=float, default=0.2,
+                   help='weaker joints hold their last position (as the lifter node)')
+    m = p.add_argument_group('pose (MediaPipe)')
+    m.add_argument('--backend', choices=['legacy', 'tasks'], default='legacy')
+    m.add_argument('--task-file', default=None, help='tasks backend: pose_landmarker .task file')
+    m.add_argument('--num-poses', type=int, default=1, help='tasks backend: persons per image')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
+                   help='progress line on stderr when it is a terminal (default: on)')
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..offline import OfflineError, process
+    out = args.out or f'{Path(args.input.rstrip("/")).stem or "offline"}_landmarks'
+    try:
+        summary = process(
+            args.input, out, checkpoint=args.checkpoint, mode=args.mode,
+            filter_widths=args.filter_widths, channels=args.channels, causal=args.causal,
+            layout=args.layout, flip=not args.no_flip, device=args.device,
+            backend=args.backend, task_file=args.task_file, num_poses=args.num_poses,
+            storage=args.storage, topics=args.topics, camera_name=args.camera_name,
+            frame_id=args.frame_id, max_frames=args.max_frames,
+            max_gap_frames=args.max_gap_frames, max_gap_s=args.max_gap_s,
+            min_confidence=args.min_confidence, progress=args.progress)
+    except OfflineError as e:
+        print(f'vp3d-offline: error: {e}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('vp3d-offline: interrupted; no bag written', file=sys.stderr)
+        return 130
+    print(f'vp3d-offline: {summary.line()}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

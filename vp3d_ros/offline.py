@@ -1,0 +1,554 @@
+"""Offline path: a video file or a camera bag -> a LandmarkRecord bag, every frame.
+
+Why it exists: live, pose2d drops the frames it cannot keep up with and the lifter never
+sees more future than its window. Offline, MediaPipe runs on every frame (video mode,
+timestamps from the stamps) and each (camera, person) track is lifted whole with
+:class:`~vp3d_ros.lifter.SequenceLifter`, with full past and future context.
+
+Gap rules are the live ones because the live code is reused: every track is a
+:class:`~vp3d_ros.windowing.TrackWindow` driving a :class:`SegmentBuffer` (the
+StreamingLifter interface, but lifting each segment in one pass when the window ends it).
+So bridging, weak joints, splits and stamps are the live lifter's, and its symmetric output
+is reproduced to float precision. The 2D keypoints are lifted as float32, exactly as the
+lifter node reads them from the ``keypoints_2d`` cloud.
+
+Output is what the live recorder stores: ``/<cam>/keypoints_2d`` (every frame, an empty
+cloud when nobody is seen) and ``/<cam>/skeleton_3d`` (one cloud per frame with a pose),
+sensor_msgs/PointCloud2 in the ``cloud_schema`` layout, header = the source frame's stamp
+and frame_id, bag time = header stamp, ``bag_io.recording_metadata``. Messages are
+serialised with rosbags (byte-identical to rclpy's), so this module imports without rclpy;
+``ros_conversions`` is imported only to decode bag images. The bag is written under a
+hidden sibling directory and renamed into place when complete; on failure it is removed.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import bag_io
+from .windowing import LiftedPose, TrackWindow
+
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
+INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
+CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
+VIDEO_FRAME_ID = 'camera_optical_frame'  # video_source's default, for comparable bags
+PRODUCER = 'vp3d-offline'
+_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
+
+
+class OfflineError(ValueError):
+    """Input or configuration the offline path cannot use; the message says what to fix."""
+
+
+@dataclass
+class OfflineSummary:
+    frames: int
+    persons: int
+    frames_without_person: int
+    seconds: float
+    fps: float
+    cameras: List[str]
+    out: str
+    checkpoint: str
+
+    def line(self) -> str:
+        return (f'{self.frames} frames ({len(self.cameras)} camera'
+                f'{"s" if len(self.cameras) != 1 else ""}: {", ".join(self.cameras) or "/"}), '
+                f'{self.persons} person{"s" if self.persons != 1 else ""} found, '
+                f'{self.frames_without_person} frames without a person, {self.seconds:.1f} s, '
+                f'{self.fps:.1f} frames/s -> {self.out}')
+
+
+@dataclass
+class Frame2D:
+    """One processed frame of one camera, as its keypoints_2d cloud carries it."""
+    stamp_ns: int
+    frame_id: str
+    size: Tuple[int, int]  # (width, height) used to normalise keypoints
+    people: Dict[int, Tuple[np.ndarray, np.ndarray]]  # id -> (J, 2) px, (J,) confidence
+
+
+@dataclass
+class CameraSource:
+    """One camera of the input: its name and an iterator over decoded frames."""
+    name: str
+    label: str  # file or topic, for messages
+    total: int  # expected frame count (progress only; 0 = unknown)
+    frames: Callable[[], Iterator[Tuple[int, str, np.ndarray, Optional[Tuple[int, int]]]]]
+
+
+@dataclass
+class CameraResult:
+    name: str
+    frames: List[Frame2D]
+    poses: Dict[int, Dict[int, LiftedPose]] = field(default_factory=dict)  # stamp -> id -> pose
+
+
+# -- progress ------------------------------------------------------------------------------
+class Progress:
+    """A one-line \\r progress display on a terminal (nothing when the stream is not a tty)."""
+
+    def __init__(self, enabled: bool, stream=None):
+        self.stream = stream or sys.stderr
+        self.on = bool(enabled) and bool(getattr(self.stream, 'isatty', lambda: False)())
+        self._last = 0.0
+        self._width = 0
+
+    def update(self, label: str, done: int, total: int, fps: float, force: bool = False):
+        if not self.on:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        if total:
+            frac = min(1.0, done / total)
+            bar = '#' * int(24 * frac) + '-' * (24 - int(24 * frac))
+            eta = f' ETA {max(0.0, total - done) / fps:.0f} s' if fps > 0 else ''
+            text = f'{label} [{bar}] {done}/{total} frames {fps:.1f} fps{eta}'
+        else:
+            text = f'{label} {done} frames {fps:.1f} fps'
+        self.stream.write('\r' + text.ljust(self._width))
+        self._width = len(text)
+        self.stream.flush()
+
+    def close(self):
+        if self.on and self._width:
+            self.stream.write('\r' + ' ' * self._width + '\r')
+            self.stream.flush()
+            self._width = 0
+
+
+# -- inputs --------------------------------------------------------------------------------
+def camera_name_from_file(path) -> str:
+    """'balancing_cam01.mp4' -> 'cam01'; otherwise the file stem as a valid ROS name."""
+    stem = Path(path).stem
+    found = re.findall(r'(?i)cam(?:era)?[_-]?\d+', stem)
+    name = found[-1] if found else stem
+    name = re.sub(r'[^A-Za-z0-9_]+', '_', name).strip('_').lower() or 'cam'
+    return name if name[0].isalpha() else f'cam_{name}'
+
+
+def _check_name(name: str) -> str:
+    name = name.strip('/')
+    if name and not _NAME_RE.match(name):
+        raise OfflineError(f'camera name {name!r} is not a valid ROS namespace (letters, digits, '
+                           "'_', segments separated by '/', not starting with a digit)")
+    return name
+
+
+def _stamp_of(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def video_source(path: Path, camera_name: Optional[str], frame_id: Optional[str],
+                 max_frames: Optional[int]) -> CameraSource:
+    """A video file: stamps ``frame_index / fps`` (fps from the container)."""
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise OfflineError(f'{path}: cannot open as a video (not a video file, or a codec '
+                           'OpenCV lacks), and it is not a rosbag2 bag (.mcap/.db3 or a bag '
+                           'directory)')
+    ok, first = cap.read()
+    if not ok or first is None:
+        cap.release()
+        raise OfflineError(f'{path}: the video has no decodable frames (empty video?)')
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not (math.isfinite(fps) and fps > 0):
+        cap.release()
+        raise OfflineError(f'{path}: the container states no frame rate; cannot stamp frames')
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    total = min(total, max_frames) if max_frames else total
+    frame_id = VIDEO_FRAME_ID if frame_id is None else frame_id
+
+    def frames():
+        try:
+            i, bgr = 0, first
+            while bgr is not None and (not max_frames or i < max_frames):
+                # Same rounding as video_source's stamp_source:=video.
+                ns = int(round(i / fps * 1e9))
+                yield ns, frame_id, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+                i += 1
+                ok, bgr = cap.read()
+                bgr = bgr if ok else None
+        finally:
+            cap.release()
+
+    name = _check_name(camera_name) if camera_name is not None else camera_name_from_file(path)
+    return CameraSource(name, str(path), total, frames)
+
+
+def _namespace(topic: str, msgtype: str) -> str:
+    """'/cam01/image' -> 'cam01'; '/cam02/image/compressed' -> 'cam02' (image_transport)."""
+    parts = [p for p in topic.split('/') if p]
+    if msgtype.endswith('CompressedImage') and len(parts) > 1 and parts[-1] == 'compressed':
+        parts = parts[:-1]
+    return '/'.join(parts[:-1])
+
+
+def bag_sources(bag, topics: Optional[Sequence[str]], camera_name: Optional[str],
+                max_frames: Optional[int]) -> List[CameraSource]:
+    """One source per image topic of an open BagReader (camera = the topic's namespace)."""
+    available = bag.topics
+    images = {t: i for t, i in available.items() if i.msgtype in IMAGE_TYPES}
+    if topics:
+        bad = [t for t in topics if t not in images]
+        if bad:
+            raise OfflineError(f'{bag.path}: {bad} are not image topics of the bag (its image '
+                               f'topics: {sorted(images) or "none"})')
+        images = {t: images[t] for t in topics}
+    if not images:
+        has = ', '.join(f'{t} [{i.msgtype}]' for t, i in available.items()) or 'no topics'
+        raise OfflineError(f'{bag.path}: no sensor_msgs/Image or CompressedImage topics '
+                           f'(it has {has})')
+    if camera_name is not None and len(images) > 1:
+        raise OfflineError(f'--camera-name names one camera but {len(images)} image topics are '
+                           'selected; pick one with --topics (bag cameras are named after their '
+                           'topic namespaces)')
+    sources, seen = [], {}
+    for topic, info in images.items():
+        ns = _namespace(topic, info.msgtype)
+        name = _check_name(camera_name) if camera_name is not None else ns
+        if name in seen:
+            raise OfflineError(f'{topic} and {seen[name]} are both camera {name!r}; choose one '
+                               'with --topics')
+        seen[name] = topic
+        if info.count == 0:
+            raise OfflineError(f'{bag.path}: image topic {topic} has no messages')
+        info_topic = f'/{ns}/camera_info' if ns else '/camera_info'
+        if available.get(info_topic, bag_io.TopicInfo('', 0)).msgtype != INFO_TYPE:
+            info_topic = None
+        total = min(info.count, max_frames) if max_frames else info.count
+        sources.append(CameraSource(name, topic, total,
+                                    _bag_frames(bag, topic, info_topic, max_frames)))
+    return sources
+
+
+def _bag_frames(bag, topic: str, info_topic: Optional[str], max_frames: Optional[int]):
+    def first_info_size():
+        for _, msgtype, _, raw in bag.messages([info_topic]):
+            msg = bag.deserialize(raw, msgtype)
+            if msg.width and msg.height:
+                return int(msg.width), int(msg.height)
+        return None
+
+    def frames():
+        from .ros_conversions import ImageConversionError, compressed_to_numpy, image_to_numpy
+        size = first_info_size() if info_topic else None
+        n = 0
+        wanted = [topic] + ([info_topic] if info_topic else [])
+        for tpc, msgtype, log_ns, raw in bag.messages(wanted):
+            msg = bag.deserialize(raw, msgtype)
+            if tpc == info_topic:
+                if msg.width and msg.height:
+                    size = (int(msg.width), int(msg.height))
+                continue
+            if max_frames and n >= max_frames:
+                return
+            stamp = _stamp_of(msg.header) or int(log_ns)  # unstamped driver: bag time
+            try:
+                rgb = (compressed_to_numpy(msg) if msgtype.endswith('CompressedImage')
+                       else image_to_numpy(msg))
+            except ImageConversionError as e:
+                raise OfflineError(f'{topic}: image {n} (stamp {stamp} ns) cannot be decoded: '
+                                   f'{e}') from None
+            h, w = rgb.shape[:2]
+            if size is not None and size != (w, h):
+                raise OfflineError(f'{topic}: image {n} is {w}x{h} but {info_topic} says '
+                                   f'{size[0]}x{size[1]}; keypoints would be normalised at a '
+                                   'wrong scale (the live lifter refuses such frames too)')
+            yield stamp, msg.header.frame_id, rgb, size
+            n += 1
+    return frames
+
+
+# -- 2D ------------------------------------------------------------------------------------
+def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout: str,
+              on_frame: Callable[[int], None] = lambda n: None) -> List[Frame2D]:
+    """MediaPipe on every frame, as pose2d: same mapping, same tracker restarts (image size
+    change, stamps going backwards), keypoints rounded to the cloud's float32."""
+    from .keypoint_mapping import map_mediapipe
+    out: List[Frame2D] = []
+    estimator = make_estimator()
+    last_ms, last_stamp, last_size = -1, None, None
+    try:
+        for stamp, frame_id, rgb, info_size in source.frames():
+            h, w = rgb.shape[:2]
+            if (last_size is not None and last_size != (w, h)) or \
+                    (last_stamp is not None and stamp < last_stamp):
+                estimator.close()
+                estimator, last_ms = make_estimator(), -1
+            last_size, last_stamp = (w, h), stamp
+            ms = max(stamp // 1_000_000, last_ms + 1)  # the video graph needs increasing stamps
+            last_ms = ms
+            people = estimator.process(rgb, ms)
+            n = len(people)
+            lm = np.array([p.landmarks_px for p in people], dtype=np.float64).reshape(n, 33, 2)
+            vis = np.array([p.visibility for p in people], dtype=np.float64).reshape(n, 33)
+            kp, conf = map_mediapipe(lm, vis, layout)
+            kp = kp.astype(np.float32).astype(np.float64)
+            conf = conf.astype(np.float32).astype(np.float64)
+            out.append(Frame2D(int(stamp), frame_id, info_size or (w, h),
+                               {i: (kp[i], conf[i]) for i in range(n)}))
+            on_frame(len(out))
+    finally:
+        estimator.close()
+    return out
+
+
+# -- lifting -------------------------------------------------------------------------------
+class SegmentBuffer:
+    """What TrackWindow needs from a StreamingLifter, lifting a whole segment at ``finish``.
+
+    Long segments are lifted in chunks with receptive-field overlap, which keeps memory
+    bounded and gives the same poses as one pass.
+    """
+
+    def __init__(self, lifter, width: float, height: float, chunk: int = 8192):
+        self.lifter = lifter
+        self.width, self.height = float(width), float(height)
+        self.chunk = max(1, int(chunk))
+        self._frames: List[np.ndarray] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._frames)
+
+    @property
+    def frames_pushed(self) -> int:
+        return len(self._frames)
+
+    def reset(self):
+        self._frames = []
+
+    def push(self, keypoints_px) -> list:
+        self._frames.append(np.asarray(keypoints_px, dtype=np.float64))
+        return []
+
+    def finish(self) -> list:
+        kp = np.array(self._frames).reshape(len(self._frames), -1, 2)
+        self.reset()
+        if not len(kp):
+            return []
+        left, right = self.lifter.pad_left, self.lifter.pad_right
+        poses = []
+        for a in range(0, len(kp), self.chunk):
+            b = min(len(kp), a + self.chunk)
+            lo, hi = max(0, a - left), min(len(kp), b + right)
+            out = self.lifter.lift(kp[lo:hi], self.width, self.height)
+            poses.append(out[a - lo:a - lo + (b - a)])
+        return list(enumerate(np.concatenate(poses)))
+
+
+def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = 10,
+                max_gap_s: float = 0.5, min_confidence: float = 0.2, chunk: int = 8192
+                ) -> Dict[int, Dict[int, LiftedPose]]:
+    """Every person track of one camera -> {stamp: {person: pose}}, with the live gap rules."""
+    tracks: Dict[int, TrackWindow] = {}
+    out: Dict[int, Dict[int, LiftedPose]] = {}
+
+    def make(w, h):
+        return SegmentBuffer(lifter, w, h, chunk)
+
+    def keep(pid, poses):
+        for lp in poses:
+            out.setdefault(lp.stamp_ns, {})[pid] = lp
+
+    for fr in frames:
+        for pid in sorted(set(tracks) | set(fr.people)):
+            track = tracks.get(pid)
+            if track is None:
+                track = tracks[pid] = TrackWindow(make, max_gap_frames, max_gap_s, min_confidence)
+            kp, conf = fr.people.get(pid, (None, None))
+            keep(pid, track.add(fr.stamp_ns, kp, conf, fr.size))
+    for pid, track in tracks.items():
+        keep(pid, track.finish())
+    return out
+
+
+# -- output --------------------------------------------------------------------------------
+def _cloud_bytes(points, confidence, ids, stamp_ns: int, frame_id: str) -> bytes:
+    from .records import make_cloud
+    msg = make_cloud(points, confidence, ids, stamp_ns, frame_id)
+    return bytes(bag_io.typestore().serialize_cdr(msg, CLOUD_TYPE))
+
+
+def _messages(cameras: Sequence[CameraResult], layout_joints: int):
+    """(stamp, topic, payload builder) for every output message, in stamp order."""
+    entries = []
+    for ci, cam in enumerate(cameras):
+        prefix = f'/{cam.name}/' if cam.name else '/'
+        frame_ids = {}
+        for k, fr in enumerate(cam.frames):
+            frame_ids[fr.stamp_ns] = fr.frame_id
+            ids = sorted(fr.people)
+            pts = np.array([fr.people[i][0] for i in ids]).reshape(len(ids), layout_joints, 2)
+            conf = np.array([fr.people[i][1] for i in ids]).reshape(len(ids), layout_joints)
+            entries.append((fr.stamp_ns, ci, 0, k, prefix + 'keypoints_2d',
+                            (pts, conf, ids, fr.stamp_ns, fr.frame_id)))
+        for stamp, by_id in cam.poses.items():
+            ids = sorted(by_id)
+            pts = np.array([by_id[i].pose for i in ids]).reshape(len(ids), 17, 3)
+            conf = np.array([by_id[i].confidence for i in ids]).reshape(len(ids), 17)
+            entries.append((stamp, ci, 1, 0, prefix + 'skeleton_3d',
+                            (pts, conf, ids, stamp, frame_ids.get(stamp, ''))))
+    entries.sort(key=lambda e: e[:4])
+    for stamp, _, _, _, topic, args in entries:
+        yield stamp, topic, args
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() or out.is_symlink():
+        raise OfflineError(f'{out} already exists; bags are never overwritten (choose --out)')
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise OfflineError(f'cannot create {out}: {parent} is not a directory')
+
+
+def write_bag(out: Path, storage: str, metadata: dict, cameras: Sequence[CameraResult],
+              layout_joints: int) -> None:
+    """Write under a hidden sibling, rename into place when complete; remove on failure."""
+    _check_out(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.partial-', dir=out.parent))
+    except OSError as e:
+        raise OfflineError(f'cannot write under {out.parent}: {e}') from None
+    try:
+        with bag_io.BagWriter(tmp / out.name, storage=storage, metadata=metadata,
+                              flush_interval_s=3600.0) as writer:
+            for cam in cameras:
+                prefix = f'/{cam.name}/' if cam.name else '/'
+                writer.add_topic(prefix + 'keypoints_2d', CLOUD_TYPE)
+                writer.add_topic(prefix + 'skeleton_3d', CLOUD_TYPE)
+            for stamp, topic, args in _messages(cameras, layout_joints):
+                writer.write(topic, stamp, _cloud_bytes(*args))
+        os.rename(tmp / out.name, out)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# -- API -----------------------------------------------------------------------------------
+def _is_bag(path: Path) -> bool:
+    return path.is_dir() or path.suffix in bag_io.SUFFIXES
+
+
+def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str = 'symmetric',
+            filter_widths: Optional[Sequence[int]] = None, channels: Optional[int] = None,
+            causal: Optional[bool] = None, layout: Optional[str] = None, flip: bool = True,
+            device: str = 'cpu', backend: str = 'legacy', task_file: Optional[str] = None,
+            num_poses: int = 1, storage: str = 'mcap', topics: Optional[Sequence[str]] = None,
+            camera_name: Optional[str] = None, frame_id: Optional[str] = None,
+            max_frames: Optional[int] = None, max_gap_frames: int = 10, max_gap_s: float = 0.5,
+            min_confidence: float = 0.2, progress: bool = False) -> OfflineSummary:
+    """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError."""
+    from .checkpoint import CheckpointError
+    from .lifter import SequenceLifter
+    from .lifter_config import resolve_lifter
+
+    t0 = time.perf_counter()
+    src, out = Path(input_path), Path(out_bag)
+    if mode not in ('causal', 'symmetric'):
+        raise OfflineError(f"mode must be 'causal' or 'symmetric', not {mode!r}")
+    if storage not in bag_io.STORAGES:
+        raise OfflineError(f"storage must be 'mcap' or 'sqlite3', not {storage!r}")
+    if max_frames is not None and max_frames < 0:
+        raise OfflineError(f'max_frames must be >= 0, got {max_frames}')
+    if not src.exists():
+        raise OfflineError(f'{src}: no such file or directory')
+    if not os.access(src, os.R_OK):
+        raise OfflineError(f'{src}: not readable (permissions)')
+    _check_out(out)
+    try:
+        ckpt, layout = resolve_lifter(checkpoint, filter_widths, channels, causal, layout,
+                                      default_kind=mode)
+        lifter = SequenceLifter(ckpt.build(device), input_layout=layout, flip=flip, device=device)
+    except (CheckpointError, ValueError) as e:
+        raise OfflineError(f'lifter: {e}') from None
+
+    bag = None
+    try:
+        if _is_bag(src):
+            try:
+                bag = bag_io.open_bag(src)
+            except bag_io.BagError as e:
+                raise OfflineError(str(e)) from None
+            sources = bag_sources(bag, topics, camera_name, max_frames or None)
+        else:
+            if topics:
+                raise OfflineError('--topics applies to bags, not to video files')
+            sources = [video_source(src, camera_name, frame_id, max_frames or None)]
+        cameras = _run_pose(sources, layout, progress, backend=backend, task_file=task_file,
+                            num_poses=num_poses)
+    except bag_io.BagError as e:
+        raise OfflineError(f'{src}: {e}') from None
+    finally:
+        if bag is not None:
+            bag.close()
+
+    for cam in cameras:
+        cam.poses = lift_frames(cam.frames, lifter, max_gap_frames, max_gap_s, min_confidence)
+    params = {
+        'input': str(src.resolve()), 'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
+        'channels': ckpt.arch.channels, 'causal': ckpt.arch.causal, 'input_layout': layout,
+        'flip': flip, 'backend': backend, 'task_file': task_file or '', 'num_poses': num_poses,
+        'topics': [s.label for s in sources], 'max_frames': max_frames or 0,
+        'max_gap_frames': max_gap_frames, 'max_gap_s': max_gap_s,
+        'min_confidence': min_confidence, 'lifting': 'whole sequence (SequenceLifter)'}
+    meta = bag_io.recording_metadata(layout, {'path': ckpt.path, 'sha256': ckpt.sha256},
+                                     params, {}, producer=PRODUCER)
+    try:
+        write_bag(out, storage, meta, cameras, lifter.layout.num_joints)
+    except bag_io.BagError as e:
+        raise OfflineError(str(e)) from None
+
+    frames = sum(len(c.frames) for c in cameras)
+    seconds = time.perf_counter() - t0
+    return OfflineSummary(
+        frames=frames,
+        persons=sum(len({p for f in c.frames for p in f.people}) for c in cameras),
+        frames_without_person=sum(1 for c in cameras for f in c.frames if not f.people),
+        seconds=seconds, fps=frames / seconds if seconds > 0 else 0.0,
+        cameras=[c.name for c in cameras], out=str(out), checkpoint=ckpt.path)
+
+
+def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,
+              **estimator_args) -> List[CameraResult]:
+    """2D for every camera, one MediaPipe video-mode graph per camera."""
+    from .pose_estimation import PoseEstimationError, create_estimator
+
+    def make_estimator():
+        try:
+            return create_estimator(video_mode=True, **estimator_args)
+        except (PoseEstimationError, OSError) as e:
+            raise OfflineError(f'pose estimation: {e}') from None
+
+    bar = Progress(progress)
+    results = []
+    try:
+        for src in sources:
+            t0 = time.perf_counter()
+
+            def tick(n, label=src.name or '/', total=src.total, t0=t0):
+                dt = time.perf_counter() - t0
+                bar.update(label, n, total, n / dt if dt > 0 else 0.0)
+
+            results.append(CameraResult(src.name, detect_2d(src, make_estimator, layout, tick)))
+            if not results[-1].frames:
+                raise OfflineError(f'{src.label}: no frames')
+    finally:
+        bar.close()
+    return results
