@@ -31,6 +31,8 @@ setup(
             'recorder_node = vp3d_ros.nodes.recorder_node:main',
             'video_source = vp3d_ros.nodes.video_source_node:main',
             'vp3d-export = vp3d_ros.cli.export:main',
+            'vp3d-offline = vp3d_ros.cli.offline:main',
+            'offline = vp3d_ros.cli.offline:main',
             'vp3d-make-pose-task = vp3d_ros.pose_task_bundle:main',
         ],
     },

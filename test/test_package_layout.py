@@ -11,7 +11,7 @@ from conftest import REPO
 
 BIN = os.path.dirname(sys.executable)
 COLCON = os.path.join(BIN, 'colcon')
-EXECUTABLES = ['vp3d-lift', 'vp3d-export', 'vp3d-make-pose-task', 'pose2d_node', 'lifter_node',
+EXECUTABLES = ['vp3d-lift', 'vp3d-export', 'vp3d-offline', 'offline', 'vp3d-make-pose-task', 'pose2d_node', 'lifter_node',
                'recorder_node', 'video_source']
 
 

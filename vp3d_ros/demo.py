@@ -43,7 +43,8 @@ def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str) 
     logs = os.path.join(out_dir, 'logs')
     bag = os.path.join(out_dir, 'live_landmarks')
     specs = plan(['cam01'], video=video, record=True, bag_dir=out_dir, checkpoint=checkpoint,
-                 mode=mode, video_params=[f'rate:={rate}', 'stamp_source:=video'],
+                 mode=mode, video_params=[f'rate:={rate}', 'stamp_source:=video',
+                                          f'stamp_offset_s:={LIVE_OFFSET_S}'],
                  recorder_params=['bag_name:=live_landmarks'])
     nodes = Rig(specs[1:], params, env=env, log_dir=logs)  # pose2d, lifter, recorder first
     try:
@@ -67,13 +68,18 @@ def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str) 
     return bag
 
 
-def _by_stamp(track):
-    return {round(float(t), 3): i for i, t in enumerate(track.stamps_s)}
+# Live video stamps start here (a zero stamp means "unstamped" to the lifter); offline video
+# stamps are frame_index / fps from 0.
+LIVE_OFFSET_S = 100.0
 
 
-def agreement(live, offline) -> dict:
-    """Live vs offline on the frames both have, matched by stamp."""
-    a, b = _by_stamp(live), _by_stamp(offline)
+def _by_frame(track, fps, offset=0.0):
+    return {int(round((float(t) - offset) * fps)): i for i, t in enumerate(track.stamps_s)}
+
+
+def agreement(live, offline, fps) -> dict:
+    """Live vs offline on the frames both have, matched by frame index."""
+    a, b = _by_frame(live, fps, LIVE_OFFSET_S), _by_frame(offline, fps)
     common = sorted(set(a) & set(b))
     if not common:
         return {'frames': 0}
@@ -156,7 +162,9 @@ def main(argv=None) -> int:
                  f'without a person, {summary.fps:.1f} frames/s')
     live3 = [t for t in live_tracks if t.dims == 3]
     if live3 and off3:
-        ag = agreement(live3[0], off3[0])
+        import cv2
+        fps = cv2.VideoCapture(a.video).get(cv2.CAP_PROP_FPS) or 30.0
+        ag = agreement(live3[0], off3[0], fps)
         lines.append(f'live vs offline: {ag["frames"]} common frames, 3D joints differ by '
                      f'{ag.get("mean_mm", float("nan")):.1f} mm on average (max '
                      f'{ag.get("max_mm", float("nan")):.1f} mm; live MediaPipe tracks a stream with '
