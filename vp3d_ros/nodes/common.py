@@ -1,13 +1,19 @@
 """What every vp3d_ros node shares: start-up/shutdown, parameters, rate-limited logging."""
 from __future__ import annotations
 
+import hashlib
+import signal
 import sys
 import time
+import traceback
 from typing import Any, Callable, Dict
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor
 
 
@@ -15,10 +21,21 @@ class ConfigError(RuntimeError):
     """Configuration that cannot work: the node refuses to start and says what to fix."""
 
 
+EXIT_CONFIG = 2  # exit status of a node that refused its configuration
+
+
 def declare(node: Node, name: str, default: Any, description: str, dynamic: bool = False):
-    """Declare a documented parameter and return its value."""
+    """Declare a documented parameter and return its value.
+
+    A value of the wrong type (``-p max_gap_s:=abc``) is a :class:`ConfigError` naming the
+    parameter and the expected type, not a traceback.
+    """
     desc = ParameterDescriptor(description=description, dynamic_typing=dynamic)
-    return node.declare_parameter(name, default, desc).value
+    try:
+        return node.declare_parameter(name, default, desc).value
+    except ParameterException as e:
+        raise ConfigError(f'{node.get_name()}: parameter {name!r}: {e} (expected '
+                          f'{type(default).__name__}, e.g. {default!r}; {description})') from e
 
 
 def parameters_snapshot(node: Node) -> Dict[str, Any]:
@@ -37,8 +54,27 @@ def message_class(msgtype: str):
         raise ValueError(f'unknown message type {msgtype!r}') from e
 
 
+def file_sha256(path: str) -> str:
+    """sha256 of a file (here so the recorder does not import torch for it)."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def steady_timer(node: Node, period_s: float, callback):
+    """A timer on the steady clock: housekeeping (diagnostics, discovery, flushing, idle
+    detection) must run under ``use_sim_time`` even when nobody publishes /clock."""
+    return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+
 class Throttle:
-    """At most one log line per key per period: a broken stream must not flood the log."""
+    """At most one log line per key per period: a broken stream must not flood the log.
+
+    Call it to ask whether a line may be logged now, or use :meth:`log`, which also says how
+    many lines of that kind were held back since the last one.
+    """
 
     def __init__(self, period_s: float = 5.0):
         self.period_s = period_s
@@ -53,30 +89,110 @@ class Throttle:
         self.suppressed[key] = self.suppressed.get(key, 0) + 1
         return False
 
+    def log(self, log_fn: Callable[[str], Any], key: str, text: str) -> bool:
+        """``log_fn``: a bound rclpy logger method (``logger.warning``...)."""
+        if not self(key):
+            return False
+        held = self.suppressed.pop(key, 0)
+        text += f' [{held} more like this in the last {self.period_s:g} s]' if held else ''
+        # rclpy ties a severity to each call site, so every severity gets its own line here.
+        logger, level = getattr(log_fn, '__self__', None), getattr(log_fn, '__name__', '')
+        if logger is None:
+            log_fn(text)
+        elif level == 'error':
+            logger.error(text)
+        elif level in ('warning', 'warn'):
+            logger.warning(text)
+        elif level == 'info':
+            logger.info(text)
+        elif level == 'fatal':
+            logger.fatal(text)
+        else:
+            logger.debug(text)
+        return True
+
+
+class _Stop:
+    """SIGINT/SIGTERM as a flag: the node leaves its loop with the ROS context still up, so
+    ``close()`` can still publish owed poses and the recorder can take what already arrived.
+    A second signal aborts the drain (close() still runs)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _spin(node: Node, stop: _Stop, drain_s: float = 0.3) -> None:
+    """Spin until a signal or shutdown; an exception escaping a callback is logged (with its
+    traceback, rate-limited) and the node keeps serving instead of dying with it."""
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    throttle = Throttle(10.0)
+    drain_until = None
+    try:
+        while node.context.ok():
+            if stop.requested:
+                drain_until = drain_until or time.monotonic() + drain_s
+                if time.monotonic() >= drain_until:
+                    break
+            try:
+                executor.spin_once(timeout_sec=0.05 if stop.requested else 0.1)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception as e:  # noqa: BLE001 - keep the node alive, say what broke
+                diag = getattr(node, 'diag', None)
+                if diag is not None:
+                    diag.error()
+                throttle.log(node.get_logger().error, type(e).__name__,
+                             f'callback failed, node continues: {type(e).__name__}: {e}\n'
+                             + traceback.format_exc(limit=6))
+    finally:
+        executor.remove_node(node)
+        executor.shutdown(timeout_sec=1.0)
+
 
 def run_node(factory: Callable[[], Node], args=None) -> int:
     """rclpy.init, build the node, spin until SIGINT/SIGTERM, then close it cleanly.
 
     A node whose constructor raises :class:`ConfigError` exits with status 2 after logging
-    the reason; the node's ``close()`` (if any) always runs on shutdown, so recorders
-    finish their bags on SIGINT and SIGTERM alike.
+    the reason (before it subscribes to anything, so no data is taken and lost); the
+    node's ``close()`` (if any) always runs on shutdown, while the context is still up, so
+    recorders finish their bags and lifters publish owed poses on SIGINT and SIGTERM alike.
+    A node may set ``exit_code`` (e.g. the recorder after a write error) for its exit status.
     """
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = _Stop()
     node = None
     code = 0
     try:
         node = factory()
-        rclpy.spin(node)
+        _spin(node, stop)
     except ConfigError as e:
         print(f'[FATAL] {e}', file=sys.stderr, flush=True)
-        code = 2
+        code = EXIT_CONFIG
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
             close = getattr(node, 'close', None)
             if close is not None:
-                close()
+                try:
+                    close()
+                except Exception as e:  # noqa: BLE001 - still shut down cleanly
+                    print(f'[ERROR] closing {node.get_name()}: {type(e).__name__}: {e}',
+                          file=sys.stderr, flush=True)
+                    code = code or 1
+            code = code or int(getattr(node, 'exit_code', 0) or 0)
             node.destroy_node()
         rclpy.try_shutdown()
+        stop.restore()
     return code

@@ -1,5 +1,12 @@
 """/diagnostics for rig operators: per node input rate, processing time, drops, errors and
-any extra values a node adds (e.g. the lifter's window fill)."""
+any extra values a node adds (e.g. the lifter's window fill).
+
+Every status carries the same keys from the first publication on (``input_rate_hz``,
+``received``, ``processed``, ``dropped``, ``errors``, ``persons``, ``processing_ms_mean``,
+``processing_ms_p99``; 'n/a' until something was processed), so monitors can rely on them.
+The timer runs on the steady clock: diagnostics keep coming under ``use_sim_time`` with no
+/clock, which is exactly when an operator needs them.
+"""
 from __future__ import annotations
 
 import threading
@@ -8,6 +15,8 @@ from collections import deque
 from typing import Callable, Dict, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from .common import steady_timer
 
 
 class NodeDiagnostics:
@@ -21,8 +30,10 @@ class NodeDiagnostics:
         self._lock = threading.Lock()
         self._window_start = time.monotonic()
         self._window_received = 0
+        self._fault: Optional[str] = None
+        self._warning: Optional[str] = None
         self.pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        node.create_timer(period_s, self.publish)
+        self.timer = steady_timer(node, period_s, self.publish)
 
     def received(self, n: int = 1):
         with self._lock:
@@ -43,7 +54,15 @@ class NodeDiagnostics:
             self.counts['persons'] += persons
             self._times.append(seconds)
 
-    def publish(self):
+    def fault(self, message: Optional[str]):
+        """A lasting failure (e.g. the recorder's disk is full): status ERROR with this text."""
+        self._fault = message
+
+    def warn(self, message: Optional[str]):
+        """A lasting degraded state (e.g. waiting for /clock): status WARN with this text."""
+        self._warning = message
+
+    def values(self) -> Dict[str, str]:
         now = time.monotonic()
         with self._lock:
             rate = self._window_received / max(1e-9, now - self._window_start)
@@ -51,17 +70,30 @@ class NodeDiagnostics:
             times = sorted(self._times)
             counts = dict(self.counts)
         values = {'input_rate_hz': f'{rate:.2f}', **{k: str(v) for k, v in counts.items()}}
-        if times:
-            values['processing_ms_mean'] = f'{1e3 * sum(times) / len(times):.2f}'
-            values['processing_ms_p99'] = f'{1e3 * times[min(len(times) - 1, int(0.99 * len(times)))]:.2f}'
+        values['processing_ms_mean'] = f'{1e3 * sum(times) / len(times):.2f}' if times else 'n/a'
+        values['processing_ms_p99'] = (
+            f'{1e3 * times[min(len(times) - 1, int(0.99 * len(times)))]:.2f}' if times else 'n/a')
         if self.extra:
-            values.update({k: str(v) for k, v in self.extra().items()})
+            try:
+                values.update({k: str(v) for k, v in self.extra().items()})
+            except Exception as e:  # noqa: BLE001 - diagnostics must not take the node down
+                values['extra_error'] = f'{type(e).__name__}: {e}'
+        return values
+
+    def publish(self):
+        values = self.values()
+        counts = {k: int(values[k]) for k in self.counts}
         status = DiagnosticStatus(name=self.name, hardware_id=self.node.get_fully_qualified_name())
         drop_frac = counts['dropped'] / max(1, counts['received'])
-        if counts['errors'] and counts['processed'] == 0:
+        if self._fault:
+            status.level, status.message = DiagnosticStatus.ERROR, self._fault
+        elif counts['errors'] and counts['processed'] == 0:
             status.level, status.message = DiagnosticStatus.ERROR, 'no frame processed'
+        elif self._warning:
+            status.level, status.message = DiagnosticStatus.WARN, self._warning
         elif drop_frac > 0.5:
-            status.level, status.message = DiagnosticStatus.WARN, f'dropping {100 * drop_frac:.0f}% of input'
+            status.level = DiagnosticStatus.WARN
+            status.message = f'dropping {100 * drop_frac:.0f}% of input'
         else:
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

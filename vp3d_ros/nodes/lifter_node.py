@@ -7,16 +7,26 @@ symmetric models publish a frame when its future context has arrived, with its o
 and optionally an immediate estimate from a causal model on ``skeleton_3d/immediate``.
 Image size for normalisation: ``camera_info`` when present, else ``image_width``/
 ``image_height``; when both exist they must agree (a wrong scale is refused, not guessed).
+
+Robustness rules (a rig sends everything): a cloud that is not a 2D keypoint cloud (missing
+or non-FLOAT32 fields, a payload that does not fit its point count, 3D points) is skipped
+with a rate-limited warning; non-finite joints are held or treated as a missing person;
+frames with a zero stamp or a stamp already seen are dropped (counted in /diagnostics);
+stamps going backwards, long stamp gaps and a camera gone quiet for ``idle_flush_s`` end
+the windows (owed poses are published first), so a restarted pose2d or a looping bag starts
+clean. Tracks of persons that are gone are dropped, so a flood of person ids cannot grow
+memory; at most ``max_persons`` persons per frame are lifted.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -27,7 +37,7 @@ from ..lifter_config import resolve_lifter
 from .markers import skeleton_markers
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from ..windowing import TrackWindow
-from .common import ConfigError, Throttle, declare, run_node
+from .common import ConfigError, Throttle, declare, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
 
 
@@ -45,10 +55,13 @@ class _Camera:
         self.name = name
         prefix = f'/{name}/' if name else ''
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub = node.create_publisher(PointCloud2, prefix + 'skeleton_3d', reliable)
+        # Transient-local output: a recorder matched a moment late still gets the first poses.
+        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub = node.create_publisher(PointCloud2, prefix + 'skeleton_3d', latched)
         self.pub_markers = node.create_publisher(MarkerArray, prefix + 'skeleton_3d/markers', 10)
-        self.pub_fast = (node.create_publisher(PointCloud2, prefix + 'skeleton_3d/immediate', reliable)
-                         if node.fast_ckpt else None)
+        self.pub_fast = (node.create_publisher(PointCloud2, prefix + 'skeleton_3d/immediate',
+                                               latched) if node.fast_ckpt else None)
         node.create_subscription(PointCloud2, prefix + 'keypoints_2d',
                                  lambda m: node.on_keypoints(self, m), reliable)
         node.create_subscription(CameraInfo, prefix + 'camera_info',
@@ -58,8 +71,13 @@ class _Camera:
         self.fast_tracks: Dict[int, TrackWindow] = {}
         self.frame_id = ''
         self.last_rx = time.monotonic()
+        self.last_stamp: Optional[int] = None  # newest accepted stamp (ns)
         # 2D frames that arrived before the first camera_info (discovery races at start-up).
         self.waiting = deque(maxlen=120)
+
+    def outputs(self):
+        """(tracks, publisher, with markers) of the main model and the low-latency one."""
+        return ((self.tracks, self.pub, True), (self.fast_tracks, self.pub_fast, False))
 
 
 class LifterNode(Node):
@@ -86,12 +104,16 @@ class LifterNode(Node):
         self.max_gap_s = p('max_gap_s', 0.5, 'a longer gap in stamps restarts the window')
         self.min_conf = p('min_confidence', 0.2, 'joints below this hold their last position')
         self.idle_flush_s = p('idle_flush_s', 1.0, 'flush owed poses when a camera goes quiet (s)')
+        self.max_persons = p('max_persons', 20, 'persons lifted per frame at most (the most '
+                             'confident); protects memory and latency from a flood of ids')
         fast = p('low_latency_checkpoint', '', "symmetric mode: also publish an immediate causal "
                  "estimate on skeleton_3d/immediate from this checkpoint ('default' = shipped causal)")
 
         causal_v = {'auto': None, 'true': True, 'false': False}.get(str(causal).lower(), causal)
         if causal_v not in (None, True, False):
             raise ConfigError(f"causal must be true, false or 'auto', got {causal!r}")
+        for path in (checkpoint, '' if fast == 'default' else fast):
+            _sniff_checkpoint(path)
         try:
             self.ckpt, self.layout = resolve_lifter(
                 checkpoint or None, [w for w in fw if w] or None, channels or None, causal_v,
@@ -106,10 +128,17 @@ class LifterNode(Node):
                 self.fast_model = self.fast_ckpt.build(self.device)
         except CheckpointError as e:
             raise ConfigError(f'lifter: {e}') from e
+        except (RuntimeError, AssertionError, ValueError) as e:  # torch: unusable device
+            raise ConfigError(f"lifter: cannot put the model on device {self.device!r} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                              "set the 'device' parameter to 'cpu' or an available GPU") from e
+        if int(self.max_persons) < 1:
+            raise ConfigError(f'lifter: max_persons must be >= 1, got {self.max_persons}')
         self.throttle = Throttle()
+        self.resets = 0
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
-        self.create_timer(0.2, self._flush_idle)
+        steady_timer(self, 0.2, self._flush_idle)
         self.get_logger().info(
             f'lifter ready: {self.ckpt.path} ({self.ckpt.arch.describe()}), layout={self.layout}, '
             f'flip={self.flip}, cameras={[c.name or "." for c in self.cameras]}')
@@ -117,17 +146,24 @@ class LifterNode(Node):
     def _diag_extra(self):
         fills = {f'window_fill/{c.name or "."}/{pid}': t.fill
                  for c in self.cameras for pid, t in c.tracks.items()}
-        resets = sum(t.stats.resets for c in self.cameras for t in c.tracks.values())
-        return {'tracks': sum(len(c.tracks) for c in self.cameras), 'resets': resets, **fills}
+        rf = self.ckpt.arch.receptive_field
+        return {'tracks': sum(len(c.tracks) for c in self.cameras), 'resets': self.resets,
+                'window_fill': max(fills.values(), default=0), 'receptive_field': rf,
+                'waiting_for_camera_info': sum(len(c.waiting) for c in self.cameras), **fills}
 
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,
                                             width=w, height=h)
 
     def on_camera_info(self, cam: _Camera, msg: CameraInfo):
+        if not msg.width or not msg.height:
+            self.throttle.log(self.get_logger().warning, f'info-empty-{cam.name}',
+                              f'{cam.name}: camera_info with an empty image size '
+                              f'({msg.width}x{msg.height}) ignored; fix the camera calibration')
+            return
         cam.info_size = (int(msg.width), int(msg.height))
         while cam.waiting:
-            self.on_keypoints(cam, cam.waiting.popleft())
+            self.on_keypoints(cam, cam.waiting.popleft(), held=True)
 
     def _image_size(self, cam: _Camera, msg) -> Optional[Tuple[int, int]]:
         param = (int(self.width), int(self.height)) if self.width and self.height else None
@@ -149,29 +185,73 @@ class LifterNode(Node):
                                         f'{cam.waiting.maxlen} frames until camera_info arrives)')
         return size
 
-    def on_keypoints(self, cam: _Camera, msg: PointCloud2):
+    def on_keypoints(self, cam: _Camera, msg: PointCloud2, held: bool = False):
+        """Subscription callback: nothing a publisher sends may take the node down.
+        ``held``: a frame parked until camera_info came (already counted as received)."""
         t0 = time.perf_counter()
-        self.diag.received()
-        cam.last_rx = time.monotonic()
+        if not held:
+            self.diag.received()
+            cam.last_rx = time.monotonic()
+        try:
+            persons = self._accept(cam, msg)
+            if persons is not None:
+                self.diag.processed(time.perf_counter() - t0, persons=persons)
+        except Exception as e:  # noqa: BLE001 - one bad frame, not a dead lifter
+            self.diag.error()
+            self.throttle.log(self.get_logger().error, f'lift-{cam.name}-{type(e).__name__}',
+                              f'{cam.name}: frame skipped: {type(e).__name__}: {e}')
+
+    def _warn(self, key: str, text: str, level: str = 'warning'):
+        self.throttle.log(getattr(self.get_logger(), level), key, text)
+
+    def _accept(self, cam: _Camera, msg: PointCloud2) -> Optional[int]:
+        """Validate and lift one frame; the number of persons lifted, None if refused."""
+        where = cam.name or '.'
         try:
             people = cloud_to_keypoints(msg, num_joints=17)
+            dims = {kp.shape[1] for kp, _ in people.values()}
+            if dims - {2}:
+                raise ValueError('cloud carries 3D points (has a z field); keypoints_2d must '
+                                 'be a 2D keypoint cloud (is a skeleton_3d topic remapped?)')
         except ValueError as e:
             self.diag.error()
-            if self.throttle(f'cloud-{cam.name}'):
-                self.get_logger().warning(f'{cam.name}: bad keypoints_2d skipped: {e}')
-            return
+            self._warn(f'cloud-{cam.name}-{re.sub(r"[0-9]+", "#", str(e))[:40]}',
+                       f'{where}: bad keypoints_2d skipped: {e}')
+            return None
+        stamp = _ns(msg.header.stamp)
+        if stamp == 0:
+            self.diag.dropped()
+            self._warn(f'zero-{cam.name}', f'{where}: keypoints with a zero stamp dropped (is the '
+                       'camera driver stamping its images? use_sim_time without /clock?)')
+            return None
+        if cam.last_stamp is not None:
+            if stamp == cam.last_stamp:
+                self.diag.dropped()
+                self._warn(f'dup-{cam.name}', f'{where}: duplicate stamp {stamp / 1e9:.6f} s '
+                           'dropped (a frame is published twice?)')
+                return None
+            if stamp < cam.last_stamp:
+                self._warn(f'back-{cam.name}', f'{where}: time went backwards by '
+                           f'{(cam.last_stamp - stamp) / 1e9:.3f} s (bag looping?): windows '
+                           'restarted', 'info')
+            elif stamp - cam.last_stamp > self.max_gap_s * 1e9:
+                self._warn(f'gap-{cam.name}', f'{where}: {(stamp - cam.last_stamp) / 1e9:.3f} s '
+                           'gap in stamps: windows restarted', 'info')
         size = self._image_size(cam, msg)
         if size is None:
-            return
-        stamp = _ns(msg.header.stamp)
+            return None
+        cam.last_stamp = stamp
         cam.frame_id = msg.header.frame_id
-        if stamp == 0 and self.throttle(f'zero-{cam.name}'):
-            self.get_logger().warning(f'{cam.name}: keypoints with zero stamp (is the camera '
-                                      'driver stamping frames? use_sim_time without /clock?)')
+        if len(people) > self.max_persons:
+            keep = sorted(people, key=lambda pid: -float(np.nansum(people[pid][1])))
+            keep = set(keep[:self.max_persons])
+            self._warn(f'persons-{cam.name}', f'{where}: {len(people)} persons in one frame, '
+                       f'lifting the {self.max_persons} most confident (max_persons)')
+            people = {pid: v for pid, v in people.items() if pid in keep}
         self._lift(cam, cam.tracks, self.model, people, stamp, size, cam.pub, markers=True)
         if cam.pub_fast is not None:
             self._lift(cam, cam.fast_tracks, self.fast_model, people, stamp, size, cam.pub_fast)
-        self.diag.processed(time.perf_counter() - t0, persons=len(people))
+        return len(people)
 
     def _lift(self, cam, tracks, model, people, stamp, size, pub, markers=False):
         results = {}
@@ -181,7 +261,11 @@ class LifterNode(Node):
                 track = tracks[pid] = TrackWindow(self._make_lifter(model), self.max_gap_frames,
                                                   self.max_gap_s, self.min_conf)
             kp, conf = people.get(pid, (None, None))
+            resets = track.stats.resets
             results[pid] = track.add(stamp, kp, conf, size)
+            self.resets += track.stats.resets - resets
+            if pid not in people and _idle(track):
+                del tracks[pid]  # gone and nothing owed: a returning person starts afresh
         self._publish(cam, results, pub, markers)
 
     def _publish(self, cam, results, pub, markers):
@@ -201,18 +285,55 @@ class LifterNode(Node):
                 cam.pub_markers.publish(skeleton_markers(header, pos, pids))
 
     def _flush_idle(self):
+        """A camera quiet for idle_flush_s (pose2d stopped or restarting, a paused bag): publish
+        what is owed and end its windows, so what comes next is not mixed with stale context."""
         now = time.monotonic()
         for cam in self.cameras:
             if now - cam.last_rx < self.idle_flush_s:
                 continue
-            for tracks, pub, mk in ((cam.tracks, cam.pub, True), (cam.fast_tracks, cam.pub_fast, False)):
-                owed = {pid: t.finish() for pid, t in tracks.items() if t.fill or t._missing}
+            ended = 0
+            for tracks, pub, mk in cam.outputs():
+                busy = [pid for pid, t in tracks.items() if not _idle(t)]
+                owed = {pid: tracks[pid].finish() for pid in busy}
+                ended += len(busy)
                 if any(owed.values()):
                     self._publish(cam, owed, pub, mk)
+                for pid in [pid for pid, t in tracks.items() if _idle(t)]:
+                    del tracks[pid]
+            if ended:
+                self.resets += ended
+                self._warn(f'idle-{cam.name}', f'{cam.name or "."}: no keypoints for '
+                           f'{now - cam.last_rx:.1f} s: owed poses published, windows restarted',
+                           'info')
 
     def close(self):
         for cam in self.cameras:  # publish what is owed before going away
-            self._publish(cam, {pid: t.finish() for pid, t in cam.tracks.items()}, cam.pub, True)
+            for tracks, pub, mk in cam.outputs():
+                try:
+                    self._publish(cam, {pid: t.finish() for pid, t in tracks.items()}, pub, mk)
+                except Exception as e:  # noqa: BLE001 - e.g. the context is already gone
+                    self.get_logger().warning(f'owed poses not published on exit: {e}')
+
+
+def _sniff_checkpoint(path: str) -> None:
+    """Refuse a file that is no torch.save output at all, before torch.load calls it a
+    pickle that "may carry code" (what its weights-only unpickler says about any junk)."""
+    if not path:
+        return
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(4)
+    except OSError:
+        return  # missing/unreadable: load_checkpoint says so
+    if head != b'PK\x03\x04' and head[:1] != b'\x80':
+        raise ConfigError(f'lifter: {path} is not a PyTorch checkpoint (it starts with {head!r}: '
+                          'neither a torch.save zip archive nor a legacy torch pickle); set '
+                          '"checkpoint" to a VideoPose3D .bin file')
+
+
+def _idle(track: TrackWindow) -> bool:
+    """Nothing pushed, nothing owed, no gap being bridged: the track holds no state."""
+    return not track._missing and (track.lifter is None or track.lifter.frames_pushed == 0)
 
 
 def main(args=None):

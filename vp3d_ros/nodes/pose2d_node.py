@@ -4,17 +4,23 @@ Live behaviour: a subscription callback only parks the newest frame in a one-slo
 a worker thread runs MediaPipe on whatever is newest. A frame overwritten before the worker
 took it is a counted drop, so the node never builds a queue of stale frames. Every
 processed frame yields a ``keypoints_2d`` message, an empty cloud when nobody is seen.
+
+Bad input never stops the node: an image that cannot be decoded (unsupported encoding,
+sizes inconsistent with the data, empty, truncated, corrupt compressed data) is skipped with
+a rate-limited warning per kind of fault and counted in /diagnostics ``errors``. A change of
+image size or stamps going backwards (a bag looping) restart the MediaPipe tracker, whose
+state belongs to the old geometry/time line.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Optional
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..keypoint_mapping import map_mediapipe
@@ -22,6 +28,14 @@ from ..ros_conversions import (ImageConversionError, compressed_to_numpy, image_
                                keypoints_to_cloud)
 from .common import ConfigError, Throttle, declare, run_node
 from .diagnostics import NodeDiagnostics
+
+
+def _check_jpeg_complete(data) -> None:
+    """libjpeg decodes a cut-off JPEG without error (grey bottom rows); refuse it instead."""
+    head = bytes(data[:2])
+    if head == b'\xff\xd8' and b'\xff\xd9' not in bytes(data[-64:]):
+        raise ImageConversionError(f'truncated JPEG: {len(data)} bytes and no end-of-image '
+                                   'marker (frame cut off in transport?)')
 
 
 class Pose2dNode(Node):
@@ -45,18 +59,24 @@ class Pose2dNode(Node):
         if self.layout not in ('h36m', 'coco'):
             raise ConfigError(f"keypoint_layout must be 'h36m' or 'coco', got {self.layout!r}")
         from ..pose_estimation import PoseEstimationError, create_estimator
+        self._estimator_args = dict(
+            backend=self.backend, model_complexity=self.model_complexity,
+            task_file=self.task_file or None, min_detection_confidence=min_det,
+            min_tracking_confidence=min_track, min_presence_confidence=min_presence,
+            num_poses=num_poses, video_mode=True)
         try:
-            self.estimator = create_estimator(
-                backend=self.backend, model_complexity=self.model_complexity,
-                task_file=self.task_file or None, min_detection_confidence=min_det,
-                min_tracking_confidence=min_track, min_presence_confidence=min_presence,
-                num_poses=num_poses, video_mode=True)
+            self.estimator = create_estimator(**self._estimator_args)
         except (PoseEstimationError, ValueError, OSError) as e:
             raise ConfigError(f'pose2d: {e}') from e
 
-        self.pub = self.create_publisher(PointCloud2, 'keypoints_2d', 10)
-        self.pub_33 = self.create_publisher(PointCloud2, 'landmarks', 10) if self.publish_33 else None
-        self.pub_world = (self.create_publisher(PointCloud2, 'world_landmarks', 10)
+        # Reliable + transient-local: a subscriber matched a moment late (the recorder's
+        # discovery, a restarted lifter) still gets the last frames instead of losing them.
+        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub = self.create_publisher(PointCloud2, 'keypoints_2d', out_qos)
+        self.pub_33 = (self.create_publisher(PointCloud2, 'landmarks', out_qos)
+                       if self.publish_33 else None)
+        self.pub_world = (self.create_publisher(PointCloud2, 'world_landmarks', out_qos)
                           if self.publish_world else None)
         if compressed:
             self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
@@ -72,21 +92,32 @@ class Pose2dNode(Node):
         self._running = True
         self._size = None
         self._last_ms = -1
+        self._last_stamp_ns = None
         self._worker = threading.Thread(target=self._work, name='pose2d-worker', daemon=True)
         self._worker.start()
         self.get_logger().info(f'pose2d ready: backend={self.backend} layout={self.layout} '
                                f'listening on {"image/compressed" if compressed else "image"}')
 
     def _on_info(self, msg: CameraInfo):
+        if not msg.width or not msg.height:
+            self.throttle.log(self.get_logger().warning, 'info-empty',
+                              f'camera_info with an empty image size ({msg.width}x{msg.height}) '
+                              'ignored; fix the camera driver\'s calibration')
+            return
         self.camera_size = (msg.width, msg.height)
 
     def _on_image(self, msg):
         self.diag.received()
         with self._cv:
-            if self._slot is not None:
-                self.diag.dropped()
+            dropped = self._slot is not None
             self._slot = msg
             self._cv.notify()
+        if dropped:
+            self.diag.dropped()
+            self.throttle.log(self.get_logger().warning, 'drop',
+                              'images arrive faster than pose estimation: older frames dropped, '
+                              f'the newest is processed ({self.diag.counts["dropped"]} dropped '
+                              'so far; see /diagnostics)')
 
     def _work(self):
         while True:
@@ -99,34 +130,65 @@ class Pose2dNode(Node):
             try:
                 self._process(msg)
             except Exception as e:  # a bad frame must never kill the camera's node
-                if self.throttle('process'):
-                    self.get_logger().error(f'frame skipped: {type(e).__name__}: {e}')
                 self.diag.error()
+                try:
+                    self.throttle.log(self.get_logger().error, f'process-{type(e).__name__}',
+                                      f'frame skipped: {type(e).__name__}: {e}')
+                except Exception:  # noqa: BLE001 - the worker outlives its own logging
+                    pass
 
     def _decode(self, msg) -> Optional[np.ndarray]:
         try:
             if isinstance(msg, CompressedImage):
+                _check_jpeg_complete(msg.data)
                 return compressed_to_numpy(msg)
             return image_to_numpy(msg)
         except ImageConversionError as e:
             self.diag.error()
-            if self.throttle('decode'):
-                self.get_logger().warning(f'bad image skipped ({e})')
+            # One rate limit per kind of fault (numbers stripped), so a stream broken one
+            # way cannot hide that it is also broken another way.
+            kind = re.sub(r'\d+', '#', str(e).split(':')[0])
+            stamp = msg.header.stamp
+            self.throttle.log(self.get_logger().warning, f'decode-{kind}',
+                              f'bad image skipped (stamp {stamp.sec}.{stamp.nanosec:09d}, '
+                              f'frame_id {msg.header.frame_id!r}): {e}')
             return None
+
+    def _restart_tracker(self, why: str, key: str = 'restart'):
+        """A fresh MediaPipe graph: its tracking ROI and smoothing belong to the old stream."""
+        from ..pose_estimation import create_estimator
+        old, self.estimator = self.estimator, None
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001 - the new graph matters, not the old one's exit
+            pass
+        self.estimator = create_estimator(**self._estimator_args)
+        self._last_ms = -1
+        self.throttle.log(self.get_logger().info, key, f'{why}: pose tracker restarted')
 
     def _process(self, msg):
         t0 = time.perf_counter()
         rgb = self._decode(msg)
         if rgb is None:
             return
+        if self.estimator is None:  # a restart failed earlier: try again
+            self._restart_tracker('no pose tracker')
         h, w = rgb.shape[:2]
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         if self._size is not None and self._size != (w, h):
-            self.get_logger().warning(f'image size changed {self._size} -> {(w, h)}')
+            change = f'{self._size[0]}x{self._size[1]} -> {w}x{h}'
+            self._restart_tracker(f'image size changed {change}', f'size-{change}')
+        elif self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
+            back_s = (self._last_stamp_ns - stamp_ns) / 1e9
+            self._restart_tracker(f'time went backwards by {back_s:.3f} s (bag looping?)',
+                                  'backwards')
         self._size = (w, h)
-        if self.camera_size and tuple(self.camera_size) != (w, h) and self.throttle('size'):
-            self.get_logger().error(f'camera_info says {self.camera_size[0]}x'
-                                    f'{self.camera_size[1]} but images are {w}x{h}; the lifter '
-                                    'will refuse these frames until they agree')
+        self._last_stamp_ns = stamp_ns
+        if self.camera_size and tuple(self.camera_size) != (w, h):
+            self.throttle.log(self.get_logger().error, 'size',
+                              f'camera_info says {self.camera_size[0]}x{self.camera_size[1]} '
+                              f'but images are {w}x{h}; the lifter will refuse these frames '
+                              'until they agree')
         stamp_ms = msg.header.stamp.sec * 1000 + msg.header.stamp.nanosec // 1_000_000
         stamp_ms = max(stamp_ms, self._last_ms + 1)  # the video graph needs increasing stamps
         self._last_ms = stamp_ms
@@ -150,7 +212,8 @@ class Pose2dNode(Node):
             self._running = False
             self._cv.notify_all()
         self._worker.join(timeout=5)
-        self.estimator.close()
+        if self.estimator is not None:
+            self.estimator.close()
 
 
 def main(args=None):

@@ -5,8 +5,18 @@ with stock message definitions, so ``ros2 bag info/play`` and the exporters read
 Topics: the ``topics`` list, or (default) every ``.../keypoints_2d`` and ``.../skeleton_3d``
 PointCloud2 topic discovered on the graph. Each topic is subscribed with the reliability its
 publishers offer (reliable publishers get a reliable, lossless subscription; best-effort
-ones a best-effort subscription). The bag is opened before any subscription exists, so an
-unwritable directory stops the node before data could be lost; SIGINT/SIGTERM close it.
+ones a best-effort subscription; transient-local publishers, like pose2d's and the lifter's,
+get a transient-local subscription, so what they sent just before the match is not lost).
+The bag is opened before any subscription exists, so an unwritable directory stops the node
+(exit status 2) before data could be lost; SIGINT/SIGTERM close it.
+
+Crash safety: the bag is flushed every ``flush_period_s`` even when no message arrives, so
+after a SIGKILL ``bag_io.reindex`` recovers everything older than that. A write error (disk
+full, file size limit) stops recording with one clear error, keeps what was written (the
+bag is indexed on the spot when possible), turns /diagnostics to ERROR and leaves the node
+(and the rest of the rig) running; the node then exits with status 1 when stopped.
+Bag times are the node clock at reception; under ``use_sim_time`` with no /clock yet they
+fall back to the system clock, with a warning, rather than recording everything at t=0.
 """
 from __future__ import annotations
 
@@ -18,12 +28,19 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..bag_io import BagError, BagWriter, recording_metadata
-from ..checkpoint import file_sha256
-from .common import (ConfigError, Throttle, declare, message_class, parameters_snapshot,
-                     run_node)
+from .common import (ConfigError, Throttle, declare, file_sha256, message_class,
+                     parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 
 DEFAULT_SUFFIXES = ('keypoints_2d', 'skeleton_3d')
+_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'models')
+
+
+def default_checkpoint_path(mode: str) -> str:
+    """lifter_config.DEFAULT_CHECKPOINTS[mode] without importing torch (which lifter_config
+    pulls in): the recorder starts in about a second and stays small."""
+    return os.path.join(_MODELS_DIR, f'vp3d_ros_{mode}_h36m.bin') if mode in (
+        'causal', 'symmetric') else ''
 
 
 class RecorderNode(Node):
@@ -48,14 +65,15 @@ class RecorderNode(Node):
             ('mass_kg', 0.0, 'subject mass (kg)'), ('age', 0, 'subject age (years)'),
             ('sex', '', 'subject sex'))}
         self.discovery_period = p('discovery_period_s', 0.5, 'how often to look for new topics')
+        flush_period = p('flush_period_s', 1.0, 'put the bag on disk this often (what a crash '
+                         'can lose); also flushed while no message arrives')
         if storage not in ('mcap', 'sqlite3'):
             raise ConfigError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
         name = bag_name or time.strftime('landmarks_%Y%m%d_%H%M%S')
         self.path = os.path.join(bag_dir, name)
         ckpt_meta = {'path': '', 'sha256': ''}
         if not checkpoint:
-            from ..lifter_config import DEFAULT_CHECKPOINTS
-            checkpoint = DEFAULT_CHECKPOINTS.get(lifter_mode, '')
+            checkpoint = default_checkpoint_path(lifter_mode)
         if checkpoint:
             ckpt_meta = {'path': os.path.abspath(checkpoint),
                          'sha256': file_sha256(checkpoint) if os.path.isfile(checkpoint) else ''}
@@ -65,17 +83,24 @@ class RecorderNode(Node):
         try:
             os.makedirs(bag_dir, exist_ok=True)
             self.writer = BagWriter(self.path, storage=storage, metadata=metadata,
-                                    split_max_bytes=split_bytes, split_max_duration_s=split_s)
+                                    split_max_bytes=split_bytes, split_max_duration_s=split_s,
+                                    flush_interval_s=flush_period)
         except (BagError, OSError) as e:
-            raise ConfigError(f'recorder: cannot record to {self.path}: {e}') from e
+            reason = (f'{e.strerror} ({e.filename or bag_dir})'
+                      if isinstance(e, OSError) and e.strerror else str(e))
+            raise ConfigError(f'recorder: cannot record to {self.path}: {reason}; set bag_dir '
+                              'to a writable directory (and bag_name to a new name)') from e
         self.counts: Dict[str, int] = {}
         self._subs = {}
         self.failed = False
+        self.exit_code = 0
         self.throttle = Throttle()
         self.diag = NodeDiagnostics(self, 'recorder', extra=lambda: {
-            'bag': self.path, 'topics': len(self._subs), **{f'count{t}': n for t, n in self.counts.items()}})
+            'bag': self.path, 'topics': len(self._subs), 'recording': str(not self.failed).lower(),
+            **{f'count{t}': n for t, n in self.counts.items()}})
         self._discover()
-        self.create_timer(self.discovery_period, self._discover)
+        steady_timer(self, self.discovery_period, self._discover)
+        steady_timer(self, flush_period, self._flush)
         self.get_logger().info(f'recording to {self.path} ({storage})')
 
     def _wanted(self, topic: str, types) -> bool:
@@ -87,16 +112,21 @@ class RecorderNode(Node):
         infos = self.get_publishers_info_by_topic(topic)
         reliable = bool(infos) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE
                                        for i in infos)
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
-                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                          durability=DurabilityPolicy.VOLATILE)
+        latched = reliable and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                                   for i in infos)
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=1000,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 
     def _discover(self):
         for topic, types in self.get_topic_names_and_types():
             if topic in self._subs or not self._wanted(topic, types):
                 continue
-            if self.topics and not self.get_publishers_info_by_topic(topic):
-                continue  # wait for a publisher to learn its type and QoS
+            if not self.get_publishers_info_by_topic(topic):
+                # Seen only through a subscriber: wait for a publisher to learn its type and
+                # QoS (a guessed best-effort subscription would lose a reliable stream).
+                continue
             msgtype = types[0]
             try:
                 self.writer.add_topic(topic, msgtype)
@@ -109,24 +139,58 @@ class RecorderNode(Node):
                 self._qos_for(topic), raw=True)
             self.get_logger().info(f'recording {topic} [{msgtype}]')
 
+    def _bag_time_ns(self) -> int:
+        now = self.get_clock().now().nanoseconds
+        if now == 0 and self.get_clock().ros_time_is_active:
+            self.diag.warn('use_sim_time without /clock: bag times from the system clock')
+            self.throttle.log(self.get_logger().warning, 'no-clock',
+                              'use_sim_time is true but no /clock has been received: recording '
+                              'with system-clock bag times (start the /clock publisher, e.g. '
+                              '`ros2 bag play --clock`, or set use_sim_time false)')
+            return time.time_ns()
+        self.diag.warn(None)
+        return now
+
     def _on_message(self, topic: str, raw: bytes):
         self.diag.received()
         if self.failed:
             self.diag.dropped()
             return
         try:
-            self.writer.write(topic, self.get_clock().now().nanoseconds, raw)
+            self.writer.write(topic, self._bag_time_ns(), raw)
             self.counts[topic] += 1
             self.diag.processed(0.0)
         except (BagError, OSError) as e:
-            self.failed = True
+            self._stop_recording(e)
+        except Exception as e:  # noqa: BLE001 - never take the recorder down with one message
             self.diag.error()
-            self.get_logger().error(f'recording stopped, {self.path} keeps what was written: {e}')
+            self.throttle.log(self.get_logger().error, f'write-{type(e).__name__}',
+                              f'{topic}: message not recorded: {type(e).__name__}: {e}')
+
+    def _flush(self):
+        """Flush even when idle: after a SIGKILL, reindex recovers all but the last period."""
+        if self.failed or self.writer.closed:
+            return
+        try:
+            self.writer.flush()
+        except (BagError, OSError) as e:
+            self._stop_recording(e)
+
+    def _stop_recording(self, e: Exception):
+        self.failed = True
+        self.exit_code = 1
+        self.diag.error()
+        self.diag.fault(f'recording stopped: {e}')
+        self.get_logger().error(f'recording stopped, {self.path} keeps what was written before '
+                                f'the error: {str(e).rstrip(".")}. Other nodes are unaffected; '
+                                'this recorder stays up without recording (/diagnostics: ERROR) '
+                                'until restarted.')
 
     def close(self):
         try:
             self.writer.close()
         except (BagError, OSError) as e:
+            self.exit_code = 1
             self.get_logger().error(f'closing {self.path}: {e}')
         total = sum(self.counts.values())
         self.get_logger().info(f'bag closed: {self.path} ({total} messages: {self.counts})')

@@ -18,7 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..ros_conversions import numpy_to_image
-from .common import ConfigError, declare, run_node
+from .common import ConfigError, Throttle, declare, run_node, steady_timer
 
 BUNDLED_CLIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             'data', 'balancing_cam01.mp4')
@@ -79,7 +79,10 @@ class VideoSourceNode(Node):
         self.video = video
         self._delay = max(delay, 1e-3)
         self._t0 = time.monotonic()
-        self._start = self.create_timer(0.2 if self.wait_for else self._delay, self._begin)
+        self.throttle = Throttle()
+        # Steady timers: the clip plays at its rate in wall time; under use_sim_time only the
+        # stamps follow /clock (ROS-time timers would stand still, silently, without /clock).
+        self._start = steady_timer(self, 0.2 if self.wait_for else self._delay, self._begin)
         self.get_logger().info(f'video_source: {video} {w}x{h} @ {self.rate:.2f} Hz '
                                f'(loop={self.loop})')
 
@@ -99,15 +102,20 @@ class VideoSourceNode(Node):
                 self.get_logger().warning(f'starting although {self.wait_for} are not all up')
             self.wait_for = []
             self._start.cancel()
-            self._start = self.create_timer(self._delay, self._begin)
+            self._start = steady_timer(self, self._delay, self._begin)
             return
         self._start.cancel()
         self.get_logger().info('video_source: streaming')
-        self.create_timer(1.0 / self.rate, self._tick)
+        steady_timer(self, 1.0 / self.rate, self._tick)
 
     def _tick(self):
         if self.max_frames and self.sent >= self.max_frames:
             return self._end()
+        if self.stamp_source == 'clock' and self.get_clock().now().nanoseconds == 0:
+            self.throttle.log(self.get_logger().warning, 'no-clock',
+                              'use_sim_time is true but no /clock has been received: waiting '
+                              "for /clock before publishing (or use stamp_source:='video')")
+            return
         ok, bgr = self.cap.read()
         if not ok:
             if not self.loop:
