@@ -224,3 +224,20 @@ def test_layouts_are_consistent():
             assert layout.joints[l].lower().replace('left', 'l').startswith('l')
             assert layout.joints[r].lower().replace('right', 'r').startswith('r')
     assert len(H36M17.bones) == 16
+
+
+@pytest.mark.parametrize('fw,causal', [((3, 3, 3), False), ((3, 3, 3, 3, 3), True),
+                                       ((3, 3, 3, 3, 3), False)])
+@pytest.mark.parametrize('block', [2, 7, 64])
+def test_block_streaming_equals_frame_by_frame(fw, causal, block):
+    from conftest import randomize_model
+    model = randomize_model(build_model(Architecture(fw, 32, causal)), seed=block)
+    kp = np.random.default_rng(block).uniform(0, 900, size=(150, 17, 2))
+    whole = SequenceLifter(model).lift(kp, 900, 900)
+    live = StreamingLifter(model, width=900, height=900)
+    got = []
+    for i in range(0, len(kp), block):
+        got += live.push_many(kp[i:i + block])
+    got += live.finish()
+    assert [i for i, _ in got] == list(range(150))
+    assert np.abs(np.stack([p for _, p in got]) - whole).max() < 1e-5

@@ -129,34 +129,46 @@ class StreamingLifter(_LifterBase):
         """Frames received whose pose still waits for future context."""
         return self._pushed - self._emitted
 
-    def _feed(self, frame: torch.Tensor) -> List:
-        out = self._state.push(frame)
-        if out is None:
-            return []
-        pose = self._merge(out.unsqueeze(1))[0]
-        idx = self._emitted
-        self._emitted += 1
-        return [(idx, pose)]
+    def _feed(self, frames: torch.Tensor) -> List:
+        """frames (B, K, J, 2) normalised (B = 2 with flip) -> newly available poses."""
+        results = []
+        step = self._state.max_block
+        for i in range(0, frames.shape[1], step):
+            out = self._state.push_block(frames[:, i:i + step])
+            if out is None:
+                continue
+            poses = self._merge(out)
+            for pose in poses:
+                results.append((self._emitted, pose))
+                self._emitted += 1
+        return results
 
     def push(self, keypoints_px: np.ndarray) -> List:
+        """One frame (J, 2) pixels -> [(frame_index, pose)] that became available."""
         kp = np.asarray(keypoints_px, dtype=np.float64)
         if kp.shape != (self.layout.num_joints, 2):
             raise ValueError(f'expected ({self.layout.num_joints}, 2) keypoints, got {kp.shape}')
-        frame = self._batch(normalize_screen(kp, self.width, self.height))
-        results = []
-        if self._pushed == 0:
-            for _ in range(self.pad_left):
-                results += self._feed(frame)
-        self._pushed += 1
-        self._last = frame
-        results += self._feed(frame)
-        return results
+        return self.push_many(kp[None])
+
+    def push_many(self, keypoints_px: np.ndarray) -> List:
+        """Several frames (K, J, 2) at once: the same poses as K pushes, but each layer's
+        weights are read once per call (worth it for large models, at K-1 frames latency)."""
+        kp = np.asarray(keypoints_px, dtype=np.float64)
+        if kp.ndim != 3 or kp.shape[1:] != (self.layout.num_joints, 2) or not len(kp):
+            raise ValueError(f'expected (K, {self.layout.num_joints}, 2) keypoints, got {kp.shape}')
+        frames = self._batch(normalize_screen(kp, self.width, self.height))  # (B, K, J, 2)
+        if self._pushed == 0 and self.pad_left:
+            frames = torch.cat([frames[:, :1].expand(-1, self.pad_left, -1, -1), frames], 1)
+        self._pushed += len(kp)
+        self._last = frames[:, -1:]
+        return self._feed(frames)
 
     def finish(self) -> List:
         """Edge-pad the end of the stream; returns the poses still owed, then resets."""
         results = []
         if self._pushed:
-            while self._emitted < self._pushed:
-                results += self._feed(self._last)
+            # Upstream edge padding: (RF-1)/2 copies of the last frame complete every pose.
+            if self._emitted < self._pushed:
+                results += self._feed(self._last.expand(-1, self.pad_right, -1, -1))
         self.reset()
         return results

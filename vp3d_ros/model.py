@@ -105,17 +105,20 @@ class TemporalModel(nn.Module):
 class StreamingState:
     """Incremental evaluation of an eval-mode :class:`TemporalModel`.
 
-    Each layer keeps a ring buffer of its last ``(W-1)*dilation+1`` inputs. Pushing one
-    frame (already padded/normalised, shape (B, J_in, F)) computes at most one new output
-    per layer from the W taps it needs; :meth:`push` returns the new pose (B, J_out, 3)
-    once the receptive field is full. Cost per frame: one kernel application per layer,
-    instead of recomputing a whole receptive-field window.
+    Each layer keeps a ring buffer of its last ``(W-1)*dilation+1`` inputs (plus room for a
+    block). Pushing frames (already padded/normalised) computes only the new outputs of each
+    layer from the W taps they need; a pose comes out once the receptive field is full. Cost
+    per frame: one kernel application per layer, instead of recomputing a whole
+    receptive-field window. :meth:`push_block` takes several frames at once: the same
+    outputs, but each layer's weights are read from memory once per block instead of once
+    per frame (large models are memory-bound on CPU).
     """
 
-    def __init__(self, model: TemporalModel):
+    def __init__(self, model: TemporalModel, max_block: int = 64):
         if model.training:
             raise ValueError('streaming needs an eval-mode model (BatchNorm running stats)')
         self.model = model
+        self.max_block = max_block
         fw = model.arch.filter_widths
         # Per layer: (span, tap offsets from the window start, skip offset or None, weight).
         self._layers = []
@@ -133,41 +136,57 @@ class StreamingState:
         self.frames_in = 0
 
     def _append(self, layer: int, x: torch.Tensor):
-        """Store x (B, C) in a layer's ring; return (taps (B, C*W), skip (B, C)) when full."""
+        """Store x (B, K, C) in a layer's ring; return (taps (B*M, C*W), skip (B, M, C) or
+        None, M) for the M windows that became complete, or None if none did."""
         span, taps, crop, _ = self._layers[layer]
+        b, k, c = x.shape
+        size = span + self.max_block
         buf = self._buffers[layer]
-        if buf is None or buf.shape[:2] != x.shape:
-            buf = self._buffers[layer] = x.new_zeros(x.shape[0], x.shape[1], span)
+        if buf is None or buf.shape[:2] != (b, c):
+            buf = self._buffers[layer] = x.new_zeros(b, c, size)
             self._count[layer] = 0
         n = self._count[layer]
-        buf[:, :, n % span] = x
-        self._count[layer] = n + 1
-        if n + 1 < span:
+        buf[:, :, (n + torch.arange(k)) % size] = x.permute(0, 2, 1)
+        self._count[layer] = n + k
+        first = max(n, span - 1)  # absolute index of the first newly completed window's end
+        m = n + k - first
+        if m <= 0:
             return None
-        start = n + 1 - span  # absolute index of the window's oldest frame
-        idx = (start + taps) % span
-        window = buf[:, :, idx].reshape(x.shape[0], -1)
-        skip = buf[:, :, (start + crop) % span] if crop is not None else None
-        return window, skip
+        starts = torch.arange(first, n + k) - span + 1
+        idx = (starts[:, None] + taps[None, :]) % size  # (M, W)
+        window = buf[:, :, idx].permute(0, 2, 1, 3).reshape(b * m, -1)
+        skip = buf[:, :, (starts + crop) % size].permute(0, 2, 1) if crop is not None else None
+        return window, skip, m
 
     @torch.no_grad()
-    def push(self, frame: torch.Tensor) -> Optional[torch.Tensor]:
-        m = self.model
-        self.frames_in += 1
-        got = self._append(0, frame.reshape(frame.shape[0], -1))
+    def push_block(self, frames: torch.Tensor) -> Optional[torch.Tensor]:
+        """frames (B, K, J_in, F), K <= max_block -> new poses (B, M, J_out, 3), or None."""
+        mdl = self.model
+        b, k = frames.shape[:2]
+        if k > self.max_block:
+            raise ValueError(f'block of {k} frames exceeds max_block={self.max_block}')
+        self.frames_in += k
+        got = self._append(0, frames.reshape(b, k, -1))
         if got is None:
             return None
-        x = F.relu(m.expand_bn(F.linear(got[0], self._layers[0][3])))
-        for i in range(len(m.blocks)):
+        window, _, m = got
+        x = F.relu(mdl.expand_bn(F.linear(window, self._layers[0][3]))).reshape(b, m, -1)
+        for i in range(len(mdl.blocks)):
             got = self._append(i + 1, x)
             if got is None:
                 return None
-            window, skip = got
-            y = F.relu(m.layers_bn[2 * i](F.linear(window, self._layers[i + 1][3])))
-            wt = m.layers_conv[2 * i + 1].weight
-            x = skip + F.relu(m.layers_bn[2 * i + 1](F.linear(y, wt[:, :, 0])))
-        out = F.linear(x, m.shrink.weight[:, :, 0], m.shrink.bias)
-        return out.reshape(out.shape[0], m.arch.num_joints_out, 3)
+            window, skip, m = got
+            y = F.relu(mdl.layers_bn[2 * i](F.linear(window, self._layers[i + 1][3])))
+            wt = mdl.layers_conv[2 * i + 1].weight
+            y = F.relu(mdl.layers_bn[2 * i + 1](F.linear(y, wt[:, :, 0])))
+            x = skip + y.reshape(b, m, -1)
+        out = F.linear(x, mdl.shrink.weight[:, :, 0], mdl.shrink.bias)
+        return out.reshape(b, m, mdl.arch.num_joints_out, 3)
+
+    def push(self, frame: torch.Tensor) -> Optional[torch.Tensor]:
+        """One frame (B, J_in, F) -> the new pose (B, J_out, 3), or None."""
+        out = self.push_block(frame.unsqueeze(1))
+        return None if out is None else out[:, 0]
 
 
 def build_model(arch: Architecture) -> TemporalModel:
