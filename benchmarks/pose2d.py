@@ -30,7 +30,7 @@ def bare_loop(frames):
     return times
 
 
-def node_run(frames, with_lifter: bool):
+def node_run(frames, with_lifter: bool, bare_fps: float = 30.0):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from vp3d_ros.ros_conversions import numpy_to_image
@@ -58,23 +58,34 @@ def node_run(frames, with_lifter: bool):
         c.wait_for_subscribers(info, 2 if with_lifter else 1, 60)
         msgs = [numpy_to_image(f, 'rgb8') for f in frames]
         latencies = []
-        # Warm-up frames (MediaPipe graph start) are not timed.
+        # Latency, frame by frame; warm-up frames (MediaPipe graph start) are not timed.
         warm = 5
-        t_start = None
         for i, msg in enumerate(msgs):
-            if i == warm:
-                t_start = time.perf_counter()
             now = time.time_ns()
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 10 ** 9)
             info.publish(CameraInfo(header=msg.header, width=w, height=h))
             pub.publish(msg)
-            if not c.wait_for(lambda: now in kp, 30):
+            if not c.wait_for(lambda: now in kp, 30, poll=0.0005):
                 raise RuntimeError(f'frame {i} got no keypoints_2d')
             if with_lifter:  # frames where MediaPipe saw nobody yield no skeleton
-                c.wait_for(lambda: now in out, 0.5)
+                c.wait_for(lambda: now in out, 0.5, poll=0.0005)
             if i >= warm and now in out:
                 latencies.append((out[now] - now) / 1e9)
-        fps = (len(msgs) - warm) / (time.perf_counter() - t_start)
+        # Throughput: the same frames streamed at 1.25x the bare MediaPipe rate; the node
+        # works on the newest frame, so its output rate is its throughput.
+        n_before = len(kp)
+        period = 1.0 / (1.25 * bare_fps)
+        t0_wall = time.time_ns()
+        t0 = time.perf_counter()
+        for i, msg in enumerate(msgs * 2):
+            while time.perf_counter() < t0 + i * period:
+                time.sleep(0.0002)
+            now = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 10 ** 9)
+            pub.publish(msg)
+        c.wait_for(lambda: False, 0.3)
+        got = len(kp) - n_before
+        fps = got / ((max(kp.values()) - t0_wall) / 1e9)
     return fps, latencies
 
 
@@ -87,12 +98,12 @@ def main(argv=None):
     frames = clip_frames(a.frames, (a.width, a.height))
     bare = bare_loop(frames)
     bare_fps = (len(frames) - 5) / sum(bare[5:])
-    node_fps, lat_kp = node_run(frames, with_lifter=False)
-    _, lat_sk = node_run(frames, with_lifter=True)
+    node_fps, lat_kp = node_run(frames, with_lifter=False, bare_fps=bare_fps)
+    _, lat_sk = node_run(frames, with_lifter=True, bare_fps=bare_fps)
     mp50, mp99 = 1e3 * pct(bare[5:], 50), 1e3 * pct(bare[5:], 99)
     print(f'frames {len(frames)} at {a.width}x{a.height}')
     print(f'bare MediaPipe loop      {bare_fps:7.1f} frames/s  (p50 {mp50:.1f} ms, p99 {mp99:.1f} ms)')
-    print(f'pose2d node (lockstep)   {node_fps:7.1f} frames/s  ratio {node_fps / bare_fps:.2f} (goal >= 0.9)')
+    print(f'pose2d node (streamed)   {node_fps:7.1f} frames/s  ratio {node_fps / bare_fps:.2f} (goal >= 0.9)')
     l50, l99 = 1e3 * pct(lat_sk, 50), 1e3 * pct(lat_sk, 99)
     print(f'image stamp -> skeleton_3d (causal): p50 {l50:.1f} ms, p99 {l99:.1f} ms; '
           f'overhead over bare MediaPipe p50 {l50 - mp50:.1f} ms, p99 {l99 - mp99:.1f} ms '

@@ -108,12 +108,12 @@ class Client:
         with self.lock:
             return list(self.received[topic])
 
-    def wait_for(self, predicate, timeout=30.0) -> bool:
+    def wait_for(self, predicate, timeout=30.0, poll=0.02) -> bool:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if predicate():
                 return True
-            time.sleep(0.02)
+            time.sleep(poll)
         return False
 
     def wait_for_subscribers(self, publisher, n=1, timeout=30.0) -> bool:
