@@ -57,6 +57,20 @@ def publish_lockstep(client, frames, topic='/cam01/image', wait_topic='/cam01/ke
     assert client.wait_for_subscribers(pub, 1, 60), 'pose2d never subscribed'
     if info:  # pose2d and lifter both follow camera_info
         assert client.wait_for_subscribers(info_pub, info, 60), 'camera_info not subscribed'
+    # Discovery is not symmetric: the writer may see pose2d's (best-effort) reader before the
+    # reader sees the writer, and a frame sent then is lost. Warm up with blank frames stamped
+    # before the session until pose2d has answered one.
+    blank = numpy_to_image(np.zeros_like(frames[0]), 'rgb8')
+    blank.header.frame_id = 'cam01_optical'
+    for k in range(60):
+        blank.header.stamp.sec = 1 + k
+        if info:
+            info_pub.publish(CameraInfo(header=blank.header, width=W, height=H))
+        pub.publish(blank)
+        if client.wait_for(lambda: client.messages(wait_topic), 1.0):
+            break
+    assert client.messages(wait_topic), 'pose2d never answered a warm-up frame'
+    warm = len(client.messages(wait_topic))
     sent = []
     for i, frame in enumerate(frames):
         msg = numpy_to_image(frame, 'rgb8')
@@ -67,9 +81,14 @@ def publish_lockstep(client, frames, topic='/cam01/image', wait_topic='/cam01/ke
             info_pub.publish(CameraInfo(header=msg.header, width=W, height=H))
         pub.publish(msg)
         sent.append(msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec)
-        assert client.wait_for(lambda: len(client.messages(wait_topic)) > i, 30), \
+        assert client.wait_for(lambda: len(real(client.messages(wait_topic))) > i, 30), \
             f'no keypoints_2d for frame {i}'
     return sent
+
+
+def real(msgs):
+    """The session's messages (stamps from 1000 s), without the warm-up ones."""
+    return [m for m in msgs if m.header.stamp.sec >= 1000]
 
 
 def checkpoint_params(path, causal, fw='[3, 3, 3]'):
@@ -100,16 +119,16 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
     assert rec.wait_for_log('recording /cam01/skeleton_3d', 90), rec.log()
     sent = publish_lockstep(client, clip_frames)
 
-    kp_msgs = client.messages('/cam01/keypoints_2d')
+    kp_msgs = real(client.messages('/cam01/keypoints_2d'))
     assert stamps_ns(kp_msgs) == sent
     assert all(m.header.frame_id == 'cam01_optical' for m in kp_msgs)
     people = [cloud_to_keypoints(m) for m in kp_msgs]
     assert sum(1 for p in people if p) >= N_FRAMES - 2, 'MediaPipe found nobody in the clip'
     # Symmetric models publish a frame once its future has arrived; the rest is flushed
     # with edge padding when the stream goes quiet (idle_flush_s).
-    assert client.wait_for(lambda: len(client.messages('/cam01/skeleton_3d')) >= N_FRAMES, 30), \
+    assert client.wait_for(lambda: len(real(client.messages('/cam01/skeleton_3d'))) >= N_FRAMES, 30), \
         lift.log()
-    sk = client.messages('/cam01/skeleton_3d')
+    sk = real(client.messages('/cam01/skeleton_3d'))
     assert sorted(stamps_ns(sk)) == sent and stamps_ns(sk) == sorted(stamps_ns(sk))
     poses = [cloud_to_keypoints(m)[0][0] for m in sk]
     assert all(p.shape == (17, 3) and np.all(np.isfinite(p)) for p in poses)
@@ -118,16 +137,17 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
                            for m in markers)
 
     assert rec.stop(signal.SIGTERM) == 0, rec.log()
-    with open_bag(tmp / 'session') as bag:
-        counts = {name: info.count for name, info in bag.topics.items()}
-        assert counts == {'/cam01/keypoints_2d': N_FRAMES, '/cam01/skeleton_3d': N_FRAMES}, counts
-        recorded = sorted(r[3] for r in bag.messages(['/cam01/skeleton_3d']))
-        meta = bag.metadata
-    # Stored as received: the recorded CDR decodes to exactly the messages the client got
-    # (byte comparison is meaningless: DDS leaves CDR alignment padding uninitialised).
+    # Every message the client saw is in the bag re-read from disk, decoding to exactly the
+    # same message (byte comparison is meaningless: DDS leaves CDR padding uninitialised).
     from rclpy.serialization import deserialize_message
-    decoded = sorted((deserialize_message(r, PointCloud2) for r in recorded), key=lambda m: stamps_ns([m]))
-    assert len(decoded) == len(sk) and all(a == b for a, b in zip(decoded, sk))
+    with open_bag(tmp / 'session') as bag:
+        assert set(bag.topics) == {'/cam01/keypoints_2d', '/cam01/skeleton_3d'}
+        recorded = {t: real([deserialize_message(r[3], PointCloud2) for r in bag.messages([t])])
+                    for t in bag.topics}
+        meta = bag.metadata
+    for topic, seen in (('/cam01/keypoints_2d', kp_msgs), ('/cam01/skeleton_3d', sk)):
+        got = sorted(recorded[topic], key=lambda m: stamps_ns([m]))
+        assert len(got) == N_FRAMES and all(a == b for a, b in zip(got, sorted(seen, key=lambda m: stamps_ns([m]))))
     assert meta['vp3d.checkpoint']['sha256'] and meta['vp3d.layout_2d'] == 'h36m'
 
 
@@ -145,11 +165,39 @@ def test_parameter_file_changes_behaviour(rig, clip_frames, make_checkpoint, tmp
     client.collect(PointCloud2, '/cam01/world_landmarks')
     assert pose.wait_for_log('pose2d ready', 90), pose.log()
     publish_lockstep(client, clip_frames[:4], info=1)
-    assert client.wait_for(lambda: len(client.messages('/cam01/world_landmarks')) == 4, 10)
-    kp = cloud_to_keypoints(client.messages('/cam01/keypoints_2d')[-1])[0][0]
-    lm = cloud_to_keypoints(client.messages('/cam01/landmarks')[-1], num_joints=33)[0][0]
-    world = cloud_to_keypoints(client.messages('/cam01/world_landmarks')[-1], num_joints=33)[0][0]
+    assert client.wait_for(lambda: len(real(client.messages('/cam01/world_landmarks'))) == 4, 10)
+    kp = cloud_to_keypoints(real(client.messages('/cam01/keypoints_2d'))[-1])[0][0]
+    lm = cloud_to_keypoints(real(client.messages('/cam01/landmarks'))[-1], num_joints=33)[0][0]
+    world = cloud_to_keypoints(real(client.messages('/cam01/world_landmarks'))[-1], num_joints=33)[0][0]
     assert lm.shape == (33, 2) and world.shape == (33, 3)
     np.testing.assert_allclose(kp[0], lm[0], atol=1e-3)  # COCO joint 0 is the nose
     np.testing.assert_allclose(kp[16], lm[28], atol=1e-3)  # right ankle
     assert np.abs(world).max() < 2.5  # metres around the hips
+
+
+def test_symmetric_with_immediate_low_latency_estimate(rig, clip_frames, make_checkpoint):
+    """Symmetric lifting publishes late with original stamps; skeleton_3d/immediate (a causal
+    model) answers every frame at once."""
+    from sensor_msgs.msg import PointCloud2
+    start, client, tmp = rig
+    sym, _ = make_checkpoint((3, 3, 3), 32, causal=False, name='sym.bin')
+    fast, _ = make_checkpoint((3, 3), 32, causal=True, name='fast.bin')
+    params = os.path.join(REPO, 'config', 'vp3d.yaml')
+    pose = start('pose2d_node', '--params-file', params, '-r', '__ns:=/cam01')
+    lift = start('lifter_node', '--params-file', params, *checkpoint_params(sym, False),
+                 '-p', f'low_latency_checkpoint:={fast}', '-p', 'idle_flush_s:=30.0')
+    client.collect(PointCloud2, '/cam01/keypoints_2d')
+    client.collect(PointCloud2, '/cam01/skeleton_3d')
+    client.collect(PointCloud2, '/cam01/skeleton_3d/immediate')
+    assert pose.wait_for_log('pose2d ready', 90), pose.log()
+    assert lift.wait_for_log('lifter ready', 90), lift.log()
+    sent = publish_lockstep(client, clip_frames[:10])
+    assert client.wait_for(lambda: len(real(client.messages('/cam01/skeleton_3d/immediate'))) == 10, 10), \
+        (stamps_ns(client.messages('/cam01/skeleton_3d/immediate')), [len(m.data) for m in real(client.messages('/cam01/keypoints_2d'))], lift.log()[-3000:])
+    assert stamps_ns(real(client.messages('/cam01/skeleton_3d/immediate'))) == sent
+    # RF 27: frame t is published when frame t+13 arrives; with 10 frames and no flush yet,
+    # nothing symmetric can be out.
+    assert real(client.messages('/cam01/skeleton_3d')) == []
+    lift.stop(signal.SIGTERM)  # shutdown publishes what is owed (edge padding)
+    assert client.wait_for(lambda: len(real(client.messages('/cam01/skeleton_3d'))) == 10, 10), lift.log()
+    assert stamps_ns(real(client.messages('/cam01/skeleton_3d'))) == sent

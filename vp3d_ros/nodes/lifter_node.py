@@ -20,6 +20,7 @@ memory; at most ``max_persons`` persons per frame are lifted.
 from __future__ import annotations
 
 import re
+import os
 import time
 from collections import deque
 from typing import Dict, Optional, Tuple
@@ -31,7 +32,7 @@ from sensor_msgs.msg import CameraInfo, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, read_sidecar
 from ..lifter import StreamingLifter
 from ..lifter_config import resolve_lifter
 from .markers import skeleton_markers
@@ -98,6 +99,11 @@ class LifterNode(Node):
                    "match pose2d's keypoint_layout")
         self.flip = p('flip', True, 'test-time flip augmentation (upstream default: on)')
         self.device = p('device', 'cpu', "torch device, e.g. 'cpu' or 'cuda'")
+        threads = p('torch_threads', 1, 'CPU threads for torch: one frame per push is too small '
+                    'to split, and spare threads spin against pose2d for the cores')
+        if threads > 0:
+            import torch
+            torch.set_num_threads(int(threads))
         self.width = p('image_width', 0, 'image width in pixels when no camera_info is published')
         self.height = p('image_height', 0, 'image height in pixels when no camera_info is published')
         self.max_gap_frames = p('max_gap_frames', 10, 'missing-person frames bridged by interpolation')
@@ -121,10 +127,16 @@ class LifterNode(Node):
             self.model = self.ckpt.build(self.device)
             self.fast_ckpt = None
             if fast:
-                self.fast_ckpt, _ = resolve_lifter(None if fast == 'default' else fast,
+                # A low-latency model is causal by definition; only a sidecar saying
+                # otherwise is an error.
+                fast_path = None if fast == 'default' else fast
+                declared = (read_sidecar(fast_path).get('architecture') or {}).get('causal') \
+                    if fast_path and os.path.isfile(fast_path) else None
+                if declared is False:
+                    raise CheckpointError(f'{fast}: low_latency_checkpoint must be causal '
+                                          '(its sidecar says causal: false)')
+                self.fast_ckpt, _ = resolve_lifter(fast_path, causal=True,
                                                    default_kind='causal', layout=self.layout)
-                if not self.fast_ckpt.arch.causal:
-                    raise CheckpointError(f'{fast}: low_latency_checkpoint must be causal')
                 self.fast_model = self.fast_ckpt.build(self.device)
         except CheckpointError as e:
             raise ConfigError(f'lifter: {e}') from e
