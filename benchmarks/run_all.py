@@ -17,6 +17,7 @@ BENCHMARKS = [
     ('offline: frames/s vs bare MediaPipe', 'offline.py', ['--frames', '40'] if QUICK else []),
     ('recorder: sustained messages/s with zero loss', 'recorder.py',
      ['--rates', '500,1000', '--seconds', '2'] if QUICK else []),
+    ('real 4-camera clip: skeleton stability vs MediaPipe world landmarks', 'real_clip.py', []),
     ('accuracy: lifters vs baselines on held-out motion capture', 'accuracy.py',
      ['--quick'] if QUICK else []),
 ]
