@@ -7,7 +7,7 @@ venv="${VP3D_VENV:-$root/.venv}"
 py="${PYTHON:-python3.11}"
 command -v "$py" >/dev/null 2>&1 || py=python3
 stamp="$venv/.vp3d_env_stamp"
-want="$(cat "$root/requirements.txt" "$root/setup.py" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$root/requirements.txt" "$root/constraints.txt" "$root/setup.py" | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import vp3d_ros" 2>/dev/null; then
   exit 0
 fi
@@ -16,6 +16,6 @@ echo "[setup_env] building $venv (pinned by requirements.txt)" >&2
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "pip<26"
 # mediapipe depends on opencv-contrib-python; a second opencv wheel would overwrite cv2/.
 "$venv/bin/python" -m pip uninstall -q -y opencv-python opencv-python-headless 2>/dev/null || true
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt" -c "$root/constraints.txt"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
 echo "$want" > "$stamp"
