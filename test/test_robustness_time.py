@@ -129,6 +129,12 @@ def test_time_anomalies_and_sim_time_with_and_without_clock(rig, make_checkpoint
     # SIGINT: the recorder closes a complete bag holding every message the client saw.
     # (the warm-up stamp is left out: copies the client saw before it matched may differ)
     seen = {k: sorted(s for s in stamps_ns(client.messages(k)) if s not in warm) for k in (KP, SK)}
+
+    def recorded():  # what the client saw has reached the recorder too
+        v = diag_values(client, '/recorder')
+        return all(int(v.get(f'count{k}', 0)) >= len(seen[k]) for k in seen)
+
+    assert client.wait_for(recorded, 20), diag_values(client, '/recorder')
     assert rec.stop(signal.SIGINT) == 0, rec.log()
     with open_bag(tmp / 'sim') as bag:
         got = {KP: [], SK: []}

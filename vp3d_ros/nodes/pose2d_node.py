@@ -69,9 +69,10 @@ class Pose2dNode(Node):
         except (PoseEstimationError, ValueError, OSError) as e:
             raise ConfigError(f'pose2d: {e}') from e
 
-        # Reliable + transient-local: a subscriber matched a moment late (the recorder's
-        # discovery, a restarted lifter) still gets the last frames instead of losing them.
-        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+        # Reliable + transient-local: a subscriber matched a moment late (the recorder meeting
+        # a restarted pose2d) still gets the last frames (~1.5 s at 30 fps) instead of losing
+        # them.
+        out_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(PointCloud2, 'keypoints_2d', out_qos)
         self.pub_33 = (self.create_publisher(PointCloud2, 'landmarks', out_qos)
