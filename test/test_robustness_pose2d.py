@@ -111,9 +111,9 @@ def test_pose2d_survives_bad_images_size_change_and_burst(rig):
     begin = time.monotonic()
     next_rss = begin
     while time.monotonic() - begin < 4.0:
-        target = begin + sent / 300.0
-        if target > time.monotonic():
-            time.sleep(target - time.monotonic())
+        delay = begin + sent / 300.0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
         msg = msgs[sent % len(msgs)]
         last = t_burst + sent * SEC // 300
         set_stamp(msg, last)
