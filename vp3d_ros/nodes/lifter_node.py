@@ -15,7 +15,9 @@ frames with a zero stamp or a stamp already seen are dropped (counted in /diagno
 stamps going backwards, long stamp gaps and a camera gone quiet for ``idle_flush_s`` end
 the windows (owed poses are published first), so a restarted pose2d or a looping bag starts
 clean. Tracks of persons that are gone are dropped, so a flood of person ids cannot grow
-memory; at most ``max_persons`` persons per frame are lifted.
+memory; at most ``max_persons`` persons per frame are lifted. ``keypoints_2d`` is subscribed
+with the durability its publishers offer (transient-local for pose2d), so frames sent while
+DDS matching is still under way come from the publisher's history instead of being lost.
 """
 from __future__ import annotations
 
@@ -55,7 +57,6 @@ class _Camera:
     def __init__(self, node: 'LifterNode', name: str):
         self.name = name
         prefix = f'/{name}/' if name else ''
-        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         # Transient-local output: a recorder matched a moment late still gets the first poses.
         latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -63,8 +64,10 @@ class _Camera:
         self.pub_markers = node.create_publisher(MarkerArray, prefix + 'skeleton_3d/markers', 10)
         self.pub_fast = (node.create_publisher(PointCloud2, prefix + 'skeleton_3d/immediate',
                                                latched) if node.fast_ckpt else None)
-        node.create_subscription(PointCloud2, prefix + 'keypoints_2d',
-                                 lambda m: node.on_keypoints(self, m), reliable)
+        # Subscribed once a publisher is seen, with the durability it offers (see _connect).
+        self.kp_topic = node.resolve_topic_name(prefix + 'keypoints_2d')
+        self.kp_sub = None
+        self.kp_qos: Optional[Tuple[int, int]] = None  # (reliability, durability)
         node.create_subscription(CameraInfo, prefix + 'camera_info',
                                  lambda m: node.on_camera_info(self, m), qos_profile_sensor_data)
         self.info_size: Optional[Tuple[int, int]] = None
@@ -151,9 +154,43 @@ class LifterNode(Node):
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
         steady_timer(self, 0.2, self._flush_idle)
+        self._connect()
+        steady_timer(self, 0.5, self._connect)
         self.get_logger().info(
             f'lifter ready: {self.ckpt.path} ({self.ckpt.arch.describe()}), layout={self.layout}, '
             f'flip={self.flip}, cameras={[c.name or "." for c in self.cameras]}')
+
+    def _connect(self):
+        """Subscribe to each camera's keypoints_2d with the QoS its publishers offer.
+
+        Against transient-local publishers (pose2d) the subscription is transient-local too:
+        DDS matching between processes can lag the stream by a second or more, and the frames
+        sent meanwhile then arrive from the publisher's history instead of being lost (a lifter
+        started with or after pose2d lifts the first frames). A volatile or best-effort
+        publisher appearing later downgrades the subscription so it still matches."""
+        for cam in self.cameras:
+            infos = self.get_publishers_info_by_topic(cam.kp_topic)
+            if not infos:
+                continue
+            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+            latched = reliable and all(
+                i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+            want = (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                    DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            if cam.kp_sub is not None:
+                weaker = (cam.kp_qos[0] == ReliabilityPolicy.RELIABLE and not reliable) or \
+                    (cam.kp_qos[1] == DurabilityPolicy.TRANSIENT_LOCAL and not latched)
+                if not weaker:
+                    continue
+                self.destroy_subscription(cam.kp_sub)
+            cam.kp_qos = want
+            cam.kp_sub = self.create_subscription(
+                PointCloud2, cam.kp_topic, lambda m, c=cam: self.on_keypoints(c, m),
+                QoSProfile(depth=50, reliability=want[0], durability=want[1]))
+            self.get_logger().info(
+                f'{cam.name or "."}: listening on {cam.kp_topic} '
+                f'({"reliable" if reliable else "best-effort"}, '
+                f'{"transient-local" if latched else "volatile"}, as its publishers offer)')
 
     def _diag_extra(self):
         fills = {f'window_fill/{c.name or "."}/{pid}': t.fill
