@@ -16,6 +16,7 @@ echo "[setup_env] building $venv (pinned by requirements.txt)" >&2
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "pip<26"
 # mediapipe depends on opencv-contrib-python; a second opencv wheel would overwrite cv2/.
 "$venv/bin/python" -m pip uninstall -q -y opencv-python opencv-python-headless 2>/dev/null || true
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt" -c "$root/constraints.txt"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt" -c "$root/constraints.txt" \
+  2> >(grep -v "WARNING: Location" >&2)
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$root"
 echo "$want" > "$stamp"

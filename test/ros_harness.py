@@ -95,9 +95,13 @@ class Client:
         while self._running and self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
 
-    def collect(self, msg_type, topic, qos=None):
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        qos = qos or QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    def collect(self, msg_type, topic, qos=None, latched=False):
+        """Keep every message of a topic. latched: transient-local reader, which also gets
+        what a transient-local writer (keypoints, skeletons) sent before discovery finished."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        qos = qos or QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                                else DurabilityPolicy.VOLATILE)
 
         def cb(msg, topic=topic):
             with self.lock:

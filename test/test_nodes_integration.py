@@ -48,6 +48,12 @@ def rig(tmp_path):
 def publish_lockstep(client, frames, topic='/cam01/image', wait_topic='/cam01/keypoints_2d',
                      info=2):
     """Publish each frame once pose2d answered the previous one (no drops by design)."""
+    import time
+    # The client's readers must know every writer they collect from before data flows.
+    for sub in client.node.subscriptions:
+        assert client.wait_for(lambda: client.node.count_publishers(sub.topic_name) >= 1, 60), \
+            f'no publisher for {sub.topic_name}'
+    time.sleep(0.5)
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo
     from vp3d_ros.ros_conversions import numpy_to_image
@@ -92,8 +98,11 @@ def real(msgs):
 
 
 def checkpoint_params(path, causal, fw='[3, 3, 3]'):
+    # The image size is given as parameters too (camera_info must then agree): a best-effort
+    # camera_info reader may match after the first frames (DDS discovery is asymmetric).
     return ['-p', f'checkpoint:={path}', '-p', f'filter_widths:={fw}', '-p', 'channels:=32',
-            '-p', f'causal:={"true" if causal else "false"}']
+            '-p', f'causal:={"true" if causal else "false"}',
+            '-p', f'image_width:={W}', '-p', f'image_height:={H}']
 
 
 @pytest.mark.parametrize('causal', [True, False])
@@ -126,10 +135,17 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
     assert sum(1 for p in people if p) >= N_FRAMES - 2, 'MediaPipe found nobody in the clip'
     # Symmetric models publish a frame once its future has arrived; the rest is flushed
     # with edge padding when the stream goes quiet (idle_flush_s).
-    assert client.wait_for(lambda: len(real(client.messages('/cam01/skeleton_3d'))) >= N_FRAMES, 30), \
-        lift.log()
+    # Every frame from the first detection on gets a skeleton with its own stamp (frames
+    # without a person in between are bridged); nothing else gets one.
+    # (a detection whose joints are all below the lifter's min_confidence 0.2 counts as none)
+    seen_ok = [bool(p) and float(np.nanmax(p[0][1])) >= 0.2 for p in people]
+    first = seen_ok.index(True)
+    last = max(i for i, ok in enumerate(seen_ok) if ok)
+    expected = sent[first:last + 1]
+    assert client.wait_for(lambda: set(expected) <= set(stamps_ns(real(client.messages(
+        '/cam01/skeleton_3d')))), 30), ([(s - sent[0]) // 33_333_333 for s in stamps_ns(client.messages('/cam01/skeleton_3d'))], first, last, [float(np.nanmax(p[0][1])) if p else None for p in people], lift.log())
     sk = real(client.messages('/cam01/skeleton_3d'))
-    assert sorted(stamps_ns(sk)) == sent and stamps_ns(sk) == sorted(stamps_ns(sk))
+    assert stamps_ns(sk) == expected
     poses = [cloud_to_keypoints(m)[0][0] for m in sk]
     assert all(p.shape == (17, 3) and np.all(np.isfinite(p)) for p in poses)
     markers = client.messages('/cam01/skeleton_3d/markers')
@@ -147,7 +163,7 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
         meta = bag.metadata
     for topic, seen in (('/cam01/keypoints_2d', kp_msgs), ('/cam01/skeleton_3d', sk)):
         got = sorted(recorded[topic], key=lambda m: stamps_ns([m]))
-        assert len(got) == N_FRAMES and all(a == b for a, b in zip(got, sorted(seen, key=lambda m: stamps_ns([m]))))
+        assert len(got) == len(seen) and all(a == b for a, b in zip(got, sorted(seen, key=lambda m: stamps_ns([m]))))
     assert meta['vp3d.checkpoint']['sha256'] and meta['vp3d.layout_2d'] == 'h36m'
 
 
