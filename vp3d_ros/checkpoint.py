@@ -12,7 +12,6 @@ from a sidecar file ``<checkpoint>.yaml`` written next to our trained checkpoint
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -22,6 +21,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
+from .hashing import file_sha256  # noqa: F401 - re-exported
 from .model import Architecture, TemporalModel
 
 
@@ -57,14 +57,6 @@ class LoadedCheckpoint:
         model = TemporalModel(self.arch)
         model.load_state_dict(self.state_dict)
         return model.to(device=device, dtype=dtype).eval()
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_sidecar(path: str) -> Dict[str, Any]:

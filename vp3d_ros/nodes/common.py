@@ -1,7 +1,6 @@
 """What every vp3d_ros node shares: start-up/shutdown, parameters, rate-limited logging."""
 from __future__ import annotations
 
-import hashlib
 import signal
 import sys
 import time
@@ -52,15 +51,6 @@ def message_class(msgtype: str):
         return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
     except (ValueError, ImportError, AttributeError) as e:
         raise ValueError(f'unknown message type {msgtype!r}') from e
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a file (here so the recorder does not import torch for it)."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def steady_timer(node: Node, period_s: float, callback):

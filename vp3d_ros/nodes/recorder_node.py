@@ -28,7 +28,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..bag_io import BagError, BagWriter, recording_metadata
-from .common import (ConfigError, Throttle, declare, file_sha256, message_class,
+from ..hashing import file_sha256
+from .common import (ConfigError, Throttle, declare, message_class,
                      parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 
