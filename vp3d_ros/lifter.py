@@ -65,15 +65,15 @@ class _LifterBase:
         """(..., J, 2) normalised -> stacked [orig, flipped] along a new leading axis."""
         x = torch.as_tensor(norm, dtype=self.dtype, device=self.device)
         if not self.flip:
-            return x.unsqueeze(0)
-        flipped = x[..., self.in_perm, :].clone()
+            return x[None]
+        flipped = x[..., self.in_perm, :]  # advanced indexing copies
         flipped[..., 0] *= -1
         return torch.stack([x, flipped])
 
     def _merge(self, out: torch.Tensor) -> np.ndarray:
         """(B, ..., J_out, 3) -> (..., J_out, 3), undoing the flip of batch element 1."""
         if self.flip:
-            back = out[1][..., self.out_perm, :].clone()
+            back = out[1][..., self.out_perm, :]
             back[..., 0] *= -1
             out = (out[0] + back) / 2
         else:
@@ -158,7 +158,7 @@ class StreamingLifter(_LifterBase):
             raise ValueError(f'expected (K, {self.layout.num_joints}, 2) keypoints, got {kp.shape}')
         frames = self._batch(normalize_screen(kp, self.width, self.height))  # (B, K, J, 2)
         if self._pushed == 0 and self.pad_left:
-            frames = torch.cat([frames[:, :1].expand(-1, self.pad_left, -1, -1), frames], 1)
+            frames = frames[:, [0] * self.pad_left + list(range(len(kp)))]
         self._pushed += len(kp)
         self._last = frames[:, -1:]
         return self._feed(frames)
@@ -169,6 +169,6 @@ class StreamingLifter(_LifterBase):
         if self._pushed:
             # Upstream edge padding: (RF-1)/2 copies of the last frame complete every pose.
             if self._emitted < self._pushed:
-                results += self._feed(self._last.expand(-1, self.pad_right, -1, -1))
+                results += self._feed(self._last[:, [0] * self.pad_right])
         self.reset()
         return results
