@@ -241,3 +241,40 @@ def test_block_streaming_equals_frame_by_frame(fw, causal, block):
     got += live.finish()
     assert [i for i, _ in got] == list(range(150))
     assert np.abs(np.stack([p for _, p in got]) - whole).max() < 1e-5
+
+
+@pytest.mark.parametrize('causal', [True, False])
+@pytest.mark.parametrize('block', [3, 4])
+def test_block_option_delays_poses_by_at_most_block_minus_one_frames(causal, block):
+    """StreamingLifter(block=K): frame-by-frame pushes, poses lifted K at a time; the same
+    poses as block=1, none later than K-1 frames after block=1 would give it."""
+    from conftest import randomize_model
+    model = randomize_model(build_model(Architecture((3, 3, 3), 32, causal)), seed=block)
+    kp = np.random.default_rng(block).uniform(0, 900, size=(50, 17, 2))
+    whole = SequenceLifter(model).lift(kp, 900, 900)
+    single = StreamingLifter(model, width=900, height=900)
+    blocked = StreamingLifter(model, width=900, height=900, block=block)
+    ready_single, ready_blocked, got = {}, {}, []
+    for t, f in enumerate(kp):
+        for i, _ in single.push(f):
+            ready_single[i] = t
+        out = blocked.push(f)
+        got += out
+        for i, _ in out:
+            ready_blocked[i] = t
+        assert blocked.frames_pushed == t + 1
+        assert blocked.pending == t + 1 - len(got)
+    got += blocked.finish()
+    assert [i for i, _ in got] == list(range(len(kp)))
+    assert np.abs(np.stack([p for _, p in got]) - whole).max() < 1e-5
+    for i, t in ready_single.items():
+        if i in ready_blocked:
+            assert t <= ready_blocked[i] <= t + block - 1
+    assert blocked.pending == 0 and blocked.frames_pushed == 0  # finish resets
+
+
+def test_block_option_is_checked():
+    model = build_model(Architecture((3, 3), 16))
+    for bad in (0, 65):
+        with pytest.raises(ValueError, match='block must be'):
+            StreamingLifter(model, width=10, height=10, block=bad)

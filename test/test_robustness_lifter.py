@@ -155,3 +155,44 @@ def test_lifter_survives_bad_keypoints(rig, make_checkpoint):
 
 # The 33 MediaPipe landmarks of a standing person (only their count matters here).
 BASE33 = np.concatenate([pose_at(0), pose_at(0)[:16] + 5])[None]
+
+
+def test_block_frames_gives_the_same_skeletons_later(rig, make_checkpoint):
+    """block_frames:=4 (weights read once per 4 frames) against block_frames:=1, two real
+    lifter processes fed the same clouds: every stamp gets the same pose; the partial last
+    block is flushed when the stream goes quiet (idle_flush_s)."""
+    from sensor_msgs.msg import PointCloud2
+    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    start, client, _ = rig
+    ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
+    common = ('-p', f'checkpoint:={ckpt}', '-p', 'filter_widths:=[3, 3, 3]',
+              '-p', 'channels:=32', '-p', 'causal:=true', '-p', 'image_width:=1000',
+              '-p', 'image_height:=1000', '-p', 'idle_flush_s:=1.0')
+    procs = {ns: start('lifter_node', '-r', f'__node:=lifter_{ns}', '-p', f'cameras:=[{ns}]',
+                       *common, '-p', f'block_frames:={k}', name=f'lifter_{ns}')
+             for ns, k in (('one', 1), ('four', 4))}
+    pubs = {}
+    for ns, proc in procs.items():
+        client.collect(PointCloud2, f'/{ns}/skeleton_3d')
+        pubs[ns] = client.node.create_publisher(PointCloud2, f'/{ns}/keypoints_2d', reliable(50))
+    for ns, proc in procs.items():
+        assert proc.wait_for_log('lifter ready', 90), proc.log()
+        assert client.wait_for_subscribers(pubs[ns], 1, 60), f'{ns}: lifter never subscribed'
+    t0 = 7000 * SEC
+    for ns in procs:  # one frame each until both answer: DDS matching can lag
+        handshake(client, pubs[ns], lambda s: cloud(s, pose_at(0)), t0, f'/{ns}/skeleton_3d')
+    stamps = [t0 + SEC + i * STEP for i in range(30)]
+    for i, s in enumerate(stamps):
+        for pub in pubs.values():
+            pub.publish(cloud(s, pose_at(i)))
+        time.sleep(0.01)
+
+    def poses(ns):
+        return {stamps_ns([m])[0]: cloud_to_keypoints(m)[0][0]
+                for m in client.messages(f'/{ns}/skeleton_3d')}
+    assert client.wait_for(lambda: all(set(stamps) <= set(poses(ns)) for ns in procs), 30), \
+        {ns: len(set(stamps) & set(poses(ns))) for ns in procs}
+    one, four = poses('one'), poses('four')
+    assert max(np.abs(one[s] - four[s]).max() for s in stamps) < 1e-5
+    for proc in procs.values():
+        assert_alive_and_clean(proc)

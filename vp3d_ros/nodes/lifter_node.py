@@ -107,6 +107,12 @@ class LifterNode(Node):
         if threads > 0:
             import torch
             torch.set_num_threads(int(threads))
+        self.block_frames = p('block_frames', 1, 'lift this many frames per pass: the same poses, '
+                              'up to block_frames-1 frames later, for much less CPU per frame with '
+                              'large (1024-channel) models, whose weights are read once per pass')
+        if not 1 <= int(self.block_frames) <= 64:
+            raise ConfigError(f'lifter: block_frames must be 1..64, got {self.block_frames} '
+                              '(1 = lift every frame as it arrives)')
         self.width = p('image_width', 0, 'image width in pixels when no camera_info is published')
         self.height = p('image_height', 0, 'image height in pixels when no camera_info is published')
         self.max_gap_frames = p('max_gap_frames', 10, 'missing-person frames bridged by interpolation')
@@ -202,7 +208,7 @@ class LifterNode(Node):
 
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,
-                                            width=w, height=h)
+                                            width=w, height=h, block=self.block_frames)
 
     def on_camera_info(self, cam: _Camera, msg: CameraInfo):
         if not msg.width or not msg.height:
