@@ -6,8 +6,12 @@ Prints, measured in the same run:
 - their ratio (goal >= 20x), for 1 and 4 cameras, frame by frame and in blocks of 4 frames
   (StreamingLifter.push_many: each layer's weights read once per block; the 1024-channel
   model is memory-bound on CPU, so one-frame pushes pay for reading 67 MB of weights),
-- whole-sequence (offline) frames per second.
-Flip augmentation is on in every path (the default).
+- whole-sequence (offline) frames per second,
+- why frame-by-frame streaming cannot go faster here: the weight bytes per frame over this
+  machine's memory bandwidth (a numpy pass over 256 MB, measured in the same run) is its
+  floor, and the ratio that floor would give.
+Flip augmentation is on in every path (the default). Each figure is the median of
+``--rounds`` interleaved rounds (this VM's memory bandwidth drifts).
 """
 from __future__ import annotations
 
@@ -30,9 +34,23 @@ def per_frame(fn, frames, warmup=5):
     return (time.perf_counter() - t0) / (len(frames) - warmup)
 
 
+def memory_bandwidth(mb=256, repeats=5):
+    """Bytes per second of a read pass over an array far larger than the caches."""
+    a = np.ones(mb * 2 ** 20 // 4, dtype=np.float32)
+    best = min(_timed(a.sum) for _ in range(repeats))
+    return a.nbytes / best
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--frames', type=int, default=150)
+    ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
     a = ap.parse_args(argv)
     if a.threads:
@@ -45,6 +63,7 @@ def main(argv=None):
     kp = rng.uniform([0, 0], [w, h], size=(a.frames, 17, 2))
     print(f'model: {arch.describe()}, torch threads {torch.get_num_threads()}')
 
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     rows = []
     for cams in (1, 4):
         lifters = [StreamingLifter(model, 'h36m', width=w, height=h) for _ in range(cams)]
@@ -53,7 +72,6 @@ def main(argv=None):
         for lf in lifters:
             for f in kp[:rf]:
                 lf.push(f)
-        stream = per_frame(lambda f: [lf.push(f) for lf in lifters], kp)
         window = [np.repeat(kp[:1], rf, axis=0)]
 
         def recompute(f):
@@ -63,14 +81,25 @@ def main(argv=None):
             with torch.no_grad():
                 for _ in range(cams):  # one window per camera
                     seq.model(batch)
-        naive = per_frame(recompute, kp[:40], warmup=3)
-        # Blocks of 4 frames (3 frames more latency, on top of a symmetric model's 121).
+        # Blocks of 4 frames (3 frames more latency; the lifter node's block_frames).
         blocks = [kp[i:i + 4] for i in range(0, len(kp) - 3, 4)]
-        block = per_frame(lambda b: [lf.push_many(b) for lf in lifters], blocks, warmup=2) / 4
+        runs = {'stream': [], 'block': [], 'naive': []}
+        for _ in range(a.rounds):
+            runs['stream'].append(per_frame(lambda f: [lf.push(f) for lf in lifters], kp))
+            runs['naive'].append(per_frame(recompute, kp[:30], warmup=3))
+            runs['block'].append(per_frame(lambda b: [lf.push_many(b) for lf in lifters], blocks,
+                                           warmup=2) / 4)
+        stream, block, naive = (float(np.median(runs[k])) for k in ('stream', 'block', 'naive'))
         rows.append((cams, stream, block, naive))
         print(f'{cams} camera(s): recompute window {1e3 * naive:8.2f} ms/frame | streaming '
               f'{1e3 * stream:7.2f} ms/frame, ratio {naive / stream:5.1f}x | streaming in blocks '
               f'of 4 frames {1e3 * block:7.2f} ms/frame, ratio {naive / block:5.1f}x (goal >= 20x)')
+    bw = memory_bandwidth()
+    floor = cams * weight_bytes / bw
+    print(f'frame-by-frame floor: {weight_bytes / 1e6:.0f} MB of weights per frame and camera at '
+          f'{bw / 1e9:.1f} GB/s (this machine, same run) = {1e3 * floor / cams:.2f} ms/frame, so at '
+          f'most {rows[0][3] / (floor / cams):.1f}x against recomputation on this machine; '
+          f'streaming reached {weight_bytes / rows[0][1] / 1e9:.1f} GB/s')
     seq = SequenceLifter(model, 'h36m')
     long = rng.uniform([0, 0], [w, h], size=(2000, 17, 2))
     seq.lift(long[:300], w, h)

@@ -35,6 +35,8 @@ def bare(path, max_frames):
 
 
 def main(argv=None):
+    from vp3d_ros.allocator import keep_large_buffers
+    keep_large_buffers()  # as the nodes and vp3d-offline do: the baselines get it too
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--video', default=CLIP)
     ap.add_argument('--frames', type=int, default=None)

@@ -11,6 +11,16 @@ if REPO not in sys.path:
 
 CLIP = os.path.join(REPO, 'vp3d_ros', 'data', 'balancing_cam01.mp4')
 
+# What scripts/ros_env.sh exports (make test sources it), for a bare `pytest test/` too:
+# the in-test client needs the 16 MB shared-memory profile before rclpy starts, or camera
+# frames it publishes are silently dropped.
+for _key, _value in (('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST'),
+                     ('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp'),
+                     ('FASTDDS_DEFAULT_PROFILES_FILE',
+                      os.path.join(REPO, 'config', 'fastdds_shm_profile.xml')),
+                     ('ROS_LOG_DIR', os.path.join(os.environ.get('TMPDIR', '/tmp'), 'vp3d_ros_log'))):
+    os.environ.setdefault(_key, _value)
+
 
 def pytest_configure(config):
     # Tiny test models: one thread avoids oversubscription on the 2-core CI machine, where

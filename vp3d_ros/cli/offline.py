@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from ..allocator import keep_large_buffers
     from ..offline import OfflineError, process
+    keep_large_buffers()  # per-frame image buffers: reuse heap memory (see allocator.py)
     out = args.out or f'{Path(args.input.rstrip("/")).stem or "offline"}_landmarks'
     try:
         summary = process(

@@ -15,6 +15,8 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor
 
+from ..allocator import keep_large_buffers
+
 
 class ConfigError(RuntimeError):
     """Configuration that cannot work: the node refuses to start and says what to fix."""
@@ -159,6 +161,7 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     recorders finish their bags and lifters publish owed poses on SIGINT and SIGTERM alike.
     A node may set ``exit_code`` (e.g. the recorder after a write error) for its exit status.
     """
+    keep_large_buffers()  # camera frames: reuse heap buffers instead of faulting in new pages
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = _Stop()
     node = None

@@ -336,7 +336,8 @@ class LifterNode(Node):
             pos = np.array([frame[i].pose for i in pids]).reshape(len(pids), 17, 3)
             conf = np.array([frame[i].confidence for i in pids]).reshape(len(pids), 17)
             pub.publish(keypoints_to_cloud(header, pos, conf, pids))
-            if markers:
+            # RViz markers cost about a millisecond a frame to build: only for a listener.
+            if markers and cam.pub_markers.get_subscription_count():
                 cam.pub_markers.publish(skeleton_markers(header, pos, pids))
 
     def _flush_idle(self):
