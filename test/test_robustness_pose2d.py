@@ -179,14 +179,19 @@ def test_pose2d_survives_corrupt_compressed_images(rig):
         ("cannot decode compressed image (format 'rgb8; jpeg compressed bgr8'",
          comp(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(), 'rgb8; jpeg compressed bgr8')),
         ('compressed image has no data', comp(b'', 'jpeg')),
-        ('truncated JPEG', comp(whole[:len(whole) // 3], 'jpeg')),
+        ('corrupt JPEG, Premature end of JPEG file', comp(whole[:len(whole) // 3], 'jpeg')),
+        # Start and end intact, the middle damaged: libjpeg alone returns a garbage image.
+        ('corrupt JPEG, Corrupt JPEG data', comp(whole[:len(whole) // 2] + bytes([0x55]) * 2048
+                                                 + whole[len(whole) // 2 + 2048:], 'jpeg')),
         ("cannot decode compressed image (format 'png'", comp(png.tobytes()[:2000], 'png')),
         ('compressedDepth images are not supported', comp(whole, '16UC1; compressedDepth')),
     ]
     _send_bad_kinds(client, pub, pose, kinds, t + SEC)
     assert_alive_and_clean(pose)
     t_good = t + 3 * SEC
-    assert send_until(client, pub, jpeg(frames[2], t_good), lambda: has_stamp(client, KP, t_good))
+    padded = jpeg(frames[2], t_good)  # MJPEG drivers pad after the end marker: a good frame
+    padded.data = array.array('B', bytes(padded.data) + bytes(100))
+    assert send_until(client, pub, padded, lambda: has_stamp(client, KP, t_good))
     assert _people(_answer(client, t_good)), 'nobody found in a good frame after corrupt ones'
     # A different size, compressed: decoded at its own size.
     t_big = t + 4 * SEC

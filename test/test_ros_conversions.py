@@ -153,7 +153,29 @@ def test_compressed_errors():
         compressed_to_numpy(msg)
     good = numpy_to_compressed(RGB, 'jpeg')
     msg.data = array.array('B', bytes(good.data[:40]) + b'garbage' * 10)
-    with pytest.raises(ImageConversionError, match='cannot decode'):
+    with pytest.raises(ImageConversionError, match='corrupt JPEG'):
+        compressed_to_numpy(msg)
+    # Damaged in the middle (start and end intact), cut off, or padded after its end marker
+    # (MJPEG drivers pad buffers): libjpeg alone would return garbage for the first two.
+    data = bytes(good.data)
+    mid = len(data) // 2
+    msg.data = array.array('B', data[:mid] + bytes(range(256)) * 8 + data[mid + 2048:])
+    with pytest.raises(ImageConversionError, match='corrupt JPEG'):
+        compressed_to_numpy(msg)
+    msg.data = array.array('B', data[:mid])
+    with pytest.raises(ImageConversionError, match='corrupt JPEG'):
+        compressed_to_numpy(msg)
+    msg.data = array.array('B', data + bytes(100))
+    assert compressed_to_numpy(msg).shape == RGB.shape
+    gray = numpy_to_compressed(RGB, 'jpeg')
+    ok, enc = cv2.imencode('.jpg', RGB[..., 0])
+    gray.data = array.array('B', enc.tobytes())
+    assert compressed_to_numpy(gray).shape == RGB.shape  # grey JPEG -> 3 channels
+    ok, enc = cv2.imencode('.png', np.zeros((4, 4), np.uint8))
+    forged = bytearray(enc.tobytes())
+    forged[16:24] = (100_000).to_bytes(4, 'big') * 2  # IHDR says 100000 x 100000
+    msg.data = array.array('B', bytes(forged))
+    with pytest.raises(ImageConversionError, match='MP: refused'):
         compressed_to_numpy(msg)
     msg.data = array.array('B', b'not an image at all')
     with pytest.raises(ImageConversionError, match='cannot decode'):

@@ -21,6 +21,7 @@ from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
+import simplejpeg
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -140,8 +141,30 @@ def numpy_to_image(arr: np.ndarray, encoding: str = 'rgb8',
     return msg
 
 
+MAX_DECODED_PIXELS = 100_000_000  # a 100 MP frame is no camera's; a forged header is refused
+
+
+def _compressed_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
+    """(width, height) from a JPEG or PNG header without decoding, None if unknown."""
+    head = buf[:33].tobytes()
+    if head[:8] == b'\x89PNG\r\n\x1a\n' and len(head) >= 24:
+        return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+    if head[:2] == b'\xff\xd8':
+        try:
+            h, w = simplejpeg.decode_jpeg_header(buf)[:2]
+            return int(w), int(h)
+        except ValueError as e:
+            raise ImageConversionError(f'corrupt JPEG header, {e}') from e
+    return None
+
+
 def compressed_to_numpy(msg: CompressedImage, desired: str = 'rgb8') -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB (or BGR)."""
+    """sensor_msgs/CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB (or BGR).
+
+    JPEG is decoded strictly (libjpeg-turbo via simplejpeg): libjpeg itself "decodes" a
+    frame whose data is cut off or damaged in transport into grey or garbage rows and only
+    prints a warning, and a pose estimated on that would be published as if it were real.
+    """
     if desired not in ('rgb8', 'bgr8'):
         raise ImageConversionError(f"desired encoding must be 'rgb8' or 'bgr8', not {desired!r}")
     if 'compressedDepth' in (msg.format or ''):
@@ -149,6 +172,15 @@ def compressed_to_numpy(msg: CompressedImage, desired: str = 'rgb8') -> np.ndarr
     buf = _byte_array(msg.data)
     if buf.size == 0:
         raise ImageConversionError('compressed image has no data')
+    size = _compressed_size(buf)
+    if size is not None and size[0] * size[1] > MAX_DECODED_PIXELS:
+        raise ImageConversionError(f'compressed image claims {size[0]}x{size[1]} pixels, more '
+                                   f'than {MAX_DECODED_PIXELS // 1_000_000} MP: refused')
+    if buf[:2].tobytes() == b'\xff\xd8':
+        try:
+            return simplejpeg.decode_jpeg(buf, colorspace=desired[:3].upper(), strict=True)
+        except ValueError as e:
+            raise ImageConversionError(f'corrupt JPEG, {e} ({buf.size} bytes)') from e
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(f'cannot decode compressed image (format {msg.format!r}, '
