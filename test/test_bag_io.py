@@ -126,6 +126,24 @@ def test_split_by_size(tmp_path, storage):
         assert bag.topics[T3].count == 10
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+@pytest.mark.parametrize('left', [b'', b'\x89MCAP0\r'])
+def test_reindex_split_set_killed_as_a_part_opened(tmp_path, storage, left):
+    """SIGKILL just after a split opened its next part leaves an empty (or magic-only)
+    storage file there: reindex makes it an empty valid part, and the set reads whole."""
+    size = len(raw(cloud(0)[0]))
+    sent = write_bag(tmp_path / 'run', storage, n=10, split_max_bytes=5 * size)
+    last = tmp_path / 'run' / 'run_4'
+    last.mkdir()
+    (last / f'run_4{".mcap" if storage == "mcap" else ".db3"}').write_bytes(left)
+    with pytest.raises(BagError, match='reindex'):
+        open_bag(tmp_path / 'run')
+    recovered = reindex(tmp_path / 'run')
+    assert [(r.path.name, r.messages) for r in recovered] == [('run_4', 0)]
+    with open_bag(tmp_path / 'run') as bag:
+        assert list(bag.messages()) == sent
+
+
 def test_split_by_duration(tmp_path):
     sent = write_bag(tmp_path / 'run', 'mcap', n=25, split_max_duration_s=1.0)
     parts = bag_io.split_parts(tmp_path / 'run')

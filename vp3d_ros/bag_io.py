@@ -534,6 +534,20 @@ def _definition(c) -> dict:
     return {'msgdef': c.msgdef.data, 'rihs01': c.digest or store.hash_rihs01(c.msgtype)}
 
 
+_NOTHING_FLUSHED_BELOW = 4096  # bytes: a storage file this short holds no complete message
+
+
+class _NothingFlushed:
+    connections = ()
+    discarded = 0
+
+    def messages(self):
+        return iter(())
+
+    def close(self):
+        pass
+
+
 def _reindex_one(bag: Path, keep_original: bool) -> Recovered:
     files = [f for f in bag.iterdir() if f.is_file() and f.suffix in SUFFIXES]
     if len(files) != 1:
@@ -545,8 +559,12 @@ def _reindex_one(bag: Path, keep_original: bool) -> Recovered:
     custom = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     try:
         salvage = _Salvage(src)
-    except (ReaderError, OSError, struct.error) as e:
-        raise BagError(f'cannot recover {src}: {e}') from e
+    except (ReaderError, OSError, struct.error, BagError) as e:
+        if src.stat().st_size >= _NOTHING_FLUSHED_BELOW:
+            raise BagError(f'cannot recover {src}: {e}') from e
+        # Killed before its first record reached the disk (a split part just opened):
+        # nothing to salvage, but an empty valid part keeps the whole set readable.
+        salvage = _NothingFlushed()
     tmp_root = bag.parent / f'.{bag.name}.reindex'
     counts: Dict[str, int] = {}
     n = 0
