@@ -92,6 +92,29 @@ def test_loader_errors(tmp_path):
         load_checkpoint(str(listy))
 
 
+def test_loader_names_a_damaged_tensor_and_both_shapes(make_checkpoint, tmp_path):
+    """Edited/damaged tensors: the message names the tensor and the shapes, never a torch
+    load_state_dict traceback (which the lifter node would report as a device problem)."""
+    path, model = make_checkpoint((3, 3), 16)
+    sd = model.state_dict()
+    cases = {
+        'bn_len': ('layers_bn.0.running_mean', torch.zeros(7), 'layers_bn.0.running_mean is [7] '
+                   'where [16] is needed'),
+        'expand_2d': ('expand_conv.weight', torch.zeros(16, 34), 'expand_conv.weight has shape '
+                      '[16, 34], but a Conv1d kernel is 3-dimensional'),
+        'shrink_4d': ('shrink.weight', torch.zeros(51, 16, 1, 1), 'shrink.weight has shape'),
+        'one_by_one': ('layers_conv.1.weight', torch.zeros(16, 8, 1), 'layers_conv.1.weight is '
+                       '[16, 8, 1] where [16, 16, 1] is needed'),
+    }
+    for name, (key, value, expected) in cases.items():
+        bad = dict(sd, **{key: value})
+        f = tmp_path / f'{name}.bin'
+        torch.save({'model_pos': bad}, str(f))
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(str(f))
+        assert expected in str(e.value), (name, str(e.value))
+
+
 class _Payload:
     """Unpickling this runs a shell command: what a malicious checkpoint does."""
     def __init__(self, marker):

@@ -47,6 +47,8 @@ def test_bad_configuration_exits_with_a_clear_message(rig, make_checkpoint):
                           'fix filter_widths/channels']),
         'carries_code': ('lifter_node', ('-p', f'checkpoint:={evil}', *arch),
                          ['refused to load', 'may carry code']),
+        'bad_mode': ('lifter_node', ('-p', 'mode:=fast'), ["mode must be 'causal' or 'symmetric'",
+                                                          "got 'fast'"]),
         'bad_block': ('lifter_node', ('-p', f'checkpoint:={ckpt}', *arch, '-p', 'block_frames:=0'),
                       ['block_frames must be 1..64, got 0']),
         'bad_device': ('lifter_node', ('-p', f'checkpoint:={ckpt}', *arch, '-p', 'device:=cuda:99'),

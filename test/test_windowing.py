@@ -90,3 +90,14 @@ def test_weak_and_nonfinite_joints_hold_last_value():
     assert win._last_kp[3].tolist() == kp[0][3].tolist()
     assert win._last_kp[5].tolist() == kp[0][5].tolist()
     assert win.add(66 * MS, np.full((17, 2), np.nan), conf[2], (640, 480)) == []
+
+
+def test_infinite_confidence_is_no_confidence():
+    model, win = make_window(True)
+    kp, conf = frames(2)
+    win.add(0, kp[0], conf[0], (640, 480))
+    c = conf[1].copy()
+    c[2], c[4] = np.inf, -np.inf
+    got = win.add(33 * MS, kp[1], c, (640, 480))
+    assert np.all(np.isfinite(got[0].confidence)) and got[0].confidence[2] == 0.0
+    assert win._last_kp[2].tolist() == kp[0][2].tolist()  # held like any weak joint

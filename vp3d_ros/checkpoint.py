@@ -93,6 +93,13 @@ def _extract_state_dict(obj: Any, path: str) -> (Dict[str, torch.Tensor], bool):
 
 def infer_architecture(sd: Dict[str, torch.Tensor], num_joints_in: int = 17) -> Architecture:
     """Filter widths, channels and joint counts from tensor shapes (causal unknown: False)."""
+    for name, t in sd.items():
+        kernel = name in ('expand_conv.weight', 'shrink.weight') or \
+            name.startswith('layers_conv.') and name.endswith('.weight')
+        if kernel and (not isinstance(t, torch.Tensor) or t.dim() != 3):
+            raise CheckpointError(f'{name} has shape {list(getattr(t, "shape", []))}, but a '
+                                  'Conv1d kernel is 3-dimensional (out, in, width): not a '
+                                  'VideoPose3D model_pos state_dict, or a damaged one')
     w = sd['expand_conv.weight']
     channels, in_dim, fw0 = w.shape
     if in_dim % num_joints_in:
@@ -150,11 +157,17 @@ def load_checkpoint(path: str, filter_widths: Optional[Sequence[int]] = None,
             f'({inferred.describe()}); fix filter_widths/channels or pick the right file')
     arch = replace(inferred, causal=want_causal)
     model = TemporalModel(arch)
+    shape_err = [f'{k} is {list(sd[k].shape)} where {list(v.shape)} is needed'
+                 for k, v in model.state_dict().items()
+                 if k in sd and hasattr(sd[k], 'shape') and sd[k].shape != v.shape]
+    if shape_err:
+        raise CheckpointError(f'{path}: tensors do not fit {arch.describe()}: '
+                              f'{"; ".join(shape_err[:4])} (a damaged or edited checkpoint; '
+                              'use the file as trained)')
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    shape_err = [k for k, v in model.state_dict().items() if k in sd and sd[k].shape != v.shape]
-    if missing or unexpected or shape_err:
+    if missing or unexpected:
         raise CheckpointError(f'{path}: state_dict does not fit {arch.describe()}: missing '
-                              f'{missing[:4]}, unexpected {unexpected[:4]}, shape {shape_err[:4]}')
+                              f'{missing[:4]}, unexpected {unexpected[:4]}')
     return LoadedCheckpoint(path=os.path.abspath(path), sha256=file_sha256(path), state_dict=sd,
                             arch=arch, has_trajectory_model=has_traj, sidecar=sidecar)
 

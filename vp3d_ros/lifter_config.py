@@ -19,6 +19,10 @@ DEFAULT_CHECKPOINTS = {
 
 
 def default_checkpoint(kind: str = 'symmetric') -> str:
+    if kind not in DEFAULT_CHECKPOINTS:
+        raise CheckpointError(f"mode must be {' or '.join(repr(k) for k in DEFAULT_CHECKPOINTS)} "
+                              f'(which shipped model to use when no checkpoint is given), '
+                              f'got {kind!r}')
     path = DEFAULT_CHECKPOINTS[kind]
     if not os.path.isfile(path):
         raise CheckpointError(f'no checkpoint given and the shipped default ({path}) is not '

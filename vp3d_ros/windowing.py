@@ -134,7 +134,10 @@ class TrackWindow:
         if keypoints is None:
             return None, None
         kp = np.array(keypoints, dtype=np.float64)
-        conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
+        # A non-finite confidence says nothing: the joint counts as weak (NaN, and inf too,
+        # which would otherwise be published as an infinitely confident joint).
+        conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0, posinf=0.0,
+                             neginf=0.0)
         bad = ~np.all(np.isfinite(kp), axis=1) | (conf < self.min_confidence)
         if bad.all():
             return None, None
