@@ -71,6 +71,7 @@ class Throttle:
     def __init__(self, period_s: float = 5.0):
         self.period_s = period_s
         self._last: Dict[str, float] = {}
+        self._previous: Dict[str, float] = {}  # when log() last printed each key
         self.suppressed: Dict[str, int] = {}
 
     def __call__(self, key: str) -> bool:
@@ -86,7 +87,10 @@ class Throttle:
         if not self(key):
             return False
         held = self.suppressed.pop(key, 0)
-        text += f' [{held} more like this in the last {self.period_s:g} s]' if held else ''
+        if held:
+            since = time.monotonic() - self._previous.get(key, 0.0)
+            text += f' [{held} more like this in the {since:.0f} s since the last such line]'
+        self._previous[key] = self._last[key]
         # rclpy ties a severity to each call site, so every severity gets its own line here.
         logger, level = getattr(log_fn, '__self__', None), getattr(log_fn, '__name__', '')
         if logger is None:

@@ -194,7 +194,12 @@ class RecorderNode(Node):
             self.exit_code = 1
             self.get_logger().error(f'closing {self.path}: {e}')
         total = sum(self.counts.values())
-        self.get_logger().info(f'bag closed: {self.path} ({total} messages: {self.counts})')
+        if self.failed:  # some of these never reached the disk: the error line says how many did
+            self.get_logger().info(f'bag closed: {self.path} (recording stopped on a write error; '
+                                   f'{total} messages were accepted before it, the bag keeps '
+                                   'those the error reported as written)')
+        else:
+            self.get_logger().info(f'bag closed: {self.path} ({total} messages: {self.counts})')
 
 
 def main(args=None):
