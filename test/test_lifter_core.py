@@ -105,6 +105,8 @@ def test_loader_names_a_damaged_tensor_and_both_shapes(make_checkpoint, tmp_path
         'shrink_4d': ('shrink.weight', torch.zeros(51, 16, 1, 1), 'shrink.weight has shape'),
         'one_by_one': ('layers_conv.1.weight', torch.zeros(16, 8, 1), 'layers_conv.1.weight is '
                        '[16, 8, 1] where [16, 16, 1] is needed'),
+        'diverged': ('layers_bn.1.running_var', torch.full((16,), float('nan')),
+                     'non-finite values (NaN/inf) in layers_bn.1.running_var'),
     }
     for name, (key, value, expected) in cases.items():
         bad = dict(sd, **{key: value})

@@ -164,6 +164,12 @@ def load_checkpoint(path: str, filter_widths: Optional[Sequence[int]] = None,
         raise CheckpointError(f'{path}: tensors do not fit {arch.describe()}: '
                               f'{"; ".join(shape_err[:4])} (a damaged or edited checkpoint; '
                               'use the file as trained)')
+    broken = [k for k, t in sd.items() if isinstance(t, torch.Tensor) and t.is_floating_point()
+              and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise CheckpointError(f'{path}: non-finite values (NaN/inf) in {", ".join(broken[:4])}: '
+                              'such a model can only output NaN poses (a diverged training run '
+                              'or a damaged file; use another checkpoint)')
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise CheckpointError(f'{path}: state_dict does not fit {arch.describe()}: missing '
