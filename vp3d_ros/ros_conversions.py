@@ -21,7 +21,11 @@ from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
-import simplejpeg
+
+try:  # strict JPEG decoding; without it (a ROS install missing the wheel) cv2 decodes leniently
+    import simplejpeg
+except ImportError:  # pragma: no cover - the pinned environment has it
+    simplejpeg = None
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -149,7 +153,7 @@ def _compressed_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
     head = buf[:33].tobytes()
     if head[:8] == b'\x89PNG\r\n\x1a\n' and len(head) >= 24:
         return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
-    if head[:2] == b'\xff\xd8':
+    if head[:2] == b'\xff\xd8' and simplejpeg is not None:
         try:
             h, w = simplejpeg.decode_jpeg_header(buf)[:2]
             return int(w), int(h)
@@ -176,7 +180,7 @@ def compressed_to_numpy(msg: CompressedImage, desired: str = 'rgb8') -> np.ndarr
     if size is not None and size[0] * size[1] > MAX_DECODED_PIXELS:
         raise ImageConversionError(f'compressed image claims {size[0]}x{size[1]} pixels, more '
                                    f'than {MAX_DECODED_PIXELS // 1_000_000} MP: refused')
-    if buf[:2].tobytes() == b'\xff\xd8':
+    if buf[:2].tobytes() == b'\xff\xd8' and simplejpeg is not None:
         try:
             return simplejpeg.decode_jpeg(buf, colorspace=desired[:3].upper(), strict=True)
         except ValueError as e:

@@ -88,6 +88,10 @@ class Pose2dNode(Node):
         self._last_stamp_ns = None
         self._worker = threading.Thread(target=self._work, name='pose2d-worker', daemon=True)
         self._worker.start()
+        from .. import ros_conversions
+        if compressed and ros_conversions.simplejpeg is None:
+            self.get_logger().warning('simplejpeg is not installed: damaged JPEG frames cannot be '
+                                      'told from good ones (pip install simplejpeg)')
         self.get_logger().info(f'pose2d ready: backend={self.backend} layout={self.layout} '
                                f'listening on {"image/compressed" if compressed else "image"}')
 
