@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     if os.path.isfile(fixture):
         text += '\n' + real_frames_check(fixture, methods)
     print(text)
-    if not args.no_doc:
+    if not args.no_doc and not args.quick:  # a quick run never replaces the documented one
         write_doc(text)
         print(f'\nwritten to {DOC}')
     return 0
