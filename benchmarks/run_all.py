@@ -10,8 +10,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 QUICK = '--quick' in sys.argv
 
 BENCHMARKS = [
-    ('lifter: streaming vs window recompute (243 frames, 1024 ch)', 'lifter.py',
-     ['--frames', '60'] if QUICK else []),
+    # One torch thread, as the lifter node runs by default (torch_threads: 1).
+    ('lifter: streaming vs window recompute (243 frames, 1024 ch, 1 thread)', 'lifter.py',
+     ['--threads', '1'] + (['--frames', '60', '--rounds', '1'] if QUICK else [])),
     ('pose2d: node vs bare MediaPipe; end-to-end latency', 'pose2d.py',
      ['--frames', '30'] if QUICK else []),
     ('offline: frames/s vs bare MediaPipe', 'offline.py', ['--frames', '40'] if QUICK else []),
