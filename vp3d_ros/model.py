@@ -155,7 +155,6 @@ class StreamingState:
     def reset(self):
         self._buffers: List = [None] * len(self._layers)
         self._count = [0] * len(self._layers)
-        self.frames_in = 0
 
     def _append(self, layer: int, x: torch.Tensor):
         """Store x (B, K, C) in a layer's ring; return (taps (B*M, W*C), skip (B, M, C) or
@@ -194,7 +193,6 @@ class StreamingState:
         if k > self.max_block:
             raise ValueError(f'block of {k} frames exceeds max_block={self.max_block}')
         with torch.no_grad():
-            self.frames_in += k
             x = frames.reshape(b, k, -1)
             for layer, (_, _, crop, kernel, bias, k1, b1) in enumerate(self._layers):
                 got = self._append(layer, x)

@@ -72,7 +72,6 @@ class Throttle:
     def __init__(self, period_s: float = 5.0):
         self.period_s = period_s
         self._last: Dict[str, float] = {}
-        self._previous: Dict[str, float] = {}  # when log() last printed each key
         self.suppressed: Dict[str, int] = {}
 
     def __call__(self, key: str) -> bool:
@@ -85,13 +84,13 @@ class Throttle:
 
     def log(self, log_fn: Callable[[str], Any], key: str, text: str) -> bool:
         """``log_fn``: a bound rclpy logger method (``logger.warning``...)."""
+        previous = self._last.get(key)
         if not self(key):
             return False
         held = self.suppressed.pop(key, 0)
-        if held:
-            since = time.monotonic() - self._previous.get(key, 0.0)
+        if held:  # something was held back, so a line was printed before
+            since = self._last[key] - previous
             text += f' [{held} more like this in the {since:.0f} s since the last such line]'
-        self._previous[key] = self._last[key]
         # rclpy ties a severity to each call site, so every severity gets its own line here.
         logger, level = getattr(log_fn, '__self__', None), getattr(log_fn, '__name__', '')
         if logger is None:

@@ -23,6 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from .. import ros_conversions
 from ..keypoint_mapping import map_mediapipe
 from ..ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
                                keypoints_to_cloud)
@@ -88,7 +89,6 @@ class Pose2dNode(Node):
         self._last_stamp_ns = None
         self._worker = threading.Thread(target=self._work, name='pose2d-worker', daemon=True)
         self._worker.start()
-        from .. import ros_conversions
         if compressed and ros_conversions.simplejpeg is None:
             self.get_logger().warning('simplejpeg is not installed: damaged JPEG frames cannot be '
                                       'told from good ones (pip install simplejpeg)')
