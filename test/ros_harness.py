@@ -39,15 +39,17 @@ def ros_env(domain_id: int, log_dir: str) -> dict:
 class NodeProcess:
     """A node started like `ros2 run vp3d_ros <exe> --ros-args ...`, output to a log file."""
 
-    def __init__(self, exe: str, ros_args, env, log_path):
+    def __init__(self, exe: str, ros_args, env, log_path, preexec_fn=None):
         self.log_path = str(log_path)
         self._log = open(self.log_path, 'w')
         cmd = [os.path.join(BIN, exe), '--ros-args', *map(str, ros_args)]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=REPO)
+                                     cwd=REPO, preexec_fn=preexec_fn)
 
     def log(self) -> str:
-        self._log.flush()
+        """Readable after stop() too (which closes the handle)."""
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path) as f:
             return f.read()
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from conftest import CLIP, REPO
-from ros_harness import Client, NodeProcess, ros_env, stamps_ns, unique_domain_id
+from ros_harness import stamps_ns
+from test_robustness_common import rig  # noqa: F401  (fixture)
 
 N_FRAMES = 16
 W, H = 540, 960
@@ -25,24 +26,6 @@ def clip_frames():
         frames.append(cv2.cvtColor(cv2.resize(bgr, (W, H), interpolation=cv2.INTER_AREA),
                                    cv2.COLOR_BGR2RGB))
     return frames
-
-
-@pytest.fixture
-def rig(tmp_path):
-    domain = unique_domain_id()
-    env = ros_env(domain, tmp_path / 'ros_log')
-    procs = []
-
-    def start(exe, *ros_args, name=None):
-        proc = NodeProcess(exe, ros_args, env, tmp_path / f'{name or exe}.log')
-        procs.append(proc)
-        return proc
-
-    client = Client(domain)
-    yield start, client, tmp_path
-    client.close()
-    for p in procs:
-        p.stop()
 
 
 def publish_lockstep(client, frames, topic='/cam01/image', wait_topic='/cam01/keypoints_2d',

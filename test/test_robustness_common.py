@@ -7,7 +7,6 @@ must arrive are re-sent until the node answers (``send_until``).
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -16,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import CLIP, REPO
-from ros_harness import BIN, Client, NodeProcess, ros_env, stamps_ns, unique_domain_id
+from conftest import CLIP
+from ros_harness import Client, NodeProcess, ros_env, stamps_ns, unique_domain_id
 
 W, H = 270, 480  # small frames of the bundled clip: fast MediaPipe on a loaded machine
 SEC = 1_000_000_000
@@ -30,21 +29,7 @@ BASE_POSE = np.array([
 
 
 class Proc(NodeProcess):
-    """ros_harness.NodeProcess plus an optional preexec_fn (resource limits) and /proc reads."""
-
-    def __init__(self, exe, ros_args, env, log_path, preexec_fn=None):
-        self.log_path = str(log_path)
-        self._log = open(self.log_path, 'w')
-        cmd = [os.path.join(BIN, exe), '--ros-args', *map(str, ros_args)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=REPO, preexec_fn=preexec_fn)
-
-    def log(self) -> str:
-        """Readable after stop() too (the harness closes its handle there)."""
-        if not self._log.closed:
-            self._log.flush()
-        with open(self.log_path) as f:
-            return f.read()
+    """ros_harness.NodeProcess plus /proc reads and exit waits."""
 
     @property
     def pid(self) -> int:
@@ -85,6 +70,14 @@ def rig(tmp_path):
     client.close()
     for p in procs:
         p.stop(timeout=10)
+
+
+def lifter_args(ckpt, width=W, height=H, camera='cam01'):
+    """ros args of a lifter on a test checkpoint (causal, filter widths [3, 3, 3], 32
+    channels) for one camera, the image size given as parameters."""
+    return ('-p', f'cameras:=[{camera}]', '-p', f'checkpoint:={ckpt}',
+            '-p', 'filter_widths:=[3, 3, 3]', '-p', 'channels:=32', '-p', 'causal:=true',
+            '-p', f'image_width:={width}', '-p', f'image_height:={height}')
 
 
 def clip_frames(n: int, size=(W, H)):

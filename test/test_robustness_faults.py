@@ -14,8 +14,8 @@ import pytest
 
 from ros_harness import stamps_ns
 from test_robustness_common import (SEC, assert_alive_and_clean, clip_frames, cloud,
-                                    diag_status, diag_values, handshake, image, pose_at,
-                                    reliable, send_until)
+                                    diag_status, diag_values, handshake, image, lifter_args,
+                                    pose_at, reliable, send_until)
 from test_robustness_common import rig  # noqa: F401  (fixture)
 
 KP, SK = '/cam01/keypoints_2d', '/cam01/skeleton_3d'
@@ -204,9 +204,7 @@ def test_pose2d_killed_and_restarted_mid_stream(rig, make_checkpoint):
     ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
     rec = _recorder(start, tmp, 'recorder')
     pose_a = start('pose2d_node', '-r', '__ns:=/cam01', name='pose2d_a')
-    lift = start('lifter_node', '-p', 'cameras:=[cam01]', '-p', f'checkpoint:={ckpt}',
-                 '-p', 'filter_widths:=[3, 3, 3]', '-p', 'channels:=32', '-p', 'causal:=true',
-                 '-p', 'image_width:=270', '-p', 'image_height:=480', name='lifter')
+    lift = start('lifter_node', *lifter_args(ckpt), name='lifter')
     client.collect(PointCloud2, KP)
     client.collect(PointCloud2, SK)
     client.collect(DiagnosticArray, '/diagnostics')

@@ -9,7 +9,8 @@ import numpy as np
 
 from ros_harness import stamps_ns
 from test_robustness_common import (COMMON_DIAG_KEYS, SEC, assert_alive_and_clean, cloud,
-                                    diag_values, handshake, has_stamp, pose_at, reliable)
+                                    diag_values, handshake, has_stamp, lifter_args, pose_at,
+                                    reliable)
 from test_robustness_common import rig  # noqa: F401  (fixture)
 
 KP, SK = '/cam01/keypoints_2d', '/cam01/skeleton_3d'
@@ -29,9 +30,7 @@ def test_lifter_survives_bad_keypoints(rig, make_checkpoint):
     from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
     start, client, _ = rig
     ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
-    lift = start('lifter_node', '-p', 'cameras:=[cam01]', '-p', f'checkpoint:={ckpt}',
-                 '-p', 'filter_widths:=[3, 3, 3]', '-p', 'channels:=32', '-p', 'causal:=true',
-                 '-p', 'image_width:=1000', '-p', 'image_height:=1000', '-p', 'max_gap_frames:=3',
+    lift = start('lifter_node', *lifter_args(ckpt, 1000, 1000), '-p', 'max_gap_frames:=3',
                  '-p', 'idle_flush_s:=20.0', name='lifter')
     client.collect(PointCloud2, SK)
     client.collect(DiagnosticArray, '/diagnostics')
@@ -165,11 +164,9 @@ def test_block_frames_gives_the_same_skeletons_later(rig, make_checkpoint):
     from vp3d_ros.ros_conversions import cloud_to_keypoints
     start, client, _ = rig
     ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
-    common = ('-p', f'checkpoint:={ckpt}', '-p', 'filter_widths:=[3, 3, 3]',
-              '-p', 'channels:=32', '-p', 'causal:=true', '-p', 'image_width:=1000',
-              '-p', 'image_height:=1000', '-p', 'idle_flush_s:=1.0')
-    procs = {ns: start('lifter_node', '-r', f'__node:=lifter_{ns}', '-p', f'cameras:=[{ns}]',
-                       *common, '-p', f'block_frames:={k}', name=f'lifter_{ns}')
+    procs = {ns: start('lifter_node', '-r', f'__node:=lifter_{ns}',
+                       *lifter_args(ckpt, 1000, 1000, camera=ns), '-p', 'idle_flush_s:=1.0',
+                       '-p', f'block_frames:={k}', name=f'lifter_{ns}')
              for ns, k in (('one', 1), ('four', 4))}
     pubs = {}
     for ns, proc in procs.items():

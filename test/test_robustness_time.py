@@ -12,7 +12,7 @@ import numpy as np
 from ros_harness import stamps_ns
 from test_robustness_common import (COMMON_DIAG_KEYS, SEC, assert_alive_and_clean,
                                     clip_frames, diag_status, diag_values, handshake, image,
-                                    reliable, send_until)
+                                    lifter_args, reliable, send_until)
 from test_robustness_common import rig  # noqa: F401  (fixture)
 
 KP, SK = '/cam01/keypoints_2d', '/cam01/skeleton_3d'
@@ -31,9 +31,7 @@ def test_time_anomalies_and_sim_time_with_and_without_clock(rig, make_checkpoint
     rec = start('recorder_node', *sim, '-p', f'bag_dir:={tmp}', '-p', 'bag_name:=sim',
                 name='recorder')
     pose = start('pose2d_node', '-r', '__ns:=/cam01', *sim, name='pose2d')
-    lift = start('lifter_node', *sim, '-p', 'cameras:=[cam01]', '-p', f'checkpoint:={ckpt}',
-                 '-p', 'filter_widths:=[3, 3, 3]', '-p', 'channels:=32', '-p', 'causal:=true',
-                 '-p', 'image_width:=270', '-p', 'image_height:=480', name='lifter')
+    lift = start('lifter_node', *sim, *lifter_args(ckpt), name='lifter')
     client.collect(PointCloud2, KP)
     client.collect(PointCloud2, SK)
     client.collect(DiagnosticArray, '/diagnostics')
