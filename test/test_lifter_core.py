@@ -303,3 +303,62 @@ def test_block_option_is_checked():
     for bad in (0, 65):
         with pytest.raises(ValueError, match='block must be'):
             StreamingLifter(model, width=10, height=10, block=bad)
+
+
+def test_dense_layer_packed_kernel_matches_plain_product():
+    """Large kernels use oneDNN's prepacked product for several rows (flip: 2): the same
+    result as F.linear, for any row count, with and without the ReLU."""
+    from vp3d_ros import dense
+    if dense._packed_ops() is None:
+        pytest.skip('this torch build has no oneDNN prepacked linear')
+    gen = torch.Generator().manual_seed(0)
+    kernel = torch.randn(1024, 1024, generator=gen) * 0.03
+    bias = torch.randn(1024, generator=gen)
+    for relu in (True, False):
+        layer = dense.DenseLayer(kernel, bias, relu=relu)
+        assert layer.is_packed
+        for rows in (1, 2, 3, 8):
+            x = torch.randn(rows, 1024, generator=gen)
+            want = torch.nn.functional.linear(x, kernel, bias)
+            want = want.clamp(min=0) if relu else want
+            assert torch.allclose(layer(x), want, rtol=1e-4, atol=1e-4)
+
+
+def test_dense_layer_keeps_small_kernels_plain_and_falls_back(monkeypatch):
+    from vp3d_ros import dense
+    small = dense.DenseLayer(torch.ones(64, 96), torch.zeros(64))
+    assert not small.is_packed  # fits in cache: the plain product is faster
+    monkeypatch.setattr(dense, '_packed_ops', lambda: None)  # a torch without oneDNN
+    big = dense.DenseLayer(torch.full((1024, 1024), 0.5), torch.ones(1024))
+    assert not big.is_packed
+    assert torch.equal(big(torch.ones(2, 1024)), torch.full((2, 1024), 513.0))
+
+
+def test_streaming_with_packed_kernels_equals_whole_sequence():
+    """A model wide enough for packed kernels (512 channels) streams the same poses."""
+    from conftest import randomize_model
+    from vp3d_ros.dense import _packed_ops
+    from vp3d_ros.model import streaming_kernels
+    model = randomize_model(build_model(Architecture((3, 3, 3), 512, causal=True)), seed=3)
+    packed = [layer.conv.is_packed for layer in streaming_kernels(model).layers]
+    assert packed == [False, True, True] or _packed_ops() is None  # expand: 512x34x3, small
+    kp = np.random.default_rng(3).uniform(0, 900, size=(60, 17, 2))
+    whole = SequenceLifter(model).lift(kp, 900, 900)
+    live = StreamingLifter(model, width=900, height=900)
+    got = [p for f in kp for _, p in live.push(f)] + [p for _, p in live.finish()]
+    assert np.abs(np.stack(got) - whole).max() < 1e-4
+
+
+def test_streams_of_one_model_share_kernels_until_its_weights_change():
+    from conftest import randomize_model
+    model = randomize_model(build_model(Architecture((3, 3), 32, causal=True)), seed=1)
+    a = StreamingLifter(model, width=900, height=900)
+    b = StreamingLifter(model, width=900, height=900)
+    assert a._state.kernels is b._state.kernels  # one copy of the weights for every camera
+    other = randomize_model(build_model(Architecture((3, 3), 32, causal=True)), seed=2)
+    model.load_state_dict(other.state_dict())
+    c = StreamingLifter(model, width=900, height=900)
+    assert c._state.kernels is not a._state.kernels
+    kp = np.random.default_rng(0).uniform(0, 900, size=(12, 17, 2))
+    got = [p for f in kp for _, p in c.push(f)]
+    assert np.abs(np.stack(got) - SequenceLifter(other).lift(kp, 900, 900)).max() < 1e-5

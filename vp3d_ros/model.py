@@ -16,12 +16,14 @@ per incoming frame; its outputs equal ``forward`` over the same padded sequence.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from .dense import DenseLayer
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,82 @@ class TemporalModel(nn.Module):
         return x.permute(0, 2, 1).reshape(b, -1, self.arch.num_joints_out, 3)
 
 
+class _Layer:
+    """One streaming layer's geometry and (BatchNorm-folded, tap-major) kernels."""
+
+    def __init__(self, span: int, taps: Sequence[int], crop: Optional[int], conv: DenseLayer,
+                 pointwise: Optional[DenseLayer], max_block: int):
+        self.span, self.taps, self.crop = span, list(taps), crop
+        self.conv, self.pointwise = conv, pointwise
+        self.size = span + max_block  # ring length: a full window plus room for a block
+        self._indices: dict = {}
+
+    def indices(self, pos: int, k: int, m: int):
+        """Ring indices for k frames written at ``pos`` that complete m windows: (where to
+        write, the m windows' taps or None, their skip frames or None). Computed once per
+        distinct (pos, k, m): frame by frame, that is one entry per ring slot."""
+        key = (pos, k, m)
+        got = self._indices.get(key)
+        if got is None:
+            if len(self._indices) > 4096:  # odd block sizes only; never in steady state
+                self._indices.clear()
+            size = self.size
+            write = slice(pos, pos + k) if pos + k <= size else \
+                torch.tensor([(pos + j) % size for j in range(k)])
+            starts = [pos + k - m - self.span + 1 + j for j in range(m)]
+            window = torch.tensor([[(s + t) % size for t in self.taps] for s in starts]) \
+                if m else None
+            skip = torch.tensor([(s + self.crop) % size for s in starts]) \
+                if m and self.crop is not None else None
+            got = self._indices[key] = (write, window, skip)
+        return got
+
+
+class StreamingKernels:
+    """What every stream of one model shares: the layers folded for streaming. Build it
+    through :func:`streaming_kernels`, which keeps one per model (4 cameras of a
+    1024-channel model would otherwise hold 4 copies of its 67 MB of weights)."""
+
+    def __init__(self, model: TemporalModel, max_block: int = 64):
+        if model.training:
+            raise ValueError('streaming needs an eval-mode model (BatchNorm running stats)')
+        self.arch = model.arch
+        self.max_block = max_block
+        fw = model.arch.filter_widths
+        expand = DenseLayer(*_fold(model.expand_conv.weight, model.expand_bn))
+        self.layers: List[_Layer] = [_Layer(fw[0], range(fw[0]), None, expand, None, max_block)]
+        for i, (w, (dilation, crop)) in enumerate(zip(fw[1:], model.blocks)):
+            conv = DenseLayer(*_fold(model.layers_conv[2 * i].weight, model.layers_bn[2 * i]))
+            pointwise = DenseLayer(*_fold(model.layers_conv[2 * i + 1].weight,
+                                          model.layers_bn[2 * i + 1]))
+            self.layers.append(_Layer((w - 1) * dilation + 1, range(0, w * dilation, dilation),
+                                      crop, conv, pointwise, max_block))
+        self.shrink = DenseLayer(model.shrink.weight[:, :, 0], model.shrink.bias, relu=False,
+                                 packed=False)
+
+
+def _fold(weight: torch.Tensor, bn: nn.BatchNorm1d):
+    """Conv kernel (out, C, W) + eval BatchNorm -> tap-major (out, W*C) kernel and bias."""
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        kernel = (weight * scale[:, None, None]).permute(0, 2, 1).reshape(weight.shape[0], -1)
+        bias = bn.bias - bn.running_mean * scale
+    return kernel, bias
+
+
+_KERNELS: 'weakref.WeakKeyDictionary[TemporalModel, tuple]' = weakref.WeakKeyDictionary()
+
+
+def streaming_kernels(model: TemporalModel, max_block: int = 64) -> StreamingKernels:
+    """The model's shared :class:`StreamingKernels`, rebuilt if its weights changed since
+    (any in-place change, e.g. ``load_state_dict``, bumps a tensor's version)."""
+    version = (max_block, tuple(t._version for t in model.state_dict().values()))
+    cached = _KERNELS.get(model)
+    if cached is None or cached[0] != version:
+        cached = _KERNELS[model] = (version, StreamingKernels(model, max_block))
+    return cached[1]
+
+
 class StreamingState:
     """Incremental evaluation of an eval-mode :class:`TemporalModel`.
 
@@ -115,77 +193,38 @@ class StreamingState:
 
     One frame at a time is a matrix-vector product per layer, bound by memory bandwidth
     (the 1024-channel model reads 67 MB of weights per frame), so the engine does nothing
-    else per frame that it can do once: BatchNorm is folded into the kernels, and kernels
-    are laid out tap-major to match time-major ring buffers, so a layer is one gather and
-    one ``linear``.
+    else per frame that it can do once: BatchNorm is folded into the kernels, kernels are
+    laid out tap-major to match time-major ring buffers and shared by every stream of the
+    model, ring indices are computed once, and a layer is one gather and one matrix product
+    (:class:`~vp3d_ros.dense.DenseLayer`).
     """
 
     def __init__(self, model: TemporalModel, max_block: int = 64):
-        if model.training:
-            raise ValueError('streaming needs an eval-mode model (BatchNorm running stats)')
+        self.kernels = streaming_kernels(model, max_block)
         self.arch = model.arch
         self.max_block = max_block
-        weight = model.expand_conv.weight
-        fw = model.arch.filter_widths
-        # Per layer: (span, tap offsets from the window start, skip offset or None, kernel,
-        # bias, then the block's 1x1 kernel and bias or None).
-        self._layers = []
-        kernel, bias = self._fold(weight, model.expand_bn)
-        self._layers.append((fw[0], self._index(range(fw[0])), None, kernel, bias, None, None))
-        for i, (w, (dilation, crop)) in enumerate(zip(fw[1:], model.blocks)):
-            kernel, bias = self._fold(model.layers_conv[2 * i].weight, model.layers_bn[2 * i])
-            k1, b1 = self._fold(model.layers_conv[2 * i + 1].weight, model.layers_bn[2 * i + 1])
-            self._layers.append(((w - 1) * dilation + 1, self._index(range(0, w * dilation, dilation)),
-                                 crop, kernel, bias, k1, b1))
-        self._shrink = (model.shrink.weight[:, :, 0].detach().contiguous(), model.shrink.bias.detach())
         self.reset()
 
-    @staticmethod
-    def _index(values) -> torch.Tensor:
-        return torch.tensor(list(values), dtype=torch.long)
-
-    def _fold(self, weight: torch.Tensor, bn: nn.BatchNorm1d):
-        """Conv kernel (out, C, W) + eval BatchNorm -> tap-major (out, W*C) kernel and bias."""
-        with torch.no_grad():
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            kernel = (weight * scale[:, None, None]).permute(0, 2, 1).reshape(weight.shape[0], -1)
-            bias = bn.bias - bn.running_mean * scale
-        return kernel.contiguous(), bias.contiguous()
-
     def reset(self):
-        self._buffers: List = [None] * len(self._layers)
-        self._count = [0] * len(self._layers)
+        self._buffers: List = [None] * len(self.kernels.layers)
+        self._count = [0] * len(self.kernels.layers)
 
-    def _append(self, layer: int, x: torch.Tensor):
+    def _append(self, index: int, layer: _Layer, x: torch.Tensor):
         """Store x (B, K, C) in a layer's ring; return (taps (B*M, W*C), skip (B, M, C) or
         None, M) for the M windows that became complete, or None if none did."""
-        span, taps, crop = self._layers[layer][:3]
         b, k, c = x.shape
-        size = span + self.max_block
-        buf = self._buffers[layer]
+        buf = self._buffers[index]
         if buf is None or buf.shape[0] != b or buf.shape[2] != c:
-            buf = self._buffers[layer] = x.new_zeros(b, size, c)
-            self._count[layer] = 0
-        n = self._count[layer]
-        pos = n % size
-        if pos + k <= size:
-            buf[:, pos:pos + k] = x
-        else:
-            buf[:, self._index((n + j) % size for j in range(k))] = x
-        self._count[layer] = n + k
-        first = max(n, span - 1)  # absolute index of the first newly completed window's end
-        m = n + k - first
+            buf = self._buffers[index] = x.new_zeros(b, layer.size, c)
+            self._count[index] = 0
+        n = self._count[index]
+        self._count[index] = n + k
+        m = min(k, n + k - layer.span + 1)  # windows whose last frame is among the new ones
+        write, window, skip = layer.indices(n % layer.size, k, max(m, 0))
+        buf[:, write] = x
         if m <= 0:
             return None
-        starts = self._index(range(first - span + 1, n + k - span + 1))
-        window = buf[:, (starts[:, None] + taps[None, :]) % size].reshape(b * m, -1)
-        skip = buf[:, (starts + crop) % size] if crop is not None else None
-        return window, skip, m
-
-    @staticmethod
-    def _dense(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Conv (as one matrix product over the gathered taps) + folded BatchNorm + ReLU."""
-        return F.linear(x, kernel, bias).clamp_(min=0)
+        return buf[:, window].reshape(b * m, -1), None if skip is None else buf[:, skip], m
 
     def push_block(self, frames: torch.Tensor) -> Optional[torch.Tensor]:
         """frames (B, K, J_in, F), K <= max_block -> new poses (B, M, J_out, 3), or None."""
@@ -194,17 +233,15 @@ class StreamingState:
             raise ValueError(f'block of {k} frames exceeds max_block={self.max_block}')
         with torch.no_grad():
             x = frames.reshape(b, k, -1)
-            for layer, (_, _, crop, kernel, bias, k1, b1) in enumerate(self._layers):
-                got = self._append(layer, x)
+            for index, layer in enumerate(self.kernels.layers):
+                got = self._append(index, layer, x)
                 if got is None:
                     return None
                 window, skip, m = got
-                y = self._dense(window, kernel, bias)
-                if crop is None:
-                    x = y.reshape(b, m, -1)
-                else:
-                    x = skip + self._dense(y, k1, b1).reshape(b, m, -1)
-            out = F.linear(x, *self._shrink)
+                y = layer.conv(window)
+                x = y.reshape(b, m, -1) if skip is None else \
+                    skip + layer.pointwise(y).reshape(b, m, -1)
+            out = self.kernels.shrink(x.reshape(b * m, -1))
             return out.reshape(b, m, self.arch.num_joints_out, 3)
 
     def push(self, frame: torch.Tensor) -> Optional[torch.Tensor]:
