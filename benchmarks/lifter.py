@@ -5,7 +5,9 @@ Prints, measured in the same run:
 - the naive live approach: recomputing one receptive-field window per frame,
 - their ratio (goal >= 20x), for 1 and 4 cameras, frame by frame and in blocks of 4 frames
   (StreamingLifter.push_many: each layer's weights read once per block; the 1024-channel
-  model is memory-bound on CPU, so one-frame pushes pay for reading 67 MB of weights),
+  model is memory-bound on CPU, so one-frame pushes pay for reading 67 MB of weights);
+  with 4 cameras also their frames of one instant lifted together (lift_queued, what the
+  lifter node does with frames that are due at the same time: one weight read for all),
 - whole-sequence (offline) frames per second,
 - why frame-by-frame streaming cannot go faster here: the weight bytes per frame over this
   machine's memory bandwidth (a numpy pass over 256 MB, measured in the same run) is its
@@ -21,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from vp3d_ros.lifter import SequenceLifter, StreamingLifter
+from vp3d_ros.lifter import SequenceLifter, StreamingLifter, lift_queued
 from vp3d_ros.model import Architecture, build_model
 
 
@@ -83,17 +85,29 @@ def main(argv=None):
                     seq.model(batch)
         # Blocks of 4 frames (3 frames more latency; the lifter node's block_frames).
         blocks = [kp[i:i + 4] for i in range(0, len(kp) - 3, 4)]
-        runs = {'stream': [], 'block': [], 'naive': []}
+        def together(f):
+            for lf in lifters:
+                lf.push(f, defer=True)
+            lift_queued(lifters)
+        runs = {'stream': [], 'block': [], 'naive': [], 'together': []}
         for _ in range(a.rounds):
             runs['stream'].append(per_frame(lambda f: [lf.push(f) for lf in lifters], kp))
+            if cams > 1:
+                runs['together'].append(per_frame(together, kp))
             runs['naive'].append(per_frame(recompute, kp[:30], warmup=3))
             runs['block'].append(per_frame(lambda b: [lf.push_many(b) for lf in lifters], blocks,
                                            warmup=2) / 4)
         stream, block, naive = (float(np.median(runs[k])) for k in ('stream', 'block', 'naive'))
         rows.append((cams, stream, block, naive))
         print(f'{cams} camera(s): recompute window {1e3 * naive:8.2f} ms/frame | streaming '
+              f'{"one camera after another " if cams > 1 else ""}'
               f'{1e3 * stream:7.2f} ms/frame, ratio {naive / stream:5.1f}x | streaming in blocks '
               f'of 4 frames {1e3 * block:7.2f} ms/frame, ratio {naive / block:5.1f}x (goal >= 20x)')
+        if cams > 1:
+            both = float(np.median(runs['together']))
+            print(f'{cams} cameras, frames of one instant lifted together (lift_queued, as the '
+                  f'node does): {1e3 * both:7.2f} ms/frame, ratio {naive / both:5.1f}x '
+                  '(goal >= 20x)')
     bw = memory_bandwidth()
     floor = cams * weight_bytes / bw
     print(f'frame-by-frame floor: {weight_bytes / 1e6:.0f} MB of weights per frame and camera at '

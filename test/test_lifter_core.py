@@ -362,3 +362,44 @@ def test_streams_of_one_model_share_kernels_until_its_weights_change():
     kp = np.random.default_rng(0).uniform(0, 900, size=(12, 17, 2))
     got = [p for f in kp for _, p in c.push(f)]
     assert np.abs(np.stack(got) - SequenceLifter(other).lift(kp, 900, 900)).max() < 1e-5
+
+
+@pytest.mark.parametrize('causal', [True, False])
+def test_lifting_queued_frames_of_several_streams_together_changes_nothing(causal):
+    """lift_queued: frames of several lifters (cameras, persons) deferred and lifted in
+    shared passes give exactly the poses each lifter gives alone, as soon as alone, also
+    when the streams start at different times, one queues a burst of frames (a bridged
+    gap), one waits for a full block and one belongs to another model."""
+    from conftest import randomize_model
+    from vp3d_ros.lifter import lift_queued
+    model = randomize_model(build_model(Architecture((3, 3, 3), 32, causal)), seed=7)
+    other = randomize_model(build_model(Architecture((3, 3), 16, causal)), seed=8)
+    rng = np.random.default_rng(7)
+    T = 70
+    kps = [rng.uniform(0, 900, size=(T, 17, 2)) for _ in range(5)]
+    models = [model, model, model, model, other]
+    blocks = [1, 1, 1, 3, 1]
+    starts = [0, 0, 9, 0, 0]  # stream 2 joins later
+    held = range(20, 23)  # stream 1 queues frames 20..23 and has them lifted at frame 23
+    alone = [StreamingLifter(m, width=900, height=900, block=b) for m, b in zip(models, blocks)]
+    together = [StreamingLifter(m, width=900, height=900, block=b) for m, b in zip(models, blocks)]
+    want = [{} for _ in kps]  # frame index -> (time it came out, pose)
+    got = [{} for _ in kps]
+    for t in range(T):
+        for i, kp in enumerate(kps):
+            if t >= starts[i]:
+                want[i].update((j, (t, p)) for j, p in alone[i].push(kp[t]))
+                together[i].push(kp[t], defer=True)
+        ready = [lf for i, lf in enumerate(together) if not (i == 1 and t in held)]
+        for lf, out in zip(ready, lift_queued(ready)):
+            got[together.index(lf)].update((j, (t, p)) for j, p in out)
+    for i in range(len(kps)):
+        want[i].update((j, (T, p)) for j, p in alone[i].finish())
+        got[i].update((j, (T, p)) for j, p in together[i].finish())
+        assert sorted(got[i]) == list(range(T - starts[i])) == sorted(want[i])
+        for j, (t, pose) in want[i].items():
+            assert np.abs(got[i][j][1] - pose).max() < 1e-5
+            late = t in held and i == 1  # held back on purpose
+            assert got[i][j][0] == (held[-1] + 1 if late else t)
+        whole = SequenceLifter(models[i]).lift(kps[i][starts[i]:], 900, 900)
+        assert np.abs(np.stack([got[i][j][1] for j in range(T - starts[i])]) - whole).max() < 1e-5

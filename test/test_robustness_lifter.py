@@ -193,3 +193,51 @@ def test_block_frames_gives_the_same_skeletons_later(rig, make_checkpoint):
     assert max(np.abs(one[s] - four[s]).max() for s in stamps) < 1e-5
     for proc in procs.values():
         assert_alive_and_clean(proc)
+
+
+def test_cameras_due_together_share_passes_and_get_their_own_poses(rig, make_checkpoint):
+    """One lifter serving 4 cameras, fed 4 frames at each instant: frames due together are
+    lifted in shared passes (diagnostics: streams_per_pass > 1), and every camera's
+    skeletons are exactly those of lifting its own stream alone (the whole-sequence lifter
+    over the same frames)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import PointCloud2
+    from vp3d_ros.lifter import SequenceLifter
+    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    start, client, _ = rig
+    ckpt, model = make_checkpoint((3, 3, 3), 32, True)
+    cams = ['c1', 'c2', 'c3', 'c4']
+    lift = start('lifter_node', *lifter_args(ckpt, 1000, 1000, camera=', '.join(cams)),
+                 name='lifter')
+    client.collect(DiagnosticArray, '/diagnostics')
+    pubs = {}
+    for c in cams:
+        client.collect(PointCloud2, f'/{c}/skeleton_3d')
+        pubs[c] = client.node.create_publisher(PointCloud2, f'/{c}/keypoints_2d', reliable(50))
+    assert lift.wait_for_log('lifter ready', 90), lift.log()
+    t0 = 9000 * SEC
+    for c in cams:
+        assert client.wait_for_subscribers(pubs[c], 1, 60), f'{c}: lifter never subscribed'
+        handshake(client, pubs[c], lambda s: cloud(s, pose_at(0)), t0, f'/{c}/skeleton_3d')
+    # A second later: past max_gap_s, so every window restarts with the streams below.
+    stamps = [t0 + SEC + i * STEP for i in range(40)]
+    frames = {c: [pose_at(i + 9 * k) for i in range(len(stamps))] for k, c in enumerate(cams)}
+    for i, s in enumerate(stamps):
+        for c in cams:
+            pubs[c].publish(cloud(s, frames[c][i]))
+        time.sleep(0.02)
+
+    def poses(c):
+        return {stamps_ns([m])[0]: cloud_to_keypoints(m)[0][0]
+                for m in client.messages(f'/{c}/skeleton_3d')}
+    assert client.wait_for(lambda: all(set(stamps) <= set(poses(c)) for c in cams), 30), \
+        {c: len(set(stamps) & set(poses(c))) for c in cams}
+    alone = SequenceLifter(model, 'h36m')
+    for c in cams:
+        want = alone.lift(np.stack(frames[c]), 1000, 1000)
+        got = poses(c)
+        assert max(np.abs(got[s] - want[i]).max() for i, s in enumerate(stamps)) < 1e-4, c
+    assert client.wait_for(
+        lambda: float(diag_values(client, '/lifter').get('streams_per_pass', 0)) > 1.0, 10), \
+        diag_values(client, '/lifter')
+    assert_alive_and_clean(lift)

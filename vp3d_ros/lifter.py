@@ -15,12 +15,12 @@ frame). Both give the same poses.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .model import StreamingState, TemporalModel
+from .model import StreamingState, TemporalModel, push_streams
 from .skeletons import H36M17, get_layout
 
 
@@ -110,6 +110,8 @@ class StreamingLifter(_LifterBase):
     ``block`` > 1 lifts every ``block`` pushed frames in one pass (:meth:`push_many`): the
     same poses, each ``block - 1`` frames later at most, for a fraction of the cost per frame
     with large models on CPU (their weights are read once per pass, not once per frame).
+    Frames pushed with ``defer=True`` wait for :func:`lift_queued`, which lifts the frames
+    of many lifters (cameras, persons) in shared passes.
     """
 
     def __init__(self, *args, width: float, height: float, block: int = 1, **kwargs):
@@ -133,42 +135,46 @@ class StreamingLifter(_LifterBase):
         return self._pushed + len(self._queued)
 
     @property
+    def queued(self) -> int:
+        """Frames pushed but not yet through the network (a partial block, or deferred)."""
+        return len(self._queued)
+
+    @property
     def pending(self) -> int:
         """Frames received whose pose still waits (for future context or a full block)."""
         return self.frames_pushed - self._emitted
 
     def _feed(self, frames: torch.Tensor) -> List:
         """frames (B, K, J, 2) normalised (B = 2 with flip) -> newly available poses."""
+        return _lift_together([self], [frames])[0]
+
+    def _emit(self, out: torch.Tensor) -> List:
+        """Network output (B, M, J_out, 3) -> [(frame_index, pose)] for the next M frames."""
         results = []
-        step = self._state.max_block
-        for i in range(0, frames.shape[1], step):
-            out = self._state.push_block(frames[:, i:i + step])
-            if out is None:
-                continue
-            poses = self._merge(out)
-            for pose in poses:
-                results.append((self._emitted, pose))
-                self._emitted += 1
+        for pose in self._merge(out):
+            results.append((self._emitted, pose))
+            self._emitted += 1
         return results
 
-    def push(self, keypoints_px: np.ndarray) -> List:
-        """One frame (J, 2) pixels -> [(frame_index, pose)] that became available."""
+    def push(self, keypoints_px: np.ndarray, defer: bool = False) -> List:
+        """One frame (J, 2) pixels -> [(frame_index, pose)] that became available.
+
+        ``defer``: only queue the frame; :func:`lift_queued` lifts it later together with
+        the frames queued in other lifters of the same model (one pass for all)."""
         kp = np.asarray(keypoints_px, dtype=np.float64)
         if kp.shape != (self.layout.num_joints, 2):
             raise ValueError(f'expected ({self.layout.num_joints}, 2) keypoints, got {kp.shape}')
-        if self.block == 1:
+        if self.block == 1 and not defer:
             return self.push_many(kp[None])
         self._queued.append(kp)
-        return self._flush_queue() if len(self._queued) >= self.block else []
+        return self._flush_queue() if len(self._queued) >= self.block and not defer else []
 
     def _flush_queue(self) -> List:
         queued, self._queued = self._queued, []
         return self.push_many(np.stack(queued)) if queued else []
 
-    def push_many(self, keypoints_px: np.ndarray) -> List:
-        """Several frames (K, J, 2) at once: the same poses as K pushes, but each layer's
-        weights are read once per call (worth it for large models, at K-1 frames latency)."""
-        kp = np.asarray(keypoints_px, dtype=np.float64)
+    def _prepare(self, kp: np.ndarray) -> torch.Tensor:
+        """(K, J, 2) pixels -> (B, K', J, 2) network input; the first frames edge-padded."""
         if kp.ndim != 3 or kp.shape[1:] != (self.layout.num_joints, 2) or not len(kp):
             raise ValueError(f'expected (K, {self.layout.num_joints}, 2) keypoints, got {kp.shape}')
         frames = self._batch(normalize_screen(kp, self.width, self.height))  # (B, K, J, 2)
@@ -176,7 +182,12 @@ class StreamingLifter(_LifterBase):
             frames = frames[:, [0] * self.pad_left + list(range(len(kp)))]
         self._pushed += len(kp)
         self._last = frames[:, -1:]
-        return self._feed(frames)
+        return frames
+
+    def push_many(self, keypoints_px: np.ndarray) -> List:
+        """Several frames (K, J, 2) at once: the same poses as K pushes, but each layer's
+        weights are read once per call (worth it for large models, at K-1 frames latency)."""
+        return self._feed(self._prepare(np.asarray(keypoints_px, dtype=np.float64)))
 
     def finish(self) -> List:
         """Edge-pad the end of the stream; returns the poses still owed, then resets."""
@@ -187,3 +198,42 @@ class StreamingLifter(_LifterBase):
                 results += self._feed(self._last[:, [0] * self.pad_right])
         self.reset()
         return results
+
+
+def lift_queued(lifters: Sequence[StreamingLifter]) -> List[List]:
+    """Lift the frames queued with ``push(..., defer=True)`` in several lifters; returns each
+    lifter's [(frame_index, pose)] in the order given.
+
+    Lifters of one model share every pass (:func:`~vp3d_ros.model.push_streams`): the
+    cameras and persons of a rig whose frames are due together cost about one frame of
+    weight reads. A lifter with ``block`` > 1 waits until it has a full block. The poses are
+    exactly those of pushing each lifter's frames on its own."""
+    groups: Dict[int, List[StreamingLifter]] = {}
+    for lf in lifters:
+        if lf.queued and lf.queued >= lf.block:
+            groups.setdefault(id(lf._state.kernels), []).append(lf)
+    results: Dict[int, List] = {}
+    for group in groups.values():
+        frames = []
+        for lf in group:
+            queued, lf._queued = lf._queued, []
+            frames.append(lf._prepare(np.stack(queued)))
+        for lf, got in zip(group, _lift_together(group, frames)):
+            results[id(lf)] = got
+    return [results.get(id(lf), []) for lf in lifters]
+
+
+def _lift_together(lifters: Sequence[StreamingLifter],
+                   frames: Sequence[torch.Tensor]) -> List[List]:
+    """Network inputs (B, K_i, J, 2) of lifters sharing a model, in passes of at most
+    ``max_block`` frames each -> each lifter's newly available poses."""
+    results: List[List] = [[] for _ in lifters]
+    step = lifters[0]._state.max_block
+    for start in range(0, max(f.shape[1] for f in frames), step):
+        take = [i for i, f in enumerate(frames) if f.shape[1] > start]
+        outs = push_streams([lifters[i]._state for i in take],
+                            [frames[i][:, start:start + step] for i in take])
+        for i, out in zip(take, outs):
+            if out is not None:
+                results[i] += lifters[i]._emit(out)
+    return results

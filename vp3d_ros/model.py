@@ -228,26 +228,57 @@ class StreamingState:
 
     def push_block(self, frames: torch.Tensor) -> Optional[torch.Tensor]:
         """frames (B, K, J_in, F), K <= max_block -> new poses (B, M, J_out, 3), or None."""
-        b, k = frames.shape[:2]
-        if k > self.max_block:
-            raise ValueError(f'block of {k} frames exceeds max_block={self.max_block}')
-        with torch.no_grad():
-            x = frames.reshape(b, k, -1)
-            for index, layer in enumerate(self.kernels.layers):
-                got = self._append(index, layer, x)
-                if got is None:
-                    return None
-                window, skip, m = got
-                y = layer.conv(window)
-                x = y.reshape(b, m, -1) if skip is None else \
-                    skip + layer.pointwise(y).reshape(b, m, -1)
-            out = self.kernels.shrink(x.reshape(b * m, -1))
-            return out.reshape(b, m, self.arch.num_joints_out, 3)
+        return push_streams([self], [frames])[0]
 
     def push(self, frame: torch.Tensor) -> Optional[torch.Tensor]:
         """One frame (B, J_in, F) -> the new pose (B, J_out, 3), or None."""
         out = self.push_block(frame[:, None])
         return None if out is None else out[:, 0]
+
+
+def push_streams(states: Sequence[StreamingState],
+                 blocks: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+    """Push a block of frames (B_i, K_i, J_in, F) into each of several streams of one model;
+    returns each stream's new poses (B_i, M_i, J_out, 3), or None where none came out.
+
+    The streams' windows meet in one matrix product per layer, so a layer's weights are
+    read once for all of them: frames of 4 cameras (or 4 persons) that are due together cost
+    about what one costs for a memory-bound model. Each stream's outputs are exactly those of
+    pushing its block alone."""
+    if not states or len(states) != len(blocks):
+        raise ValueError('push_streams needs one block per stream')
+    kernels = states[0].kernels
+    if any(s.kernels is not kernels for s in states):
+        raise ValueError('streams pushed together must share one model\'s kernels')
+    for block in blocks:
+        if block.shape[1] > kernels.max_block:
+            raise ValueError(f'block of {block.shape[1]} frames exceeds '
+                             f'max_block={kernels.max_block}')
+    xs = [block.reshape(block.shape[0], block.shape[1], -1) for block in blocks]
+    live = list(range(len(states)))  # streams with new windows at the current layer
+    with torch.no_grad():
+        for index, layer in enumerate(kernels.layers):
+            due = [(i, states[i]._append(index, layer, xs[i])) for i in live]
+            due = [(i, got) for i, got in due if got is not None]
+            if not due:
+                return [None] * len(states)
+            live = [i for i, _ in due]
+            windows = [got[0] for _, got in due]
+            y = layer.conv(windows[0] if len(windows) == 1 else torch.cat(windows))
+            if layer.pointwise is not None:
+                y = layer.pointwise(y)
+            parts = (y,) if len(windows) == 1 else y.split([len(w) for w in windows])
+            for (i, (window, skip, m)), part in zip(due, parts):
+                part = part.reshape(len(window) // m, m, -1)
+                xs[i] = part if skip is None else skip + part
+        ys = [xs[i] for i in live]
+        flat = [y.reshape(-1, y.shape[-1]) for y in ys]
+        out = kernels.shrink(flat[0] if len(flat) == 1 else torch.cat(flat))
+        parts = (out,) if len(flat) == 1 else out.split([len(f) for f in flat])
+        poses: List[Optional[torch.Tensor]] = [None] * len(states)
+        for i, y, part in zip(live, ys, parts):
+            poses[i] = part.reshape(y.shape[0], y.shape[1], kernels.arch.num_joints_out, 3)
+        return poses
 
 
 def build_model(arch: Architecture) -> TemporalModel:

@@ -56,6 +56,7 @@ class TrackWindow:
         self._last_kp: Optional[np.ndarray] = None
         self._last_good_stamp: Optional[int] = None
         self._missing: List[int] = []  # stamps of frames without this person, since last good
+        self._defer = False  # see add()
 
     @property
     def fill(self) -> int:
@@ -66,7 +67,9 @@ class TrackWindow:
     def last_stamp(self) -> Optional[int]:
         return self._last_stamp
 
-    def _collect(self, results) -> List[LiftedPose]:
+    def collect(self, results) -> List[LiftedPose]:
+        """The lifter's [(frame_index, pose)] -> poses with their frames' stamps (in order;
+        also for frames queued with ``add(..., defer=True)`` and lifted later)."""
         out = []
         for _, pose in results:
             stamp, conf, bridged = self._stamps.popleft()
@@ -76,7 +79,7 @@ class TrackWindow:
 
     def finish(self, reason: str = '') -> List[LiftedPose]:
         """End the segment: emit every owed pose (edge padding), then start afresh."""
-        out = self._collect(self.lifter.finish()) if self.lifter else []
+        out = self.collect(self.lifter.finish()) if self.lifter else []
         if reason and (self._last_kp is not None or out):
             self.stats.resets += 1
             self.stats.last_reset_reason = reason
@@ -89,11 +92,18 @@ class TrackWindow:
     def _push(self, stamp, kp, conf, bridged=False) -> List[LiftedPose]:
         self._stamps.append((stamp, conf, bridged))
         self.stats.bridged += int(bridged)
-        return self._collect(self.lifter.push(kp))
+        # Offline segment buffers take no ``defer``: only live lifters are ever deferred.
+        results = self.lifter.push(kp, defer=True) if self._defer else self.lifter.push(kp)
+        return self.collect(results)
 
     def add(self, stamp_ns: int, keypoints: Optional[np.ndarray], confidence: Optional[np.ndarray],
-            image_size: Tuple[float, float]) -> List[LiftedPose]:
-        """One 2D frame (keypoints None = person not seen) -> poses that became available."""
+            image_size: Tuple[float, float], defer: bool = False) -> List[LiftedPose]:
+        """One 2D frame (keypoints None = person not seen) -> poses that became available.
+
+        ``defer``: frames are only queued in the lifter; lift them with
+        :func:`~vp3d_ros.lifter.lift_queued` (with other tracks' frames) and pass its
+        results to :meth:`collect`. Poses owed by a window restart still come back here."""
+        self._defer = defer
         out: List[LiftedPose] = []
         self.stats.frames_in += 1
         if self._last_stamp is not None:

@@ -35,7 +35,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..checkpoint import CheckpointError, read_sidecar
-from ..lifter import StreamingLifter
+from ..lifter import StreamingLifter, lift_queued
 from ..lifter_config import resolve_lifter
 from .markers import skeleton_markers
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
@@ -73,6 +73,8 @@ class _Camera:
         self.info_size: Optional[Tuple[int, int]] = None
         self.tracks: Dict[int, TrackWindow] = {}
         self.fast_tracks: Dict[int, TrackWindow] = {}
+        # Poses lifted but not yet published, per output (main, immediate) and person.
+        self.owed: Tuple[Dict[int, list], Dict[int, list]] = ({}, {})
         self.frame_id = ''
         self.last_rx = time.monotonic()
         self.last_stamp: Optional[int] = None  # newest accepted stamp (ns)
@@ -159,6 +161,10 @@ class LifterNode(Node):
         self.resets = 0
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
+        self._due: list = []  # (camera, receive time, persons) of frames queued, not lifted
+        self.passes = self.streams_lifted = 0  # how well frames share passes (diagnostics)
+        self._due_timer = steady_timer(self, 0.0, self._lift_due)  # armed when frames queue
+        self._due_timer.cancel()
         steady_timer(self, 0.2, self._flush_idle)
         self._connect()
         steady_timer(self, 0.5, self._connect)
@@ -204,7 +210,8 @@ class LifterNode(Node):
         rf = self.ckpt.arch.receptive_field
         return {'tracks': sum(len(c.tracks) for c in self.cameras), 'resets': self.resets,
                 'window_fill': max(fills.values(), default=0), 'receptive_field': rf,
-                'waiting_for_camera_info': sum(len(c.waiting) for c in self.cameras), **fills}
+                'waiting_for_camera_info': sum(len(c.waiting) for c in self.cameras),
+                'streams_per_pass': round(self.streams_lifted / max(1, self.passes), 2), **fills}
 
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,
@@ -242,19 +249,63 @@ class LifterNode(Node):
 
     def on_keypoints(self, cam: _Camera, msg: PointCloud2, held: bool = False):
         """Subscription callback: nothing a publisher sends may take the node down.
-        ``held``: a frame parked until camera_info came (already counted as received)."""
+        ``held``: a frame parked until camera_info came (already counted as received).
+
+        The frame's persons are queued in their tracks and lifted by :meth:`_lift_due`: at
+        once with one camera; with several, right after the executor has delivered the
+        keypoints already waiting, so frames of cameras (and persons) that are due together
+        share one pass through the network (the weights are read once for all of them)."""
         t0 = time.perf_counter()
         if not held:
             self.diag.received()
             cam.last_rx = time.monotonic()
         try:
             persons = self._accept(cam, msg)
-            if persons is not None:
-                self.diag.processed(time.perf_counter() - t0, persons=persons)
         except Exception as e:  # noqa: BLE001 - one bad frame, not a dead lifter
-            self.diag.error()
-            self.throttle.log(self.get_logger().error, f'lift-{cam.name}-{type(e).__name__}',
-                              f'{cam.name}: frame skipped: {type(e).__name__}: {e}')
+            self._failed(cam, e)
+            persons = None
+        if persons is None:
+            return
+        self._due.append((cam, t0, persons))
+        if len(self.cameras) == 1:
+            self._lift_due()
+        elif self._due_timer.is_canceled():
+            self._due_timer.reset()
+
+    def _failed(self, cam: _Camera, e: Exception):
+        self.diag.error()
+        self.throttle.log(self.get_logger().error, f'lift-{cam.name}-{type(e).__name__}',
+                          f'{cam.name}: frame skipped: {type(e).__name__}: {e}')
+
+    def _lift_due(self):
+        """Lift every queued frame in shared passes, then publish what each camera owes."""
+        self._due_timer.cancel()
+        due, self._due = self._due, []
+        cams = list({id(cam): cam for cam, _, _ in due}.values())
+        tracks = [(cam, out, pid, track) for cam in cams
+                  for out, (owned, _, _) in enumerate(cam.outputs())
+                  for pid, track in owned.items() if track.lifter is not None]
+        ready = sum(track.lifter.queued >= track.lifter.block for _, _, _, track in tracks)
+        self.passes += ready > 0
+        self.streams_lifted += ready
+        try:
+            lifted = lift_queued([track.lifter for _, _, _, track in tracks])
+        except Exception as e:  # noqa: BLE001 - drop these frames' windows, keep serving
+            for cam, _, _, track in tracks:
+                track.finish('lifting failed')
+            lifted = [[] for _ in tracks]
+            self._failed(cams[0], e)
+        for (cam, out, pid, track), results in zip(tracks, lifted):
+            if results:
+                cam.owed[out].setdefault(pid, []).extend(track.collect(results))
+        for cam in cams:
+            for (_, pub, markers), owed in zip(cam.outputs(), cam.owed):
+                if owed:
+                    self._publish(cam, owed, pub, markers)
+                    owed.clear()
+        now = time.perf_counter()
+        for _, t0, persons in due:
+            self.diag.processed(now - t0, persons=persons)
 
     def _warn(self, key: str, text: str, level: str = 'warning'):
         self.throttle.log(getattr(self.get_logger(), level), key, text)
@@ -303,13 +354,15 @@ class LifterNode(Node):
             self._warn(f'persons-{cam.name}', f'{where}: {len(people)} persons in one frame, '
                        f'lifting the {self.max_persons} most confident (max_persons)')
             people = {pid: v for pid, v in people.items() if pid in keep}
-        self._lift(cam, cam.tracks, self.model, people, stamp, size, cam.pub, markers=True)
+        self._queue(cam, 0, self.model, people, stamp, size)
         if cam.pub_fast is not None:
-            self._lift(cam, cam.fast_tracks, self.fast_model, people, stamp, size, cam.pub_fast)
+            self._queue(cam, 1, self.fast_model, people, stamp, size)
         return len(people)
 
-    def _lift(self, cam, tracks, model, people, stamp, size, pub, markers=False):
-        results = {}
+    def _queue(self, cam, out, model, people, stamp, size):
+        """Queue one frame's persons in the tracks of output ``out`` (0 main, 1 immediate);
+        poses a track gives back at once (a window restarted) are owed with the rest."""
+        tracks = cam.outputs()[out][0]
         for pid in set(tracks) | set(people):
             track = tracks.get(pid)
             if track is None:
@@ -317,11 +370,12 @@ class LifterNode(Node):
                                                   self.max_gap_s, self.min_conf)
             kp, conf = people.get(pid, (None, None))
             resets = track.stats.resets
-            results[pid] = track.add(stamp, kp, conf, size)
+            poses = track.add(stamp, kp, conf, size, defer=True)
+            if poses:
+                cam.owed[out].setdefault(pid, []).extend(poses)
             self.resets += track.stats.resets - resets
             if pid not in people and _idle(track):
                 del tracks[pid]  # gone and nothing owed: a returning person starts afresh
-        self._publish(cam, results, pub, markers)
 
     def _publish(self, cam, results, pub, markers):
         # Group by stamp so one message carries every person of one frame.
@@ -343,6 +397,7 @@ class LifterNode(Node):
     def _flush_idle(self):
         """A camera quiet for idle_flush_s (pose2d stopped or restarting, a paused bag): publish
         what is owed and end its windows, so what comes next is not mixed with stale context."""
+        self._lift_due()
         now = time.monotonic()
         for cam in self.cameras:
             if now - cam.last_rx < self.idle_flush_s:
@@ -363,6 +418,10 @@ class LifterNode(Node):
                            'info')
 
     def close(self):
+        try:
+            self._lift_due()
+        except Exception as e:  # noqa: BLE001 - e.g. the context is already gone
+            self.get_logger().warning(f'queued frames not lifted on exit: {e}')
         for cam in self.cameras:  # publish what is owed before going away
             for tracks, pub, mk in cam.outputs():
                 try:
