@@ -156,12 +156,25 @@ def test_lifter_survives_bad_keypoints(rig, make_checkpoint):
 BASE33 = np.concatenate([pose_at(0), pose_at(0)[:16] + 5])[None]
 
 
+def _poses_by_stamp(client, ns: str) -> dict:
+    """{stamp: pose of the first person} of what arrived on /<ns>/skeleton_3d."""
+    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    return {stamps_ns([m])[0]: cloud_to_keypoints(m)[0][0]
+            for m in client.messages(f'/{ns}/skeleton_3d')}
+
+
+def _wait_for_poses(client, namespaces, stamps, timeout=30.0):
+    """Until every namespace's skeleton_3d has a pose for every stamp."""
+    assert client.wait_for(lambda: all(set(stamps) <= set(_poses_by_stamp(client, ns))
+                                       for ns in namespaces), timeout), \
+        {ns: len(set(stamps) & set(_poses_by_stamp(client, ns))) for ns in namespaces}
+
+
 def test_block_frames_gives_the_same_skeletons_later(rig, make_checkpoint):
     """block_frames:=4 (weights read once per 4 frames) against block_frames:=1, two real
     lifter processes fed the same clouds: every stamp gets the same pose; the partial last
     block is flushed when the stream goes quiet (idle_flush_s)."""
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
     start, client, _ = rig
     ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
     procs = {ns: start('lifter_node', '-r', f'__node:=lifter_{ns}',
@@ -183,13 +196,8 @@ def test_block_frames_gives_the_same_skeletons_later(rig, make_checkpoint):
         for pub in pubs.values():
             pub.publish(cloud(s, pose_at(i)))
         time.sleep(0.01)
-
-    def poses(ns):
-        return {stamps_ns([m])[0]: cloud_to_keypoints(m)[0][0]
-                for m in client.messages(f'/{ns}/skeleton_3d')}
-    assert client.wait_for(lambda: all(set(stamps) <= set(poses(ns)) for ns in procs), 30), \
-        {ns: len(set(stamps) & set(poses(ns))) for ns in procs}
-    one, four = poses('one'), poses('four')
+    _wait_for_poses(client, procs, stamps)
+    one, four = _poses_by_stamp(client, 'one'), _poses_by_stamp(client, 'four')
     assert max(np.abs(one[s] - four[s]).max() for s in stamps) < 1e-5
     for proc in procs.values():
         assert_alive_and_clean(proc)
@@ -203,7 +211,6 @@ def test_cameras_due_together_share_passes_and_get_their_own_poses(rig, make_che
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import PointCloud2
     from vp3d_ros.lifter import SequenceLifter
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
     start, client, _ = rig
     ckpt, model = make_checkpoint((3, 3, 3), 32, True)
     cams = ['c1', 'c2', 'c3', 'c4']
@@ -226,16 +233,11 @@ def test_cameras_due_together_share_passes_and_get_their_own_poses(rig, make_che
         for c in cams:
             pubs[c].publish(cloud(s, frames[c][i]))
         time.sleep(0.02)
-
-    def poses(c):
-        return {stamps_ns([m])[0]: cloud_to_keypoints(m)[0][0]
-                for m in client.messages(f'/{c}/skeleton_3d')}
-    assert client.wait_for(lambda: all(set(stamps) <= set(poses(c)) for c in cams), 30), \
-        {c: len(set(stamps) & set(poses(c))) for c in cams}
+    _wait_for_poses(client, cams, stamps)
     alone = SequenceLifter(model, 'h36m')
     for c in cams:
         want = alone.lift(np.stack(frames[c]), 1000, 1000)
-        got = poses(c)
+        got = _poses_by_stamp(client, c)
         assert max(np.abs(got[s] - want[i]).max() for i, s in enumerate(stamps)) < 1e-4, c
     assert client.wait_for(
         lambda: float(diag_values(client, '/lifter').get('streams_per_pass', 0)) > 1.0, 10), \
