@@ -290,9 +290,10 @@ class LifterNode(Node):
         self.streams_lifted += ready
         try:
             lifted = lift_queued([track.lifter for _, _, _, track in tracks])
-        except Exception as e:  # noqa: BLE001 - drop these frames' windows, keep serving
-            for cam, _, _, track in tracks:
-                track.finish('lifting failed')
+        except Exception as e:  # noqa: BLE001 - drop these windows, keep serving
+            for cam, out, pid, _ in tracks:  # their next frames start afresh
+                cam.outputs()[out][0].pop(pid, None)
+            self.resets += len(tracks)
             lifted = [[] for _ in tracks]
             self._failed(cams[0], e)
         for (cam, out, pid, track), results in zip(tracks, lifted):
