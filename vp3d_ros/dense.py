@@ -6,8 +6,8 @@ augmentation) by each layer's kernel, so the cost is reading the kernel from mem
 whole kernel on every call and reads it about twice (measured on AMD EPYC with torch's MKL).
 oneDNN can pack a kernel once, ahead of time; :class:`DenseLayer` uses that packed copy for
 multi-row products with kernels too large for the caches, when the running torch offers it
-and it reproduces ``F.linear`` on a probe, and falls back to ``F.linear`` otherwise (other builds, other devices), so results
-never depend on which path ran beyond float32 rounding.
+and it reproduces ``F.linear`` on a probe, and falls back to ``F.linear`` otherwise (other
+builds, other devices), so results never depend on which path ran beyond float32 rounding.
 """
 from __future__ import annotations
 
@@ -52,16 +52,17 @@ class DenseLayer:
                 or self.kernel.numel() * 4 < PACK_MIN_BYTES):
             return None
         reorder, linear = ops
+        attr = 'relu' if self.relu else 'none'
         try:
             weight = reorder(self.kernel, PACKED_ROWS)
             probe = torch.randn(PACKED_ROWS + 1, self.kernel.shape[1],
                                 generator=torch.Generator().manual_seed(0))
-            got = linear(probe, weight, self.bias, 'relu' if self.relu else 'none', [], '')
+            got = linear(probe, weight, self.bias, attr, [], '')
         except (RuntimeError, TypeError):
             return None
         if not torch.allclose(got, self._plain(probe), rtol=1e-4, atol=1e-4):
             return None
-        return linear, weight, 'relu' if self.relu else 'none'
+        return linear, weight, attr
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.kernel, self.bias)

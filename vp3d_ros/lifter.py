@@ -135,9 +135,9 @@ class StreamingLifter(_LifterBase):
         return self._pushed + len(self._queued)
 
     @property
-    def queued(self) -> int:
-        """Frames pushed but not yet through the network (a partial block, or deferred)."""
-        return len(self._queued)
+    def due(self) -> bool:
+        """Queued frames make a pass: at least a block of them (one frame when block = 1)."""
+        return len(self._queued) >= self.block
 
     @property
     def pending(self) -> int:
@@ -167,11 +167,16 @@ class StreamingLifter(_LifterBase):
         if self.block == 1 and not defer:
             return self.push_many(kp[None])
         self._queued.append(kp)
-        return self._flush_queue() if len(self._queued) >= self.block and not defer else []
+        return self._flush_queue() if self.due and not defer else []
+
+    def _take_queued(self) -> Optional[torch.Tensor]:
+        """Empty the queue into network input (see :meth:`_prepare`); None if it was empty."""
+        queued, self._queued = self._queued, []
+        return self._prepare(np.stack(queued)) if queued else None
 
     def _flush_queue(self) -> List:
-        queued, self._queued = self._queued, []
-        return self.push_many(np.stack(queued)) if queued else []
+        frames = self._take_queued()
+        return [] if frames is None else self._feed(frames)
 
     def _prepare(self, kp: np.ndarray) -> torch.Tensor:
         """(K, J, 2) pixels -> (B, K', J, 2) network input; the first frames edge-padded."""
@@ -210,14 +215,11 @@ def lift_queued(lifters: Sequence[StreamingLifter]) -> List[List]:
     exactly those of pushing each lifter's frames on its own."""
     groups: Dict[int, List[StreamingLifter]] = {}
     for lf in lifters:
-        if lf.queued and lf.queued >= lf.block:
+        if lf.due:
             groups.setdefault(id(lf._state.kernels), []).append(lf)
     results: Dict[int, List] = {}
     for group in groups.values():
-        frames = []
-        for lf in group:
-            queued, lf._queued = lf._queued, []
-            frames.append(lf._prepare(np.stack(queued)))
+        frames = [lf._take_queued() for lf in group]
         for lf, got in zip(group, _lift_together(group, frames)):
             results[id(lf)] = got
     return [results.get(id(lf), []) for lf in lifters]

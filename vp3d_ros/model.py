@@ -201,9 +201,11 @@ class StreamingState:
 
     def __init__(self, model: TemporalModel, max_block: int = 64):
         self.kernels = streaming_kernels(model, max_block)
-        self.arch = model.arch
-        self.max_block = max_block
         self.reset()
+
+    @property
+    def max_block(self) -> int:
+        return self.kernels.max_block
 
     def reset(self):
         self._buffers: List = [None] * len(self.kernels.layers)

@@ -56,7 +56,6 @@ class TrackWindow:
         self._last_kp: Optional[np.ndarray] = None
         self._last_good_stamp: Optional[int] = None
         self._missing: List[int] = []  # stamps of frames without this person, since last good
-        self._defer = False  # see add()
 
     @property
     def fill(self) -> int:
@@ -89,11 +88,11 @@ class TrackWindow:
         self._missing = []
         return out
 
-    def _push(self, stamp, kp, conf, bridged=False) -> List[LiftedPose]:
+    def _push(self, stamp, kp, conf, bridged=False, defer=False) -> List[LiftedPose]:
         self._stamps.append((stamp, conf, bridged))
         self.stats.bridged += int(bridged)
         # Offline segment buffers take no ``defer``: only live lifters are ever deferred.
-        results = self.lifter.push(kp, defer=True) if self._defer else self.lifter.push(kp)
+        results = self.lifter.push(kp, defer=True) if defer else self.lifter.push(kp)
         return self.collect(results)
 
     def add(self, stamp_ns: int, keypoints: Optional[np.ndarray], confidence: Optional[np.ndarray],
@@ -103,7 +102,6 @@ class TrackWindow:
         ``defer``: frames are only queued in the lifter; lift them with
         :func:`~vp3d_ros.lifter.lift_queued` (with other tracks' frames) and pass its
         results to :meth:`collect`. Poses owed by a window restart still come back here."""
-        self._defer = defer
         out: List[LiftedPose] = []
         self.stats.frames_in += 1
         if self._last_stamp is not None:
@@ -132,11 +130,12 @@ class TrackWindow:
             t0, t1 = self._last_good_stamp, stamp_ns
             for s in self._missing:
                 a = (s - t0) / max(1, t1 - t0)
-                out += self._push(s, (1 - a) * self._last_kp + a * kp, np.zeros_like(conf), True)
+                out += self._push(s, (1 - a) * self._last_kp + a * kp, np.zeros_like(conf), True,
+                                  defer)
         self._missing = []
         self._last_kp = kp
         self._last_good_stamp = stamp_ns
-        out += self._push(stamp_ns, kp, conf)
+        out += self._push(stamp_ns, kp, conf, defer=defer)
         return out
 
     def _clean(self, keypoints, confidence):

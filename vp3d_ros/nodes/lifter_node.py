@@ -285,7 +285,7 @@ class LifterNode(Node):
         tracks = [(cam, out, pid, track) for cam in cams
                   for out, (owned, _, _) in enumerate(cam.outputs())
                   for pid, track in owned.items() if track.lifter is not None]
-        ready = sum(track.lifter.queued >= track.lifter.block for _, _, _, track in tracks)
+        ready = sum(track.lifter.due for _, _, _, track in tracks)
         self.passes += ready > 0
         self.streams_lifted += ready
         try:
