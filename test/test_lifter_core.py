@@ -15,6 +15,15 @@ RELEASED = [((3, 3, 3), False), ((3, 3, 3, 3), False), ((3, 3, 3, 3, 3), False),
             ((3, 3, 3, 3, 3), True)]
 
 
+@pytest.fixture(params=['direct', 'deferred'])
+def taps(request, monkeypatch):
+    """Run a streaming test twice: every layer applying its taps at once (small models), and
+    every layer deferring its earlier taps (what large, memory-bound models do)."""
+    from vp3d_ros import model
+    monkeypatch.setattr(model, 'DEFER_MIN_BYTES', 0 if request.param == 'deferred' else 2 ** 62)
+    return request.param
+
+
 def official_keys(n_blocks):
     """The parameter names of an official VideoPose3D model_pos state_dict."""
     bn = ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
@@ -201,12 +210,14 @@ def test_one_output_per_frame_for_any_length(fw, causal, T):
 
 @pytest.mark.parametrize('fw,causal', RELEASED + [((3, 3, 3), True), ((1, 1, 1), False)])
 @pytest.mark.parametrize('T', [1, 5, 40, 280])
-def test_streaming_equals_whole_sequence(fw, causal, T):
+def test_streaming_equals_whole_sequence(fw, causal, T, taps):
     from conftest import randomize_model
     model = randomize_model(build_model(Architecture(fw, 32, causal)), seed=T)
     kp = np.random.default_rng(T).uniform([0, 0], [1080, 1920], size=(T, 17, 2))
     whole = SequenceLifter(model, 'h36m').lift(kp, 1080, 1920)
     live = StreamingLifter(model, 'h36m', width=1080, height=1920)
+    layers = [layer for layer in live._state.kernels.layers if layer.width > 1]
+    assert all(layer.deferred == (taps == 'deferred') for layer in layers)
     got = []
     rf = model.receptive_field
     for t, frame in enumerate(kp):
@@ -254,7 +265,7 @@ def test_layouts_are_consistent():
 @pytest.mark.parametrize('fw,causal', [((3, 3, 3), False), ((3, 3, 3, 3, 3), True),
                                        ((3, 3, 3, 3, 3), False)])
 @pytest.mark.parametrize('block', [2, 7, 64])
-def test_block_streaming_equals_frame_by_frame(fw, causal, block):
+def test_block_streaming_equals_frame_by_frame(fw, causal, block, taps):
     from conftest import randomize_model
     model = randomize_model(build_model(Architecture(fw, 32, causal)), seed=block)
     kp = np.random.default_rng(block).uniform(0, 900, size=(150, 17, 2))
@@ -268,9 +279,28 @@ def test_block_streaming_equals_frame_by_frame(fw, causal, block):
     assert np.abs(np.stack([p for _, p in got]) - whole).max() < 1e-5
 
 
+@pytest.mark.parametrize('fw', [(3, 3), (3, 3, 3)])
+def test_deferred_taps_over_ring_wraparounds_and_odd_blocks(fw, monkeypatch):
+    """Deferred layers keep their pending frames and accumulated sums in rings: blocks of
+    every size and lengths that wrap the rings at every offset (the end padding included)
+    still give the whole-sequence poses."""
+    from conftest import randomize_model
+    from vp3d_ros import model as model_module
+    monkeypatch.setattr(model_module, 'DEFER_MIN_BYTES', 0)
+    model = randomize_model(build_model(Architecture(fw, 32, causal=False)), seed=7)
+    for block in range(1, 6):
+        for T in (30, 70, 140):
+            kp = np.random.default_rng(T).uniform(0, 900, size=(T, 17, 2))
+            live = StreamingLifter(model, width=900, height=900)
+            got = [p for i in range(0, T, block) for _, p in live.push_many(kp[i:i + block])]
+            got += [p for _, p in live.finish()]
+            whole = SequenceLifter(model).lift(kp, 900, 900)
+            assert np.abs(np.stack(got) - whole).max() < 1e-5, (block, T)
+
+
 @pytest.mark.parametrize('causal', [True, False])
 @pytest.mark.parametrize('block', [3, 4])
-def test_block_option_delays_poses_by_at_most_block_minus_one_frames(causal, block):
+def test_block_option_delays_poses_by_at_most_block_minus_one_frames(causal, block, taps):
     """StreamingLifter(block=K): frame-by-frame pushes, poses lifted K at a time; the same
     poses as block=1, none later than K-1 frames after block=1 would give it."""
     from conftest import randomize_model
@@ -335,13 +365,16 @@ def test_dense_layer_keeps_small_kernels_plain_and_falls_back(monkeypatch):
 
 
 def test_streaming_with_packed_kernels_equals_whole_sequence():
-    """A model wide enough for packed kernels (512 channels) streams the same poses."""
+    """A model wide enough for deferred taps and packed kernels (512 channels) streams the
+    same poses."""
     from conftest import randomize_model
     from vp3d_ros.dense import _packed_ops
     from vp3d_ros.model import streaming_kernels
     model = randomize_model(build_model(Architecture((3, 3, 3), 512, causal=True)), seed=3)
-    packed = [layer.conv.is_packed for layer in streaming_kernels(model).layers]
-    assert packed == [False, True, True] or _packed_ops() is None  # expand: 512x34x3, small
+    layers = streaming_kernels(model).layers
+    assert [layer.deferred for layer in layers] == [False, True, True]  # expand: 512x34x3
+    packed = [layer.early.is_packed for layer in layers[1:]]  # 2 MiB: taps 0, 1
+    assert packed == [True, True] or _packed_ops() is None
     kp = np.random.default_rng(3).uniform(0, 900, size=(60, 17, 2))
     whole = SequenceLifter(model).lift(kp, 900, 900)
     live = StreamingLifter(model, width=900, height=900)
@@ -349,7 +382,7 @@ def test_streaming_with_packed_kernels_equals_whole_sequence():
     assert np.abs(np.stack(got) - whole).max() < 1e-4
 
 
-def test_streams_of_one_model_share_kernels_until_its_weights_change():
+def test_streams_of_one_model_share_kernels_until_its_weights_change(taps):
     from conftest import randomize_model
     model = randomize_model(build_model(Architecture((3, 3), 32, causal=True)), seed=1)
     a = StreamingLifter(model, width=900, height=900)
@@ -365,7 +398,7 @@ def test_streams_of_one_model_share_kernels_until_its_weights_change():
 
 
 @pytest.mark.parametrize('causal', [True, False])
-def test_lifting_queued_frames_of_several_streams_together_changes_nothing(causal):
+def test_lifting_queued_frames_of_several_streams_together_changes_nothing(causal, taps):
     """lift_queued: frames of several lifters (cameras, persons) deferred and lifted in
     shared passes give exactly the poses each lifter gives alone, as soon as alone, also
     when the streams start at different times, one queues a burst of frames (a bridged

@@ -11,6 +11,8 @@ builds, other devices), so results never depend on which path ran beyond float32
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch.nn import functional as F
 
@@ -33,14 +35,20 @@ def _packed_ops():
 
 
 class DenseLayer:
-    """``relu(x @ kernel.T + bias)`` (or without the ReLU) for x of shape (rows, in)."""
+    """``relu(x @ kernel.T + bias)`` (or without the ReLU or the bias) for x of shape
+    (rows, in)."""
 
-    def __init__(self, kernel: torch.Tensor, bias: torch.Tensor, relu: bool = True,
+    def __init__(self, kernel: torch.Tensor, bias: Optional[torch.Tensor], relu: bool = True,
                  packed: bool = True):
         self.kernel = kernel.detach().contiguous()
-        self.bias = bias.detach().contiguous()
+        self.bias = None if bias is None else bias.detach().contiguous()
         self.relu = relu
         self._packed = self._pack() if packed else None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes a product reads from memory: the kernel (bias and rows are negligible)."""
+        return self.kernel.numel() * self.kernel.element_size()
 
     @property
     def is_packed(self) -> bool:
@@ -49,7 +57,7 @@ class DenseLayer:
     def _pack(self):
         ops = _packed_ops()
         if (ops is None or self.kernel.device.type != 'cpu' or self.kernel.dtype != torch.float32
-                or self.kernel.numel() * 4 < PACK_MIN_BYTES):
+                or self.nbytes < PACK_MIN_BYTES):
             return None
         reorder, linear = ops
         attr = 'relu' if self.relu else 'none'

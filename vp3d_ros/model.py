@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .dense import DenseLayer
+from .dense import PACK_MIN_BYTES, DenseLayer
 
 
 @dataclass(frozen=True)
@@ -104,35 +104,94 @@ class TemporalModel(nn.Module):
         return x.permute(0, 2, 1).reshape(b, -1, self.arch.num_joints_out, 3)
 
 
-class _Layer:
-    """One streaming layer's geometry and (BatchNorm-folded, tap-major) kernels."""
+#: Layers whose kernel is at least this large are bound by memory bandwidth frame by frame
+#: and defer their earlier taps (see :class:`StreamingState`); smaller ones stay in cache.
+DEFER_MIN_BYTES = PACK_MIN_BYTES
+#: Frames whose earlier taps a deferred layer applies in one product (at most; a power of 2).
+DEFER_FRAMES = 8
 
-    def __init__(self, span: int, taps: Sequence[int], crop: Optional[int], conv: DenseLayer,
-                 pointwise: Optional[DenseLayer], max_block: int):
-        self.span, self.taps, self.crop = span, list(taps), crop
-        self.conv, self.pointwise = conv, pointwise
-        self.size = span + max_block  # ring length: a full window plus room for a block
+
+class _Layer:
+    """One streaming layer's geometry and (BatchNorm-folded, tap-major) kernels.
+
+    A *deferred* layer splits its kernel: ``conv`` holds the newest frame's tap (applied at
+    once), ``early`` the earlier taps, applied to batches of frames ahead of the windows
+    that need them; their products wait in an accumulator ring."""
+
+    def __init__(self, width: int, dilation: int, crop: Optional[int], kernel: torch.Tensor,
+                 bias: torch.Tensor, pointwise: Optional[DenseLayer], max_block: int):
+        self.width, self.dilation, self.crop = width, dilation, crop
+        self.span = (width - 1) * dilation + 1
+        self.taps = list(range(0, self.span, dilation))
+        self.pointwise = pointwise
+        self.size = self.span + max_block  # ring length: a full window plus room for a block
+        self.deferred = width > 1 and kernel.numel() * kernel.element_size() >= DEFER_MIN_BYTES
+        # A deferred layer applies its earlier taps every `period` frames of the stream, at
+        # frame counts = phase (mod period): a power of 2, so a frame's products are applied
+        # by the time its next window closes (dilation frames later). See _stagger.
+        self.period = 1 << (min(DEFER_FRAMES, dilation + 1).bit_length() - 1)
+        self.phase = 0
+        if self.deferred:
+            c = kernel.shape[1] // width
+            self.conv = DenseLayer(kernel[:, -c:], bias, relu=False)
+            # Rows tap-major: taps 0..W-2 stacked, so one product applies all of them.
+            self.early = DenseLayer(torch.cat(kernel[:, :-c].split(c, dim=1)), None, relu=False)
+        else:
+            self.conv, self.early = DenseLayer(kernel, bias), None
+        self.out_channels = kernel.shape[0]
         self._indices: dict = {}
 
-    def indices(self, pos: int, k: int, m: int):
-        """Ring indices for k frames written at ``pos`` that complete m windows: (where to
-        write, the m windows' taps or None, their skip frames or None). Computed once per
-        distinct (pos, k, m): frame by frame, that is one entry per ring slot."""
-        key = (pos, k, m)
+    def _cached(self, key, build):
         got = self._indices.get(key)
         if got is None:
             if len(self._indices) > 4096:  # odd block sizes only; never in steady state
                 self._indices.clear()
-            size = self.size
-            write = slice(pos, pos + k) if pos + k <= size else \
-                torch.tensor([(pos + j) % size for j in range(k)])
-            starts = [pos + k - m - self.span + 1 + j for j in range(m)]
-            window = torch.tensor([(s + t) % size for s in starts for t in self.taps]) \
-                if m else None
-            skip = torch.tensor([(s + self.crop) % size for s in starts]) \
-                if m and self.crop is not None else None
-            got = self._indices[key] = (write, window, skip)
+            got = self._indices[key] = build()
         return got
+
+    def indices(self, pos: int, k: int, m: int):
+        """Ring indices for k frames written at ``pos`` that complete m windows: (where to
+        write, the m windows' taps (direct) or end slots (deferred), or None, their skip
+        frames or None). Computed once per distinct (pos, k, m): frame by frame, that is one
+        entry per ring slot."""
+        return self._cached((pos, k, m), lambda: self._build_indices(pos, k, m))
+
+    def _build_indices(self, pos: int, k: int, m: int):
+        size = self.size
+        write = slice(pos, pos + k) if pos + k <= size else \
+            torch.tensor([(pos + j) % size for j in range(k)])
+        starts = [pos + k - m - self.span + 1 + j for j in range(m)]
+        if not m:
+            return write, None, None
+        if self.deferred:
+            second = torch.tensor([(s + self.span - 1) % size for s in starts])
+        else:
+            second = torch.tensor([(s + t) % size for s in starts for t in self.taps])
+        skip = torch.tensor([(s + self.crop) % size for s in starts]) \
+            if self.crop is not None else None
+        return write, second, skip
+
+    def flush_indices(self, first: int, count: int):
+        """For ``count`` pending frames from frame ``first`` (stream indices): their ring
+        slots, which of their (frame, tap) products to keep (None: all) and the accumulator
+        slots those feed, the windows ending ``(W-1-tap)*dilation`` frames later. A window
+        that would start before the stream does not exist: its products are dropped
+        (warm-up only; afterwards the indices are cached per ring slot)."""
+        steady = first >= (self.width - 2) * self.dilation
+        key = ('steady', first % self.size, count) if steady else ('start', first, count)
+        return self._cached(key, lambda: self._build_flush(first, count))
+
+    def _build_flush(self, first: int, count: int):
+        size, w, d = self.size, self.width, self.dilation
+        rows = torch.tensor([(first + j) % size for j in range(count)])
+        keep, slots = [], []
+        for j in range(count):
+            for tap in range(w - 1):
+                if first + j >= tap * d:
+                    keep.append(j * (w - 1) + tap)
+                    slots.append((first + j + (w - 1 - tap) * d) % size)
+        keep = None if len(keep) == count * (w - 1) else torch.tensor(keep, dtype=torch.long)
+        return rows, keep, torch.tensor(slots, dtype=torch.long)
 
 
 class StreamingKernels:
@@ -146,16 +205,40 @@ class StreamingKernels:
         self.arch = model.arch
         self.max_block = max_block
         fw = model.arch.filter_widths
-        expand = DenseLayer(*_fold(model.expand_conv.weight, model.expand_bn))
-        self.layers: List[_Layer] = [_Layer(fw[0], range(fw[0]), None, expand, None, max_block)]
+        self.layers: List[_Layer] = [
+            _Layer(fw[0], 1, None, *_fold(model.expand_conv.weight, model.expand_bn), None,
+                   max_block)]
         for i, (w, (dilation, crop)) in enumerate(zip(fw[1:], model.blocks)):
-            conv = DenseLayer(*_fold(model.layers_conv[2 * i].weight, model.layers_bn[2 * i]))
             pointwise = DenseLayer(*_fold(model.layers_conv[2 * i + 1].weight,
                                           model.layers_bn[2 * i + 1]))
-            self.layers.append(_Layer((w - 1) * dilation + 1, range(0, w * dilation, dilation),
-                                      crop, conv, pointwise, max_block))
+            conv = _fold(model.layers_conv[2 * i].weight, model.layers_bn[2 * i])
+            self.layers.append(_Layer(w, dilation, crop, *conv, pointwise, max_block))
         self.shrink = DenseLayer(model.shrink.weight[:, :, 0], model.shrink.bias, relu=False,
                                  packed=False)
+        _stagger(self.layers)
+
+    @property
+    def bytes_per_frame(self) -> float:
+        """Kernel bytes read per frame, frame by frame in steady state (deferred layers read
+        their earlier taps once per batch of frames)."""
+        total = 0.0
+        for layer in self.layers:
+            total += layer.conv.nbytes + (layer.pointwise.nbytes if layer.pointwise else 0)
+            if layer.early is not None:
+                total += layer.early.nbytes / layer.period
+        return total + self.shrink.nbytes
+
+
+def _stagger(layers: Sequence[_Layer]):
+    """Spread the deferred layers' batched products over the frames of a cycle (phases),
+    so that no frame pays for several of them: most frequent first, each into the least
+    loaded slots."""
+    load = [0] * DEFER_FRAMES
+    for layer in sorted((x for x in layers if x.deferred), key=lambda x: x.period):
+        period = layer.period
+        layer.phase = min(range(period), key=lambda p: (max(load[p::period]), sum(load[p::period])))
+        for slot in range(layer.phase, DEFER_FRAMES, period):
+            load[slot] += layer.early.nbytes
 
 
 def _fold(weight: torch.Tensor, bn: nn.BatchNorm1d):
@@ -173,7 +256,7 @@ _KERNELS: 'weakref.WeakKeyDictionary[TemporalModel, tuple]' = weakref.WeakKeyDic
 def streaming_kernels(model: TemporalModel, max_block: int = 64) -> StreamingKernels:
     """The model's shared :class:`StreamingKernels`, rebuilt if its weights changed since
     (any in-place change, e.g. ``load_state_dict``, bumps a tensor's version)."""
-    version = (max_block, tuple(t._version for t in model.state_dict().values()))
+    version = (max_block, DEFER_MIN_BYTES, tuple(t._version for t in model.state_dict().values()))
     cached = _KERNELS.get(model)
     if cached is None or cached[0] != version:
         cached = _KERNELS[model] = (version, StreamingKernels(model, max_block))
@@ -185,18 +268,25 @@ class StreamingState:
 
     Each layer keeps a ring buffer of its last ``(W-1)*dilation+1`` inputs (plus room for a
     block). Pushing frames (already padded/normalised) computes only the new outputs of each
-    layer from the W taps they need; a pose comes out once the receptive field is full. Cost
-    per frame: one kernel application per layer, instead of recomputing a whole
-    receptive-field window. :meth:`push_block` takes several frames at once: the same
-    outputs, but each layer's weights are read from memory once per block instead of once
-    per frame.
+    layer; a pose comes out once the receptive field is full. :meth:`push_block` takes
+    several frames at once: the same outputs, but each layer's weights are read from memory
+    once per block instead of once per frame.
 
     One frame at a time is a matrix-vector product per layer, bound by memory bandwidth
-    (the 1024-channel model reads 67 MB of weights per frame), so the engine does nothing
-    else per frame that it can do once: BatchNorm is folded into the kernels, kernels are
-    laid out tap-major to match time-major ring buffers and shared by every stream of the
-    model, ring indices are computed once, and a layer is one gather and one matrix product
-    (:class:`~vp3d_ros.dense.DenseLayer`).
+    (the 1024-channel model has 67 MB of weights), so the engine reads as few weights per
+    frame as it can and does nothing per frame that it can do once:
+
+    - A large dilated layer's output for frame t is ``W_last x(t) + W_1 x(t-d) + W_0
+      x(t-2d)``; only the first term needs frame t. The earlier taps' products of a frame
+      are needed d and 2d frames later, so the layer *defers* them and applies them to up
+      to :data:`DEFER_FRAMES` frames in one product, keeping the results in an accumulator
+      ring until their windows close. Per frame it then reads the newest tap's kernel plus
+      a share of the others: 38 instead of 67 MB for the 1024-channel model. Same outputs,
+      summed in another order (float32 rounding).
+    - BatchNorm is folded into the kernels, kernels are laid out tap-major to match
+      time-major ring buffers and shared by every stream of the model, ring indices are
+      computed once per ring slot, and each product is one
+      :class:`~vp3d_ros.dense.DenseLayer` call.
     """
 
     def __init__(self, model: TemporalModel, max_block: int = 64):
@@ -208,27 +298,65 @@ class StreamingState:
         return self.kernels.max_block
 
     def reset(self):
-        self._buffers: List = [None] * len(self.kernels.layers)
-        self._count = [0] * len(self.kernels.layers)
+        n = len(self.kernels.layers)
+        self._buffers: List = [None] * n
+        self._acc: List = [None] * n  # deferred layers: earlier taps' sums per window end
+        self._count = [0] * n  # frames received per layer
+        self._applied = [0] * n  # deferred layers: frames whose earlier taps are applied
 
-    def _append(self, index: int, layer: _Layer, x: torch.Tensor):
-        """Store x (B, K, C) in a layer's ring; return (taps (B*M, W*C), skip (B, M, C) or
-        None, M) for the M windows that became complete, or None if none did."""
+    def _store(self, index: int, layer: _Layer, x: torch.Tensor):
+        """Store x (B, K, C) in a layer's ring; return (M, taps or end slots, skip slots) for
+        the M windows whose last frame is among the new ones (see :meth:`_Layer.indices`)."""
         b, k, c = x.shape
         buf = self._buffers[index]
         if buf is None or buf.shape[0] != b or buf.shape[2] != c:
             buf = self._buffers[index] = x.new_zeros(b, layer.size, c)
-            self._count[index] = 0
+            self._count[index] = self._applied[index] = 0
+            if layer.deferred:
+                self._acc[index] = x.new_zeros(b, layer.size, layer.out_channels)
         n = self._count[index]
         self._count[index] = n + k
-        m = min(k, n + k - layer.span + 1)  # windows whose last frame is among the new ones
-        write, window, skip = layer.indices(n % layer.size, k, max(m, 0))
+        m = max(0, min(k, n + k - layer.span + 1))
+        write, second, skip = layer.indices(n % layer.size, k, m)
         buf[:, write] = x
-        if m <= 0:
-            return None
+        return m, second, skip
+
+    def _windows(self, index: int, m: int, taps: torch.Tensor) -> torch.Tensor:
+        """A direct layer's m complete windows, (B*M, W*C)."""
+        buf = self._buffers[index]
         # index_select: a third of the cost of advanced indexing for these small gathers.
-        taps = buf.index_select(1, window).reshape(b * m, -1)
-        return taps, None if skip is None else buf.index_select(1, skip), m
+        return buf.index_select(1, taps).reshape(buf.shape[0] * m, -1)
+
+    def _take_pending(self, index: int, layer: _Layer):
+        """A deferred layer's frames whose earlier taps are to be applied now, as
+        (rows (B*P, C), keep, accumulator slots), or None. Now means: it is the layer's turn
+        (the stream's frame count is its phase, modulo its period), or a window closing at
+        the newest frame needs them (after a block or at the start)."""
+        n, first = self._count[index], self._applied[index]
+        count = n - first
+        if not count or (n - 1 - first < layer.dilation
+                         and self._count[0] % layer.period != layer.phase):
+            return None
+        self._applied[index] = n
+        rows, keep, slots = layer.flush_indices(first, count)
+        buf = self._buffers[index]
+        return buf.index_select(1, rows).reshape(buf.shape[0] * count, -1), keep, slots
+
+    def _accumulate(self, index: int, products: torch.Tensor, keep, slots):
+        """Add earlier-tap products (B*P, (W-1)*C_out) into the windows they belong to."""
+        acc = self._acc[index]
+        products = products.reshape(acc.shape[0], -1, acc.shape[2])
+        if keep is not None:
+            products = products.index_select(1, keep)
+        acc.index_add_(1, slots, products)
+
+    def _close(self, index: int, newest: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """A deferred layer's outputs for windows ending at ``ends``: the newest tap's
+        product (B, M, C_out) plus the accumulated earlier taps, then ReLU; frees the slots."""
+        acc = self._acc[index]
+        out = newest.add_(acc.index_select(1, ends)).clamp_(min=0)
+        acc.index_fill_(1, ends, 0.0)
+        return out
 
     def push_block(self, frames: torch.Tensor) -> Optional[torch.Tensor]:
         """frames (B, K, J_in, F), K <= max_block -> new poses (B, M, J_out, 3), or None."""
@@ -240,15 +368,21 @@ class StreamingState:
         return None if out is None else out[:, 0]
 
 
+def _product(layer: DenseLayer, parts: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """One matrix product over the rows of several streams, split back per stream."""
+    y = layer(parts[0] if len(parts) == 1 else torch.cat(parts))
+    return [y] if len(parts) == 1 else list(y.split([len(p) for p in parts]))
+
+
 def push_streams(states: Sequence[StreamingState],
                  blocks: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
     """Push a block of frames (B_i, K_i, J_in, F) into each of several streams of one model;
     returns each stream's new poses (B_i, M_i, J_out, 3), or None where none came out.
 
-    The streams' windows meet in one matrix product per layer, so a layer's weights are
-    read once for all of them: frames of 4 cameras (or 4 persons) that are due together cost
-    about what one costs for a memory-bound model. Each stream's outputs are exactly those of
-    pushing its block alone."""
+    The streams' rows meet in one matrix product per layer (and per deferred batch), so a
+    layer's weights are read once for all of them: frames of 4 cameras (or 4 persons) that
+    are due together cost about what one costs for a memory-bound model. Each stream's
+    outputs are those of pushing its block alone."""
     if not states or len(states) != len(blocks):
         raise ValueError('push_streams needs one block per stream')
     kernels = states[0].kernels
@@ -259,29 +393,39 @@ def push_streams(states: Sequence[StreamingState],
             raise ValueError(f'block of {block.shape[1]} frames exceeds '
                              f'max_block={kernels.max_block}')
     xs = [block.reshape(block.shape[0], block.shape[1], -1) for block in blocks]
-    live = list(range(len(states)))  # streams with new windows at the current layer
+    live = list(range(len(states)))  # streams with new frames at the current layer
     with torch.no_grad():
         for index, layer in enumerate(kernels.layers):
-            due = [(i, states[i]._append(index, layer, xs[i])) for i in live]
-            due = [(i, got) for i, got in due if got is not None]
+            stored = [(i, states[i]._store(index, layer, xs[i])) for i in live]
+            if layer.deferred:
+                pending = [(i, states[i]._take_pending(index, layer)) for i in live]
+                pending = [(i, got) for i, got in pending if got is not None]
+                if pending:
+                    products = _product(layer.early, [got[0] for _, got in pending])
+                    for (i, (_, keep, slots)), part in zip(pending, products):
+                        states[i]._accumulate(index, part, keep, slots)
+            due = [(i, got) for i, got in stored if got[0] > 0]
             if not due:
                 return [None] * len(states)
             live = [i for i, _ in due]
-            windows = [got[0] for _, got in due]
-            y = layer.conv(windows[0] if len(windows) == 1 else torch.cat(windows))
+            if layer.deferred:  # the windows' newest frames are the last M new inputs
+                rows = [xs[i][:, -m:].reshape(-1, xs[i].shape[2]) for i, (m, _, _) in due]
+            else:
+                rows = [states[i]._windows(index, m, taps) for i, (m, taps, _) in due]
+            ys = _product(layer.conv, rows)
+            if layer.deferred:
+                ys = [states[i]._close(index, y.reshape(xs[i].shape[0], m, -1), ends)
+                      for (i, (m, ends, _)), y in zip(due, ys)]
             if layer.pointwise is not None:
-                y = layer.pointwise(y)
-            parts = (y,) if len(windows) == 1 else y.split([len(w) for w in windows])
-            for (i, (window, skip, m)), part in zip(due, parts):
-                part = part.reshape(len(window) // m, m, -1)
-                xs[i] = part if skip is None else skip + part
+                ys = _product(layer.pointwise, [y.reshape(-1, y.shape[-1]) for y in ys])
+            for (i, (m, _, skip)), y in zip(due, ys):
+                y = y.reshape(xs[i].shape[0], m, -1)
+                xs[i] = y if skip is None else states[i]._buffers[index].index_select(1, skip) + y
         ys = [xs[i] for i in live]
-        flat = [y.reshape(-1, y.shape[-1]) for y in ys]
-        out = kernels.shrink(flat[0] if len(flat) == 1 else torch.cat(flat))
-        parts = (out,) if len(flat) == 1 else out.split([len(f) for f in flat])
+        outs = _product(kernels.shrink, [y.reshape(-1, y.shape[-1]) for y in ys])
         poses: List[Optional[torch.Tensor]] = [None] * len(states)
-        for i, y, part in zip(live, ys, parts):
-            poses[i] = part.reshape(y.shape[0], y.shape[1], kernels.arch.num_joints_out, 3)
+        for i, y, out in zip(live, ys, outs):
+            poses[i] = out.reshape(y.shape[0], y.shape[1], kernels.arch.num_joints_out, 3)
         return poses
 
 
