@@ -255,6 +255,24 @@ def test_cloud_foreign_layout_and_row_padding():
     np.testing.assert_allclose(conf[:6], 0.5)
 
 
+def test_cloud_with_unaligned_fields():
+    """Packed layouts whose float32 fields do not start at multiples of 4 (a 1-byte tag
+    first) read the same as aligned ones."""
+    pts = np.random.default_rng(0).uniform(0, 100, size=(2, 17, 2))
+    conf = np.full((2, 17), 0.25)
+    aligned = cloud_schema.pack(pts, conf, [4, 9])
+    rows = np.frombuffer(aligned, np.uint8).reshape(34, 20)
+    data = np.concatenate([np.full((34, 1), 7, np.uint8), rows], axis=1).tobytes()
+    names, offsets = list(cloud_schema.FIELDS_2D), [1 + 4 * i for i in range(5)]
+    got = cloud_schema.unpack(data, names, offsets, 21, 34, 17)
+    want = cloud_schema.unpack(aligned, names, [4 * i for i in range(5)], 20, 34, 17)
+    assert sorted(got) == sorted(want) == [4, 9]
+    for pid in got:
+        np.testing.assert_array_equal(got[pid][0], want[pid][0])
+        np.testing.assert_array_equal(got[pid][1], want[pid][1])
+    np.testing.assert_allclose(got[9][0], pts[1], rtol=1e-6)
+
+
 def _cloud(**change):
     msg = keypoints_to_cloud(None, np.zeros((1, 17, 2)), np.ones((1, 17)))
     for k, v in change.items():
