@@ -189,6 +189,26 @@ def test_compressed_errors():
         numpy_to_compressed(RGB[..., 0], 'png')
 
 
+def test_damaged_png_is_refused_before_libpng_prints(capfd):
+    """A PNG cut off or damaged in transport is refused with what is wrong, and libpng
+    (which writes its errors to stderr, once per frame) never sees it. Intact PNGs, also
+    with bytes after IEND or a damaged ancillary chunk (libpng drops it), decode."""
+    data = bytes(numpy_to_compressed(RGB, 'png').data)
+    msg = CompressedImage(format='png')
+    cases = [('cut off after', data[:len(data) // 2]), ('cut off after', data[:40]),
+             ('CRC mismatch in its IDAT chunk', data[:60] + bytes([data[60] ^ 0xFF]) + data[61:])]
+    for words, damaged in cases:
+        msg.data = array.array('B', damaged)
+        with pytest.raises(ImageConversionError, match=words):
+            compressed_to_numpy(msg)
+    assert 'libpng' not in capfd.readouterr().err
+    text = b'tEXt' + b'Comment\x00camera 3'  # an ancillary chunk with a wrong CRC
+    chunk = (len(text) - 4).to_bytes(4, 'big') + text + b'\0\0\0\0'
+    for fine in (data + bytes(64), data[:33] + chunk + data[33:]):
+        msg.data = array.array('B', fine)
+        np.testing.assert_array_equal(compressed_to_numpy(msg), RGB)
+
+
 # --- PointCloud2 -------------------------------------------------------------------------
 
 def _structured_decode(msg):
