@@ -90,10 +90,16 @@ def test_bad_configuration_exits_with_a_clear_message(rig, make_checkpoint):
     assert slowest < 90, f'slowest refusal took {slowest:.0f} s'
 
 
-def test_recorder_default_checkpoint_matches_lifter_config():
-    """The recorder names the shipped checkpoints without importing torch; it must name the
-    same files the lifter loads, or bag metadata would point at the wrong model."""
-    from vp3d_ros.lifter_config import DEFAULT_CHECKPOINTS
-    from vp3d_ros.nodes.recorder_node import default_checkpoint_path
-    assert DEFAULT_CHECKPOINTS and all(default_checkpoint_path(kind) == path
-                                       for kind, path in DEFAULT_CHECKPOINTS.items())
+def test_recorder_names_shipped_checkpoints_without_importing_torch():
+    """The recorder records which shipped checkpoint the lifter uses (lifter_config, one
+    source for both) and stays small: importing it does not import torch."""
+    import subprocess
+    import sys
+    code = ('import sys; import vp3d_ros.nodes.recorder_node as r; '
+            'from vp3d_ros.lifter_config import DEFAULT_CHECKPOINTS as D; '
+            'assert "torch" not in sys.modules, "torch imported"; '
+            'print(sorted(D), all(p.endswith(".bin") for p in D.values()))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['causal', 'symmetric'] True"

@@ -3,13 +3,17 @@ the CLI, the offline tool and the lifter node.
 
 Explicit settings win; then the checkpoint's sidecar (``<name>.yaml``); then defaults
 (H36M input layout). Without a checkpoint the shipped default model is used, if present.
+
+Importing this module does not import torch (checkpoint loading does, when called): the
+recorder names the shipped checkpoints in its bag metadata and starts in about a second.
 """
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from .checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+if TYPE_CHECKING:
+    from .checkpoint import LoadedCheckpoint
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'models')
 DEFAULT_CHECKPOINTS = {
@@ -19,6 +23,7 @@ DEFAULT_CHECKPOINTS = {
 
 
 def default_checkpoint(kind: str = 'symmetric') -> str:
+    from .checkpoint import CheckpointError
     if kind not in DEFAULT_CHECKPOINTS:
         raise CheckpointError(f"mode must be {' or '.join(repr(k) for k in DEFAULT_CHECKPOINTS)} "
                               f'(which shipped model to use when no checkpoint is given), '
@@ -34,6 +39,7 @@ def resolve_lifter(checkpoint: Optional[str], filter_widths: Optional[Sequence[i
                    channels: Optional[int] = None, causal: Optional[bool] = None,
                    layout: Optional[str] = None, default_kind: str = 'symmetric'
                    ) -> Tuple[LoadedCheckpoint, str]:
+    from .checkpoint import CheckpointError, load_checkpoint
     path = checkpoint or default_checkpoint(default_kind)
     ckpt = load_checkpoint(path, filter_widths=filter_widths or None, channels=channels or None,
                            causal=causal)

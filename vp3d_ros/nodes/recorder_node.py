@@ -29,19 +29,12 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from ..bag_io import BagError, BagWriter, recording_metadata
 from ..hashing import file_sha256
+from ..lifter_config import DEFAULT_CHECKPOINTS
 from .common import (ConfigError, Throttle, declare, message_class,
                      parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 
 DEFAULT_SUFFIXES = ('keypoints_2d', 'skeleton_3d')
-_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'models')
-
-
-def default_checkpoint_path(mode: str) -> str:
-    """lifter_config.DEFAULT_CHECKPOINTS[mode] without importing torch (which lifter_config
-    pulls in): the recorder starts in about a second and stays small."""
-    return os.path.join(_MODELS_DIR, f'vp3d_ros_{mode}_h36m.bin') if mode in (
-        'causal', 'symmetric') else ''
 
 
 class RecorderNode(Node):
@@ -74,7 +67,7 @@ class RecorderNode(Node):
         self.path = os.path.join(bag_dir, name)
         ckpt_meta = {'path': '', 'sha256': ''}
         if not checkpoint:
-            checkpoint = default_checkpoint_path(lifter_mode)
+            checkpoint = DEFAULT_CHECKPOINTS.get(lifter_mode, '')
         if checkpoint:
             ckpt_meta = {'path': os.path.abspath(checkpoint),
                          'sha256': file_sha256(checkpoint) if os.path.isfile(checkpoint) else ''}
