@@ -35,6 +35,16 @@ def rss_mb(pid: int) -> float:
     return float('nan')
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (/proc/<pid>/stat, fields 14 and 15)."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+        return float('nan')
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--minutes', type=float, default=10.0)
@@ -92,6 +102,7 @@ def main(argv=None):
             assert rec.wait_for_log(f'recording /{cam}/skeleton_3d', 120), rec.log()
         time.sleep(1.0)
         duration = a.minutes * 60
+        cpu0 = {name: cpu_seconds(p.proc.pid) for name, p in procs.items()}
         t0 = time.monotonic()
         next_rss = t0
         rss = defaultdict(list)
@@ -116,6 +127,9 @@ def main(argv=None):
                     rss[name].append((t, round(rss_mb(p.proc.pid), 1)))
                 next_rss += max(5.0, duration / 60)
         elapsed = time.monotonic() - t0
+        # Share of one core each process used while the cameras streamed (2 cores in all).
+        cpu = {name: round(100 * (cpu_seconds(p.proc.pid) - cpu0[name]) / elapsed, 1)
+               for name, p in procs.items()}
         time.sleep(3.0)  # let the pipeline drain
         final_diags = dict(diags)
         rec.stop(signal.SIGTERM)
@@ -138,6 +152,10 @@ def main(argv=None):
         'elapsed_s': round(elapsed, 1), 'frames_published': sent, 'per_camera': per_cam,
         'latency_ms': {q: round(pct(lat_ms, int(q[1:])), 1) for q in ('p50', 'p90', 'p99')},
         'rss_mb': dict(rss),
+        'cpu_percent_of_one_core': cpu,
+        # The lifter's own account: rate, processing time, window fill, streams per pass.
+        'lifter_diagnostics': {name: values for name, values in final_diags.items()
+                               if name.split('/')[-1] == 'lifter'},
         'lifter_to_recorder_lost': int(sum(max(0, v['skeletons_seen_by_subscriber'] - v['bag_skeleton_3d'])
                                            for v in per_cam.values())),
     })
