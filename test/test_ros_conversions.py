@@ -90,6 +90,43 @@ def test_yuv422_grey_ramp():
         assert np.all(out == out[..., :1]) and np.all(np.diff(out[0, :, 0]) > 0)
 
 
+@pytest.mark.parametrize('bits', [8, 16])
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'gbrg', 'grbg'])
+def test_bayer_mosaics_are_demosaiced_in_their_pattern(pattern, bits):
+    """A raw Bayer frame (FLIR/Basler drivers publish these): each pixel keeps the channel
+    its 2x2 pattern names (row by row from the top left); demosaicing restores the colours
+    of flat regions, which a wrong pattern turns into other colours."""
+    rgb = np.zeros((16, 24, 3), np.uint8)
+    rgb[:, :12], rgb[:, 12:] = (200, 40, 10), (10, 60, 220)
+    mosaic = np.zeros((16, 24), np.uint16 if bits == 16 else np.uint8)
+    for k, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        values = rgb[dy::2, dx::2, 'rgb'.index(pattern[k])].astype(mosaic.dtype)
+        mosaic[dy::2, dx::2] = values * 257 if bits == 16 else values
+    msg = _raw(f'bayer_{pattern}{bits}', 16, 24, 24 * bits // 8,
+               mosaic.astype(mosaic.dtype.newbyteorder('<')).tobytes())
+    out = image_to_numpy(msg)
+    assert out.shape == (16, 24, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[4:-4, 3:9], rgb[4:-4, 3:9])
+    np.testing.assert_array_equal(out[4:-4, 15:21], rgb[4:-4, 15:21])
+    np.testing.assert_array_equal(image_to_numpy(msg, 'bgr8'), out[..., ::-1])
+
+
+@pytest.mark.parametrize('encoding, order, alpha', [('rgb16', 'rgb', False),
+                                                    ('bgr16', 'bgr', False),
+                                                    ('rgba16', 'rgb', True),
+                                                    ('bgra16', 'bgr', True)])
+def test_16_bit_colour_is_scaled_to_8_bits(encoding, order, alpha):
+    wide = RGB.astype(np.uint16) * 257  # 8-bit v spread over 16 bits: v * 257
+    wide = wide[..., ::-1] if order == 'bgr' else wide
+    if alpha:
+        wide = np.dstack([wide, np.full(RGB.shape[:2], 65535, np.uint16)])
+    channels = wide.shape[2]
+    for big in (0, 1):
+        data = wide.astype('>u2' if big else '<u2').tobytes()
+        out = image_to_numpy(_raw(encoding, 5, 7, 7 * channels * 2, data, bigendian=big))
+        np.testing.assert_array_equal(out, RGB)
+
+
 def test_data_as_bytes_or_numpy_like_rosbags():
     msg = numpy_to_image(RGB, 'rgb8')
     for data in (bytes(msg.data), np.frombuffer(bytes(msg.data), np.uint8)):
@@ -102,7 +139,7 @@ def test_data_as_bytes_or_numpy_like_rosbags():
 
 
 @pytest.mark.parametrize('msg, words', [
-    (_raw('bayer_rggb8', 2, 2, 2, b'\0' * 4), 'unsupported image encoding'),
+    (_raw('nv21', 2, 2, 2, b'\0' * 4), 'unsupported image encoding'),
     (_raw('rgb8', 0, 4, 12, b''), 'empty image'),
     (_raw('rgb8', 3, 0, 0, b''), 'empty image'),
     (_raw('rgb8', 2, 4, 10, b'\0' * 20), 'step 10 is smaller'),

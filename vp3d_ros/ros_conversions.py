@@ -51,7 +51,17 @@ _DECODE = {
     'uyvy': (2, 'u1', cv2.COLOR_YUV2RGB_UYVY),
     'yuv422_yuy2': (2, 'u1', cv2.COLOR_YUV2RGB_YUY2),
     'yuyv': (2, 'u1', cv2.COLOR_YUV2RGB_YUY2),
+    'rgb16': (3, 'u2', None),
+    'bgr16': (3, 'u2', cv2.COLOR_BGR2RGB),
+    'rgba16': (4, 'u2', cv2.COLOR_RGBA2RGB),
+    'bgra16': (4, 'u2', cv2.COLOR_BGRA2RGB),
 }
+# Raw Bayer mosaics (machine-vision cameras), demosaiced as cv_bridge does. ROS names the
+# top-left 2x2 block row by row; OpenCV names it one row lower, hence rggb -> BayerBG.
+for _pattern, _code in (('rggb', cv2.COLOR_BayerBG2RGB), ('bggr', cv2.COLOR_BayerRG2RGB),
+                        ('gbrg', cv2.COLOR_BayerGR2RGB), ('grbg', cv2.COLOR_BayerGB2RGB)):
+    _DECODE[f'bayer_{_pattern}8'] = (1, 'u1', _code)
+    _DECODE[f'bayer_{_pattern}16'] = (1, 'u2', _code)
 # encodings numpy_to_image writes: encoding -> (channels, dtype)
 _ENCODE = {'rgb8': (3, np.uint8), 'bgr8': (3, np.uint8), 'rgba8': (4, np.uint8),
            'bgra8': (4, np.uint8), 'mono8': (1, np.uint8), 'mono16': (1, np.uint16)}
@@ -79,8 +89,9 @@ def _to_msg_bytes(buf) -> array.array:
 def image_to_numpy(msg: Image, desired: str = 'rgb8') -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 array in ``desired`` order ('rgb8' or 'bgr8').
 
-    16-bit mono is scaled by 1/256 (the full 16-bit range onto 8 bits) rather than
-    clipped: a pose detector needs a visible image. The result never aliases ``msg.data``.
+    16-bit images are scaled by 1/256 (the full 16-bit range onto 8 bits) rather than
+    clipped: a pose detector needs a visible image. Bayer mosaics are demosaiced. The
+    result never aliases ``msg.data``.
     """
     if desired not in ('rgb8', 'bgr8'):
         raise ImageConversionError(f"desired encoding must be 'rgb8' or 'bgr8', not {desired!r}")
