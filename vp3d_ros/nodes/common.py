@@ -1,12 +1,13 @@
 """What every vp3d_ros node shares: start-up/shutdown, parameters, rate-limited logging."""
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -171,6 +172,16 @@ def _spin(node: Node, stop: _Stop, drain_s: float = 0.3) -> None:
         executor.shutdown(timeout_sec=1.0)
 
 
+def _refusing_node(tb) -> Optional[Node]:
+    """The node whose constructor raised (its ``self`` in the traceback), or None."""
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get('self')
+        if isinstance(candidate, Node):
+            return candidate
+        tb = tb.tb_next
+    return None
+
+
 def run_node(factory: Callable[[], Node], args=None) -> int:
     """rclpy.init, build the node, spin until SIGINT/SIGTERM, then close it cleanly.
 
@@ -179,7 +190,12 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     node's ``close()`` (if any) always runs on shutdown, while the context is still up, so
     recorders finish their bags and lifters publish owed poses on SIGINT and SIGTERM alike.
     A node may set ``exit_code`` (e.g. the recorder after a write error) for its exit status.
+    A node that refuses its configuration is destroyed before rclpy shuts down, like one
+    that ran: left to the interpreter's exit, its DDS participant was torn down after the
+    context and the process sometimes died of SIGSEGV instead of exiting with status 2.
+    A crash in native code prints the Python stacks to the node's log (faulthandler).
     """
+    faulthandler.enable()
     keep_large_buffers()  # camera frames: reuse heap buffers instead of faulting in new pages
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = _Stop()
@@ -191,6 +207,12 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     except ConfigError as e:
         print(f'[FATAL] {e}', file=sys.stderr, flush=True)
         code = EXIT_CONFIG
+        refused = _refusing_node(e.__traceback__)
+        if refused is not None:
+            try:
+                refused.destroy_node()
+            except Exception:  # noqa: BLE001 - refused before rclpy built it: nothing to free
+                pass
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
