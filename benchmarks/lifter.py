@@ -5,7 +5,7 @@ Prints, measured in the same run:
 - the naive live approach: recomputing one receptive-field window per frame,
 - their ratio (goal >= 20x), for 1 and 4 cameras, frame by frame and in blocks of 4 frames
   (StreamingLifter.push_many: each layer's weights read once per block; the 1024-channel
-  model is memory-bound on CPU, so one-frame pushes pay for reading 67 MB of weights);
+  model is memory-bound on CPU, so one-frame pushes pay for reading its weights);
   with 4 cameras also their frames of one instant lifted together (lift_queued, what the
   lifter node does with frames that are due at the same time: one weight read for all),
 - whole-sequence (offline) frames per second,

@@ -114,6 +114,7 @@ def test_a_node_refusing_its_configuration_is_destroyed_before_shutdown(tmp_path
     code = '''
 import sys
 from rclpy.node import Node
+from std_msgs.msg import String
 from vp3d_ros.nodes.common import ConfigError, run_node
 
 made = []
@@ -122,7 +123,7 @@ class Refuser(Node):
     def __init__(self):
         super().__init__('refuser')
         made.append(self)
-        self.create_publisher(__import__('std_msgs.msg').msg.String, 'chatter', 1)
+        self.create_publisher(String, 'chatter', 1)
         raise ConfigError('set "x" to something sensible')
 
 import rclpy

@@ -212,7 +212,7 @@ def lift_queued(lifters: Sequence[StreamingLifter]) -> List[List]:
     Lifters of one model share every pass (:func:`~vp3d_ros.model.push_streams`): the
     cameras and persons of a rig whose frames are due together cost about one frame of
     weight reads. A lifter with ``block`` > 1 waits until it has a full block. The poses are
-    exactly those of pushing each lifter's frames on its own."""
+    those of pushing each lifter's frames on its own, as soon (up to float32 rounding)."""
     groups: Dict[int, List[StreamingLifter]] = {}
     for lf in lifters:
         if lf.due:

@@ -281,7 +281,8 @@ class StreamingState:
       are needed d and 2d frames later, so the layer *defers* them and applies them to up
       to :data:`DEFER_FRAMES` frames in one product, keeping the results in an accumulator
       ring until their windows close. Per frame it then reads the newest tap's kernel plus
-      a share of the others: 38 instead of 67 MB for the 1024-channel model. Same outputs,
+      a share of the others: about 39 instead of 67 MB for the 1024-channel model
+      (:attr:`StreamingKernels.bytes_per_frame`). Same outputs,
       summed in another order (float32 rounding).
     - BatchNorm is folded into the kernels, kernels are laid out tap-major to match
       time-major ring buffers and shared by every stream of the model, ring indices are

@@ -189,9 +189,9 @@ def _check_png(buf: np.ndarray) -> None:
             raise ImageConversionError(f'corrupt PNG: cut off after {n} bytes (a chunk at byte '
                                        f'{pos} needs {end})')
         kind = bytes(data[pos + 4:pos + 8])
-        critical = kind[:1].isupper()  # ancillary chunks: libpng drops a damaged one itself
-        if critical and zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end],
-                                                                              'big'):
+        stored_crc = int.from_bytes(data[end - 4:end], 'big')
+        # Ancillary chunks (lower-case initial): libpng drops a damaged one itself.
+        if kind[:1].isupper() and zlib.crc32(data[pos + 4:end - 4]) != stored_crc:
             raise ImageConversionError(f'corrupt PNG: CRC mismatch in its {kind.decode("latin-1")}'
                                        f' chunk at byte {pos}')
         if kind == b'IEND':
