@@ -177,7 +177,8 @@ def sample_cameras(n: int, subject_xy: np.ndarray, rng: np.random.Generator,
                    distance=(3.0, 7.0), height=(0.8, 2.0), focal_rel=(0.55, 1.5),
                    aim_height=(0.75, 1.15), max_tilt_deg: float = 5.0,
                    off_centre: float = 0.8, sizes: np.ndarray = IMAGE_SIZES,
-                   person_height: float = 1.9) -> Cameras:
+                   person_height: float = 1.9, rig_prob: float = 0.0,
+                   rig_distance=(2.5, 4.5), rig_height=(2.0, 3.6)) -> Cameras:
     """Random cameras around subjects standing near ``subject_xy`` (n, 2) (world metres).
 
     Focal length = long image side x U(focal_rel); distance U(distance) but pushed back
@@ -185,18 +186,24 @@ def sample_cameras(n: int, subject_xy: np.ndarray, rng: np.random.Generator,
     the full circle, camera height U(height), aim at U(aim_height) above the floor, then
     slight extra pitch/roll (<= ``max_tilt_deg``) and a pan/tilt of the aim so that the
     subject lands anywhere in up to ``off_centre`` of the free image margin.
+
+    A fraction ``rig_prob`` of cameras is placed like a lab rig's instead: mounted high
+    (U(rig_height)) and close (U(rig_distance)), so they look down steeply at the subject
+    (20-45 degrees), which the real lab clips show and the default range never reaches.
     """
     size = sizes[rng.integers(0, len(sizes), n)]
     w, h = size[:, 0], size[:, 1]
     f = np.maximum(w, h) * rng.uniform(*focal_rel, n)
     d = rng.uniform(*distance, n)
+    rig = rng.random(n) < rig_prob
+    d = np.where(rig, rng.uniform(*rig_distance, n), d)
     d_fit = person_height * f / (0.92 * h)            # distance where the person fills 92% of h
     d = np.maximum(d, d_fit)
     too_far = d > distance[1] * 1.15
     f = np.where(too_far, f * distance[1] * 1.15 / d, f)
     d = np.minimum(d, distance[1] * 1.15)
     yaw = rng.uniform(-np.pi, np.pi, n)
-    cam_h = rng.uniform(*height, n)
+    cam_h = np.where(rig, rng.uniform(*rig_height, n), rng.uniform(*height, n))
     C = np.stack([subject_xy[:, 0] + d * np.cos(yaw), subject_xy[:, 1] + d * np.sin(yaw), cam_h], -1)
     aim = np.concatenate([subject_xy, rng.uniform(*aim_height, n)[:, None]], -1)
     tilt = np.deg2rad(max_tilt_deg)

@@ -36,6 +36,7 @@ from . import synth
 from .data import (DEFAULT_DATA_DIR, SOURCES, VALIDATION_CMU_CLIPS, VALIDATION_H36M_SUBJECTS,
                    Clip, MotionBank, load_clips, split_clips)
 from .metrics import mpjpe, p_mpjpe
+from .synth import NUM_JOINTS, PARENTS
 
 KINDS = {
     'causal': Architecture(filter_widths=(3, 3, 3, 3), channels=256, causal=True),
@@ -55,7 +56,7 @@ def output_pad(arch: Architecture) -> int:
 
 def synth_batch(bank: MotionBank, n: int, arch: Architecture, k: int, rng: np.random.Generator,
                 rate_range=RATE_RANGE, noise: Optional[synth.NoiseLevel] = synth.NoiseLevel(),
-                bones: bool = True, flip: bool = True):
+                bones: bool = True, flip: bool = True, rig_prob: float = 0.0):
     """n windows -> (inputs (n, RF-1+k, 17, 2) normalised, targets (n, k, 17, 3) metres)."""
     rf = arch.receptive_field
     length = rf - 1 + k
@@ -70,7 +71,7 @@ def synth_batch(bank: MotionBank, n: int, arch: Architecture, k: int, rng: np.ra
                              np.concatenate([t_in, t_exact[:, pad:pad + k]], axis=1))
     if bones:
         both = synth.randomize_bones(both, synth.sample_bone_factors(n, rng))
-    cams = synth.sample_cameras(n, both[:, :length, 0, :2].mean(axis=1), rng)
+    cams = synth.sample_cameras(n, both[:, :length, 0, :2].mean(axis=1), rng, rig_prob=rig_prob)
     cam = synth.world_to_camera(both, cams)
     px = synth.project(cam[:, :length], cams.f, cams.c)
     if noise is not None:
@@ -82,6 +83,16 @@ def synth_batch(bank: MotionBank, n: int, arch: Architecture, k: int, rng: np.ra
         x[m] = synth.flip_pairs(x[m])
         y[m] = synth.flip_pairs(y[m])
     return x.astype(np.float32), y.astype(np.float32)
+
+
+def bone_consistency(pred: torch.Tensor) -> torch.Tensor:
+    """Mean absolute deviation (metres) of each bone's length from its mean over the
+    window's outputs: a person's limbs do not change length between frames, and a window
+    of training outputs always shows one person (issue 15: limb bone CV on real clips)."""
+    child = torch.arange(1, NUM_JOINTS)
+    parent = torch.as_tensor(PARENTS[1:])
+    lengths = torch.linalg.norm(pred[:, :, child] - pred[:, :, parent], dim=-1)  # (n, k, 16)
+    return (lengths - lengths.mean(dim=1, keepdim=True)).abs().mean()
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -302,7 +313,12 @@ def train(args) -> Dict:
             'output_frames_seen': int(frames_seen + args.prior_frames),
             'optimizer': f'Adam (amsgrad), lr {args.lr:g} -> {args.lr * args.lr_final:g} '
                          'exponential in wall-clock time, BatchNorm momentum 0.1 -> 0.001',
-            'loss': 'MPJPE (root-relative camera-frame 3D)', 'seed': args.seed,
+            'loss': 'MPJPE (root-relative camera-frame 3D)'
+                    + (f' + {args.bone_weight:g} x bone-length deviation over the window'
+                       if args.bone_weight > 0 else ''),
+            'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
+                           'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
+            'seed': args.seed,
             'resumed_from': getattr(args, 'resume_note', None),
             'final': final,
         })
@@ -326,11 +342,13 @@ def train(args) -> Dict:
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm1d):
                 m.momentum = mom
-        x, y = synth_batch(bank, n, arch, k, rng)
+        x, y = synth_batch(bank, n, arch, k, rng, rig_prob=args.rig_prob)
         x = torch.from_numpy(x).to(device)
         y = torch.from_numpy(y).to(device)
         pred = model(x)
         loss = torch.linalg.norm(pred - y, dim=-1).mean()
+        if args.bone_weight > 0:
+            loss = loss + args.bone_weight * bone_consistency(pred)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -369,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--quick-val-frames', type=int, default=600)
     p.add_argument('--log-every', type=int, default=50)
     p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--bone-weight', type=float, default=1.0,
+                   help='weight of the bone-length consistency term (0: plain MPJPE)')
+    p.add_argument('--rig-prob', type=float, default=0.3,
+                   help='fraction of windows seen through high, steeply pitched rig cameras')
     p.add_argument('--resume', default=None, help='start from this checkpoint\'s weights')
     p.add_argument('--prior-minutes', type=float, default=0.0,
                    help='training minutes already spent in --resume (for the sidecar)')
