@@ -1,5 +1,6 @@
 """vp3d-offline: the bundled clip and camera bags -> LandmarkRecord bags; equality with the
 live nodes (real processes over DDS, fed by bag_replay); bad input exits 2 leaving nothing."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -130,12 +131,15 @@ def test_live_lifter_node_matches_offline(clip_run, tmp_path):
     from bag_replay import BagReplay
     ckpt, path, _ = clip_run
     env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
-    client = Client(int(env['ROS_DOMAIN_ID']))
-    lifter = NodeProcess('lifter_node', [
-        '-p', 'cameras:=[cam01]', '-p', f'checkpoint:={ckpt}', '-p', 'causal:=false',
-        '-p', 'mode:=symmetric', '-p', 'image_width:=1080', '-p', 'image_height:=1920',
-        '-p', 'idle_flush_s:=1.0'], env, tmp_path / 'lifter.log')
-    try:
+    # Everything opened is closed whatever fails: a client left spinning aborts the run.
+    with contextlib.ExitStack() as opened:
+        client = Client(int(env['ROS_DOMAIN_ID']))
+        opened.callback(client.close)
+        lifter = NodeProcess('lifter_node', [
+            '-p', 'cameras:=[cam01]', '-p', f'checkpoint:={ckpt}', '-p', 'causal:=false',
+            '-p', 'mode:=symmetric', '-p', 'image_width:=1080', '-p', 'image_height:=1920',
+            '-p', 'idle_flush_s:=1.0'], env, tmp_path / 'lifter.log')
+        opened.callback(lifter.stop)
         sub = client.collect(PointCloud2, SK)
         assert lifter.wait_for_log('lifter ready', 90), lifter.log()
         replay = BagReplay(client.node, path, topics=[KP])
@@ -146,9 +150,6 @@ def test_live_lifter_node_matches_offline(clip_run, tmp_path):
         time.sleep(1.5)  # the idle flush has published everything owed
         live = {stamps_ns([m])[0]: m for m in client.messages(SK)}
         assert len(live) == len(client.messages(SK))
-    finally:
-        lifter.stop()
-        client.close()
     offline = {}
     for _, _, stamp, raw in all_messages(path):
         if len(bag_io.typestore().deserialize_cdr(raw, CLOUD).fields) == 6:
@@ -225,6 +226,84 @@ def test_lift_frames_equals_track_window_streaming(make_checkpoint):
             np.testing.assert_allclose(chunked[stamp][pid].pose, lp.pose, atol=1e-5, rtol=0)
             np.testing.assert_array_equal(got[stamp][pid].confidence, lp.confidence)
             assert got[stamp][pid].bridged == lp.bridged
+
+
+def _live_track_poses(model, frames, max_gap_frames=10, block=1, defer=False):
+    """The live lifter's path over the same frames: {stamp: {person: pose}}."""
+    from vp3d_ros.lifter import StreamingLifter, lift_queued
+    from vp3d_ros.windowing import TrackWindow
+    tracks, live = {}, {}
+
+    def keep(pid, poses):
+        for lp in poses:
+            live.setdefault(lp.stamp_ns, {})[pid] = lp
+    for fr in frames:
+        for pid in sorted(set(tracks) | set(fr.people)):
+            if pid not in tracks:
+                tracks[pid] = TrackWindow(lambda w, h: StreamingLifter(
+                    model, 'h36m', width=w, height=h, block=block), max_gap_frames, 0.5, 0.2)
+            kp, conf = fr.people.get(pid, (None, None))
+            keep(pid, tracks[pid].add(fr.stamp_ns, kp, conf, fr.size, defer=defer))
+        if defer:  # what the lifter node does after queueing a frame's persons
+            ids = [pid for pid, t in tracks.items() if t.lifter is not None]
+            for pid, got in zip(ids, lift_queued([tracks[pid].lifter for pid in ids])):
+                keep(pid, tracks[pid].collect(got))
+    for pid, t in tracks.items():
+        keep(pid, t.finish())
+        keep(pid, t.finish())  # a second end of an already ended track owes nothing
+    return live
+
+
+# What follows a person's last detection, more than max_gap_frames (10) before the end.
+LEAVING = {
+    'leaves': [],                                           # the issue's reproduction
+    'size_change': [(31, (800, 600), None)],                # a new image size, nobody there
+    'time_backwards': [(31, (640, 480), -5)],               # a looping bag, nobody there
+    'returns_after_loss': [(31, (640, 480), 'p0'), (32, (640, 480), 'p0')],
+}
+
+
+@pytest.mark.parametrize('case', sorted(LEAVING))
+def test_person_leaving_the_scene_ends_the_track(make_checkpoint, tmp_path, case):
+    """A person seen for 20 frames, then absent for 11 (> max_gap_frames): their segment ends
+    when the gap exceeds the limit, and the end of the run (or a later reset) finishes an
+    empty window. Offline must lift the 20 frames and write the bag, like the live path
+    (the offline buffer crashed on the empty window: ValueError, no bag)."""
+    from vp3d_ros.checkpoint import load_checkpoint
+    from vp3d_ros.lifter import SequenceLifter
+    from vp3d_ros.offline import CameraResult, write_bag
+    from vp3d_ros.records import read_landmark_tracks
+    ckpt, _ = make_checkpoint(FW, CH, causal=False)
+    model = load_checkpoint(ckpt).build()
+    rng = np.random.default_rng(11)
+    kp = 300 + 40 * rng.normal(size=(40, 17, 2))
+    conf = np.full(17, 0.9)
+    dt = 33_333_333
+    frames = [Frame2D(10**9 + i * dt, 'cam', (640, 480), {0: (kp[i], conf)} if i < 20 else {})
+              for i in range(31)]
+    for i, size, what in LEAVING[case]:
+        stamp = 10**9 + (i if not isinstance(what, int) else i + what) * dt
+        frames.append(Frame2D(stamp, 'cam', size, {0: (kp[i], conf)} if what == 'p0' else {}))
+
+    got = lift_frames(frames, SequenceLifter(model))
+    first = SequenceLifter(model).lift(kp[:20].astype(np.float64), 640, 480)
+    stamps = [10**9 + i * dt for i in range(20)]
+    assert sorted(got)[:20] == stamps
+    np.testing.assert_allclose(np.stack([got[s][0].pose for s in stamps]), first, atol=1e-6)
+    extra = [fr.stamp_ns for fr in frames[31:] if fr.people]
+    assert sorted(got)[20:] == extra  # a returning person starts a new segment
+    for live in (_live_track_poses(model, frames),
+                 _live_track_poses(model, frames, block=4, defer=True)):
+        assert sorted(live) == sorted(got)
+        for s in live:
+            np.testing.assert_allclose(live[s][0].pose, got[s][0].pose, atol=1e-5, rtol=0)
+
+    out = tmp_path / 'left.mcap'
+    write_bag(out, 'mcap', {}, [CameraResult('cam01', frames, got)], 17)
+    (sk,) = [t for t in read_landmark_tracks(out) if t.topic == SK]
+    assert len(sk.stamps_s) == 20 + len(extra)
+    (k2,) = [t for t in read_landmark_tracks(out) if t.topic == KP]
+    assert len(k2.stamps_s) == len(frames)
 
 
 # -- camera bags ---------------------------------------------------------------------------
@@ -351,10 +430,14 @@ def rig(tmp_path):
     def start(exe, *args, name):
         procs.append(NodeProcess(exe, args, env, tmp_path / f'{name}.log'))
         return procs[-1]
-    yield start, client
-    client.close()
-    for p in procs:
-        p.stop()
+    try:
+        yield start, client
+    finally:
+        try:
+            client.close()
+        finally:
+            for p in procs:
+                p.stop()
 
 
 def warm_up(client, replay, lifter, rounds=20):

@@ -101,3 +101,39 @@ def test_infinite_confidence_is_no_confidence():
     got = win.add(33 * MS, kp[1], c, (640, 480))
     assert np.all(np.isfinite(got[0].confidence)) and got[0].confidence[2] == 0.0
     assert win._last_kp[2].tolist() == kp[0][2].tolist()  # held like any weak joint
+
+
+@pytest.mark.parametrize('causal,block', [(True, 1), (False, 1), (False, 4)])
+def test_window_that_empties_owes_nothing_and_survives_every_end(causal, block):
+    """A person seen for 20 frames, then gone for 11 (> max_gap_frames): the segment ends
+    with all 20 poses; every later end of the emptied window (the run's end, a second
+    finish, a new image size or time going backwards with nobody there) owes nothing and
+    raises nothing, live (StreamingLifter, deferred passes too) and offline (SegmentBuffer)."""
+    from vp3d_ros.lifter import lift_queued
+    from vp3d_ros.offline import SegmentBuffer
+    model = randomize_model(build_model(Architecture((3, 3, 3), 16, causal)), seed=2)
+    kp, conf = frames(20)
+    ref = SequenceLifter(model, 'h36m').lift(kp, 640, 480)
+    makers = {
+        'live': lambda w, h: StreamingLifter(model, 'h36m', width=w, height=h, block=block),
+        'offline': lambda w, h: SegmentBuffer(SequenceLifter(model, 'h36m'), w, h),
+    }
+    for name, maker in makers.items():
+        defer = name == 'live' and block > 1
+        win = TrackWindow(maker, max_gap_frames=10)
+        out = []
+        for t in range(31):
+            present = t < 20
+            out += win.add(t * 33 * MS, kp[t] if present else None,
+                           conf[t] if present else None, (640, 480), defer=defer)
+            if defer:
+                out += win.collect(lift_queued([win.lifter])[0])
+        assert [p.stamp_ns for p in out] == [t * 33 * MS for t in range(20)], name
+        assert np.abs(np.stack([p.pose for p in out]) - ref).max() < 1e-5, name
+        assert win.stats.resets == 1 and win.fill == 0 and win.lifter.frames_pushed == 0
+        if defer:
+            assert lift_queued([win.lifter]) == [[]]
+        assert win.finish() == [] and win.finish('ended') == []
+        assert win.add(31 * 33 * MS, None, None, (800, 600)) == []  # new size, nobody
+        assert win.add(2 * 33 * MS, None, None, (800, 600)) == []  # time backwards, nobody
+        assert win.finish() == [] and win.stats.resets == 1, name

@@ -337,10 +337,12 @@ class SegmentBuffer:
         return []
 
     def finish(self) -> list:
-        kp = np.array(self._frames).reshape(len(self._frames), -1, 2)
-        self.reset()
-        if not len(kp):
+        # Empty when the window already ended this segment (a person lost, or a reset) and
+        # nothing came since: like StreamingLifter.finish, nothing is owed.
+        if not self._frames:
             return []
+        kp = np.stack(self._frames)
+        self.reset()
         left, right = self.lifter.pad_left, self.lifter.pad_right
         poses = []
         for a in range(0, len(kp), self.chunk):
