@@ -120,6 +120,23 @@ def test_csv(scene, tmp_path):
     assert math.isnan(records.track_to_records(tr2, allow_2d=True)[0].z_m)
 
 
+def test_csv_2d_columns_are_pixels(scene, tmp_path):
+    bag, expect = scene
+    tr2 = by_key(records.read_landmark_tracks(bag))[(C1_2D, 0)]
+    records.write_csv(tr2, tmp_path / 'kp.csv', allow_2d=True)
+    with open(tmp_path / 'kp.csv', newline='') as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ['timestamp_s', 'landmark', 'x_px', 'y_px', 'confidence']
+    stamps, pos, conf = expect[(C1_2D, 0)]
+    assert len(rows) == 1 + len(FRAMES) * 17
+    for n, row in enumerate(rows[1:]):
+        t, j = divmod(n, 17)
+        assert len(row) == 5 and row[1] == COCO17.joints[j]
+        assert float(row[0]) == pytest.approx(stamps[t], abs=1e-9)
+        assert [np.float32(float(v)) for v in row[2:4]] == list(pos[t, j].astype(np.float32))
+        assert np.float32(float(row[4])) == np.float32(conf[t, j])
+
+
 def test_trc(scene, tmp_path):
     bag, expect = scene
     tr = by_key(records.read_landmark_tracks(bag))[(C1_3D, 1)]
@@ -129,7 +146,7 @@ def test_trc(scene, tmp_path):
     assert lines[1].split('\t') == ['DataRate', 'CameraRate', 'NumFrames', 'NumMarkers', 'Units',
                                     'OrigDataRate', 'OrigDataStartFrame', 'OrigNumFrames']
     vals = lines[2].split('\t')
-    assert float(vals[0]) == pytest.approx(30.0, rel=1e-4) and vals[0] == vals[1] == vals[5]
+    assert vals[0] == vals[1] == vals[5] == '30'  # 33333333/33333334 ns intervals: 30 fps
     assert vals[2:5] == [str(len(FRAMES)), '17', 'm'] and vals[6:] == ['1', str(len(FRAMES))]
     head = lines[3].split('\t')
     assert head[:2] == ['Frame#', 'Time'] and len(head) == 2 + 3 * 17
@@ -181,7 +198,23 @@ def test_single_frame_and_generic_2d_names(tmp_path):
     t3 = Track('/c/skeleton_3d', 0, H36M17.joints, np.array([1.0]), np.zeros((1, 17, 3)),
                np.ones((1, 17)))
     records.write_trc(t3, tmp_path / 'one.trc')
-    assert (tmp_path / 'one.trc').read_text().split('\n')[2].startswith('0.000000\t')
+    assert (tmp_path / 'one.trc').read_text().split('\n')[2].startswith('0\t0\t1\t17\t')
+
+
+@pytest.mark.parametrize('fps, expected, text', [
+    (60, 60.0, '60'), (15, 15.0, '15'), (25, 25.0, '25'),
+    (30000 / 1001, 29.97, '29.97'), (24000 / 1001, 23.976, '23.976'), (59.2, 59.2, '59.2'),
+    (120, 120.0, '120')])
+def test_data_rate_rounding(fps, expected, text):
+    """Stamps as a recorder or vp3d-offline writes them (whole nanoseconds of i / fps)."""
+    stamps = np.array([round(i * 1e9 / fps) for i in range(200)]) / 1e9
+    if fps == 60:  # what the TRC said before rounding
+        assert f'{1 / np.median(np.diff(stamps)):.6f}' == '59.999999'
+    assert records.data_rate(stamps) == expected
+    assert records.format_rate(records.data_rate(stamps)) == text
+    jitter = stamps + np.random.default_rng(0).normal(0, 2e-4, len(stamps))  # live camera
+    assert abs(records.data_rate(jitter) - fps) < 0.05 * fps
+    assert records.data_rate(stamps[:1]) == 0.0 and records.format_rate(0.0) == '0'
 
 
 def test_cli_exports(scene, tmp_path, capsys):
@@ -203,6 +236,52 @@ def test_cli_exports(scene, tmp_path, capsys):
     assert export_main([str(bag), '--out-dir', str(out3), '--include-2d', '--topics', C1_2D]) == 0
     assert sorted(p.name for p in out3.iterdir()) == ['cam01_keypoints_2d_p0.csv',
                                                       'cam01_keypoints_2d_p0.npz']
+    assert (out3 / 'cam01_keypoints_2d_p0.csv').read_text().startswith(
+        'timestamp_s,landmark,x_px,y_px,confidence\n')
+
+
+def test_cli_refuses_to_overwrite(scene, tmp_path, capsys):
+    bag, _ = scene
+    out = tmp_path / 'out'
+    assert export_main([str(bag), '--out-dir', str(out), '--csv']) == 0
+    capsys.readouterr()
+    first = out / 'cam01_skeleton_3d_p0.csv'
+    first.write_text('mine\n')
+    # a second export over the same names writes nothing at all, not even the new TRC files
+    assert export_main([str(bag), '--out-dir', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert 'already exist' in err and '--overwrite' in err and str(first) in err, err
+    assert first.read_text() == 'mine\n' and sorted(p.suffix for p in out.iterdir()) == ['.csv'] * 3
+    (out / 'unrelated.txt').write_text('kept')
+    assert export_main([str(bag), '--out-dir', str(out), '--overwrite']) == 0
+    assert first.read_text().startswith('timestamp_s,landmark,x_m,y_m,z_m,visibility\n')
+    assert len(list(out.glob('*.trc'))) == 3 and (out / 'unrelated.txt').read_text() == 'kept'
+    assert export_main([str(bag), '--out-dir', str(tmp_path / 'other'), '--csv']) == 0
+
+
+def test_nobody_detected(tmp_path, capsys):
+    """A video with nobody in it: keypoint topics with empty clouds only."""
+    with BagWriter(tmp_path / 'nobody') as w:
+        for t in (C1_2D, C1_3D):
+            w.add_topic(t, CLOUD)
+        for i in range(5):
+            w.write_msg(C1_2D, stamp_ns(i), records.make_cloud(np.zeros((0, 17, 2)),
+                                                               np.zeros((0, 17)), [], stamp_ns(i)))
+            w.write_msg(C1_3D, stamp_ns(i), records.make_cloud(np.zeros((0, 17, 3)),
+                                                               np.zeros((0, 17)), [], stamp_ns(i)))
+    assert records.read_landmark_tracks(tmp_path / 'nobody') == []
+    assert records.keypoint_topic_frames(tmp_path / 'nobody') == [
+        (C1_2D, 2, 5, 0), (C1_3D, 3, 5, 0)]
+    out = tmp_path / 'out'
+    for extra in ([], ['--include-2d']):
+        assert export_main([str(tmp_path / 'nobody'), '--out-dir', str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert 'nobody was detected' in err and f'{C1_3D} has 5 frame(s), none with a person' in err
+        assert 'no keypoint topics' not in err, err
+    assert not out.exists()
+    make_bag(tmp_path / 'some')  # people on some frames: counted
+    assert (C1_3D, 3, len(FRAMES), len(FRAMES) - 1) in records.keypoint_topic_frames(
+        tmp_path / 'some')
 
 
 def test_cli_bad_input(scene, tmp_path, capsys):

@@ -10,7 +10,9 @@ Joint names come from the bag metadata (``vp3d.topic_layouts``, else ``vp3d.layo
 
 CSV and TRC are for 3D tracks (metres, camera optical frame, root-relative, as in the
 bag: no axis change for OpenSim's Y-up). ``write_csv(..., allow_2d=True)`` writes a 2D track
-with pixels in ``x_m``/``y_m`` and an empty ``z_m``; TRC is 3D only.
+with its own columns, ``CSV_COLUMNS_2D`` (pixels and detector confidence); TRC is 3D only.
+A keypoint topic whose frames are all empty (nobody detected) gives no Track;
+``keypoint_topic_frames`` tells such topics apart from absent ones.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .skeletons import H36M17, get_layout
 
 CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
 CSV_COLUMNS = ('timestamp_s', 'landmark', 'x_m', 'y_m', 'z_m', 'visibility')
+CSV_COLUMNS_2D = ('timestamp_s', 'landmark', 'x_px', 'y_px', 'confidence')
 
 
 class LandmarkRecord(NamedTuple):
@@ -104,6 +107,32 @@ def read_landmark_tracks(bag_path, topics: Optional[Sequence[str]] = None) -> Li
     PointCloud2 topics without the cloud_schema fields (not keypoints) are skipped; a
     requested topic that is missing or not a PointCloud2 raises ValueError.
     """
+    meta, clouds, frames, skip = _read_frames(bag_path, topics)
+    tracks = []
+    for topic in clouds:
+        if topic in skip or not frames[topic]:
+            continue
+        tracks.extend(_topic_tracks(topic, frames[topic], meta))
+    return tracks
+
+
+class TopicFrames(NamedTuple):
+    topic: str
+    dims: int
+    frames: int              # keypoint clouds on the topic
+    frames_with_person: int  # of which hold at least one person
+
+
+def keypoint_topic_frames(bag_path, topics: Optional[Sequence[str]] = None) -> List[TopicFrames]:
+    """Per keypoint topic of the bag: how many frames, and how many with anybody in them
+    (a video with nobody in it gives topics whose frames are all empty, hence no Track)."""
+    _, clouds, frames, skip = _read_frames(bag_path, topics)
+    return [TopicFrames(t, frames[t][0][2], len(frames[t]), sum(1 for f in frames[t] if f[1]))
+            for t in clouds if t not in skip and frames[t]]
+
+
+def _read_frames(bag_path, topics):
+    """(metadata, cloud topics, {topic: [(stamp_s, persons, dims)]}, non-keypoint topics)."""
     with bag_io.open_bag(bag_path) as bag:
         meta = bag.metadata
         clouds = [t for t, info in bag.topics.items() if info.msgtype == CLOUD_TYPE]
@@ -130,12 +159,7 @@ def read_landmark_tracks(bag_path, topics: Optional[Sequence[str]] = None) -> Li
                 raise ValueError(f'{topic} at {stamp_ns} ns: {e}') from None
             frames[topic].append(((header_ns or stamp_ns) / 1e9, persons,
                                   3 if 'z' in {f.name for f in msg.fields} else 2))
-    tracks = []
-    for topic in clouds:
-        if topic in skip or not frames[topic]:
-            continue
-        tracks.extend(_topic_tracks(topic, frames[topic], meta))
-    return tracks
+    return meta, clouds, frames, skip
 
 
 def _topic_tracks(topic: str, frames: list, meta: dict) -> List[Track]:
@@ -179,14 +203,22 @@ def _num(v: float) -> str:
 
 
 def write_csv(track: Track, path, allow_2d: bool = False) -> Path:
-    """CSV with exactly CSV_COLUMNS; NaN (absent) coordinates are empty cells."""
+    """CSV with exactly CSV_COLUMNS (3D, metres), or with allow_2d and a 2D track
+    CSV_COLUMNS_2D (pixels); NaN (absent) coordinates are empty cells."""
     path = Path(path)
+    records = track_to_records(track, allow_2d)
     with path.open('w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        for r in track_to_records(track, allow_2d):
-            w.writerow([f'{r.timestamp_s:.9f}', r.landmark, _num(r.x_m), _num(r.y_m),
-                        _num(r.z_m), _num(r.visibility)])
+        if track.dims == 3:
+            w.writerow(CSV_COLUMNS)
+            for r in records:
+                w.writerow([f'{r.timestamp_s:.9f}', r.landmark, _num(r.x_m), _num(r.y_m),
+                            _num(r.z_m), _num(r.visibility)])
+        else:
+            w.writerow(CSV_COLUMNS_2D)
+            for r in records:
+                w.writerow([f'{r.timestamp_s:.9f}', r.landmark, _num(r.x_m), _num(r.y_m),
+                            _num(r.visibility)])
     return path
 
 
@@ -196,10 +228,21 @@ def trc_marker_name(joint: str) -> str:
 
 
 def data_rate(stamps_s: np.ndarray) -> float:
-    """Frames per second from the median stamp interval (0 if it cannot be told)."""
+    """Frames per second from the median stamp interval (0 if it cannot be told), rounded:
+    to the nearest integer when within 0.02 % of it (stamps in whole nanoseconds make a
+    60 fps clip 59.999999), else to 3 decimals (29.97 stays 29.97)."""
     d = np.diff(np.asarray(stamps_s, dtype=np.float64))
     d = d[d > 0]
-    return float(1.0 / np.median(d)) if len(d) else 0.0
+    if not len(d):
+        return 0.0
+    rate = float(1.0 / np.median(d))
+    nearest = round(rate)
+    return float(nearest) if abs(rate - nearest) <= 2e-4 * rate else round(rate, 3)
+
+
+def format_rate(rate: float) -> str:
+    """A data_rate for a TRC header: ``60``, ``29.97``."""
+    return f'{rate:.3f}'.rstrip('0').rstrip('.') or '0'
 
 
 def write_trc(track: Track, path) -> Path:
@@ -208,7 +251,7 @@ def write_trc(track: Track, path) -> Path:
         raise ValueError(f'{track.topic} is a 2D track; TRC needs 3D markers')
     path = Path(path)
     n_frames, n_markers = track.positions.shape[:2]
-    rate = f'{data_rate(track.stamps_s):.6f}'
+    rate = format_rate(data_rate(track.stamps_s))
     markers = [trc_marker_name(j) for j in track.joint_names]
     lines = [
         f'PathFileType\t4\t(X/Y/Z)\t{path.name}',
