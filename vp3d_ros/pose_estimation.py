@@ -8,7 +8,9 @@ Two backends, because each has a limit the other lacks:
 - 'tasks' (``PoseLandmarker``): several people, any lite/full/heavy ``.task`` file; build
   one offline with ``tools/make_pose_task.py`` (``pose_task_bundle.build_pose_task``).
 
-mediapipe is imported lazily so that the package (and its tests) import without it.
+mediapipe is imported lazily so that the package (and its tests) import without it, and
+only after its non-actionable native log lines are routed away from stderr
+(``native_log_filter``; ``VP3D_VERBOSE_MEDIAPIPE=1`` shows them).
 Confidence per landmark is MediaPipe's visibility, or min(visibility, presence) where
 presence is reported (Tasks): a landmark is only usable if it is both in frame and
 unoccluded. Legacy leaves presence unset, so there it is visibility alone.
@@ -23,6 +25,14 @@ from typing import List, Optional
 import numpy as np
 
 NUM_LANDMARKS = 33
+
+
+def _mediapipe():
+    """``import mediapipe``, with its start-up log noise filtered (see native_log_filter)."""
+    from .native_log_filter import filter_native_stderr
+    filter_native_stderr()
+    import mediapipe
+    return mediapipe
 
 
 class PoseEstimationError(ValueError):
@@ -88,7 +98,7 @@ class PoseEstimator(abc.ABC):
 
 def legacy_model_available(model_complexity: int) -> bool:
     """Whether the legacy landmark model for this complexity is on disk (no download)."""
-    import mediapipe
+    mediapipe = _mediapipe()
     name = {0: 'lite', 1: 'full', 2: 'heavy'}.get(model_complexity)
     root = Path(mediapipe.__file__).resolve().parent / 'modules' / 'pose_landmark'
     return name is not None and (root / f'pose_landmark_{name}.tflite').is_file()
@@ -108,7 +118,7 @@ class LegacyPoseEstimator(PoseEstimator):
                 f'{["lite", "full", "heavy"][model_complexity]}.tflite, which this mediapipe '
                 'wheel does not ship and would try to download at start-up (fails offline); '
                 "use model_complexity=1, or backend='tasks' with a lite/heavy .task file")
-        import mediapipe as mp
+        mp = _mediapipe()
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=not video_mode, model_complexity=model_complexity,
             smooth_landmarks=video_mode, enable_segmentation=False,
@@ -162,6 +172,7 @@ class TasksPoseEstimator(PoseEstimator):
         path = check_task_file(task_file)
         if int(num_poses) < 1:
             raise PoseEstimationError(f'num_poses must be >= 1, got {num_poses}')
+        _mediapipe()
         from mediapipe.tasks.python import BaseOptions, vision
         self._video = video_mode
         self._last_ts = None
