@@ -2,6 +2,7 @@
 client (publishers, collecting subscribers) spinning in a background thread."""
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import signal
@@ -14,7 +15,44 @@ from collections import defaultdict
 from conftest import REPO
 
 _counter = itertools.count()
-BIN = os.path.dirname(sys.executable)
+PACKAGE = 'vp3d_ros'
+# Clients not closed and node processes not stopped yet. A client still spinning when the
+# interpreter exits aborts the whole pytest run ("terminate called without an active
+# exception", exit -6, as colcon test saw): conftest fails the test that leaves one open.
+_OPEN: list = []
+
+
+def close_all() -> list:
+    """Close every client and stop every node process still open; returns what was open."""
+    leaked = list(_OPEN)
+    for item in reversed(leaked):
+        try:
+            item.close() if isinstance(item, Client) else item.stop(timeout=10)
+        except Exception:  # noqa: BLE001 - close the rest all the same
+            pass
+    return leaked
+
+
+atexit.register(close_all)  # last line of defence; conftest already fails the leaking test
+
+
+def node_executable(exe: str, package: str = PACKAGE) -> str:
+    """Where ``ros2 run vp3d_ros <exe>`` finds a node: ``<prefix>/lib/vp3d_ros/<exe>`` under
+    the package's prefix in the ament index (AMENT_PREFIX_PATH: colcon's
+    ``install/vp3d_ros``, an apt ROS's ``/opt/ros/<distro>``), else the Python environment's
+    bin folder (the pinned .venv, where ``pip install -e`` puts the console scripts)."""
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_prefix
+        candidates.append(os.path.join(get_package_prefix(package), 'lib', package, exe))
+    except (ImportError, LookupError, OSError):  # no index, or the package is not in it
+        pass
+    candidates.append(os.path.join(os.path.dirname(sys.executable), exe))
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise FileNotFoundError(f'executable {exe!r} of {package} not found; looked at '
+                            + ', '.join(candidates))
 
 
 def unique_domain_id() -> int:
@@ -63,9 +101,15 @@ class NodeProcess:
     def __init__(self, exe: str, ros_args, env, log_path, preexec_fn=None):
         self.log_path = str(log_path)
         self._log = open(self.log_path, 'w')
-        cmd = [os.path.join(BIN, exe), '--ros-args', *map(str, ros_args)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=REPO, preexec_fn=preexec_fn)
+        cmd = [node_executable(exe), '--ros-args', *map(str, ros_args)]
+        try:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=self._log,
+                                         stderr=subprocess.STDOUT, cwd=REPO,
+                                         preexec_fn=preexec_fn)
+        except BaseException:
+            self._log.close()
+            raise
+        _OPEN.append(self)
 
     def log(self) -> str:
         """Readable after stop() too (which closes the handle)."""
@@ -85,14 +129,21 @@ class NodeProcess:
         return False
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        finally:
+            if self.proc.poll() is None:  # interrupted while waiting: leave nothing running
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+            self._log.close()
+            if self in _OPEN:
+                _OPEN.remove(self)
         if self.proc.returncode == -signal.SIGKILL:
             clean_dead_shared_memory()
         return self.proc.returncode
@@ -107,14 +158,20 @@ class Client:
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(f'vp3d_test_client_{domain_id}', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        try:
+            self.node = rclpy.create_node(f'vp3d_test_client_{domain_id}',
+                                          context=self.context)
+            self.executor = SingleThreadedExecutor(context=self.context)
+            self.executor.add_node(self.node)
+        except BaseException:
+            rclpy.try_shutdown(context=self.context)
+            raise
         self.received = defaultdict(list)
         self.lock = threading.Lock()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._running = True
         self._thread.start()
+        _OPEN.append(self)
 
     def _spin(self):
         while self._running and self.context.ok():
@@ -149,10 +206,17 @@ class Client:
         return self.wait_for(lambda: publisher.get_subscription_count() >= n, timeout)
 
     def close(self):
+        """Idempotent: stop spinning, then destroy the node and shut the context down."""
+        if self not in _OPEN:
+            return
+        _OPEN.remove(self)
         self._running = False
         self._thread.join(timeout=5)
-        self.node.destroy_node()
-        self.rclpy.try_shutdown(context=self.context)
+        try:
+            self.executor.shutdown(timeout_sec=1.0)
+            self.node.destroy_node()
+        finally:
+            self.rclpy.try_shutdown(context=self.context)
 
 
 def stamps_ns(msgs):

@@ -66,10 +66,14 @@ def rig(tmp_path):
 
     client = Client(domain)
     client.env = env
-    yield start, client, tmp_path
-    client.close()
-    for p in procs:
-        p.stop(timeout=10)
+    try:
+        yield start, client, tmp_path
+    finally:
+        try:
+            client.close()
+        finally:
+            for p in procs:
+                p.stop(timeout=10)
 
 
 def lifter_args(ckpt, width=W, height=H, camera='cam01'):
