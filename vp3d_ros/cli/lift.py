@@ -20,7 +20,8 @@ def _widths(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='vp3d-lift', description=__doc__.splitlines()[0])
-    p.add_argument('keypoints', help='input .npy, shape (T, 17, 2), pixels')
+    p.add_argument('keypoints', help='input .npy, shape (T, 17, 2) pixels, or (T, 17, 3) with '
+                                     'a confidence last')
     p.add_argument('--checkpoint', default=None,
                    help='VideoPose3D checkpoint (.bin); default: the shipped default lifter')
     p.add_argument('--layout', choices=['coco', 'h36m'], default=None,
@@ -37,7 +38,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-flip', action='store_true', help='disable test-time flip augmentation')
     p.add_argument('--device', default='cpu')
     p.add_argument('--out', required=True, help='output .npy, shape (T, 17, 3), metres')
+    w = p.add_argument_group('world frame (see vp3d_ros.geometry.world)')
+    w.add_argument('--frame', choices=['camera', 'world'], default='camera',
+                   help='camera: root-relative, camera optical frame (default); world: '
+                        'absolute positions in the calibration\'s world frame (without '
+                        '--calibration: a gravity-aligned z-up frame estimated from the '
+                        'subject, floor at z=0)')
+    w.add_argument('--calibration', default=None,
+                   help='camera calibration file (Pose2Sim/Anipose .toml, .json, .yaml, '
+                        'OpenCV .yaml/.xml)')
+    w.add_argument('--camera', default=None,
+                   help='camera name in the calibration (default: its only camera)')
+    w.add_argument('--subject-height', type=float, default=None, metavar='M',
+                   help='subject height in metres: scales the skeleton (default: the '
+                        "lifter's metric scale)")
+    w.add_argument('--fps', type=float, default=50.0,
+                   help='frame rate of the keypoints, for smoothing the root track (50)')
+    w.add_argument('--focal', type=float, default=None, metavar='PX',
+                   help='focal length in pixels when there is no calibration (default: the '
+                        'long image side)')
     return p
+
+
+def _world_camera(args):
+    """The calibrated camera for --frame world (or an intrinsics-only one), or raise."""
+    from ..geometry.calibration import Camera, find_camera, load_calibration
+    if args.calibration:
+        rig = load_calibration(args.calibration)
+        if args.camera:
+            cam = find_camera(rig, args.camera)
+        elif len(rig) == 1:
+            cam = next(iter(rig.values()))
+        else:
+            raise ValueError(f'--camera is needed: the calibration has {", ".join(sorted(rig))}')
+        return cam.with_image_size(int(round(args.width)), int(round(args.height))), True
+    f = args.focal or max(args.width, args.height)
+    K = [[f, 0, args.width / 2], [0, f, args.height / 2], [0, 0, 1]]
+    return Camera(args.camera or 'camera', K, size=(args.width, args.height)), False
 
 
 def main(argv=None) -> int:
@@ -51,6 +88,9 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f'vp3d-lift: cannot read {args.keypoints}: {e}', file=sys.stderr)
         return 2
+    conf = None
+    if kp.ndim == 3 and kp.shape[1:] == (17, 3):  # confidence last
+        kp, conf = kp[..., :2], kp[..., 2]
     if kp.ndim != 3 or kp.shape[1:] != (17, 2):
         print(f'vp3d-lift: expected keypoints of shape (T, 17, 2), got {kp.shape}', file=sys.stderr)
         return 2
@@ -66,11 +106,38 @@ def main(argv=None) -> int:
         return 2
     lifter = SequenceLifter(ckpt.build(args.device), input_layout=layout,
                             flip=not args.no_flip, device=args.device)
-    poses = lifter.lift(kp, args.width, args.height)
+    if args.frame == 'world':
+        from ..geometry.calibration import CalibrationError
+        try:
+            camera, calibrated = _world_camera(args)
+        except (CalibrationError, ValueError) as e:
+            print(f'vp3d-lift: {e}', file=sys.stderr)
+            return 2
+        poses = _lift_world(lifter, kp, conf, camera, calibrated, layout, args)
+    else:
+        poses = lifter.lift(kp, args.width, args.height)
     np.save(args.out, poses.astype(np.float32) if kp.dtype == np.float32 else poses)
     print(f'vp3d-lift: {len(poses)} frames, {ckpt.arch.describe()}, layout={layout}, '
           f'flip={not args.no_flip} -> {args.out}', file=sys.stderr)
     return 0
+
+
+def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
+    """Lift undistorted keypoints, place them through the camera, move them to the world."""
+    from ..geometry import world
+    und = camera.undistort_pixels(kp)  # the lifter was trained on pinhole projections
+    rel = lifter.lift(und, args.width, args.height)
+    kp2, w = kp, conf
+    if layout == 'coco':
+        kp2, w = world.coco_to_h36m_2d(kp, conf)
+    placed = world.place_skeletons(rel, kp2, camera, w, args.subject_height, args.fps)
+    if not calibrated:
+        ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
+        camera = ground.camera
+        print(f'vp3d-lift: no calibration: estimated pitch {ground.pitch_deg:.1f} deg, roll '
+              f'{ground.roll_deg:.1f} deg, height {ground.height_m:.2f} m above the floor '
+              f'(from {ground.standing_frames} frames)', file=sys.stderr)
+    return world.to_world(placed.poses_cam, camera)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,252 @@
+"""World-frame skeletons: absolute position, subject scale and the no-calibration up estimate.
+
+    python benchmarks/world.py [--max-frames N] [--skip-real] [--skip-mocap]
+
+1. Held-out motion capture (Human3.6M S8, 30 sequences, and the six CMU ``test_*`` clips),
+   each moved to stand where the four Human3.6M cameras of S8 look (mean root on the world
+   origin, floor z = 0, as in benchmarks/accuracy.py), seen through those cameras (their
+   intrinsics, distortion and placement from ../shared/data/cameras/h36m_cameras.json,
+   written as a Pose2Sim calibration TOML and read back). 2D = exact projection with
+   distortion ("ground-truth 2D"). Lifted with the shipped symmetric model, then:
+   - baseline: plain per-frame least-squares root through K (distorted pixels, lifter scale);
+   - world: vp3d_ros.geometry.world (undistorted 2D, Gauss-Newton, smoothed), lifter scale;
+   - world+height: the same with the subject's height (skeleton_height of the ground truth).
+   Metrics, world frame: root position error (mm, mean over frames) and absolute MPJPE (mm).
+   No calibration: estimate_ground on the lifted, placed skeletons (intrinsics known):
+   up-axis error (degrees) and camera height error (mm).
+2. The real 4-camera clip (../shared/data/video/pose2sim_balancing, Calib_qualisys.toml,
+   world z up, floor z = 0): MediaPipe 2D per camera (cached in out/world_cache/), lifted,
+   placed in the world; cross-camera agreement = mean distance between one camera's world
+   skeleton and the median of the other three (mm, per joint and root), and foot-joint
+   height above the floor on standing frames.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from vp3d_ros.geometry import world as W  # noqa: E402
+from vp3d_ros.geometry.calibration import (load_calibration,  # noqa: E402
+                                           save_calibration_toml)
+
+SHARED = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
+CAMERAS_JSON = os.path.join(SHARED, 'cameras', 'h36m_cameras.json')
+MOCAP = os.path.join(SHARED, 'mocap', 'h36m17')
+REAL = os.path.join(SHARED, 'video', 'pose2sim_balancing')
+CACHE = os.path.join(ROOT, 'out', 'world_cache')
+
+
+def held_out_clips(max_frames=None):
+    from vp3d_ros.training.data import load_clips, split_clips
+    _, val = split_clips(load_clips(MOCAP))
+    out = []
+    for c in val:
+        if c.source not in ('h36m', 'cmu'):
+            continue
+        p = c.poses[:max_frames] if max_frames else c.poses
+        w = p.astype(np.float64).copy()
+        w[..., :2] -= w[:, 0, :2].mean(axis=0)
+        out.append((c, w))
+    return out
+
+
+def h36m_rig(tmp):
+    """The four S8 cameras, written as a Pose2Sim TOML and read back (the file path a lab
+    would use)."""
+    rig = load_calibration(CAMERAS_JSON)
+    cams = {n.split('_', 1)[1]: c for n, c in sorted(rig.items()) if n.startswith('S8_')}
+    path = os.path.join(tmp, 'h36m_s8.toml')
+    save_calibration_toml(cams, path)
+    return load_calibration(path), path
+
+
+def baseline_root(rel, px, cam):
+    """Plain per-frame LS root through K (no undistortion, no refinement, no smoothing)."""
+    from vp3d_ros.geometry.calibration import Camera
+    pinhole = Camera(cam.name, cam.K, np.zeros(0), cam.R, cam.t, cam.size)
+    return W.solve_root(rel, px, pinhole, iterations=0)
+
+
+def mocap_benchmark(max_frames, lifter):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rig, _ = h36m_rig(tmp)
+        for clip, gt in held_out_clips(max_frames):
+            height = W.skeleton_height(gt)
+            for name, cam in sorted(rig.items()):
+                px = cam.project(gt)
+                und = cam.undistort_pixels(px)
+                rel = lifter.lift(und, *cam.size)
+                gt_cam = cam.to_camera(gt)
+                res = {'clip': f'{clip.source}/{clip.name}', 'cam': name}
+                t = baseline_root(rel - rel[:, :1], px, cam)
+                pw = cam.to_world(rel - rel[:, :1] + t[:, None])
+                res['base'] = _errs(pw, gt)
+                for key, h in (('world', None), ('height', height)):
+                    pl = W.place_skeletons(rel, px, cam, subject_height_m=h, fps=clip.fps)
+                    res[key] = _errs(W.to_world(pl.poses_cam, cam), gt)
+                # No calibration: intrinsics only (K, distortion), extrinsics estimated.
+                from vp3d_ros.geometry.calibration import Camera
+                intr = Camera(name, cam.K, cam.dist, size=cam.size)
+                pl = W.place_skeletons(rel, px, intr, fps=clip.fps)
+                g = W.estimate_ground(pl.poses_cam, name, cam.K, cam.size)
+                true_up = cam.R @ np.array([0.0, 0.0, 1.0])
+                res['up_deg'] = float(np.degrees(np.arccos(np.clip(g.up_cam @ true_up, -1, 1))))
+                res['cam_h_mm'] = 1000 * abs(g.height_m - cam.centre[2])
+                res['scale'] = pl.scale
+                res['frames'] = len(gt)
+                res['gt_cam'] = gt_cam
+                rows.append(res)
+    return rows
+
+
+def _errs(pw, gt):
+    root = 1000 * np.linalg.norm(pw[:, 0] - gt[:, 0], axis=-1).mean()
+    mpjpe = 1000 * np.linalg.norm(pw - gt, axis=-1).mean()
+    return root, mpjpe
+
+
+def summarise_mocap(rows):
+    def agg(sel, key, i):
+        w = np.array([r['frames'] for r in sel], dtype=float)
+        return float(np.average([r[key][i] for r in sel], weights=w))
+    print(f'{"set":6s} {"method":28s} {"root mm":>8s} {"abs MPJPE mm":>13s}')
+    out = {}
+    for src in ('h36m', 'cmu', 'all'):
+        sel = [r for r in rows if src == 'all' or r['clip'].startswith(src)]
+        if not sel:
+            continue
+        for key, label in (('base', 'per-frame LS through K'), ('world', 'world (lifter scale)'),
+                           ('height', 'world + subject height')):
+            out[(src, key)] = (agg(sel, key, 0), agg(sel, key, 1))
+            print(f'{src:6s} {label:28s} {out[(src, key)][0]:8.0f} {out[(src, key)][1]:13.0f}')
+        up = np.array([r['up_deg'] for r in sel])
+        ch = np.array([r['cam_h_mm'] for r in sel])
+        print(f'{src:6s} no calibration: up error mean {up.mean():.1f} deg, median '
+              f'{np.median(up):.1f}, max {up.max():.1f}; camera height error mean '
+              f'{ch.mean():.0f} mm, median {np.median(ch):.0f} mm ({len(sel)} clip x camera)')
+        out[(src, 'up')] = (up.mean(), np.median(up), up.max(), ch.mean())
+    return out
+
+
+# ----------------------------------------------------------------------------- real clip
+
+def mediapipe_2d(video):
+    """MediaPipe Pose (legacy, video mode) 2D of every frame, mapped to H36M-17; cached."""
+    os.makedirs(CACHE, exist_ok=True)
+    cache = os.path.join(CACHE, os.path.basename(video)[:-4] + '_mp2d.npz')
+    if os.path.isfile(cache) and os.path.getmtime(cache) > os.path.getmtime(video):
+        d = np.load(cache)
+        return d['kp'], d['conf'], float(d['fps']), tuple(d['size'])
+    import cv2
+    from vp3d_ros.keypoint_mapping import mediapipe_to_h36m
+    from vp3d_ros.pose_estimation import create_estimator
+    cap = cv2.VideoCapture(video)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    est = create_estimator('legacy', video_mode=True)
+    kp, conf, i, size = [], [], 0, None
+    t0 = time.time()
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        size = (bgr.shape[1], bgr.shape[0])
+        people = est.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), int(i * 1000 / fps))
+        i += 1
+        if not people:
+            kp.append(np.full((33, 2), np.nan))
+            conf.append(np.zeros(33))
+        else:
+            kp.append(people[0].landmarks_px)
+            conf.append(people[0].visibility)
+    est.close()
+    kp2, c2 = mediapipe_to_h36m(np.array(kp), np.array(conf))
+    np.savez(cache, kp=kp2, conf=c2, fps=fps, size=np.array(size))
+    print(f'  MediaPipe 2D of {os.path.basename(video)}: {i} frames in {time.time() - t0:.0f} s '
+          f'(cached in {cache})', flush=True)
+    return kp2, c2, fps, size
+
+
+def real_benchmark(lifter, heights=(None,)):
+    calib = os.path.join(REAL, 'Calib_qualisys.toml')
+    rig = load_calibration(calib)
+    videos = sorted(f for f in os.listdir(REAL) if f.endswith('.mp4'))
+    per_cam, fps = {}, 30.0
+    tracks = {}
+    for v in videos:
+        kp, conf, fps, size = mediapipe_2d(os.path.join(REAL, v))
+        from vp3d_ros.geometry.calibration import find_camera
+        cam = find_camera(rig, v[:-4]).with_image_size(*size)
+        seen = np.isfinite(kp).all((1, 2))
+        idx = np.flatnonzero(seen)
+        tracks[v[:-4]] = (cam, kp, conf, seen, idx, size)
+    results = {}
+    for h in heights:
+        per_cam = {}
+        for name, (cam, kp, conf, seen, idx, size) in tracks.items():
+            full = np.full(kp.shape[:1] + (17, 3), np.nan)
+            und = cam.undistort_pixels(kp[seen])
+            rel = lifter.lift(und, *size)
+            pl = W.place_skeletons(rel, kp[seen], cam, conf[seen], subject_height_m=h, fps=fps)
+            full[idx] = W.to_world(pl.poses_cam, cam)
+            per_cam[name] = full
+        names = sorted(per_cam)
+        stack = np.stack([per_cam[n] for n in names])          # (C, T, 17, 3)
+        label = 'lifter scale' if h is None else f'height {h:.2f} m'
+        print(f'real clip ({label}): camera vs median of the others, mm (root / all joints); '
+              f'foot joints above the floor on standing frames, mm (median)')
+        for i, n in enumerate(names):
+            others = np.nanmedian(np.delete(stack, i, axis=0), axis=0)
+            d = np.linalg.norm(stack[i] - others, axis=-1)
+            ok = np.isfinite(d).all(1)
+            root = 1000 * d[ok, 0].mean()
+            allj = 1000 * d[ok].mean()
+            p = stack[i][np.isfinite(stack[i]).all((1, 2))]
+            stand = W.standing_mask(p)
+            feet = 1000 * np.median(p[stand][:, [W.RFOOT, W.LFOOT], 2]) if stand.any() else np.nan
+            hip_z = 1000 * np.median(p[stand][:, W.HIP, 2]) if stand.any() else np.nan
+            print(f'  {n:7s} root {root:5.0f}  all {allj:5.0f}  feet {feet:5.0f}  hip z '
+                  f'{hip_z:5.0f}  standing frames {int(stand.sum())}/{len(p)}  '
+                  f'height {W.skeleton_height(p):.2f} m')
+            results[(h, n)] = (root, allj, feet)
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--max-frames', type=int, default=None,
+                    help='frames per mocap clip (default: all)')
+    ap.add_argument('--skip-real', action='store_true')
+    ap.add_argument('--skip-mocap', action='store_true')
+    ap.add_argument('--real-height', type=float, default=None,
+                    help='subject height for the real clip, metres (also run without)')
+    a = ap.parse_args(argv)
+    from vp3d_ros.lifter import SequenceLifter
+    from vp3d_ros.lifter_config import resolve_lifter
+    ck, layout = resolve_lifter(None, default_kind='symmetric')
+    lifter = SequenceLifter(ck.build(), layout)
+    t0 = time.time()
+    if not a.skip_mocap:
+        if not os.path.isdir(MOCAP) or not os.path.isfile(CAMERAS_JSON):
+            print('no ../shared mocap or cameras: skipping the mocap part')
+        else:
+            rows = mocap_benchmark(a.max_frames, lifter)
+            summarise_mocap(rows)
+            print(f'({time.time() - t0:.0f} s)')
+    if not a.skip_real:
+        if not os.path.isdir(REAL):
+            print('no ../shared real clip: skipping')
+        else:
+            real_benchmark(lifter, (None,) + ((a.real_height,) if a.real_height else ()))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,188 @@
+"""World-frame skeletons (vp3d_ros.geometry.world, vp3d-lift --frame world): a skeleton placed
+in a known world, seen through a known calibrated camera with distortion, must come back."""
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vp3d_ros.geometry import world as W
+from vp3d_ros.geometry.calibration import Camera, load_calibration, save_calibration_toml, rodrigues
+
+# H36M-17 standing template, z-up world, facing +x (metres): Hip at 0.95 m.
+TEMPLATE = np.array([
+    [0, 0, 0.95], [0, -0.12, 0.93], [0.02, -0.13, 0.52], [0, -0.13, 0.08],
+    [0, 0.12, 0.93], [0.02, 0.13, 0.52], [0, 0.13, 0.08], [0, 0, 1.18], [0, 0, 1.42],
+    [0.05, 0, 1.55], [0.02, 0, 1.68], [0, 0.18, 1.42], [0, 0.2, 1.15], [0.05, 0.2, 0.9],
+    [0, -0.18, 1.42], [0, -0.2, 1.15], [0.05, -0.2, 0.9]])
+
+
+def walking_track(T=120, fps=50.0):
+    """A subject walking a curve on the floor (feet stay at ~8 cm), turning, arms swinging."""
+    t = np.arange(T) / fps
+    out = np.empty((T, 17, 3))
+    for i, s in enumerate(t):
+        yaw = 0.4 * s
+        c, sn = math.cos(yaw), math.sin(yaw)
+        Rz = np.array([[c, -sn, 0], [sn, c, 0], [0, 0, 1]])
+        p = TEMPLATE.copy()
+        swing = 0.15 * math.sin(2 * math.pi * 1.0 * s)
+        p[[13, 12], 0] += swing * np.array([1.0, 0.5])
+        p[[16, 15], 0] -= swing * np.array([1.0, 0.5])
+        out[i] = p @ Rz.T + np.array([0.8 * s, 0.3 * math.sin(s), 0.0])
+    return out
+
+
+def lab_camera(dist=True):
+    """A camera 4 m away, 2.2 m high, looking down at the subject (~20 degrees), distorted."""
+    C = np.array([4.0, -1.0, 2.2])
+    fwd = np.array([0.4, 0.0, 1.0]) - C
+    fwd /= np.linalg.norm(fwd)
+    right = np.cross(fwd, [0, 0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(fwd, right)
+    R = rodrigues([0, 0, 0.03]) @ np.stack([right, down, fwd])   # slight roll
+    K = [[1400.0, 0, 960.0], [0, 1400.0, 540.0], [0, 0, 1]]
+    d = [-0.12, 0.05, 0.001, -0.0005, 0.0] if dist else []
+    return Camera('cam_01', K, d, R, -R @ C, (1920, 1080))
+
+
+def camera_frame(track, cam):
+    x = cam.to_camera(track)
+    return x, x - x[:, :1]
+
+
+def test_root_recovered_through_distortion():
+    track = walking_track()
+    cam = lab_camera()
+    x_cam, rel = camera_frame(track, cam)
+    px = cam.project(track)
+    t = W.solve_root(rel, px, cam)
+    assert np.abs(t - x_cam[:, 0]).max() < 1e-6
+    # A wild 2D joint with zero confidence changes nothing; with full confidence the
+    # Huber-weighted Gauss-Newton keeps it small.
+    bad = px.copy()
+    bad[:, 13] += 300
+    conf = np.ones(px.shape[:2])
+    conf[:, 13] = 0
+    assert np.abs(W.solve_root(rel, bad, cam, conf) - x_cam[:, 0]).max() < 1e-6
+    err = np.linalg.norm(W.solve_root(rel, bad, cam) - x_cam[:, 0], axis=-1).max()
+    plain = np.linalg.norm(W.solve_root(rel, bad, cam, iterations=0) - x_cam[:, 0], axis=-1).max()
+    assert err < 0.5 * plain
+    # Ignoring the distortion would be wrong by centimetres: the model matters.
+    pin = Camera('p', cam.K, np.zeros(0), cam.R, cam.t, cam.size)
+    assert np.linalg.norm(W.solve_root(rel, px, pin) - x_cam[:, 0], axis=-1).max() > 0.02
+
+
+def test_world_positions_recovered():
+    track = walking_track()
+    cam = lab_camera()
+    _, rel = camera_frame(track, cam)
+    px = cam.project(track)
+    for smoothing in ('none', 'offline', 'causal'):
+        world = W.lift_to_world(rel, px, cam, smoothing=smoothing)
+        err = np.linalg.norm(world - track, axis=-1)
+        assert err.max() < {'none': 1e-6, 'offline': 0.01, 'causal': 0.06}[smoothing], smoothing
+
+
+def test_smoothing_removes_depth_noise_and_causal_has_no_lookahead():
+    track = walking_track(200)
+    cam = lab_camera()
+    x_cam, rel = camera_frame(track, cam)
+    rng = np.random.default_rng(0)
+    noisy = x_cam[:, 0] * (1 + rng.normal(0, 0.03, (len(track), 1)))  # depth-like noise
+    noisy[50] *= 1.5                                                   # one spike
+    for causal in (False, True):
+        sm = W.smooth_root(noisy, 50.0, causal=causal)
+        e_raw = np.linalg.norm(noisy - x_cam[:, 0], axis=-1).mean()
+        e_sm = np.linalg.norm(sm - x_cam[:, 0], axis=-1).mean()
+        assert e_sm < 0.6 * e_raw, (causal, e_sm, e_raw)
+    changed = noisy.copy()
+    changed[120:] += 1.0
+    a = W.smooth_root(noisy, 50.0, causal=True)
+    b = W.smooth_root(changed, 50.0, causal=True)
+    assert np.allclose(a[:120], b[:120])
+    assert not np.allclose(W.smooth_root(noisy, 50.0)[:120], W.smooth_root(changed, 50.0)[:120])
+
+
+def test_subject_height_scales_the_skeleton():
+    track = walking_track()
+    cam = lab_camera()
+    x_cam, rel = camera_frame(track, cam)
+    px = cam.project(track)
+    true_h = W.skeleton_height(track)
+    assert 1.6 < true_h < 1.8
+    small = rel * 0.85                          # a lifter that underestimates the size
+    wrong = W.lift_to_world(small, px, cam, smoothing='none')
+    right = W.lift_to_world(small, px, cam, subject_height_m=true_h, smoothing='none')
+    assert np.linalg.norm(wrong[:, 0] - track[:, 0], axis=-1).mean() > 0.3
+    assert np.linalg.norm(right - track, axis=-1).max() < 1e-6
+    scaled, f = W.scale_to_height(small, 1.9)
+    assert abs(W.skeleton_height(scaled) - 1.9) < 1e-9 and f > 1
+    with pytest.raises(ValueError):
+        W.scale_to_height(small, 0)
+
+
+def test_ground_estimated_without_calibration():
+    track = walking_track()
+    cam = lab_camera(dist=False)
+    x_cam, _ = camera_frame(track, cam)
+    g = W.estimate_ground(x_cam, 'cam', cam.K, cam.size)
+    true_up = cam.R @ np.array([0, 0, 1.0])
+    assert math.degrees(math.acos(np.clip(g.up_cam @ true_up, -1, 1))) < 1.0
+    assert abs(g.height_m - 2.2) < 0.05
+    fwd_down = math.degrees(math.asin(-np.array([0, 0, 1.0]) @ true_up))
+    assert abs(g.pitch_deg - fwd_down) < 1.0 and g.pitch_deg > 10
+    assert g.standing_frames > 50
+    # The estimated world is z up with the floor at z = 0: feet on it, head above.
+    w = g.camera.to_world(x_cam)
+    assert abs(np.median(w[:, [W.RFOOT, W.LFOOT], 2]) - 0.08) < 0.05
+    assert abs(np.median(w[:, W.HEAD, 2]) - 1.68) < 0.05
+
+
+def run_lift(*args):
+    return subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.lift', *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_world_frame_contract(tmp_path):
+    """vp3d-lift KP.npy --width W --height H --calibration CALIB.toml --camera NAME
+    [--subject-height M] --frame world --out OUT.npy, with the shipped lifter."""
+    track = walking_track(150)
+    cam = lab_camera()
+    other = Camera('cam_02', cam.K, cam.dist, rodrigues([0, 0.5, 0]) @ cam.R, cam.t, cam.size)
+    calib = save_calibration_toml({'cam_01': cam, 'cam_02': other}, tmp_path / 'calib.toml')
+    assert set(load_calibration(calib)) == {'cam_01', 'cam_02'}
+    px = cam.project(track)
+    np.save(tmp_path / 'kp.npy', px.astype(np.float32))
+    for extra in ([], ['--subject-height', f'{W.skeleton_height(track):.3f}']):
+        out = tmp_path / 'world.npy'
+        r = run_lift(tmp_path / 'kp.npy', '--width', 1920, '--height', 1080, '--calibration',
+                     calib, '--camera', 'cam_01', *extra, '--frame', 'world', '--out', out)
+        assert r.returncode == 0, r.stderr
+        w = np.load(out)
+        assert w.shape == (150, 17, 3) and np.isfinite(w).all()
+        hip_err = np.linalg.norm(w[:, 0] - track[:, 0], axis=-1)
+        assert np.median(hip_err) < 0.4, (extra, np.median(hip_err))
+        assert np.median(w[:, W.HEAD, 2] - w[:, W.RFOOT, 2]) > 1.2     # upright in the world
+    # Keypoints with a confidence last are accepted; a missing camera name is refused.
+    kpc = np.concatenate([px, np.ones(px.shape[:2] + (1,))], -1)
+    np.save(tmp_path / 'kpc.npy', kpc)
+    r = run_lift(tmp_path / 'kpc.npy', '--width', 1920, '--height', 1080, '--calibration',
+                 calib, '--camera', 'cam01', '--frame', 'world', '--out', tmp_path / 'c.npy')
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / 'c.npy').shape == (150, 17, 3)
+    r = run_lift(tmp_path / 'kp.npy', '--width', 1920, '--height', 1080, '--calibration',
+                 calib, '--frame', 'world', '--out', tmp_path / 'x.npy')
+    assert r.returncode == 2 and '--camera' in r.stderr
+    r = run_lift(tmp_path / 'kp.npy', '--width', 1920, '--height', 1080, '--calibration',
+                 calib, '--camera', 'cam_09', '--frame', 'world', '--out', tmp_path / 'x.npy')
+    assert r.returncode == 2 and 'cam_09' in r.stderr
+    # No calibration: a z-up world estimated from the subject, floor near z = 0.
+    r = run_lift(tmp_path / 'kp.npy', '--width', 1920, '--height', 1080, '--focal', 1400,
+                 '--frame', 'world', '--out', tmp_path / 'n.npy')
+    assert r.returncode == 0, r.stderr
+    n = np.load(tmp_path / 'n.npy')
+    assert abs(np.median(n[:, [W.RFOOT, W.LFOOT], 2])) < 0.25
+    assert np.median(n[:, W.HEAD, 2]) > 1.2

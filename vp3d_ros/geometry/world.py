@@ -1,0 +1,394 @@
+"""Lifted skeletons placed in the world: absolute position, subject scale, gravity-aligned axes.
+
+The lifter gives root-relative skeletons in the camera's optical frame (x right, y down,
+z forward, metres, Hip at 0). This module puts them where the person is:
+
+1. **Scale** (:func:`skeleton_height`, :func:`scale_to_height`): the lifter's metric scale,
+   or, when the subject's height is known, the skeleton scaled so that its height matches.
+   Height, as this package measures it from a skeleton: over the frames, the 90th percentile
+   of the straight distance from the Head joint to the midpoint of the two foot (ankle)
+   joints (upright frames maximise it; crouching and sitting frames do not count), plus
+   ``HEIGHT_OFFSET_M`` (the crown above the Head joint and the ankle joints above the
+   floor). On the held-out Human3.6M subject S8 this gives 1.60 + 0.10 = 1.70 m.
+2. **Root translation** (:func:`solve_root`): per frame, the translation ``t`` that makes the
+   skeleton project onto the 2D keypoints through the calibrated camera. The 2D points are
+   undistorted to normalised image coordinates first (``Camera.normalize_pixels``), so the
+   camera model is exact; ``(X_j + t)`` on the ray of ``x_j`` is linear in ``t``
+   (confidence-weighted least squares), then a few Gauss-Newton steps minimise the
+   reprojection error itself with Huber weights against 2D outliers.
+3. **Smoothing** (:func:`smooth_root`): the direction of the root ray is well determined
+   per frame, its depth is not (it rides on the skeleton's size and shape). The track is
+   smoothed as direction (lightly) and log depth (more), robustly, zero-phase offline (a
+   running median removes spikes, then a Gaussian) or causal for live use (level + trend
+   filters with clipped innovations: no look-ahead and no lag on steady motion).
+4. **World** (:func:`to_world`): ``X_world = R^T (X_cam - t)`` with the calibration's
+   world -> camera ``R, t``.
+5. **No calibration** (:func:`estimate_ground`): the camera's pitch, roll and height above
+   the floor from the subject: gravity is the mean body axis (shins, thighs, trunk) over
+   upright standing frames, the floor lies the foot-joint height below the lowest feet
+   along it. The result is a :class:`~vp3d_ros.geometry.calibration.Camera` whose world
+   frame is REP-103 (x forward = the optical axis on the floor, y left, z up), origin on
+   the floor under the camera, so the same :func:`to_world` applies.
+
+Pure numpy; no ROS.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .calibration import Camera
+
+# H36M-17 joint indices (vp3d_ros.skeletons.H36M17).
+HIP, RHIP, RKNEE, RFOOT, LHIP, LKNEE, LFOOT, SPINE, THORAX, NECK, HEAD = range(11)
+
+HEIGHT_OFFSET_M = 0.10       # standing height = Head-to-mid-ankle distance + this
+HEIGHT_PERCENTILE = 90.0
+FOOT_JOINT_HEIGHT_M = 0.05   # foot (ankle) joints above the floor when standing (mocap: 3-5 cm)
+
+# COCO-17 index of each H36M-17 joint that exists in both layouts (for 2D given in COCO).
+H36M_FROM_COCO = {RHIP: 12, RKNEE: 14, RFOOT: 16, LHIP: 11, LKNEE: 13, LFOOT: 15,
+                  11: 5, 12: 7, 13: 9, 14: 6, 15: 8, 16: 10}
+
+
+def coco_to_h36m_2d(kp: np.ndarray, conf: Optional[np.ndarray] = None):
+    """COCO-17 2D (T, 17, 2) -> H36M-17 order with confidence 0 where COCO has no such
+    joint (Hip, Spine, Thorax, Neck, Head): for the root solve, not for the lifter."""
+    kp = np.asarray(kp, dtype=np.float64)
+    out = np.zeros(kp.shape[:-2] + (17, 2))
+    w = np.zeros(kp.shape[:-2] + (17,))
+    c = np.ones(kp.shape[:-1]) if conf is None else np.asarray(conf, dtype=np.float64)
+    for h, k in H36M_FROM_COCO.items():
+        out[..., h, :] = kp[..., k, :]
+        w[..., h] = c[..., k]
+    return out, w
+
+
+# ----------------------------------------------------------------------------- scale
+
+def skeleton_height(poses: np.ndarray) -> float:
+    """Standing height (metres) of a (T, 17, 3) skeleton track, as defined in the module
+    docstring; NaN frames are skipped."""
+    p = np.asarray(poses, dtype=np.float64)
+    d = np.linalg.norm(p[:, HEAD] - (p[:, RFOOT] + p[:, LFOOT]) / 2, axis=-1)
+    d = d[np.isfinite(d)]
+    if not len(d):
+        raise ValueError('no finite frame to measure the skeleton height on')
+    return float(np.percentile(d, HEIGHT_PERCENTILE)) + HEIGHT_OFFSET_M
+
+
+def scale_to_height(poses: np.ndarray, subject_height_m: float):
+    """Root-relative poses scaled about the root so the skeleton height equals the
+    subject's. Returns (scaled poses, factor)."""
+    if not subject_height_m > 0:
+        raise ValueError(f'subject height must be positive, got {subject_height_m}')
+    p = np.asarray(poses, dtype=np.float64)
+    # Only the part above the offset scales (the offset is a fixed anatomical distance).
+    h = skeleton_height(p) - HEIGHT_OFFSET_M
+    factor = (subject_height_m - HEIGHT_OFFSET_M) / h
+    root = p[:, :1]
+    return root + (p - root) * factor, float(factor)
+
+
+# ----------------------------------------------------------------------------- root
+
+def solve_root(poses: np.ndarray, keypoints_px: np.ndarray, camera: Camera,
+               confidence: Optional[np.ndarray] = None, iterations: int = 3,
+               huber: float = 0.01) -> np.ndarray:
+    """Per-frame translation t (T, 3), camera frame, such that ``poses + t`` projects onto
+    ``keypoints_px`` (T, J, 2) through ``camera`` (with its distortion).
+
+    ``confidence`` (T, J) weights the joints (0 ignores one; NaN pixels are ignored);
+    ``huber`` is the Huber threshold of the Gauss-Newton steps in normalised image units
+    (0.01 ~ 10 px at f = 1000). A frame with fewer than 2 usable joints gives NaN.
+    """
+    X = np.asarray(poses, dtype=np.float64)
+    T, J = X.shape[:2]
+    xn = camera.normalize_pixels(np.asarray(keypoints_px, dtype=np.float64)[..., :2])
+    w = np.ones((T, J)) if confidence is None else np.asarray(confidence, dtype=np.float64)
+    w = np.where(np.isfinite(xn).all(-1) & np.isfinite(X).all(-1) & np.isfinite(w), w, 0.0)
+    w = np.clip(w, 0, None)
+    xn = np.nan_to_num(xn)
+    X = np.nan_to_num(X)
+    u, v = xn[..., 0], xn[..., 1]
+    # Linear: (X + t)_x - u (X + t)_z = 0, (X + t)_y - v (X + t)_z = 0, per joint.
+    A = np.zeros((T, J, 2, 3))
+    A[..., 0, 0] = 1
+    A[..., 0, 2] = -u
+    A[..., 1, 1] = 1
+    A[..., 1, 2] = -v
+    b = np.stack([u * X[..., 2] - X[..., 0], v * X[..., 2] - X[..., 1]], -1)
+    t = _weighted_lstsq(A, b, w)
+    ok = (w > 0).sum(1) >= 2
+    # Gauss-Newton on the reprojection error (normalised coordinates), Huber-weighted.
+    for _ in range(iterations):
+        P = X + t[:, None]
+        z = P[..., 2]
+        good = (z > 1e-3) & (w > 0)
+        zs = np.where(good, z, 1.0)
+        r = np.stack([P[..., 0] / zs - u, P[..., 1] / zs - v], -1)
+        Jt = np.zeros((T, J, 2, 3))
+        Jt[..., 0, 0] = 1 / zs
+        Jt[..., 0, 2] = -P[..., 0] / zs ** 2
+        Jt[..., 1, 1] = 1 / zs
+        Jt[..., 1, 2] = -P[..., 1] / zs ** 2
+        rn = np.linalg.norm(r, axis=-1)
+        hw = np.where(rn > huber, huber / np.maximum(rn, 1e-12), 1.0)
+        ww = np.where(good, w * hw, 0.0)
+        dt = _weighted_lstsq(Jt, -r, ww)
+        t = t + np.where(np.isfinite(dt), dt, 0.0)
+    t[~ok] = np.nan
+    return t
+
+
+def _weighted_lstsq(A: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per frame argmin_t sum_j w_j |A_j t - b_j|^2; A (T, J, 2, 3), b (T, J, 2), w (T, J)."""
+    Aw = A * w[..., None, None]
+    N = np.einsum('tjki,tjkl->til', Aw, A)
+    g = np.einsum('tjki,tjk->ti', Aw, b)
+    N = N + np.eye(3) * 1e-12
+    out = np.full(g.shape, np.nan)
+    good = np.linalg.cond(N) < 1e12
+    if good.any():
+        out[good] = np.linalg.solve(N[good], g[good][..., None])[..., 0]
+    return out
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+def _fill_nan(x: np.ndarray) -> np.ndarray:
+    """Linear interpolation over NaN rows (held at the ends); all-NaN stays NaN."""
+    x = x.copy()
+    ok = np.isfinite(x).all(-1)
+    if ok.all() or not ok.any():
+        return x
+    idx = np.arange(len(x))
+    for k in range(x.shape[1]):
+        x[~ok, k] = np.interp(idx[~ok], idx[ok], x[ok, k])
+    return x
+
+
+def _pad(x: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Odd reflection about the end samples: a linear trend (walking) runs on through the
+    padding, so zero-phase filters do not pull the ends back."""
+    n = len(x) - 1
+    if n < 1:
+        return np.pad(x, ((before, after), (0, 0)), mode='edge')
+    b = min(before, n)
+    a = min(after, n)
+    out = np.concatenate([2 * x[:1] - x[1:b + 1][::-1], x, 2 * x[-1:] - x[-a - 1:-1][::-1]])
+    return np.pad(out, ((before - b, after - a), (0, 0)), mode='edge')
+
+
+def _running_median(x: np.ndarray, half: int, causal: bool) -> np.ndarray:
+    if half <= 0 or len(x) < 3:
+        return x.copy()
+    T = len(x)
+    pad = np.pad(x, ((2 * half, 0), (0, 0)), mode='edge') if causal else _pad(x, half, half)
+    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1, axis=0)
+    return np.median(win, axis=-1)[:T]
+
+
+def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0 or len(x) < 2:
+        return x.copy()
+    r = int(math.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    pad = _pad(x, r, r)
+    return np.stack([np.convolve(pad[:, i], k, mode='valid') for i in range(x.shape[1])], -1)
+
+
+def _holt(x: np.ndarray, tau_frames: float, clip: float) -> np.ndarray:
+    """Causal level + trend (Holt / alpha-beta) smoothing: no lag on a steady motion, which
+    plain exponential smoothing has (a subject walking at 1 m/s would trail by
+    tau metres/s). Innovations beyond ``clip`` are clipped, so single-frame spikes only nudge."""
+    if tau_frames <= 0 or len(x) < 2:
+        return x.copy()
+    a = min(1.0, 2.0 / (tau_frames + 1))
+    b = a * a / (2 - a)
+    out = np.empty_like(x)
+    level, trend = x[0].copy(), np.zeros_like(x[0])
+    for i in range(len(x)):
+        pred = level + trend
+        e = np.clip(x[i] - pred, -clip, clip) if i else x[i] - pred
+        level = pred + a * e
+        trend = trend + b * e
+        out[i] = level
+    return out
+
+
+def smooth_root(t: np.ndarray, fps: float = 50.0, causal: bool = False,
+                depth_s: float = 0.12, direction_s: float = 0.03, median_s: float = 0.1
+                ) -> np.ndarray:
+    """Smoothed root track (T, 3), camera frame. Smooths the ray direction (x/z, y/z) with
+    time constant ``direction_s`` and log depth with ``depth_s`` (seconds; Gaussian sigma
+    offline, twice-applied one-pole time constant when ``causal``), after a running median
+    of ``median_s`` that removes single-frame spikes (causal: time constants of a level +
+    trend filter whose innovations are clipped instead). NaN frames are bridged."""
+    t = np.asarray(t, dtype=np.float64)
+    if not len(t):
+        return t.copy()
+    t = _fill_nan(t)
+    if not np.isfinite(t).all():
+        return t
+    z = np.maximum(t[:, 2], 1e-3)
+    q = np.stack([t[:, 0] / z, t[:, 1] / z, np.log(z)], -1)
+    if causal:
+        d = _holt(q[:, :2], direction_s * fps, 0.05)
+        lz = _holt(q[:, 2:], depth_s * fps, 0.1)
+    else:
+        q = _running_median(q, int(round(median_s * fps / 2)), False)
+        d = _gauss(q[:, :2], direction_s * fps)
+        lz = _gauss(q[:, 2:], depth_s * fps)
+    z = np.exp(lz[:, 0])
+    return np.stack([d[:, 0] * z, d[:, 1] * z, z], -1)
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+@dataclass
+class Placement:
+    """Absolute camera-frame skeletons and how they were obtained."""
+    poses_cam: np.ndarray     # (T, J, 3) absolute, camera frame, metres
+    root_raw: np.ndarray      # (T, 3) per-frame root before smoothing
+    root: np.ndarray          # (T, 3) smoothed root
+    scale: float              # factor applied to the lifter's skeleton (1 = lifter's scale)
+
+
+def place_skeletons(poses: np.ndarray, keypoints_px: np.ndarray, camera: Camera,
+                    confidence: Optional[np.ndarray] = None,
+                    subject_height_m: Optional[float] = None, fps: float = 50.0,
+                    smoothing: str = 'offline') -> Placement:
+    """Root-relative lifted poses (T, J, 3) -> absolute camera-frame poses.
+
+    ``smoothing``: ``'offline'`` (zero-phase), ``'causal'`` (live) or ``'none'``."""
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[-1] != 3:
+        raise ValueError(f'expected poses of shape (T, J, 3), got {poses.shape}')
+    kp = np.asarray(keypoints_px, dtype=np.float64)
+    if kp.shape[:2] != poses.shape[:2]:
+        raise ValueError(f'keypoints {kp.shape} do not match poses {poses.shape}')
+    if confidence is None and kp.shape[-1] == 3:
+        confidence = kp[..., 2]
+    root0 = poses[:, :1]
+    rel = poses - root0
+    scale = 1.0
+    if subject_height_m:
+        rel, scale = scale_to_height(rel, subject_height_m)
+    t = solve_root(rel, kp[..., :2], camera, confidence)
+    if smoothing == 'none':
+        ts = t
+    elif smoothing in ('offline', 'causal'):
+        ts = smooth_root(t, fps, causal=smoothing == 'causal')
+    else:
+        raise ValueError(f"smoothing must be 'offline', 'causal' or 'none', got {smoothing!r}")
+    return Placement(rel + ts[:, None], t, ts, scale)
+
+
+def to_world(poses_cam: np.ndarray, camera: Camera) -> np.ndarray:
+    """Absolute camera-frame points (..., 3) -> the calibration's world frame:
+    ``X_world = R^T (X_cam - t)``."""
+    return camera.to_world(poses_cam)
+
+
+def lift_to_world(poses: np.ndarray, keypoints_px: np.ndarray, camera: Camera,
+                  confidence: Optional[np.ndarray] = None,
+                  subject_height_m: Optional[float] = None, fps: float = 50.0,
+                  smoothing: str = 'offline') -> np.ndarray:
+    """Root-relative lifted poses -> world-frame absolute poses (T, J, 3), metres."""
+    pl = place_skeletons(poses, keypoints_px, camera, confidence, subject_height_m, fps,
+                         smoothing)
+    return to_world(pl.poses_cam, camera)
+
+
+# ----------------------------------------------------------------------------- no calibration
+
+@dataclass
+class GroundEstimate:
+    """The floor and gravity seen from an uncalibrated camera."""
+    up_cam: np.ndarray        # (3,) unit up vector in the camera frame
+    height_m: float           # camera centre above the floor
+    pitch_deg: float          # optical axis below the horizon (positive = looking down)
+    roll_deg: float           # image x axis above the horizon (positive = clockwise image)
+    standing_frames: int      # frames the estimate used
+    camera: Camera            # world (REP-103, z up, floor z = 0) -> camera
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip((_unit(a) * _unit(b)).sum(-1), -1, 1)))
+
+
+def standing_mask(poses: np.ndarray, max_bend_deg: float = 15.0) -> np.ndarray:
+    """Frames (T,) in which the body stands upright: knees and hips nearly straight
+    (thigh/shin and legs/trunk within ``max_bend_deg``)."""
+    p = np.asarray(poses, dtype=np.float64)
+    ok = np.ones(len(p), dtype=bool)
+    for hip, knee, foot in ((RHIP, RKNEE, RFOOT), (LHIP, LKNEE, LFOOT)):
+        ok &= _angle(p[:, knee] - p[:, foot], p[:, hip] - p[:, knee]) < max_bend_deg
+    legs = p[:, HIP] - (p[:, RFOOT] + p[:, LFOOT]) / 2
+    ok &= _angle(legs, p[:, THORAX] - p[:, HIP]) < max_bend_deg
+    return ok & np.isfinite(p).all((1, 2))
+
+
+def body_up(poses: np.ndarray) -> np.ndarray:
+    """Per-frame body axis (T, 3): the mean of the shin, thigh and trunk directions."""
+    p = np.asarray(poses, dtype=np.float64)
+    segs = [p[:, RKNEE] - p[:, RFOOT], p[:, LKNEE] - p[:, LFOOT],
+            p[:, RHIP] - p[:, RKNEE], p[:, LHIP] - p[:, LKNEE],
+            p[:, THORAX] - p[:, HIP]]
+    return _unit(sum(_unit(s) for s in segs))
+
+
+def estimate_up(poses: np.ndarray, min_frames: int = 5):
+    """Gravity 'up' (3,) in the poses' frame from upright frames; returns (up, frames used).
+    With fewer than ``min_frames`` upright frames, the straightest quarter of frames is
+    used instead."""
+    p = np.asarray(poses, dtype=np.float64)
+    axes = body_up(p)
+    mask = standing_mask(p)
+    if mask.sum() < min_frames:
+        legs = p[:, HIP] - (p[:, RFOOT] + p[:, LFOOT]) / 2
+        bend = _angle(legs, p[:, THORAX] - p[:, HIP])
+        bend = np.where(np.isfinite(bend), bend, np.inf)
+        mask = bend <= np.percentile(bend[np.isfinite(bend)], 25) if np.isfinite(bend).any() \
+            else mask
+    a = axes[mask & np.isfinite(axes).all(-1)]
+    if not len(a):
+        raise ValueError('no frame to estimate the up direction from')
+    up = _unit(np.median(a, axis=0))
+    for _ in range(3):  # trimmed mean around the median direction
+        ang = _angle(a, up)
+        keep = ang <= max(np.percentile(ang, 80), 1e-6)
+        up = _unit(a[keep].mean(0))
+    return up, int(len(a))
+
+
+def estimate_ground(poses_cam: np.ndarray, name: str = 'camera',
+                    K: Optional[np.ndarray] = None, size=None) -> GroundEstimate:
+    """Camera pitch, roll and height above the floor from absolute camera-frame skeletons
+    (T, 17, 3) (e.g. :func:`place_skeletons` with an intrinsics-only camera)."""
+    p = np.asarray(poses_cam, dtype=np.float64)
+    up, n = estimate_up(p)
+    feet = np.stack([p[:, RFOOT], p[:, LFOOT]], 1) @ up          # (T, 2) heights along up
+    low = np.nanmin(feet, axis=1)
+    low = low[np.isfinite(low)]
+    floor = float(np.percentile(low, 10)) - FOOT_JOINT_HEIGHT_M  # floor's offset along up
+    height = -floor                                              # camera at the origin
+    fwd = np.array([0.0, 0.0, 1.0])
+    x_w = _unit(fwd - (fwd @ up) * up)        # optical axis on the floor
+    y_w = np.cross(up, x_w)                    # left
+    R_wc = np.stack([x_w, y_w, up])            # rows: world axes in camera coordinates
+    C = np.array([0.0, 0.0, height])
+    R = R_wc.T                                 # world -> camera
+    pitch = math.degrees(math.asin(np.clip(-fwd @ up, -1, 1)))
+    roll = math.degrees(math.asin(np.clip(np.array([1.0, 0, 0]) @ up, -1, 1)))
+    cam = Camera(name, np.eye(3) if K is None else K, np.zeros(0), R, -R @ C, size)
+    return GroundEstimate(up, height, pitch, roll, n, cam)
