@@ -26,6 +26,7 @@ setup(
     entry_points={
         'console_scripts': [
             'vp3d-lift = vp3d_ros.cli.lift:main',
+            'vp3d-fuse = vp3d_ros.cli.fuse:main',
             'pose2d_node = vp3d_ros.nodes.pose2d_node:main',
             'lifter_node = vp3d_ros.nodes.lifter_node:main',
             'recorder_node = vp3d_ros.nodes.recorder_node:main',
@@ -34,6 +35,7 @@ setup(
             'vp3d-offline = vp3d_ros.cli.offline:main',
             'offline = vp3d_ros.cli.offline:main',
             'vp3d-make-pose-task = vp3d_ros.pose_task_bundle:main',
+            'vp3d-kinematics = vp3d_ros.cli.kinematics:main',
         ],
     },
 )

@@ -1,0 +1,485 @@
+"""Multi-view fusion: one metric world skeleton from every calibrated camera that sees it.
+
+Per frame and joint (vectorised over both):
+
+1. **Triangulation** (:func:`triangulate`): a linear least-squares (DLT) solve in
+   undistorted normalised coordinates (``Camera.normalize_pixels``: lens distortion is
+   removed first), each view's two rows weighted by its confidence and by ``f / depth``
+   so that the algebraic residual approximates the pixel reprojection error (one
+   re-weighting pass after a first solve).
+2. **Outlier views** (:func:`robust_triangulate`): while the worst view's reprojection error
+   exceeds ``threshold_px`` and at least three views are in use, drop the view whose removal
+   leaves the smallest error (leave-one-out, as Pose2Sim's and Anipose's triangulation do by
+   removing cameras) and solve again.
+3. **Temporal stage**: offline (:func:`fuse_sequence`), joints seen by fewer than two cameras
+   (or still inconsistent) are filled from the lifted skeletons where given (each camera's
+   root-relative pose rotated into the world with its ``R``, scaled to the triangulated body,
+   placed by the frame's triangulated joints, with the residual against the triangulation
+   interpolated across the gap), else by interpolation over gaps up to ``max_gap_s``; then a
+   zero-phase Butterworth low-pass (``scipy.signal.filtfilt``) per continuous run. Live
+   (:class:`CausalFuser`): the same triangulation per frame, gaps held from the lifted pose or
+   the last position (short gaps only), and a One-Euro filter (causal, low lag when moving).
+
+Why our own code and not aniposelib / Pose2Sim: the maths is ~100 lines of numpy, both pull
+heavy dependencies (aniposelib: numba, pandas, opencv-contrib-python next to our
+opencv-python; Pose2Sim: its whole pipeline, GUI and ONNX stack), and neither is vectorised
+over frames and joints for a live per-frame call.
+
+Pure numpy (+ cv2 through ``normalize_pixels``, scipy for the offline filter); no ROS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .calibration import Camera
+
+ROOT = 0  # H36M-17 hip
+
+
+@dataclass
+class FusionConfig:
+    """Knobs of :func:`fuse_sequence` and :class:`CausalFuser` (defaults as Pose2Sim's)."""
+    threshold_px: float = 15.0   # reprojection error above which views are dropped
+    max_error_px: float = 30.0   # a point still worse than this is treated as not seen
+    min_views: int = 2
+    max_gap_s: float = 0.5       # longest gap filled by interpolation alone (no lifted prior)
+    cutoff_hz: float = 6.0       # zero-phase Butterworth low-pass (offline)
+    order: int = 4
+    # One-Euro filter (live): cutoff = min_cutoff + beta * |speed in m/s|
+    min_cutoff_hz: float = 1.0
+    beta: float = 5.0
+    d_cutoff_hz: float = 1.0
+    hold_s: float = 0.25         # live: how long a joint without views keeps its last position
+
+
+@dataclass
+class Triangulation:
+    points: np.ndarray      # (..., J, 3) world metres, NaN where < min_views consistent views
+    error_px: np.ndarray    # (..., J) mean reprojection error of the views used (NaN if none)
+    used: np.ndarray        # (C, ..., J) bool: view used for the point
+    seen: np.ndarray        # (C, ..., J) bool: view had the joint at all
+
+    @property
+    def views(self) -> np.ndarray:
+        """(..., J) number of cameras used per joint."""
+        return self.used.sum(0)
+
+
+# ----------------------------------------------------------------------------- observations
+
+def split_keypoints(kp: np.ndarray):
+    """(..., 2) pixels or (..., 3) pixels + confidence -> (pixels, confidence); NaN pixels or
+    confidence <= 0 become confidence 0 (not seen)."""
+    kp = np.asarray(kp, dtype=np.float64)
+    if kp.shape[-1] == 3:
+        px, conf = kp[..., :2], np.clip(kp[..., 2], 0.0, 1.0)
+    elif kp.shape[-1] == 2:
+        px, conf = kp, np.ones(kp.shape[:-1])
+    else:
+        raise ValueError(f'keypoints end in 2 (pixels) or 3 (pixels, confidence), got {kp.shape}')
+    ok = np.all(np.isfinite(px), -1) & np.isfinite(conf) & (conf > 0)
+    return px, np.where(ok, conf, 0.0)
+
+
+def normalized(cameras: Sequence[Camera], px: np.ndarray) -> np.ndarray:
+    """(C, ..., 2) pixels -> (C, ..., 2) undistorted normalised image coordinates."""
+    return np.stack([cam.normalize_pixels(p) for cam, p in zip(cameras, px)])
+
+
+def _stack_extrinsics(cameras: Sequence[Camera]):
+    R = np.stack([c.R for c in cameras])           # (C, 3, 3)
+    t = np.stack([c.t for c in cameras])           # (C, 3)
+    f = np.array([[c.K[0, 0], c.K[1, 1]] for c in cameras])  # (C, 2)
+    return R, t, f
+
+
+def _solve(R, t, xn, w):
+    """Weighted linear solve. R (C,3,3), t (C,3), xn (C,N,2), w (C,N,2) row weights (>= 0)
+    -> (N, 3) and a mask of well-posed solves."""
+    # rows: (x r3 - r1) . X = t1 - x t3 ; (y r3 - r2) . X = t2 - y t3
+    xz = np.nan_to_num(xn)
+    a = xz[..., :, None] * R[:, None, 2, None, :] - R[:, None, :2, :]   # (C, N, 2, 3)
+    b = t[:, None, :2] - xz * t[:, None, 2, None]                        # (C, N, 2)
+    w2 = w * w
+    M = np.einsum('cnr,cnri,cnrj->nij', w2, a, a)
+    v = np.einsum('cnr,cnri,cnr->ni', w2, a, b)
+    # relative conditioning: two rays at an angle give a full-rank M
+    tr = np.trace(M, axis1=1, axis2=2)
+    det = np.linalg.det(M)
+    ok = (tr > 0) & (det > 1e-9 * np.maximum(tr, 1e-300) ** 3)
+    M[~ok] = np.eye(3)
+    v[~ok] = 0
+    X = np.linalg.solve(M, v[..., None])[..., 0]
+    X[~ok] = np.nan
+    return X, ok
+
+
+def _depths(R, t, X):
+    """(C, N) depth of X (N, 3) in each camera."""
+    return np.einsum('cj,nj->cn', R[:, 2], X) + t[:, 2, None]
+
+
+def _errors_px(R, t, f, xn, X):
+    """(C, N) reprojection error in (undistorted) pixels of X (N, 3) against xn (C, N, 2)."""
+    Xc = np.einsum('cij,nj->cni', R, X) + t[:, None]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        proj = Xc[..., :2] / Xc[..., 2:3]
+        e = (proj - xn) * f[:, None]
+        err = np.sqrt((e * e).sum(-1))
+    return np.where(Xc[..., 2] > 1e-6, err, np.inf)
+
+
+def _triangulate_flat(R, t, f, xn, conf, use, weighted=True, refine=True):
+    """Core on flattened points: xn (C, N, 2), conf/use (C, N)."""
+    c = np.where(use, conf if weighted else 1.0, 0.0)
+    w = np.repeat(np.sqrt(c)[..., None], 2, -1) * (f[:, None] if weighted else 1.0)
+    # first pass: depth-free algebraic weights, scaled by a nominal depth per camera
+    X, ok = _solve(R, t, xn, w)
+    if refine and weighted:
+        z = _depths(R, t, np.where(ok[:, None], X, 0))
+        z = np.where(np.isfinite(z) & (z > 1e-3), z, 1.0)
+        X2, ok2 = _solve(R, t, xn, w / z[..., None])
+        X = np.where(ok2[:, None], X2, X)
+        ok = ok | ok2
+    n = use.sum(0)
+    ok &= n >= 2
+    X[~ok] = np.nan
+    return X
+
+
+def triangulate(cameras: Sequence[Camera], px: np.ndarray, conf: Optional[np.ndarray] = None,
+                weighted: bool = True, xn: Optional[np.ndarray] = None) -> np.ndarray:
+    """(C, ..., 2) pixels (+ (C, ...) confidence; NaN / 0 = not seen) -> (..., 3) world.
+
+    ``weighted=False`` is plain DLT: every seeing view counts alike, no depth re-weighting
+    (the baseline of the benchmark). Points seen by fewer than two cameras are NaN."""
+    px = np.asarray(px, dtype=np.float64)
+    if conf is None:
+        px, conf = split_keypoints(px)
+    R, t, f = _stack_extrinsics(cameras)
+    xn = normalized(cameras, px) if xn is None else xn
+    shape = px.shape[1:-1]
+    C = len(cameras)
+    xn2 = xn.reshape(C, -1, 2)
+    conf2 = np.asarray(conf, dtype=np.float64).reshape(C, -1)
+    use = (conf2 > 0) & np.all(np.isfinite(xn2), -1)
+    X = _triangulate_flat(R, t, f, xn2, conf2, use, weighted, refine=weighted)
+    return X.reshape(shape + (3,))
+
+
+def robust_triangulate(cameras: Sequence[Camera], px: np.ndarray,
+                       conf: Optional[np.ndarray] = None, threshold_px: float = 15.0,
+                       max_error_px: float = np.inf, min_views: int = 2,
+                       weighted: bool = True) -> Triangulation:
+    """Confidence-weighted triangulation with outlier-view rejection (see the module doc).
+
+    Points whose views still disagree by more than ``max_error_px`` after rejection, or that
+    fewer than ``min_views`` cameras see, come back NaN."""
+    px = np.asarray(px, dtype=np.float64)
+    if conf is None:
+        px, conf = split_keypoints(px)
+    C = len(cameras)
+    if px.shape[0] != C:
+        raise ValueError(f'{C} cameras but keypoints for {px.shape[0]}')
+    shape = px.shape[1:-1]
+    R, t, f = _stack_extrinsics(cameras)
+    xn = normalized(cameras, px).reshape(C, -1, 2)
+    conf = np.asarray(conf, dtype=np.float64).reshape(C, -1)
+    seen = (conf > 0) & np.all(np.isfinite(xn), -1)
+    use = seen.copy()
+    X = _triangulate_flat(R, t, f, xn, conf, use, weighted)
+    err = np.where(use, _errors_px(R, t, f, xn, X), np.nan)
+    for _ in range(max(0, C - min_views)):
+        worst = np.nanmax(np.where(use, err, -np.inf), 0)
+        bad = np.isfinite(X[:, 0]) & (worst > threshold_px) & (use.sum(0) > min_views)
+        if not bad.any():
+            break
+        idx = np.flatnonzero(bad)
+        sub_use, n_sub = use[:, idx], len(idx)
+        # all leave-one-out candidates in one solve: (views, candidate * point)
+        cand = np.repeat(sub_use[:, None, :], C, 1)
+        cand[np.arange(C), np.arange(C)] = False
+        cand = cand.reshape(C, C * n_sub)
+        sub_xn = np.tile(xn[:, idx], (1, C, 1))
+        Xc = _triangulate_flat(R, t, f, sub_xn, np.tile(conf[:, idx], (1, C)), cand, weighted)
+        e = np.where(cand, _errors_px(R, t, f, sub_xn, Xc), -np.inf).max(0).reshape(C, n_sub)
+        e = np.where(sub_use & np.isfinite(e), e, np.inf)
+        best_c = np.argmin(e, 0)
+        has = np.isfinite(e[best_c, np.arange(n_sub)])
+        use[best_c[has], idx[has]] = False
+        X[idx[has]] = _triangulate_flat(R, t, f, xn[:, idx[has]], conf[:, idx[has]],
+                                        use[:, idx[has]], weighted)
+        err[:, idx[has]] = np.where(use[:, idx[has]],
+                                    _errors_px(R, t, f, xn[:, idx[has]], X[idx[has]]), np.nan)
+    n = use.sum(0)
+    with np.errstate(invalid='ignore'):
+        mean_err = np.where(n > 0, np.nansum(np.where(use, err, 0), 0) / np.maximum(n, 1), np.nan)
+    drop = (n < min_views) | ~np.isfinite(X[:, 0]) | (mean_err > max_error_px)
+    X[drop] = np.nan
+    use[:, drop] = False
+    mean_err[drop] = np.nan
+    return Triangulation(X.reshape(shape + (3,)), mean_err.reshape(shape),
+                         use.reshape((C,) + shape), seen.reshape((C,) + shape))
+
+
+# ----------------------------------------------------------------------------- lifted prior
+
+def lifted_in_world(cameras: Sequence[Camera], lifted: Sequence[Optional[np.ndarray]]
+                    ) -> Optional[np.ndarray]:
+    """Each camera's root-relative camera-frame skeletons (T, J, 3) rotated into the world
+    (``R^T p``) and averaged over the cameras that have them -> (T, J, 3) root-relative, world
+    axes; None when no camera has any."""
+    rotated = [np.asarray(p, dtype=np.float64) @ cam.R for cam, p in zip(cameras, lifted)
+               if p is not None]
+    if not rotated:
+        return None
+    stack = np.stack(rotated)
+    stack = stack - stack[..., ROOT:ROOT + 1, :]
+    with np.errstate(invalid='ignore'):
+        return np.nanmean(stack, 0) if len(stack) > 1 else stack[0]
+
+
+def _prior_scale(points: np.ndarray, prior: np.ndarray) -> float:
+    """Scale that brings the lifted (relative) skeleton to the triangulated body's size."""
+    tri = points - np.nanmean(points, -2, keepdims=True)
+    pri = prior - np.nanmean(np.where(np.isfinite(points), prior, np.nan), -2, keepdims=True)
+    num = np.nansum(np.where(np.isfinite(tri) & np.isfinite(pri), tri * pri, 0))
+    den = np.nansum(np.where(np.isfinite(tri) & np.isfinite(pri), pri * pri, 0))
+    return float(num / den) if den > 0 and num > 0 else 1.0
+
+
+def _interp_series(y: np.ndarray, max_gap: Optional[int]) -> np.ndarray:
+    """Linear interpolation of NaN runs of a 1D series not longer than ``max_gap`` (None: any
+    length); a run at either end holds the nearest value; longer gaps stay NaN."""
+    ok = np.isfinite(y)
+    if ok.sum() < 2 or ok.all():
+        return y
+    idx = np.arange(len(y))
+    out = y.copy()
+    filled = np.interp(idx, idx[ok], y[ok])
+    # run lengths of gaps
+    gap = ~ok
+    start = np.flatnonzero(gap & ~np.r_[False, gap[:-1]])
+    end = np.flatnonzero(gap & ~np.r_[gap[1:], False])
+    for s, e in zip(start, end):
+        if max_gap is not None and e - s + 1 > max_gap:
+            continue
+        out[s:e + 1] = filled[s:e + 1]
+    return out
+
+
+def fill_gaps(points: np.ndarray, prior: Optional[np.ndarray] = None,
+              max_gap: Optional[int] = None) -> np.ndarray:
+    """Fill NaN joints of (T, J, 3) world points.
+
+    With a prior (root-relative world-axes skeletons, (T, J, 3)): a missing joint becomes the
+    prior, scaled to the body, placed by the frame's triangulated joints, plus the residual
+    (triangulated - placed prior) of that joint interpolated across its gap, so a short gap
+    follows the prior's motion and joins both ends without a jump. Without a prior (or where
+    the prior cannot be placed): linear interpolation over gaps up to ``max_gap`` frames."""
+    pts = np.array(points, dtype=np.float64)
+    T, J, _ = pts.shape
+    if prior is not None and np.isfinite(prior).any():
+        prior = np.asarray(prior, dtype=np.float64) * _prior_scale(pts, prior)
+        # translation per frame from the joints both have; frames with none: interpolated
+        both = np.all(np.isfinite(pts), -1) & np.all(np.isfinite(prior), -1)
+        with np.errstate(invalid='ignore'):
+            trans = np.where(both.any(1)[:, None],
+                             np.nansum(np.where(both[..., None], pts - prior, 0), 1)
+                             / np.maximum(both.sum(1), 1)[:, None], np.nan)
+        for k in range(3):
+            trans[:, k] = _interp_series(trans[:, k], None)
+        placed = prior + trans[:, None, :]
+        resid = pts - placed
+        for j in range(J):
+            for k in range(3):
+                r = _interp_series(resid[:, j, k], None)
+                # ends of the sequence: hold the nearest known residual
+                ok = np.isfinite(r)
+                if ok.any() and not ok.all():
+                    idx = np.arange(T)
+                    r = np.where(ok, r, np.interp(idx, idx[ok], r[ok]))
+                resid[:, j, k] = np.where(np.isfinite(r), r, 0.0)
+        filled = placed + resid
+        pts = np.where(np.isfinite(pts), pts, filled)
+    if np.isnan(pts).any():
+        for j in range(J):
+            for k in range(3):
+                pts[:, j, k] = _interp_series(pts[:, j, k], max_gap)
+    return pts
+
+
+# ----------------------------------------------------------------------------- temporal
+
+def smooth_zero_phase(points: np.ndarray, fps: float, cutoff_hz: float = 6.0,
+                      order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth low-pass of (T, ...) along time, per continuous finite run
+    (runs too short for the filter are left as they are)."""
+    from scipy.signal import butter, filtfilt
+    x = np.array(points, dtype=np.float64)
+    if fps <= 0 or cutoff_hz <= 0 or cutoff_hz >= fps / 2:
+        return x
+    b, a = butter(order, cutoff_hz / (fps / 2))
+    flat = x.reshape(len(x), -1)
+    need = 3 * max(len(a), len(b))
+    for col in range(flat.shape[1]):
+        y = flat[:, col]
+        ok = np.isfinite(y)
+        if not ok.any():
+            continue
+        edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
+        for s, e in zip(edges[::2], edges[1::2]):
+            if e - s > need:
+                y[s:e] = filtfilt(b, a, y[s:e])
+    return flat.reshape(x.shape)
+
+
+@dataclass
+class FusedSequence:
+    points: np.ndarray      # (T, J, 3) world metres after filling and smoothing; NaN: lost
+    triangulated: np.ndarray  # (T, J, 3) before the temporal stage
+    error_px: np.ndarray    # (T, J) mean reprojection error of the views used
+    views: np.ndarray       # (T, J) cameras used
+    filled: np.ndarray      # (T, J) bool: position from the prior / interpolation
+
+
+def fuse_sequence(cameras: Sequence[Camera], keypoints: np.ndarray, fps: float,
+                  lifted: Optional[Sequence[Optional[np.ndarray]]] = None,
+                  config: FusionConfig = FusionConfig(), smooth: bool = True) -> FusedSequence:
+    """Offline fusion of (C, T, J, 2|3) keypoints of time-aligned cameras (see module doc).
+    ``lifted``: per camera None or (T, J, 3) root-relative camera-frame skeletons."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    px, conf = split_keypoints(kp)
+    tri = robust_triangulate(cameras, px, conf, config.threshold_px, config.max_error_px,
+                             config.min_views)
+    prior = lifted_in_world(cameras, lifted) if lifted is not None else None
+    max_gap = max(1, int(round(config.max_gap_s * fps))) if fps > 0 else None
+    pts = fill_gaps(tri.points, prior, max_gap)
+    filled = ~np.all(np.isfinite(tri.points), -1) & np.all(np.isfinite(pts), -1)
+    if smooth:
+        pts = smooth_zero_phase(pts, fps, config.cutoff_hz, config.order)
+    return FusedSequence(pts, tri.points, tri.error_px, tri.views, filled)
+
+
+# ----------------------------------------------------------------------------- live
+
+class OneEuro:
+    """One-Euro filter (Casiez et al. 2012) over arrays: little lag when moving, strong
+    smoothing when still. NaN inputs leave the state untouched and give NaN."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 5.0, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.x = None
+        self.dx = None
+        self.t = None
+
+    @staticmethod
+    def _alpha(cutoff, dt):
+        tau = 1.0 / (2 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def reset(self):
+        self.x = self.dx = self.t = None
+
+    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.x is None:
+            self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        dt = t - self.t
+        if not dt > 0:
+            return np.where(np.isfinite(x), self.x, np.nan)
+        self.t = t
+        fresh = np.isfinite(x) & ~np.isfinite(self.x)  # reacquired: restart there
+        dx = np.where(np.isfinite(x) & np.isfinite(self.x), (x - self.x) / dt, 0.0)
+        ad = self._alpha(self.d_cutoff, dt)
+        self.dx = np.where(np.isfinite(x), ad * dx + (1 - ad) * self.dx, self.dx)
+        speed = np.linalg.norm(self.dx, axis=-1, keepdims=True) if x.ndim else np.abs(self.dx)
+        a = self._alpha(self.min_cutoff + self.beta * speed, dt)
+        out = np.where(fresh, x, a * x + (1 - a) * self.x)
+        self.x = np.where(np.isfinite(x), out, self.x)
+        self.dx = np.where(fresh, 0.0, self.dx)
+        return np.where(np.isfinite(x), out, np.nan)
+
+
+@dataclass
+class FusedFrame:
+    points: np.ndarray      # (J, 3) world metres; NaN: not recovered
+    raw: np.ndarray         # (J, 3) triangulation of this instant
+    error_px: np.ndarray    # (J,)
+    views: np.ndarray       # (J,) cameras used
+    filled: np.ndarray      # (J,) bool: from the lifted prior or held
+
+
+class CausalFuser:
+    """Frame-by-frame fusion of one person (live): triangulate, fill joints without two
+    consistent views from the lifted skeleton (placed on the triangulated joints) or hold the
+    last position up to ``hold_s``, then a One-Euro filter."""
+
+    def __init__(self, cameras: Sequence[Camera], config: FusionConfig = FusionConfig()):
+        self.cameras = list(cameras)
+        self.config = config
+        self.filter = OneEuro(config.min_cutoff_hz, config.beta, config.d_cutoff_hz)
+        self.last = None        # (J, 3) last output
+        self.last_t = None      # (J,) time each joint was last measured or filled
+        self.resid = None       # (J, 3) last residual triangulation - placed prior
+
+    def reset(self):
+        self.filter.reset()
+        self.last = self.last_t = self.resid = None
+
+    def step(self, keypoints: np.ndarray, t: float,
+             lifted: Optional[Dict[int, np.ndarray]] = None) -> FusedFrame:
+        """keypoints (C, J, 2|3) of one instant (NaN rows for cameras without this frame),
+        ``t`` seconds; ``lifted``: camera index -> (J, 3) root-relative camera-frame pose."""
+        cfg = self.config
+        px, conf = split_keypoints(keypoints)
+        tri = robust_triangulate(self.cameras, px, conf, cfg.threshold_px, cfg.max_error_px,
+                                 cfg.min_views)
+        X = tri.points.copy()
+        J = X.shape[0]
+        have = np.all(np.isfinite(X), -1)
+        filled = np.zeros(J, bool)
+        if lifted and not have.all():
+            prior = lifted_in_world([self.cameras[i] for i in lifted], list(lifted.values()))
+            pok = np.all(np.isfinite(prior), -1)
+            both = have & pok
+            if both.any():
+                prior = prior * _prior_scale(X[None], prior[None])
+                placed = prior + (X[both] - prior[both]).mean(0)
+                if self.resid is None:
+                    self.resid = np.zeros((J, 3))
+                self.resid[both] = X[both] - placed[both]
+                take = ~have & pok
+                X[take] = placed[take] + self.resid[take]
+                filled |= take
+        if self.last_t is None:
+            self.last_t = np.full(J, -np.inf)
+        self.last_t = np.where(np.all(np.isfinite(X), -1), t, self.last_t)
+        if self.last is not None:
+            hold = ~np.all(np.isfinite(X), -1) & np.all(np.isfinite(self.last), -1) & \
+                (t - self.last_t <= cfg.hold_s)
+            X[hold] = self.last[hold]
+            filled |= hold
+        now = np.all(np.isfinite(X), -1)
+        out = self.filter(X, t)
+        self.last = np.where(now[:, None], out, np.nan)
+        return FusedFrame(out, tri.points, tri.error_px, tri.views, filled)
+
+
+def fuse_causal(cameras: Sequence[Camera], keypoints: np.ndarray, fps: float,
+                lifted: Optional[Sequence[Optional[np.ndarray]]] = None,
+                config: FusionConfig = FusionConfig()) -> np.ndarray:
+    """The live fusion run over a whole (C, T, J, 2|3) sequence -> (T, J, 3)."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    fuser = CausalFuser(cameras, config)
+    out = np.full(kp.shape[1:3] + (3,), np.nan)
+    for i in range(kp.shape[1]):
+        lf = None
+        if lifted is not None:
+            lf = {c: p[i] for c, p in enumerate(lifted) if p is not None}
+        out[i] = fuser.step(kp[:, i], i / fps, lf).points
+    return out
