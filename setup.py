@@ -9,7 +9,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={PACKAGE: ['models/*.bin', 'models/*.yaml', 'data/*', 'data/**/*']},
+    package_data={PACKAGE: ['models/*.bin', 'models/*.yaml', 'data/*', 'data/**/*',
+                           'kinematics/*.osim', 'kinematics/LICENSE_*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),

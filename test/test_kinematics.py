@@ -1,0 +1,195 @@
+"""Joint angles with OpenSim (vp3d_ros.kinematics, vp3d-kinematics): real OpenSim, real files.
+
+The OpenSim tests generate their own ground truth: the bundled model, scaled by known
+factors, moved through known joint angles; its joint-centre markers are written to a TRC,
+and the CLI must scale the model back and recover the angles. They skip only when the
+optional ``opensim`` package is not importable (CI installs it).
+"""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vp3d_ros.kinematics import markers as km
+
+try:
+    import opensim  # noqa: F401
+    HAVE_OPENSIM = True
+except ImportError:
+    HAVE_OPENSIM = False
+
+needs_opensim = pytest.mark.skipif(
+    not HAVE_OPENSIM, reason='opensim not importable: `pip install --no-deps opensim==4.6` '
+    '(scripts/setup_env.sh installs it)')
+
+RATE = 40.0
+STAND_S, MOVE_S = 1.0, 1.5
+# the subject: the generic model with longer thighs and shanks, a narrower trunk, wider hips
+SCALES = {'femur_r': 1.08, 'femur_l': 1.08, 'tibia_r': 1.05, 'tibia_l': 1.05,
+          'torso': 0.9, 'head': 0.9, 'humerus_r': 0.95, 'humerus_l': 0.95}
+PELVIS = (0.9, 0.9, 1.5)
+HEADING = math.radians(-120)   # facing away from +X: IK must not start facing the wrong way
+
+
+def _truth(t: np.ndarray) -> dict:
+    """Known coordinates (radians): standing still, then a squat-and-reach movement."""
+    s = np.clip((t - STAND_S) / MOVE_S, 0, 1)
+    bump = np.sin(np.pi * s) ** 2                          # 0 -> 1 -> 0
+    swing = np.sin(2 * np.pi * s)
+    return {
+        'hip_flexion_r': np.radians(55) * bump + np.radians(10) * swing,
+        'hip_flexion_l': np.radians(40) * bump - np.radians(10) * swing,
+        'knee_angle_r': np.radians(80) * bump,
+        'knee_angle_l': np.radians(65) * bump,
+        'hip_adduction_r': np.radians(-8) * bump,
+        'arm_flex_r': np.radians(60) * bump,
+        'arm_flex_l': np.radians(30) * bump,
+        'elbow_flex_r': np.radians(70) * bump,
+        'elbow_flex_l': np.radians(40) * bump + np.radians(5),
+        'pelvis_rotation': HEADING + 0 * t,
+        'pelvis_tx': 0.3 + 0.2 * s,
+        'pelvis_tz': -0.4 + 0 * t,
+        'pelvis_ty': 0.95 - 0.12 * bump,
+    }
+
+
+def _synthetic_trc(path: Path) -> dict:
+    from vp3d_ros.kinematics import model as kmodel, require_opensim
+    osim = require_opensim()
+    model = kmodel.load()
+    state = model.initSystem()
+    ss = osim.ScaleSet()
+    bodies = model.getBodySet()
+    for i in range(bodies.getSize()):
+        name = bodies.get(i).getName()
+        f = PELVIS if name in ('pelvis', 'sacrum') else (SCALES.get(name, 1.0),) * 3
+        sc = osim.Scale()
+        sc.setSegmentName(name)
+        sc.setScaleFactors(osim.Vec3(*f))
+        sc.setApply(True)
+        ss.cloneAndAppend(sc)
+    model.scale(state, ss, True, 70.0)
+    state = model.initSystem()
+    n = int(round((STAND_S + MOVE_S) * RATE)) + 1
+    t = np.arange(n) / RATE
+    truth = _truth(t)
+    coords = model.getCoordinateSet()
+    names = km.H36M_MARKERS
+    xyz = np.zeros((n, len(names), 3))
+    for k in range(n):
+        for c, v in truth.items():
+            coords.get(c).setValue(state, float(v[k]), False)
+        model.realizePosition(state)
+        for j, m in enumerate(names):
+            xyz[k, j] = model.getMarkerSet().get(m).getLocationInGround(state).to_numpy()
+    km.write_trc(km.Markers(t, names, xyz), path)
+    return {c: np.degrees(v) for c, v in truth.items()}
+
+
+@pytest.fixture(scope='module')
+def cli_run(tmp_path_factory):
+    if not HAVE_OPENSIM:
+        pytest.skip('opensim not importable')
+    d = tmp_path_factory.mktemp('kin')
+    trc = d / 'synthetic_squat.trc'
+    truth = _synthetic_trc(trc)
+    out = d / 'out'
+    proc = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.kinematics', str(trc),
+                           '--out-dir', str(out), '--mass', '70'],
+                          capture_output=True, text=True, timeout=300)
+    return proc, out, truth
+
+
+# --- pure helpers (no OpenSim) ---------------------------------------------------------
+
+def test_trc_round_trip_keeps_missing_markers_and_reads_units(tmp_path):
+    t = np.arange(5) / 50.0
+    xyz = np.random.default_rng(0).normal(size=(5, 17, 3))
+    xyz[2, 3] = np.nan
+    path = km.write_trc(km.Markers(t, km.H36M_MARKERS, xyz), tmp_path / 'a.trc')
+    back = km.read_trc(path)
+    assert back.names == km.H36M_MARKERS
+    assert np.allclose(back.times, t) and abs(back.rate - 50.0) < 1e-6
+    assert np.isnan(back.xyz[2, 3]).all()
+    ok = np.isfinite(xyz)
+    assert np.allclose(back.xyz[ok], xyz[ok], atol=1e-6)
+    mm = path.read_text().replace('\tm\t', '\tmm\t', 1)
+    (tmp_path / 'b.trc').write_text(mm)
+    assert np.allclose(km.read_trc(tmp_path / 'b.trc').xyz[ok], xyz[ok] * 1e-3, atol=1e-9)
+
+
+def test_zup_to_yup_is_a_rotation_that_lifts_z():
+    up = km.zup_to_yup(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    assert np.allclose(up[0], [0, 1, 0])       # up stays up
+    assert np.allclose(up[1], [0, 0, -1])      # REP-103 left -> OpenSim -Z (Z is right)
+    assert np.isclose(np.linalg.det(km.ZUP_TO_YUP), 1.0)
+
+
+def test_static_window_finds_the_still_part():
+    t = np.arange(150) / 50.0
+    rng = np.random.default_rng(1)
+    xyz = np.cumsum(rng.normal(scale=0.01, size=(150, 17, 3)), axis=0)   # moving
+    xyz[60:100] = xyz[60]                                                # still 1.2-2.0 s
+    a, b = km.static_window(km.Markers(t, km.H36M_MARKERS, xyz), search_s=3.0, window_s=0.5)
+    assert 60 <= a and b <= 100 and b - a == 25
+
+
+def test_cli_says_how_to_install_opensim_when_missing(tmp_path):
+    code = ('import sys; sys.modules["opensim"] = None\n'
+            'from vp3d_ros.cli.kinematics import main\n'
+            f'sys.exit(main([{str(tmp_path / "x.trc")!r}, "--out-dir", {str(tmp_path)!r}]))')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert 'pip install --no-deps opensim==4.6' in proc.stderr
+
+
+# --- real OpenSim ------------------------------------------------------------------------
+
+@needs_opensim
+def test_cli_contract_outputs(cli_run):
+    proc, out, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name = 'synthetic_squat'
+    for suffix in ('.mot', '_scaled.osim', '_angles.csv', '_angles.png', '_summary.json',
+                   '_summary.txt'):
+        assert (out / f'{name}{suffix}').stat().st_size > 0, suffix
+    from vp3d_ros.kinematics.report import read_mot
+    mot = read_mot(out / f'{name}.mot')
+    for side in ('r', 'l'):
+        for c in ('hip_flexion', 'hip_adduction', 'hip_rotation', 'knee_angle', 'ankle_angle'):
+            assert f'{c}_{side}' in mot
+    assert 'inDegrees=yes' in (out / f'{name}.mot').read_text()
+    assert len(mot['time']) == int(round((STAND_S + MOVE_S) * RATE)) + 1
+    assert (out / f'{name}_angles.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    summary = json.loads((out / f'{name}_summary.json').read_text())
+    assert set(summary['markers']) == set(km.H36M_MARKERS)
+    assert {'ankle_angle_r', 'ankle_angle_l', 'subtalar_angle_r', 'wrist_flex_r'} <= set(
+        summary['not_measured'])
+    assert 'pelvis_tilt' in summary['inferred']
+
+
+@needs_opensim
+def test_ik_recovers_known_angles_and_scale(cli_run):
+    proc, out, truth = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from vp3d_ros.kinematics.report import read_mot
+    mot = read_mot(out / 'synthetic_squat.mot')
+    for c in ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l',
+              'arm_flex_r', 'elbow_flex_r', 'elbow_flex_l'):
+        rmse = float(np.sqrt(np.mean((mot[c] - truth[c]) ** 2)))
+        assert rmse < 3.0, (c, rmse)
+    err = np.degrees(np.angle(np.exp(1j * np.radians(mot['pelvis_rotation'] - truth['pelvis_rotation']))))
+    assert np.abs(err).max() < 3.0
+    assert np.abs(mot['hip_rotation_r']).max() < 5 and np.abs(mot['arm_rot_l']).max() < 5
+    assert np.allclose(mot['ankle_angle_r'], 0) and np.allclose(mot['subtalar_angle_l'], 0)
+    summary = json.loads((out / 'synthetic_squat_summary.json').read_text())
+    f = summary['scale_factors']
+    assert abs(f['thigh'] - 1.08) < 0.01 and abs(f['shank'] - 1.05) < 0.01
+    assert abs(f['pelvis_width'] - 1.5) < 0.01 and abs(f['upper_arm'] - 0.95) < 0.01
+    # markers generated by the model itself: the scaled model must fit them closely
+    assert summary['leg_marker_rms_m'] < 0.005, summary['leg_marker_rms_m']
+    assert summary['marker_rms_m'] < 0.01, summary['marker_rms_m']

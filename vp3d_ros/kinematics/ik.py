@@ -1,0 +1,147 @@
+"""Inverse kinematics over a marker track with OpenSim's InverseKinematicsSolver.
+
+The solver is driven frame by frame (what the InverseKinematicsTool does inside), each frame
+starting from the previous pose, so the per-marker errors of every frame come out directly
+and the same code serves live use (:class:`FrameIK`).
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import require_opensim
+from . import model as kmodel
+from .markers import Markers
+
+
+class IKResult(NamedTuple):
+    times: np.ndarray                 # (T,)
+    coordinates: Tuple[str, ...]      # (C,) all model coordinates, model order
+    values: np.ndarray                # (T, C) degrees for rotations, metres for translations
+    rotational: np.ndarray            # (C,) bool
+    marker_names: Tuple[str, ...]     # (M,)
+    marker_errors: np.ndarray         # (T, M) metres, NaN where the marker was missing
+    seconds_per_frame: float         # wall clock
+    cpu_seconds_per_frame: float     # this process's CPU time (what a busy machine hides)
+    locked: Tuple[str, ...]           # coordinates held (not measured)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.coordinates.index(name)]
+
+
+def _weights(osim, names: Sequence[str]):
+    ws = osim.SetMarkerWeights()
+    for n in names:
+        ws.cloneAndAppend(osim.MarkerWeight(n, kmodel.MARKER_WEIGHTS.get(n, 1.0)))
+    return ws
+
+
+def _priors(osim, model):
+    refs = osim.SimTKArrayCoordinateReference()
+    coords = model.getCoordinateSet()
+    for name, w in kmodel.PRIORS.items():
+        if coords.contains(name):
+            ref = osim.CoordinateReference(name, osim.Constant(0.0))
+            ref.setWeight(w)
+            refs.push_back(ref)
+    return refs
+
+
+def _table(osim, markers: Markers):
+    table = osim.TimeSeriesTableVec3()
+    table.setColumnLabels(list(markers.names))
+    for t, row in zip(markers.times, markers.xyz):
+        table.appendRow(float(t), osim.RowVectorVec3([osim.Vec3(*map(float, p)) for p in row]))
+    table.addTableMetaDataString('Units', 'm')
+    return table
+
+
+def _coordinate_info(osim, model):
+    coords = model.getCoordinateSet()
+    names, rot = [], []
+    for i in range(coords.getSize()):
+        c = coords.get(i)
+        names.append(c.getName())
+        rot.append(c.getMotionType() == osim.Coordinate.Rotational)
+    return coords, tuple(names), np.array(rot)
+
+
+def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
+    """IK of the whole track on the (scaled) model at ``model_path``."""
+    osim = require_opensim()
+    model = kmodel.load(model_path)
+    kmodel.place_pelvis(model, markers, int(np.flatnonzero(
+        np.all(np.isfinite(markers.xyz), axis=(1, 2)))[0]))
+    state = model.initSystem()
+    coords, cnames, rot = _coordinate_info(osim, model)
+    # the solver keeps references to these: they must outlive it (SWIG does not know)
+    table, weights, priors = _table(osim, markers), _weights(osim, markers.names), _priors(osim, model)
+    mref = osim.MarkersReference(table, weights)
+    solver = osim.InverseKinematicsSolver(model, mref, priors, float('inf'))
+    solver.setAccuracy(accuracy)
+    n = len(markers.times)
+    values = np.full((n, len(cnames)), np.nan)
+    errs = osim.SimTKArrayDouble()
+    present = np.isfinite(markers.xyz).all(-1)   # (T, M)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for k, t in enumerate(markers.times):
+        state.setTime(float(t))
+        if k == 0:
+            solver.assemble(state)
+            n_m = solver.getNumMarkersInUse()
+            mnames = tuple(solver.getMarkerNameForIndex(i) for i in range(n_m))
+            errors = np.full((n, n_m), np.nan)
+            col = [markers.names.index(m) for m in mnames]
+        else:
+            solver.track(state)
+        values[k] = [coords.get(i).getValue(state) for i in range(len(cnames))]
+        solver.computeCurrentMarkerErrors(errs)
+        errors[k] = [errs.getElt(i) for i in range(n_m)]
+    dt = (time.perf_counter() - t0) / max(n, 1)
+    dc = (time.process_time() - c0) / max(n, 1)
+    errors[~present[:, col]] = np.nan
+    values[:, rot] = np.degrees(values[:, rot])
+    locked = tuple(n for n in cnames if coords.get(n).getDefaultLocked())
+    return IKResult(np.asarray(markers.times, float), cnames, values, rot, mnames, errors, dt,
+                    dc, locked)
+
+
+class FrameIK:
+    """Live IK: one frame at a time, each solve warm-started from the previous pose.
+
+    ``solve(xyz)`` takes (M, 3) marker positions (metres, Y up, NaN = missing) in
+    ``marker_names`` order and returns the coordinate values (radians / metres) in
+    ``coordinates`` order. A fresh solver per frame (OpenSim's references are fixed at
+    construction) assembled from the carried-over state costs about as much as tracking.
+    """
+
+    def __init__(self, model_path, marker_names: Sequence[str], accuracy: float = 1e-4):
+        self.osim = require_opensim()
+        self.model = kmodel.load(model_path)
+        self.marker_names = tuple(marker_names)
+        self.accuracy = accuracy
+        self.state = self.model.initSystem()
+        self._coords, self.coordinates, self.rotational = _coordinate_info(self.osim, self.model)
+        self._weights = _weights(self.osim, self.marker_names)
+        self._started = False
+
+    def solve(self, xyz: np.ndarray, t: float = 0.0) -> np.ndarray:
+        osim = self.osim
+        if not self._started:
+            ok = np.isfinite(xyz).all(-1)
+            if ok[[self.marker_names.index(n) for n in ('Hip', 'RHip', 'LHip')]].all():
+                m = Markers(np.array([t]), self.marker_names, np.asarray(xyz, float)[None])
+                kmodel.place_pelvis(self.model, m, 0)
+                self.state = self.model.initSystem()
+        table = _table(osim, Markers(np.array([t]), self.marker_names, np.asarray(xyz, float)[None]))
+        mref = osim.MarkersReference(table, self._weights)
+        priors = _priors(osim, self.model)
+        solver = osim.InverseKinematicsSolver(self.model, mref, priors, float('inf'))
+        solver.setAccuracy(self.accuracy)
+        self.state.setTime(float(t))
+        solver.assemble(self.state)
+        self._started = True
+        return np.array([self._coords.get(i).getValue(self.state)
+                         for i in range(len(self.coordinates))])

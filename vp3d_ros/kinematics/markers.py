@@ -1,0 +1,130 @@
+"""Marker trajectories for OpenSim: TRC in and out, axis conventions, the standing period.
+
+Pure numpy. A :class:`Markers` holds what the IK needs: times (s), marker names (our TRC
+names: :func:`vp3d_ros.records.trc_marker_name` of the H36M joints) and positions in metres,
+OpenSim axes (Y up), NaN where a marker is missing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from ..records import trc_marker_name
+from ..skeletons import H36M17
+
+H36M_MARKERS = tuple(trc_marker_name(j) for j in H36M17.joints)
+UNITS = {'m': 1.0, 'mm': 1e-3, 'cm': 1e-2}
+# REP-103 (x forward, y left, z up) -> OpenSim (X forward, Y up, Z right): a rotation
+ZUP_TO_YUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+class Markers(NamedTuple):
+    times: np.ndarray        # (T,) seconds
+    names: Tuple[str, ...]   # (M,)
+    xyz: np.ndarray          # (T, M, 3) metres, Y up; NaN = missing
+
+    @property
+    def rate(self) -> float:
+        d = np.diff(self.times)
+        d = d[d > 0]
+        return float(1.0 / np.median(d)) if len(d) else 0.0
+
+    def subset(self, names: Sequence[str]) -> 'Markers':
+        idx = [self.names.index(n) for n in names]
+        return Markers(self.times, tuple(names), self.xyz[:, idx])
+
+
+def zup_to_yup(xyz: np.ndarray) -> np.ndarray:
+    """Points in a z-up (REP-103) frame -> the same points with OpenSim's Y up."""
+    return np.asarray(xyz, dtype=np.float64) @ ZUP_TO_YUP.T
+
+
+def read_trc(path) -> Markers:
+    """An OpenSim TRC (PathFileType 4): header line 3 gives the units; blank cells = missing."""
+    lines = Path(path).read_text().splitlines()
+    if len(lines) < 5:
+        raise ValueError(f'{path}: not a TRC file (fewer than 5 lines)')
+    keys, vals = lines[1].split('\t'), lines[2].split('\t')
+    header = dict(zip([k.strip() for k in keys], [v.strip() for v in vals]))
+    units = header.get('Units', 'm')
+    if units not in UNITS:
+        raise ValueError(f'{path}: unknown TRC units {units!r} (m, cm or mm)')
+    cells = lines[3].split('\t')
+    names = tuple(c.strip() for c in cells[2:] if c.strip())
+    rows = []
+    for line in lines[5:]:
+        if not line.strip():
+            continue
+        parts = line.split('\t')
+        vals = [float(p) if p.strip() else np.nan for p in parts[1:2 + 3 * len(names)]]
+        vals += [np.nan] * (1 + 3 * len(names) - len(vals))
+        rows.append(vals)
+    if not rows:
+        raise ValueError(f'{path}: TRC file has no frames')
+    data = np.asarray(rows, dtype=np.float64)
+    xyz = data[:, 1:].reshape(len(data), len(names), 3) * UNITS[units]
+    return Markers(data[:, 0], names, xyz)
+
+
+def write_trc(markers: Markers, path) -> Path:
+    """OpenSim TRC in metres; missing markers as blank cells (OpenSim reads them as NaN)."""
+    path = Path(path)
+    rate = markers.rate or 1.0
+    n, m = len(markers.times), len(markers.names)
+    lines = [f'PathFileType\t4\t(X/Y/Z)\t{path.name}',
+             'DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\t'
+             'OrigDataStartFrame\tOrigNumFrames',
+             f'{rate:.6g}\t{rate:.6g}\t{n}\t{m}\tm\t{rate:.6g}\t1\t{n}',
+             'Frame#\tTime\t' + '\t\t\t'.join(markers.names) + '\t\t',
+             '\t\t' + '\t'.join(f'X{i}\tY{i}\tZ{i}' for i in range(1, m + 1)), '']
+    for t in range(n):
+        cells = [str(t + 1), f'{markers.times[t]:.6f}']
+        for p in markers.xyz[t]:
+            cells += [f'{v:.6f}' for v in p] if np.all(np.isfinite(p)) else ['', '', '']
+        lines.append('\t'.join(cells))
+    path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+def static_window(markers: Markers, search_s: float = 3.0, window_s: float = 0.5) -> Tuple[int, int]:
+    """Frames [a, b) of the stillest ``window_s`` in the first ``search_s`` seconds.
+
+    Stillness: the mean marker speed over the window; frames with a missing marker do not
+    qualify. Scaling and marker placement average over this window (the subject is meant to
+    stand at the start; see :func:`window_speed` for how still it was).
+    """
+    t = markers.times
+    rate = markers.rate or 1.0
+    w = max(1, int(round(window_s * rate)))
+    end = int(np.searchsorted(t, t[0] + search_s, side='right'))
+    end = max(end, min(len(t), w))
+    complete = np.all(np.isfinite(markers.xyz), axis=(1, 2))
+    speed = np.full(len(t), np.inf)
+    if len(t) > 1:
+        v = np.linalg.norm(np.diff(markers.xyz, axis=0), axis=-1).mean(-1) * rate
+        speed[1:] = np.where(np.isfinite(v), v, np.inf)
+        speed[0] = speed[1]
+    best, best_cost = None, np.inf
+    for a in range(0, max(1, end - w + 1)):
+        b = a + w
+        if b > len(t) or not complete[a:b].all():
+            continue
+        cost = float(speed[a:b].mean())
+        if cost < best_cost:
+            best, best_cost = (a, b), cost
+    if best is None:  # no complete window at the start: the first complete frames anywhere
+        idx = np.flatnonzero(complete)
+        if not len(idx):
+            raise ValueError('no frame has all markers: cannot scale the model')
+        return int(idx[0]), int(idx[0]) + 1
+    return best
+
+
+def window_speed(markers: Markers, a: int, b: int) -> float:
+    """Mean marker speed (m/s) over frames [a, b)."""
+    if b - a < 2:
+        return 0.0
+    d = np.linalg.norm(np.diff(markers.xyz[a:b], axis=0), axis=-1)
+    return float(np.nanmean(d) * (markers.rate or 1.0))

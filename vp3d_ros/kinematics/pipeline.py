@@ -1,0 +1,96 @@
+"""Markers (TRC, or a LandmarkRecord bag's world track) -> scaled model -> IK -> files.
+
+Outputs in ``out_dir`` for an input named ``<name>``: ``<name>.mot`` (IK, degrees),
+``<name>_scaled.osim``, ``<name>_scale_setup.xml`` (+ ``<name>_scaled_generic.osim`` it
+starts from, so the ScaleTool run can be repeated in OpenSim), ``<name>_angles.csv``,
+``<name>_angles.png`` and ``<name>_summary.json`` / ``.txt``; from a bag also ``<name>.trc``
+(the markers IK used).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import require_opensim
+from .markers import H36M_MARKERS, Markers, read_trc, static_window, window_speed, write_trc, zup_to_yup
+
+WORLD_HINTS = ('fused', 'world')
+
+
+class Outputs(NamedTuple):
+    mot: Path
+    scaled_model: Path
+    csv: Path
+    png: Path
+    summary: Path
+    summary_data: dict
+
+
+def input_name(path) -> str:
+    p = Path(path)
+    return p.stem if p.is_file() else p.name
+
+
+def load_markers(path, topic: Optional[str] = None) -> tuple:
+    """(Markers with Y up, description of the source). TRC: as is (Y up, its units);
+    a bag: the world (or fused) H36M-17 track, REP-103 z up turned to Y up."""
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == '.trc':
+        m = read_trc(p)
+        keep = [n for n in H36M_MARKERS if n in m.names]
+        if len(keep) < len(H36M_MARKERS):
+            missing = sorted(set(H36M_MARKERS) - set(keep))
+            raise ValueError(f'{p}: TRC lacks markers {missing} (needs the 17 H36M joints, '
+                             f'named as vp3d-export writes them: {list(H36M_MARKERS)})')
+        return m.subset(keep), f'TRC {p.name}'
+    from ..records import read_landmark_tracks, trc_marker_name
+    tracks = [t for t in read_landmark_tracks(p, [topic] if topic else None) if t.dims == 3]
+    if topic is None:
+        tracks = [t for t in tracks if any(h in t.topic for h in WORLD_HINTS)]
+    tracks = [t for t in tracks if set(H36M_MARKERS) <= {trc_marker_name(j) for j in t.joint_names}]
+    if not tracks:
+        raise ValueError(f'{p}: no world-frame H36M-17 track (a 3D keypoint topic with '
+                         f'{"/".join(WORLD_HINTS)} in its name; camera-frame skeleton_3d '
+                         'tracks are root-relative and cannot drive IK); name one with --topic')
+    track = max(tracks, key=lambda t: int(np.isfinite(t.positions).all(-1).all(-1).sum()))
+    names = tuple(trc_marker_name(j) for j in track.joint_names)
+    m = Markers(track.stamps_s - track.stamps_s[0], names, zup_to_yup(track.positions))
+    return m.subset(H36M_MARKERS), f'bag {p.name} topic {track.topic} person {track.person}'
+
+
+def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
+        model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0) -> Outputs:
+    require_opensim()
+    from . import ik, report, scaling
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = input_name(input_path)
+    markers, source = load_markers(input_path, topic)
+    frames = static_window(markers, static_search_s)
+    with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:
+        if Path(input_path).suffix.lower() == '.trc':
+            trc = write_trc(markers, Path(tmp) / f'{name}.trc')   # metres, our markers only
+        else:
+            trc = write_trc(markers, out_dir / f'{name}.trc')
+        scaled = out_dir / f'{name}_scaled.osim'
+        sc = scaling.scale(markers, trc, frames, scaled, out_dir / f'{name}_scale_setup.xml',
+                           model_file=model_file, height=height, mass=mass, work_dir=out_dir)
+    result = ik.solve(scaled, markers)
+    mot = report.write_mot(result, out_dir / f'{name}.mot', name)
+    csv = report.write_csv(result, out_dir / f'{name}_angles.csv')
+    png = report.plot(result, out_dir / f'{name}_angles.png', f'{name}: OpenSim IK ({source})')
+    extra = {
+        'input': str(input_path), 'source': source,
+        'model': str(model_file or 'vp3d_h36m17.osim (Pose2Sim simple model, BSD-3-Clause)'),
+        'scaled_model': str(scaled), 'scaling': sc.method, 'scale_factors': sc.factors,
+        'static_window_s': list(sc.window),
+        'static_window_marker_speed_m_s': window_speed(markers, *frames),
+        'height_m': height, 'mass_kg': mass,
+        'opensim_version': require_opensim().GetVersion(),
+    }
+    s = report.summary(result, extra)
+    summ = report.write_summary(s, out_dir / f'{name}_summary.json')
+    return Outputs(mot, scaled, csv, png, summ, s)

@@ -1,0 +1,136 @@
+"""What the kinematics pipeline writes: the IK .mot, a CSV of joint angles, a plot, a summary."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+
+from . import model as kmodel
+from .ik import IKResult
+
+
+def write_mot(result: IKResult, path, name: str = 'ik') -> Path:
+    """OpenSim motion file (what the InverseKinematicsTool writes): degrees, all coordinates."""
+    path = Path(path)
+    n, c = result.values.shape
+    head = [name, 'version=1', f'nRows={n}', f'nColumns={c + 1}', 'inDegrees=yes', '',
+            'Units are S.I. units (second, meters, Newtons, ...)',
+            'If the header above contains a line with \'inDegrees\', this indicates whether '
+            'rotational values are in degrees (yes) or radians (no).', '', 'endheader',
+            'time\t' + '\t'.join(result.coordinates)]
+    rows = ['\t'.join([f'{t:.6f}'] + [f'{v:.8f}' for v in row])
+            for t, row in zip(result.times, result.values)]
+    path.write_text('\n'.join(head + rows) + '\n')
+    return path
+
+
+def read_mot(path) -> Dict[str, np.ndarray]:
+    """Columns of a .mot/.sto by name (enough for ours and OpenSim's)."""
+    lines = Path(path).read_text().splitlines()
+    end = next(i for i, l in enumerate(lines) if l.strip().lower() == 'endheader')
+    cols = lines[end + 1].split('\t')
+    data = np.array([[float(v) for v in l.split('\t')] for l in lines[end + 2:] if l.strip()])
+    return {c.strip(): data[:, i] for i, c in enumerate(cols)}
+
+
+def write_csv(result: IKResult, path) -> Path:
+    """time_s + every coordinate (``_deg`` for rotations, ``_m`` for translations)."""
+    path = Path(path)
+    cols = ['time_s'] + [f'{c}_{"deg" if r else "m"}'
+                         for c, r in zip(result.coordinates, result.rotational)]
+    rows = [','.join([f'{t:.6f}'] + [f'{v:.5f}' for v in row])
+            for t, row in zip(result.times, result.values)]
+    path.write_text(','.join(cols) + '\n' + '\n'.join(rows) + '\n')
+    return path
+
+
+def plot(result: IKResult, path, title: str = '') -> Path:
+    """The main angles over time: hip, knee, ankle flexion both sides, pelvis tilt, trunk,
+    shoulder and elbow. Held (not measured) coordinates are drawn dashed and say so."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    panels = [('Hip flexion', ('hip_flexion_r', 'hip_flexion_l')),
+              ('Knee flexion', ('knee_angle_r', 'knee_angle_l')),
+              ('Ankle dorsiflexion', ('ankle_angle_r', 'ankle_angle_l')),
+              ('Pelvis tilt / trunk (lumbar flexion)', ('pelvis_tilt', 'L5_S1_Flex_Ext')),
+              ('Shoulder flexion', ('arm_flex_r', 'arm_flex_l')),
+              ('Elbow flexion', ('elbow_flex_r', 'elbow_flex_l'))]
+    fig, axes = plt.subplots(3, 2, figsize=(11, 9), sharex=True)
+    for ax, (label, names) in zip(axes.ravel(), panels):
+        held = []
+        for name, colour in zip(names, ('tab:red', 'tab:blue')):
+            if name not in result.coordinates:
+                continue
+            side = {'pelvis_tilt': 'pelvis tilt', 'L5_S1_Flex_Ext': 'lumbar flexion (trunk on pelvis)'
+                    }.get(name) or {'_r': 'right', '_l': 'left'}.get(name[-2:], name)
+            style = '--' if name in result.locked else '-'
+            ax.plot(result.times, result.column(name), style, color=colour, lw=1.2, label=side)
+            if name in result.locked:
+                held.append(name)
+        ax.set_title(label + (' (held at 0: not measured)' if held else ''), fontsize=10)
+        ax.set_ylabel('deg')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc='upper right')
+    for ax in axes[-1]:
+        ax.set_xlabel('time (s)')
+    fig.suptitle(title or 'OpenSim inverse kinematics')
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def marker_error_table(result: IKResult) -> Dict[str, Dict[str, float]]:
+    """Per marker: RMS and max IK error over the frames it was present (metres)."""
+    out = {}
+    for i, name in enumerate(result.marker_names):
+        e = result.marker_errors[:, i]
+        e = e[np.isfinite(e)]
+        out[name] = {'rms_m': float(np.sqrt(np.mean(e ** 2))) if len(e) else float('nan'),
+                     'max_m': float(e.max()) if len(e) else float('nan'), 'frames': int(len(e))}
+    return out
+
+
+def summary(result: IKResult, extra: dict) -> dict:
+    per = marker_error_table(result)
+    e = result.marker_errors[np.isfinite(result.marker_errors)]
+    legs = [n for n in result.marker_names if n in ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')]
+    le = result.marker_errors[:, [result.marker_names.index(n) for n in legs]]
+    le = le[np.isfinite(le)]
+    return {
+        **extra,
+        'frames': int(len(result.times)),
+        'ik_seconds_per_frame': result.seconds_per_frame,
+        'ik_cpu_seconds_per_frame': result.cpu_seconds_per_frame,
+        'marker_rms_m': float(np.sqrt(np.mean(e ** 2))) if len(e) else None,
+        'marker_max_m': float(e.max()) if len(e) else None,
+        'leg_marker_rms_m': float(np.sqrt(np.mean(le ** 2))) if len(le) else None,
+        'markers': per,
+        'not_measured': {n: 'held at its default: no marker observes it' for n in result.locked},
+        'inferred': {n: why for n, why in kmodel.INFERRED.items() if n in result.coordinates},
+    }
+
+
+def summary_text(s: dict) -> str:
+    lines = [f"{s.get('input', '')}: {s['frames']} frames, IK {1e3 * s['ik_seconds_per_frame']:.1f} ms/frame "
+             f"({1e3 * s['ik_cpu_seconds_per_frame']:.1f} ms CPU)",
+             f"marker error RMS {100 * (s['marker_rms_m'] or float('nan')):.2f} cm "
+             f"(legs {100 * (s['leg_marker_rms_m'] or float('nan')):.2f} cm), "
+             f"max {100 * (s['marker_max_m'] or float('nan')):.2f} cm",
+             'per marker (RMS / max, cm):']
+    for name, m in s['markers'].items():
+        lines.append(f"  {name:10s} {100 * m['rms_m']:6.2f} {100 * m['max_m']:6.2f}")
+    lines.append('not measured (held): ' + ', '.join(s['not_measured']))
+    lines.append('inferred through priors: ' + ', '.join(s['inferred']))
+    return '\n'.join(lines)
+
+
+def write_summary(s: dict, path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(s, indent=2, default=float) + '\n')
+    path.with_suffix('.txt').write_text(summary_text(s) + '\n')
+    return path
