@@ -228,3 +228,41 @@ def test_cli_lost_joint_is_nan(rig, motion, tmp_path):
     got = np.load(out)
     assert np.isnan(got[:, 7]).all()
     assert np.abs(np.delete(got, 7, 1) - np.delete(motion, 7, 1)).max() < 0.01
+
+
+def test_instant_grouping():
+    from vp3d_ros.instants import InstantGrouper
+    ms = 1_000_000
+    g = InstantGrouper(['a', 'b', 'c'], tolerance_s=0.010, max_wait_s=0.1)
+    assert g.add('a', 1000 * ms, 'a0', 0.0) == []
+    assert g.add('b', 1004 * ms, 'b0', 0.01) == []
+    out = g.add('c', 997 * ms, 'c0', 0.02)               # complete: out at once
+    assert len(out) == 1 and out[0].frames == {'a': 'a0', 'b': 'b0', 'c': 'c0'}
+    assert out[0].stamp_ns == round((1000 + 1004 + 997) / 3 * ms)
+    # c is late for the next instant: a newer complete instant releases it without c
+    assert g.add('a', 1033 * ms, 'a1', 0.05) == []
+    assert g.add('b', 1034 * ms, 'b1', 0.05) == []
+    assert g.add('a', 1066 * ms, 'a2', 0.08) == []
+    assert g.add('b', 1067 * ms, 'b2', 0.08) == []
+    out = g.add('c', 1066 * ms, 'c2', 0.09)
+    assert [sorted(i.frames) for i in out] == [['a', 'b'], ['a', 'b', 'c']]
+    assert g.add('c', 1033 * ms, 'c1', 0.1) == [] and g.late == 1     # its instant has gone
+    # a camera gone quiet: the instant waits max_wait_s, then goes with what it has
+    assert g.add('a', 1100 * ms, 'a3', 1.0) == []
+    assert g.poll(1.05) == []
+    out = g.poll(1.11)
+    assert len(out) == 1 and list(out[0].frames) == ['a']
+
+
+def test_association_across_cameras(rig, motion):
+    a, b = motion[0], motion[0] + [1.2, 0.4, 0.0]
+    people = []
+    for i, c in enumerate(rig):
+        ids = (7, 3) if i % 2 else (3, 7)
+        d = {ids[0]: c.project(a), ids[1]: c.project(b)}
+        if i == 3:
+            d = {ids[0]: d[ids[0]]}               # camera 4 sees only the first person
+        people.append(d)
+    groups = F.associate(rig, people)
+    assert sorted(map(sorted, (g.items() for g in groups))) == sorted([
+        [(0, 3), (1, 7), (2, 3), (3, 7)], [(0, 7), (1, 3), (2, 7)]])

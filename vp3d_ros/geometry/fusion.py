@@ -483,3 +483,60 @@ def fuse_causal(cameras: Sequence[Camera], keypoints: np.ndarray, fps: float,
             lf = {c: p[i] for c, p in enumerate(lifted) if p is not None}
         out[i] = fuser.step(kp[:, i], i / fps, lf).points
     return out
+
+
+# ----------------------------------------------------------------------------- persons
+
+def associate(cameras: Sequence[Camera], people: Sequence[Dict[int, np.ndarray]],
+              gate_px: float = 40.0) -> list:
+    """Which detections of the cameras are the same person, at one instant.
+
+    ``people[c]``: person id -> (J, 2|3) keypoints of camera ``c``. Every pair of detections
+    in two cameras is triangulated from those two views; its mean reprojection error is the
+    pair's cost. Pairs are merged cheapest first (at most one detection per camera in a
+    person, cost under ``gate_px``). Returns a list of persons, each ``{camera index: person
+    id}``, largest first; a detection no other camera confirms is a person of its own."""
+    R, t, f = _stack_extrinsics(cameras)
+    obs = {}
+    for c, cam in enumerate(cameras):
+        for pid, kp in people[c].items():
+            px, conf = split_keypoints(kp)
+            obs[c, pid] = (cam.normalize_pixels(px), conf)
+    keys = list(obs)
+    if all(sum(1 for k in keys if k[0] == c) <= 1 for c in range(len(cameras))):
+        return [dict(keys)] if keys else []
+    pairs = []
+    for i, (ca, pa) in enumerate(keys):
+        for cb, pb in keys[i + 1:]:
+            if ca == cb:
+                continue
+            xa, wa = obs[ca, pa]
+            xb, wb = obs[cb, pb]
+            idx = [ca, cb]
+            use = np.stack([wa > 0, wb > 0]) & np.all(np.isfinite(np.stack([xa, xb])), -1)
+            if use.all(0).sum() < 3:
+                continue
+            xn = np.stack([xa, xb])
+            X = _triangulate_flat(R[idx], t[idx], f[idx], xn, np.stack([wa, wb]), use)
+            e = _errors_px(R[idx], t[idx], f[idx], xn, X)
+            both = use.all(0) & np.isfinite(X[:, 0])
+            if both.sum() < 3:
+                continue
+            cost = float(e[:, both].mean())
+            if cost < gate_px:
+                pairs.append((cost, (ca, pa), (cb, pb)))
+    pairs.sort(key=lambda p: p[0])
+    group = {k: {k[0]: k[1]} for k in keys}   # every detection starts as its own person
+    for _, a, b in pairs:
+        ga, gb = group[a], group[b]
+        if ga is gb or set(ga) & set(gb):
+            continue
+        ga.update(gb)
+        for c, pid in gb.items():
+            group[c, pid] = ga
+    out, seen = [], set()
+    for g in group.values():
+        if id(g) not in seen:
+            seen.add(id(g))
+            out.append(g)
+    return sorted(out, key=len, reverse=True)
