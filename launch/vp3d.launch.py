@@ -56,6 +56,10 @@ def _nodes(context):
                         parameters=[params_file, sim, {'bag_dir': arg('bag_dir'),
                                                        'checkpoint': arg('checkpoint'),
                                                        'lifter_mode': arg('mode')}]))
+    if arg('calibration') and len(cameras) >= 2:  # one fused world skeleton from all cameras
+        actions.append(Node(package='vp3d_ros', executable='fusion_node', name='fusion',
+                            output='screen', parameters=[params_file, sim, {
+                                'cameras': cameras, 'calibration': arg('calibration')}]))
     return actions
 
 
@@ -75,6 +79,8 @@ def generate_launch_description():
         ('record', 'false', 'start the recorder'),
         ('bag_dir', 'vp3d_bags', 'where the recorder writes bags'),
         ('use_sim_time', 'false', 'use /clock (bag replay with --clock)'),
+        ('calibration', '', 'calibration file of the cameras (Pose2Sim/Anipose TOML, JSON, '
+                            'YAML); with two or more cameras also starts the fusion node'),
     ]
     return LaunchDescription([DeclareLaunchArgument(n, default_value=d, description=h)
                               for n, d, h in args] + [OpaqueFunction(function=_nodes)])
