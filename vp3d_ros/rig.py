@@ -53,7 +53,8 @@ class NodeSpec:
 def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
          bag_dir: str = 'vp3d_bags', checkpoint: str = '', mode: str = 'causal',
          image_topic: str = 'image_raw', use_sim_time: bool = False,
-         video_params=(), lifter_params=(), recorder_params=()) -> List[NodeSpec]:
+         video_params=(), lifter_params=(), recorder_params=(),
+         calibration: str = '', fusion_params=()) -> List[NodeSpec]:
     """The same node set as launch/vp3d.launch.py."""
     specs = []
     if video is not None:
@@ -71,6 +72,9 @@ def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
     if record:
         specs.append(NodeSpec('recorder_node', 'recorder', '', [
             f'bag_dir:={bag_dir}', f'lifter_mode:={mode}', *ckpt, *recorder_params]))
+    if calibration and len(cameras) >= 2:  # one fused world skeleton from all cameras
+        specs.append(NodeSpec('fusion_node', 'fusion', '', [
+            f'cameras:=[{", ".join(cameras)}]', f'calibration:={calibration}', *fusion_params]))
     return specs
 
 
@@ -134,9 +138,13 @@ def main(argv=None) -> int:
     ap.add_argument('--record', action='store_true')
     ap.add_argument('--bag-dir', default='vp3d_bags')
     ap.add_argument('--use-sim-time', action='store_true')
+    ap.add_argument('--calibration', default='',
+                    help='calibration file of the cameras; with two or more cameras also starts '
+                         'the fusion node (/skeleton_3d/fused)')
     a = ap.parse_args(argv)
     cams = [c.strip().strip('/') for c in a.cameras.split(',') if c.strip()]
-    rig = Rig(plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic),
+    rig = Rig(plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic,
+                   calibration=a.calibration),
               a.params_file or default_params_file(), use_sim_time=a.use_sim_time)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
