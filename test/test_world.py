@@ -186,3 +186,58 @@ def test_cli_world_frame_contract(tmp_path):
     n = np.load(tmp_path / 'n.npy')
     assert abs(np.median(n[:, [W.RFOOT, W.LFOOT], 2])) < 0.25
     assert np.median(n[:, W.HEAD, 2]) > 1.2
+
+
+def world_track(tmp_path=None):
+    from vp3d_ros.records import Track
+    from vp3d_ros.skeletons import H36M17
+    track = walking_track(100)
+    stamps = 1000.0 + np.arange(len(track)) / 50.0
+    return Track('/cam_01/skeleton_3d/world', 0, H36M17.joints, stamps, track,
+                 np.ones(track.shape[:2]))
+
+
+def test_world_exports_use_opensim_axes(tmp_path):
+    """TRC / CSV of a world track: Y up (OpenSim), metres, absolute, mapping in the header."""
+    import csv
+    from vp3d_ros.records import (OPENSIM_AXES_NOTE, OPENSIM_FROM_ROS, opensim_to_ros,
+                                  write_world_csv, write_world_trc)
+    tr = world_track()
+    assert np.isclose(np.linalg.det(OPENSIM_FROM_ROS), 1.0)       # a rotation, no mirror
+    trc = write_world_trc(tr, tmp_path / 'w.trc')
+    lines = trc.read_text().splitlines()
+    assert OPENSIM_AXES_NOTE in lines[0]
+    rows = [l.split('\t') for l in lines[6:]]
+    xyz = np.array([[float(v) for v in r[2:]] for r in rows]).reshape(len(rows), 17, 3)
+    assert np.allclose(opensim_to_ros(xyz), tr.positions, atol=1e-6)
+    head, foot = xyz[:, W.HEAD], xyz[:, W.RFOOT]
+    assert (head[:, 1] > foot[:, 1] + 1.2).all()                 # Y is up
+    assert np.ptp(xyz[:, 0, 0]) > 1.0                           # the Hip moves (absolute)
+    cpath = write_world_csv(tr, tmp_path / 'w.csv')
+    text = cpath.read_text().splitlines()
+    assert text[0] == f'# {OPENSIM_AXES_NOTE}'
+    recs = list(csv.DictReader(text[1:]))
+    hip = [r for r in recs if r['landmark'] == 'Hip']
+    assert len(hip) == 100
+    got = np.array([[float(r['x_m']), float(r['y_m']), float(r['z_m'])] for r in hip])
+    assert np.allclose(got, tr.positions[:, 0] @ OPENSIM_FROM_ROS.T, atol=1e-6)
+
+
+def test_world_trc_opens_upright_and_moving_in_opensim(tmp_path):
+    opensim = pytest.importorskip('opensim')
+    from vp3d_ros.records import trc_marker_name, write_world_trc
+    tr = world_track()
+    trc = write_world_trc(tr, tmp_path / 'w.trc')
+    table = opensim.TimeSeriesTableVec3(str(trc))
+    assert table.getNumRows() == 100
+    labels = list(table.getColumnLabels())
+    assert labels == [trc_marker_name(j) for j in tr.joint_names]
+
+    def column(name):
+        c = table.getDependentColumn(name)
+        return np.array([[c[i].get(k) for k in range(3)] for i in range(c.size())])
+    head, foot, hip = column('Head'), column('RFoot'), column('Hip')
+    assert (head[:, 1] - foot[:, 1] > 1.2).all()                 # upright in Y
+    assert abs(np.median(foot[:, 1]) - 0.08) < 0.01             # feet on the floor
+    assert np.linalg.norm(hip[-1] - hip[0]) > 1.0                # moving through the room
+    assert table.getTableMetaDataAsString('Units') == 'm'

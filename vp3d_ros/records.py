@@ -9,8 +9,10 @@ Joint names come from the bag metadata (``vp3d.topic_layouts``, else ``vp3d.layo
 ``vp3d.layout_3d``), else H36M-17 for 3D clouds and ``joint_<i>`` for 2D ones.
 
 CSV and TRC are for 3D tracks (metres, camera optical frame, root-relative, as in the
-bag: no axis change for OpenSim's Y-up). ``write_csv(..., allow_2d=True)`` writes a 2D track
-with its own columns, ``CSV_COLUMNS_2D`` (pixels and detector confidence); TRC is 3D only.
+bag: no axis change for OpenSim's Y-up). World tracks (REP-103 z up, absolute) go out in
+OpenSim's axes through ``write_world_trc`` / ``write_world_csv`` (mapping below).
+``write_csv(..., allow_2d=True)`` writes a 2D track with its own columns,
+``CSV_COLUMNS_2D`` (pixels and detector confidence); TRC is 3D only.
 A keypoint topic whose frames are all empty (nobody detected) gives no Track;
 ``keypoint_topic_frames`` tells such topics apart from absent ones.
 """
@@ -245,8 +247,9 @@ def format_rate(rate: float) -> str:
     return f'{rate:.3f}'.rstrip('0').rstrip('.') or '0'
 
 
-def write_trc(track: Track, path) -> Path:
-    """OpenSim TRC (PathFileType 4, metres); Time is seconds since the first frame."""
+def write_trc(track: Track, path, note: str = '') -> Path:
+    """OpenSim TRC (PathFileType 4, metres); Time is seconds since the first frame.
+    ``note`` is appended to the first header line (OpenSim keeps it as ``header``)."""
     if track.dims != 3:
         raise ValueError(f'{track.topic} is a 2D track; TRC needs 3D markers')
     path = Path(path)
@@ -254,7 +257,7 @@ def write_trc(track: Track, path) -> Path:
     rate = format_rate(data_rate(track.stamps_s))
     markers = [trc_marker_name(j) for j in track.joint_names]
     lines = [
-        f'PathFileType\t4\t(X/Y/Z)\t{path.name}',
+        f'PathFileType\t4\t(X/Y/Z)\t{path.name}' + (f'\t{note}' if note else ''),
         'DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\t'
         'OrigDataStartFrame\tOrigNumFrames',
         f'{rate}\t{rate}\t{n_frames}\t{n_markers}\tm\t{rate}\t1\t{n_frames}',
@@ -269,6 +272,43 @@ def write_trc(track: Track, path) -> Path:
             cells += ['', '', ''] if not np.all(np.isfinite(p)) else [f'{v:.9g}' for v in p]
         lines.append('\t'.join(cells))
     path.write_text('\n'.join(lines) + '\n')
+    return path
+
+
+# ----------------------------------------------------------------------------- world tracks
+# World tracks (``/<cam>/skeleton_3d/world``, ``vp3d-lift --frame world``) are REP-103:
+# x forward, y left, z up, metres, absolute. OpenSim is Y up. The exports below rotate
+# (right-handed, a rotation of -90 degrees about x, no mirror):
+#     OpenSim X = ROS x,  OpenSim Y = ROS z,  OpenSim Z = -ROS y
+# so OpenSim's X forward, Y up, Z right match ROS's forward, up and right.
+OPENSIM_FROM_ROS = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+OPENSIM_AXES_NOTE = ('Axes: OpenSim X = world x, Y = world z (up), Z = -world y '
+                     '(world: REP-103 z up); metres, absolute')
+
+
+def ros_to_opensim(points: np.ndarray) -> np.ndarray:
+    """World points (..., 3), REP-103 z up -> OpenSim's Y-up axes (see OPENSIM_FROM_ROS)."""
+    return np.asarray(points, dtype=np.float64) @ OPENSIM_FROM_ROS.T
+
+
+def opensim_to_ros(points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, dtype=np.float64) @ OPENSIM_FROM_ROS
+
+
+def write_world_trc(track: Track, path) -> Path:
+    """TRC of a world track in OpenSim's convention (Y up, metres, absolute), the axis
+    mapping in the first header line."""
+    return write_trc(track._replace(positions=ros_to_opensim(track.positions)), path,
+                     note=OPENSIM_AXES_NOTE)
+
+
+def write_world_csv(track: Track, path) -> Path:
+    """CSV (CSV_COLUMNS) of a world track in OpenSim's axes, after one ``#`` comment line
+    that states the mapping (read with ``comment='#'`` in pandas)."""
+    path = Path(path)
+    tmp = write_csv(track._replace(positions=ros_to_opensim(track.positions)), path)
+    body = tmp.read_text()
+    path.write_text(f'# {OPENSIM_AXES_NOTE}\n' + body)
     return path
 
 
