@@ -4,8 +4,9 @@
    as on a rig (the clip is played at ``--rate`` fps like a camera; frames pose2d cannot keep
    up with are dropped and counted, as live).
 2. The LandmarkRecord bag is exported to CSV and OpenSim TRC.
-3. ``vp3d-offline`` processes every frame of the same clip with the same checkpoint; the demo
-   reports how live and offline agree on the frames both have.
+3. ``vp3d-offline`` processes every frame of the same clip with the same checkpoint (the
+   causal one unless ``--mode symmetric``, so that the two compare; vp3d-offline's own default
+   is the symmetric one); the demo reports how live and offline agree on the frames both have.
 4. A PNG strip: frames with the 2D skeleton and the 3D skeleton rendered beside them.
 No network, no files outside the package.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -37,7 +39,8 @@ def _env(out_dir: str) -> dict:
     return env
 
 
-def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str) -> str:
+def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str):
+    """-> (bag path, frames the camera sent or None if its log does not say)."""
     env = _env(out_dir)
     params = default_params_file()
     logs = os.path.join(out_dir, 'logs')
@@ -58,6 +61,7 @@ def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str) 
             if not camera.wait_for_log('cam01_video_source', 'end of clip', 600):
                 raise RuntimeError('video_source did not finish:\n'
                                    + camera.log('cam01_video_source')[-2000:])
+            sent = re.search(r'end of clip after (\d+) frames', camera.log('cam01_video_source'))
         finally:
             camera.stop()
         time.sleep(2.5)  # pose2d's last frame, then the lifter's idle flush
@@ -65,7 +69,7 @@ def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str) 
         codes = nodes.stop()
     if codes.get('recorder') not in (0, None):
         raise RuntimeError(f'recorder exited with {codes["recorder"]}: ' + nodes.log('recorder')[-2000:])
-    return bag
+    return bag, int(sent.group(1)) if sent else None
 
 
 # Live video stamps start here (a zero stamp means "unstamped" to the lifter); offline video
@@ -91,6 +95,34 @@ def agreement(live, offline, fps) -> dict:
             'max_mm': float(1000 * d.max()) if d.size else float('nan')}
 
 
+def live_line(bag: str, sent, n2: int, n3: int) -> str:
+    """What the live run did, drops only when there were some."""
+    line = f'live bag      {bag}: {n2} keypoints_2d frames, {n3} skeleton_3d frames'
+    if sent is not None and n2 < sent:
+        line += (f'; {sent - n2} of the {sent} frames the camera sent were dropped (pose2d '
+                 'works on the newest frame when MediaPipe falls behind, as on a rig)')
+    elif sent is not None:
+        line += f': every one of the {sent} frames the camera sent, none dropped'
+    if n3 < n2:
+        line += f'; {n2 - n3} 2D frames without a 3D pose (no person, or a lifter restart)'
+    return line
+
+
+def agreement_line(ag: dict, dropped: bool) -> str:
+    """Live vs offline: the figures, and a reason only when they differ."""
+    if not ag['frames']:
+        return 'live vs offline: no frames in common to compare'
+    line = f'live vs offline: {ag["frames"]} common frames, '
+    if not ag['max_mm'] >= 0.05:  # also NaN: nothing finite to compare
+        return line + '3D joints identical (within 0.05 mm)'
+    line += (f'3D joints differ by {ag["mean_mm"]:.1f} mm on average (max {ag["max_mm"]:.1f} '
+             'mm)')
+    if dropped:
+        line += ('; live MediaPipe tracked a stream with dropped frames and the lifter saw '
+                 'those gaps, offline saw every frame')
+    return line
+
+
 def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5):
     import cv2
     from .render import strip
@@ -112,7 +144,9 @@ def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='python -m vp3d_ros.demo', description=__doc__.splitlines()[0])
-    ap.add_argument('--video', default=BUNDLED_CLIP, help='clip to use (default: the bundled one)')
+    ap.add_argument('--video', default=BUNDLED_CLIP,
+                    help='clip to use (default: the bundled one); from a clone: '
+                         'make demo ARGS="--video clip.mp4"')
     ap.add_argument('--out', default='demo_output', help='output directory (replaced)')
     ap.add_argument('--mode', default='causal', choices=['causal', 'symmetric'],
                     help='which shipped lifter the live system and the offline run use')
@@ -135,10 +169,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     lines = []
     live_tracks = []
+    dropped = False
     if not a.skip_live:
         print(f'demo: live run: video_source({os.path.basename(a.video)} @ {a.rate} fps) -> '
               'pose2d -> lifter -> recorder, separate processes over DDS ...')
-        live_bag = run_live(a.out, a.video, a.checkpoint, a.rate, a.mode)
+        live_bag, sent = run_live(a.out, a.video, a.checkpoint, a.rate, a.mode)
         live_tracks = records.read_landmark_tracks(live_bag)
         for tr in live_tracks:
             if tr.dims == 3:
@@ -146,9 +181,10 @@ def main(argv=None) -> int:
                 records.write_trc(tr, os.path.join(a.out, f'live_{tr.name}.trc'))
         n2 = sum(len(t.stamps_s) for t in live_tracks if t.dims == 2)
         n3 = sum(len(t.stamps_s) for t in live_tracks if t.dims == 3)
-        lines.append(f'live bag      {live_bag}: {n2} keypoints_2d frames, {n3} skeleton_3d frames '
-                     '(frames pose2d could not keep up with were dropped, as on a rig)')
-    print('demo: offline run on every frame of the same clip ...')
+        lines.append(live_line(live_bag, sent, n2, n3))
+        dropped = sent is not None and n2 < sent
+    print(f'demo: offline run on every frame of the same clip ({a.mode} lifter, as the live '
+          'run) ...')
     off_bag = os.path.join(a.out, 'offline_landmarks')
     summary = process(a.video, off_bag, checkpoint=checkpoint, mode=a.mode, progress=sys.stderr.isatty())
     off_tracks = records.read_landmark_tracks(off_bag)
@@ -159,16 +195,15 @@ def main(argv=None) -> int:
         records.write_trc(tr, os.path.join(a.out, f'offline_{tr.name}.trc'))
     records.write_npz(off_tracks, os.path.join(a.out, 'offline_landmarks.npz'))
     lines.append(f'offline bag   {off_bag}: {summary.frames} frames, {summary.frames_without_person} '
-                 f'without a person, {summary.fps:.1f} frames/s')
+                 f'without a person, {summary.fps:.1f} frames/s, {a.mode} lifter'
+                 + ('' if a.mode == 'symmetric' or a.checkpoint else
+                    ' (as live, to compare; vp3d-offline defaults to the smoother symmetric one, '
+                    '--mode causal gives this)'))
     live3 = [t for t in live_tracks if t.dims == 3]
     if live3 and off3:
         import cv2
         fps = cv2.VideoCapture(a.video).get(cv2.CAP_PROP_FPS) or 30.0
-        ag = agreement(live3[0], off3[0], fps)
-        lines.append(f'live vs offline: {ag["frames"]} common frames, 3D joints differ by '
-                     f'{ag.get("mean_mm", float("nan")):.1f} mm on average (max '
-                     f'{ag.get("max_mm", float("nan")):.1f} mm; live MediaPipe tracks a stream with '
-                     'dropped frames, offline sees every frame)')
+        lines.append(agreement_line(agreement(live3[0], off3[0], fps), dropped))
     png = picture(a.video, off2, off3, os.path.join(a.out, 'demo_strip.png')) if off3 and off2 else None
     bones = []
     if off3:
@@ -183,10 +218,16 @@ def main(argv=None) -> int:
     if bones:
         print(f'skeleton      mean bone length {100 * bones[0]:.1f} cm, bone-length std over time '
               f'{1000 * bones[1]:.1f} mm')
-    print(f'exports       {a.out}/*.csv (timestamp_s,landmark,x_m,y_m,z_m,visibility), *.trc, *.npz')
+    print(f'exports       {a.out}/*.csv (timestamp_s,landmark,x_m,y_m,z_m,visibility; metres, '
+          'camera frame), *.trc (OpenSim), *.npz')
     if png:
-        print(f'picture       {png}')
+        print(f'picture       {png} (frames with the 2D skeleton; 3D from the camera and from '
+              'its right, 0.5 m grid)')
     print(f'total time    {time.time() - t0:.1f} s')
+    print('next          your video: make demo ARGS="--video clip.mp4", or to CSV/TRC directly: '
+          'make process VIDEO=clip.mp4\n'
+          '              the tools: source .venv/bin/activate; vp3d-offline --help, '
+          'vp3d-export --help (README: Offline and export)')
     return 0
 
 
