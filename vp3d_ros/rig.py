@@ -129,15 +129,26 @@ class Rig:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='python -m vp3d_ros.rig', description=__doc__.splitlines()[0])
-    ap.add_argument('--cameras', default='cam01', help='comma-separated camera namespaces')
-    ap.add_argument('--image-topic', default='image_raw')
-    ap.add_argument('--video', default=None, help="play a video as the first camera ('' = bundled clip)")
-    ap.add_argument('--params-file', default=None)
-    ap.add_argument('--checkpoint', default='')
-    ap.add_argument('--mode', default='causal', choices=['causal', 'symmetric'])
-    ap.add_argument('--record', action='store_true')
-    ap.add_argument('--bag-dir', default='vp3d_bags')
-    ap.add_argument('--use-sim-time', action='store_true')
+    ap.add_argument('--cameras', default='cam01',
+                    help='comma-separated camera namespaces, one pose2d each (default: cam01)')
+    ap.add_argument('--image-topic', default='image_raw',
+                    help='image topic inside each camera namespace (default: image_raw)')
+    ap.add_argument('--video', default=None,
+                    help="play a video as the first camera ('' = bundled clip; default: none, "
+                         'images come from your camera drivers)')
+    ap.add_argument('--params-file', default=None,
+                    help='node parameters YAML (default: the package\'s config/vp3d.yaml)')
+    ap.add_argument('--checkpoint', default='',
+                    help='lifter checkpoint (.bin; default: the shipped one for --mode)')
+    ap.add_argument('--mode', default='causal', choices=['causal', 'symmetric'],
+                    help='lifter: causal (default; poses at once, past frames only) or symmetric '
+                         '(smoother, poses (RF-1)/2 frames late)')
+    ap.add_argument('--record', action='store_true',
+                    help='also start the recorder (keypoints_2d and skeleton_3d to a bag)')
+    ap.add_argument('--bag-dir', default='vp3d_bags',
+                    help='with --record: directory for the bags (default: vp3d_bags)')
+    ap.add_argument('--use-sim-time', action='store_true',
+                    help='nodes follow /clock (e.g. with ros2 bag play --clock)')
     ap.add_argument('--calibration', default='',
                     help='calibration file of the cameras; with two or more cameras also starts '
                          'the fusion node (/skeleton_3d/fused)')

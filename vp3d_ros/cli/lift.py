@@ -2,6 +2,16 @@
 
 Usable with keypoints from any 2D detector; also how the lifter core is checked from
 outside against upstream VideoPose3D.
+
+Keypoints from a vp3d_ros bag: export the 2D topic to npz, then save its positions::
+
+    vp3d-export session_landmarks --out-dir exports --npz --include-2d --topics /cam01/keypoints_2d
+    python -c "import numpy as np; z = np.load('exports/cam01_keypoints_2d_p0.npz'); \\
+        np.save('keypoints.npy', z['cam01_keypoints_2d_p0__positions'])"
+    vp3d-lift keypoints.npy --width 1080 --height 1920 --out poses.npy
+
+(H36M order, as pose2d and vp3d-offline write by default. Frames without the person are NaN
+there: drop or fill them first. --width/--height: the source video's size.)
 """
 from __future__ import annotations
 
@@ -19,7 +29,9 @@ def _widths(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='vp3d-lift', description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog='vp3d-lift', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('keypoints', help='input .npy, shape (T, 17, 2) pixels, or (T, 17, 3) with '
                                      'a confidence last')
     p.add_argument('--checkpoint', default=None,
@@ -36,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--causal', action='store_true', default=None,
                    help='the checkpoint is causal (not stored in the file)')
     p.add_argument('--no-flip', action='store_true', help='disable test-time flip augmentation')
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='cpu',
+                   help="torch device: 'cpu' (default) or 'cuda' / 'cuda:0' where torch was "
+                        'installed with GPU support')
     p.add_argument('--out', required=True, help='output .npy, shape (T, 17, 3), metres')
     w = p.add_argument_group('world frame (see vp3d_ros.geometry.world)')
     w.add_argument('--frame', choices=['camera', 'world'], default='camera',

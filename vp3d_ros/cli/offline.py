@@ -5,6 +5,10 @@ Examples::
 
     vp3d-offline clip.mp4 --out session_landmarks --camera-name cam01
     vp3d-offline cameras.mcap --topics /cam01/image /cam02/image/compressed --storage sqlite3
+    vp3d-export session_landmarks --out-dir exports     # then: CSV, OpenSim TRC, npz
+
+(From a clone without activating .venv: ``make offline VIDEO=clip.mp4 OUT=session_landmarks``,
+or ``make process VIDEO=clip.mp4`` for the bag and its CSV/TRC in one go.)
 """
 from __future__ import annotations
 
@@ -23,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  'sensor_msgs/Image or CompressedImage topics')
     p.add_argument('--out', default=None,
                    help='output bag (a new directory; default: <input name>_landmarks here)')
-    p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
+    p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap',
+                   help='output bag storage format: mcap (default, as the recorder) or sqlite3 '
+                        '(.db3, for tools that only read rosbag2\'s older format)')
     p.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
                    help='bag image topics to process (default: every image topic)')
     p.add_argument('--camera-name', default=None,
@@ -38,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--checkpoint', default=None,
                    help="VideoPose3D checkpoint (.bin); default: the shipped default for --mode")
     g.add_argument('--mode', choices=['causal', 'symmetric'], default='symmetric',
-                   help='which shipped default checkpoint to use (default: symmetric)')
+                   help='which shipped default checkpoint to use: symmetric (default; 40 past '
+                        'and 40 future frames, smoother) or causal (past frames only, as the '
+                        'live default; what `make demo` uses by default to compare with live)')
     g.add_argument('--filter-widths', type=_widths, default=None,
                    help='e.g. "3,3,3,3,3" (default: from the checkpoint/sidecar)')
     g.add_argument('--channels', type=int, default=None, help='default: from the checkpoint')
@@ -47,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--layout', choices=['coco', 'h36m'], default=None,
                    help='lifter input / keypoints_2d layout (default: sidecar, else h36m)')
     g.add_argument('--no-flip', action='store_true', help='disable test-time flip augmentation')
-    g.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
+    g.add_argument('--device', default='cpu',
+                   help="torch device for the lifter: 'cpu' (default) or 'cuda' / 'cuda:0' "
+                        'where torch was installed with GPU support')
     g.add_argument('--max-gap-frames', type=int, default=10,
                    help='missing-person frames bridged by interpolation (as the lifter node)')
     g.add_argument('--max-gap-s', type=float, default=0.5,
@@ -55,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--min-confidence', type=float, default=0.2,
                    help='weaker joints hold their last position (as the lifter node)')
     m = p.add_argument_group('pose (MediaPipe)')
-    m.add_argument('--backend', choices=['legacy', 'tasks'], default='legacy')
+    m.add_argument('--backend', choices=['legacy', 'tasks'], default='legacy',
+                   help="MediaPipe Pose backend: legacy (default; the 'full' model inside the "
+                        'mediapipe wheel, one person, no extra file) or tasks (PoseLandmarker: '
+                        'several persons with --num-poses, lite/full/heavy; needs --task-file, '
+                        'made offline with vp3d-make-pose-task out.task)')
     m.add_argument('--task-file', default=None, help='tasks backend: pose_landmarker .task file')
     m.add_argument('--num-poses', type=int, default=1, help='tasks backend: persons per image')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
