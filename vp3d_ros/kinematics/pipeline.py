@@ -36,7 +36,8 @@ def input_name(path) -> str:
 
 def load_markers(path, topic: Optional[str] = None) -> tuple:
     """(Markers with Y up, description of the source). TRC: as is (Y up, its units);
-    a bag: the world (or fused) H36M-17 track, REP-103 z up turned to Y up."""
+    a bag: the fused (``/skeleton_3d/fused``) or else a world (``/<cam>/skeleton_3d/world``)
+    H36M-17 track, the person seen in most frames, REP-103 z up turned to Y up."""
     p = Path(path)
     if p.is_file() and p.suffix.lower() == '.trc':
         m = read_trc(p)
@@ -55,7 +56,9 @@ def load_markers(path, topic: Optional[str] = None) -> tuple:
         raise ValueError(f'{p}: no world-frame H36M-17 track (a 3D keypoint topic with '
                          f'{"/".join(WORLD_HINTS)} in its name; camera-frame skeleton_3d '
                          'tracks are root-relative and cannot drive IK); name one with --topic')
-    track = max(tracks, key=lambda t: int(np.isfinite(t.positions).all(-1).all(-1).sum()))
+    # fused (multi-camera) before one camera's world track, then the most complete person
+    track = max(tracks, key=lambda t: ('fused' in t.topic,
+                                       int(np.isfinite(t.positions).all(-1).all(-1).sum())))
     names = tuple(trc_marker_name(j) for j in track.joint_names)
     m = Markers(track.stamps_s - track.stamps_s[0], names, zup_to_yup(track.positions))
     return m.subset(H36M_MARKERS), f'bag {p.name} topic {track.topic} person {track.person}'
