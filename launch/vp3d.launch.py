@@ -53,9 +53,7 @@ def _nodes(context):
                         output='screen', parameters=[params_file, sim, lifter_params]))
     actions.append(Node(package='vp3d_ros', executable='recorder_node', name='recorder',
                         output='screen', condition=IfCondition(LaunchConfiguration('record')),
-                        parameters=[params_file, sim, {'bag_dir': arg('bag_dir'),
-                                                       'checkpoint': arg('checkpoint'),
-                                                       'lifter_mode': arg('mode')}]))
+                        parameters=[params_file, sim, {'bag_dir': arg('bag_dir')}]))
     if arg('calibration') and len(cameras) >= 2:  # one fused world skeleton from all cameras
         actions.append(Node(package='vp3d_ros', executable='fusion_node', name='fusion',
                             output='screen', parameters=[params_file, sim, {

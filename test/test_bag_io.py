@@ -109,6 +109,31 @@ def test_metadata_roundtrip(tmp_path, storage):
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_metadata_updated_while_open(tmp_path, storage):
+    """A lifter's model announced after the bag opened: kept by the open part (also in the
+    crash side file, which reindex restores from) and by every later split part."""
+    import json
+    size = len(raw(cloud(0)[0]))
+    model = {'path': '/m/late.bin', 'sha256': 'cd' * 32, 'architecture': {'channels': 16}}
+    w = BagWriter(tmp_path / 'run', storage=storage, metadata={bag_io.META_CHECKPOINT: {}},
+                  split_max_bytes=3 * size)
+    w.add_topic(T3, CLOUD)
+    w.write(T3, 10**9, raw(cloud(0)[0]))
+    w.update_metadata({bag_io.META_CHECKPOINT: model, bag_io.META_MODELS: [model]})
+    side = json.loads((w.parts[-1] / bag_io.SIDECAR).read_text())
+    assert json.loads(side[bag_io.META_CHECKPOINT]) == model
+    for i in range(1, 7):
+        w.write(T3, 10**9 + i, raw(cloud(i)[0]))
+    w.close()
+    assert len(w.parts) == 3
+    with open_bag(tmp_path / 'run') as bag:
+        assert bag.metadata == {bag_io.META_CHECKPOINT: model, bag_io.META_MODELS: [model]}
+        assert all(json.loads(c[bag_io.META_CHECKPOINT]) == model for c in bag.custom_data)
+    with pytest.raises(BagError, match='closed'):
+        w.update_metadata({'x': 1})
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_split_by_size(tmp_path, storage):
     size = len(raw(cloud(0)[0]))
     sent = write_bag(tmp_path / 'run', storage, n=10, split_max_bytes=5 * size,

@@ -98,8 +98,7 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
     ckpt, _ = make_checkpoint((3, 3, 3), 32, causal)
     params = os.path.join(REPO, 'config', 'vp3d.yaml')
     rec = start('recorder_node', '--params-file', params, '-p', f'bag_dir:={tmp}', '-p',
-                'bag_name:=session', '-p', 'topics:=[/cam01/keypoints_2d, /cam01/skeleton_3d]',
-                '-p', f'checkpoint:={ckpt}')
+                'bag_name:=session', '-p', 'topics:=[/cam01/keypoints_2d, /cam01/skeleton_3d]')
     pose = start('pose2d_node', '--params-file', params, '-r', '__ns:=/cam01')
     lift = start('lifter_node', '--params-file', params, *checkpoint_params(ckpt, causal))
     client.collect(PointCloud2, '/cam01/keypoints_2d')
@@ -147,7 +146,11 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
     for topic, seen in (('/cam01/keypoints_2d', kp_msgs), ('/cam01/skeleton_3d', sk)):
         got = sorted(recorded[topic], key=lambda m: stamps_ns([m]))
         assert len(got) == len(seen) and all(a == b for a, b in zip(got, sorted(seen, key=lambda m: stamps_ns([m]))))
-    assert meta['vp3d.checkpoint']['sha256'] and meta['vp3d.layout_2d'] == 'h36m'
+    # The bag names what the lifter loaded (its ~/model announcement), not a recorder parameter.
+    from vp3d_ros.hashing import file_sha256
+    assert meta['vp3d.checkpoint']['path'] == os.path.abspath(ckpt)
+    assert meta['vp3d.checkpoint']['sha256'] == file_sha256(ckpt)
+    assert meta['vp3d.checkpoint']['causal'] is causal and meta['vp3d.layout_2d'] == 'h36m'
 
 
 def test_parameter_file_changes_behaviour(rig, clip_frames, make_checkpoint, tmp_path):

@@ -96,7 +96,14 @@ def test_clip_bag_round_trip(clip_run):
         msgs = list(bag.messages())
     assert meta['vp3d.format'] == 'LandmarkRecord/1'
     assert meta['vp3d.layout_2d'] == 'h36m' and meta['vp3d.layout_3d'] == 'h36m'
-    assert meta['vp3d.checkpoint'] == {'path': os.path.abspath(ckpt), 'sha256': file_sha256(ckpt)}
+    # What was loaded, named like the live lifter's ~/model announcement.
+    assert meta['vp3d.checkpoint'] == {
+        'path': os.path.abspath(ckpt), 'sha256': file_sha256(ckpt),
+        'architecture': {'filter_widths': list(FW), 'channels': CH, 'causal': False,
+                         'receptive_field': RF, 'joints_in': 17, 'joints_out': 17},
+        'input_layout': 'h36m', 'causal': False, 'flip': True, 'mode': 'symmetric',
+        'shipped_default': False}
+    assert meta['vp3d.models'] == [meta['vp3d.checkpoint']]
     params = meta['vp3d.parameters']['vp3d-offline']
     assert params['mode'] == 'symmetric' and params['filter_widths'] == list(FW)
     for topic, _, _, raw in msgs:

@@ -15,7 +15,11 @@ returned as the raw string). Keys the package uses:
 - ``vp3d.layout_2d``: joint layout of the ``keypoints_2d`` topics, ``"h36m"`` or ``"coco"``
 - ``vp3d.layout_3d``: joint layout of the ``skeleton_3d`` topics (``"h36m"``)
 - ``vp3d.topic_layouts``: ``{topic: layout}``, per-topic override of the two above
-- ``vp3d.checkpoint``: ``{"path": ..., "sha256": ...}`` of the lifter checkpoint
+- ``vp3d.checkpoint``: the lifter model that made the skeletons, as the lifter announced it
+  (``lifter_config.model_provenance``: path, sha256, architecture, input_layout, causal,
+  flip, mode, ...); ``{"path": "", "sha256": ""}`` when no lifter announced one
+- ``vp3d.models``: every distinct model announced while recording (several lifters, or one
+  restarted with another checkpoint), each with the ``topic`` it came on
 - ``vp3d.parameters``: node parameters, ``{node: {name: value}}``
 - ``vp3d.subject``: subject information (free-form dict: id, height_m, mass_kg, ...)
 - ``vp3d.format``: ``"LandmarkRecord/1"`` for bags written by the landmark recorder
@@ -70,6 +74,7 @@ META_LAYOUT_2D = 'vp3d.layout_2d'
 META_LAYOUT_3D = 'vp3d.layout_3d'
 META_TOPIC_LAYOUTS = 'vp3d.topic_layouts'
 META_CHECKPOINT = 'vp3d.checkpoint'
+META_MODELS = 'vp3d.models'
 META_PARAMETERS = 'vp3d.parameters'
 META_SUBJECT = 'vp3d.subject'
 META_FORMAT = 'vp3d.format'
@@ -265,6 +270,22 @@ class BagWriter:
         self._part_bytes += size
         if time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
+
+    def update_metadata(self, metadata: dict) -> None:
+        """Set custom metadata keys after opening (e.g. a lifter's model announced late):
+        stored in this part and every later one (rosbag2 writes metadata.yaml at close;
+        the side file keeps it recoverable after a crash). Split parts already closed keep
+        what they had."""
+        self._check_open()
+        encoded = encode_metadata(metadata)
+        self._custom.update(encoded)
+        for k, v in encoded.items():
+            self._writer.set_custom_data(k, v)
+        custom = dict(self._writer.custom_data)
+        try:
+            (self.parts[-1] / SIDECAR).write_text(json.dumps(custom, sort_keys=True))
+        except OSError as e:
+            raise BagError(f'cannot update {self.parts[-1] / SIDECAR}: {e}') from e
 
     def write_msg(self, topic: str, stamp_ns: int, msg) -> None:
         """Serialize a rosbags message object with the topic's type and store it."""
@@ -631,6 +652,7 @@ def recording_metadata(layout_2d: str, checkpoint: dict, parameters: dict, subje
         META_LAYOUT_2D: layout_2d,
         META_LAYOUT_3D: layout_3d,
         META_CHECKPOINT: checkpoint,
+        META_MODELS: [checkpoint] if checkpoint.get('path') else [],
         META_PARAMETERS: {producer: parameters},
         META_SUBJECT: subject,
         'vp3d.producer': f'vp3d_ros {__version__} {producer}',

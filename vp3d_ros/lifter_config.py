@@ -4,8 +4,8 @@ the CLI, the offline tool and the lifter node.
 Explicit settings win; then the checkpoint's sidecar (``<name>.yaml``); then defaults
 (H36M input layout). Without a checkpoint the shipped default model is used, if present.
 
-Importing this module does not import torch (checkpoint loading does, when called): the
-recorder names the shipped checkpoints in its bag metadata and starts in about a second.
+Importing this module does not import torch (checkpoint loading does, when called).
+``model_provenance`` is the record of what was resolved, for bags and the lifter's ``~/model``.
 """
 from __future__ import annotations
 
@@ -48,3 +48,20 @@ def resolve_lifter(checkpoint: Optional[str], filter_widths: Optional[Sequence[i
     if layout not in ('coco', 'h36m'):
         raise CheckpointError(f"input layout must be 'coco' or 'h36m', got {layout!r}")
     return ckpt, layout
+
+
+def model_provenance(ckpt: LoadedCheckpoint, layout: str, flip: bool, **extra) -> dict:
+    """What a lifter actually loaded and how it lifts, as bags record it (``vp3d.checkpoint``):
+    the live lifter announces this on its ``~/model`` topic and the offline tool writes it, so
+    a bag names the model that made its skeletons, not the one a recorder was told about."""
+    arch = ckpt.arch
+    defaults = {os.path.abspath(p) for p in DEFAULT_CHECKPOINTS.values()}
+    return {
+        'path': ckpt.path, 'sha256': ckpt.sha256,
+        'architecture': {'filter_widths': list(arch.filter_widths), 'channels': arch.channels,
+                         'causal': arch.causal, 'receptive_field': arch.receptive_field,
+                         'joints_in': arch.num_joints_in, 'joints_out': arch.num_joints_out},
+        'input_layout': layout, 'causal': arch.causal, 'flip': bool(flip),
+        'mode': 'causal' if arch.causal else 'symmetric',
+        'shipped_default': os.path.abspath(ckpt.path) in defaults,
+        **extra}

@@ -459,7 +459,7 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError."""
     from .checkpoint import CheckpointError
     from .lifter import SequenceLifter
-    from .lifter_config import resolve_lifter
+    from .lifter_config import model_provenance, resolve_lifter
 
     t0 = time.perf_counter()
     src, out = Path(input_path), Path(out_bag)
@@ -510,8 +510,8 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
         'topics': [s.label for s in sources], 'max_frames': max_frames or 0,
         'max_gap_frames': max_gap_frames, 'max_gap_s': max_gap_s,
         'min_confidence': min_confidence, 'lifting': 'whole sequence (SequenceLifter)'}
-    meta = bag_io.recording_metadata(layout, {'path': ckpt.path, 'sha256': ckpt.sha256},
-                                     params, {}, producer=PRODUCER)
+    meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, flip), params, {},
+                                     producer=PRODUCER)
     try:
         write_bag(out, storage, meta, cameras, lifter.layout.num_joints)
     except bag_io.BagError as e:

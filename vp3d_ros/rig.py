@@ -71,7 +71,7 @@ def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
         f'cameras:=[{", ".join(cameras)}]', f'mode:={mode}', *ckpt, *lifter_params]))
     if record:
         specs.append(NodeSpec('recorder_node', 'recorder', '', [
-            f'bag_dir:={bag_dir}', f'lifter_mode:={mode}', *ckpt, *recorder_params]))
+            f'bag_dir:={bag_dir}', *recorder_params]))
     if calibration and len(cameras) >= 2:  # one fused world skeleton from all cameras
         specs.append(NodeSpec('fusion_node', 'fusion', '', [
             f'cameras:=[{", ".join(cameras)}]', f'calibration:={calibration}', *fusion_params]))

@@ -5,8 +5,17 @@ One node serves every camera in ``cameras`` (namespaces). Each (camera, person) 
 own streaming window (:mod:`vp3d_ros.windowing`). Causal models publish each frame at once;
 symmetric models publish a frame when its future context has arrived, with its own stamp,
 and optionally an immediate estimate from a causal model on ``skeleton_3d/immediate``.
-Image size for normalisation: ``camera_info`` when present, else ``image_width``/
-``image_height``; when both exist they must agree (a wrong scale is refused, not guessed).
+Image size for normalisation: the size pose2d saw (``keypoints_2d/image_info``, a latched
+CameraInfo holding only width/height), so a camera without camera_info works with no
+parameter; else ``camera_info``; else ``image_width``/``image_height``. Every size given must
+agree with the others: a frame whose camera_info (or parameters) disagrees with the images is
+refused with a rate-limited error, never lifted at a wrong scale. While pose2d's size is on
+its way (its publisher is up but its latched message has not arrived) frames wait for it.
+
+Provenance: what was actually loaded (path, sha256, architecture, input layout, causal, flip,
+mode; see ``lifter_config.model_provenance``) is announced once as JSON on ``~/model``
+(std_msgs/String, reliable + transient-local, so a recorder started later still gets it);
+the recorder writes it into the bag's ``vp3d.checkpoint``.
 
 Robustness rules (a rig sends everything): a cloud that is not a 2D keypoint cloud (missing
 or non-FLOAT32 fields, a payload that does not fit its point count, 3D points) is skipped
@@ -21,6 +30,7 @@ DDS matching is still under way come from the publisher's history instead of bei
 """
 from __future__ import annotations
 
+import json
 import re
 import os
 import time
@@ -31,17 +41,21 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, PointCloud2
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from ..checkpoint import CheckpointError, read_sidecar
 from ..lifter import StreamingLifter, lift_queued
-from ..lifter_config import resolve_lifter
+from ..lifter_config import model_provenance, resolve_lifter
 from .markers import skeleton_markers
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from ..windowing import TrackWindow
 from .common import ConfigError, Throttle, declare, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
+
+# One latched message a topic: pose2d's image size, this node's model announcement.
+LATCHED_ONE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _ns(stamp) -> int:
@@ -71,6 +85,11 @@ class _Camera:
         node.create_subscription(CameraInfo, prefix + 'camera_info',
                                  lambda m: node.on_camera_info(self, m), qos_profile_sensor_data)
         self.info_size: Optional[Tuple[int, int]] = None
+        # The size of the images pose2d saw (published latched when it changes).
+        self.seen_topic = node.resolve_topic_name(prefix + 'keypoints_2d/image_info')
+        node.create_subscription(CameraInfo, self.seen_topic,
+                                 lambda m: node.on_image_info(self, m), LATCHED_ONE)
+        self.seen_size: Optional[Tuple[int, int]] = None
         self.tracks: Dict[int, TrackWindow] = {}
         self.fast_tracks: Dict[int, TrackWindow] = {}
         # Poses lifted but not yet published, per output (main, immediate) and person.
@@ -78,7 +97,7 @@ class _Camera:
         self.frame_id = ''
         self.last_rx = time.monotonic()
         self.last_stamp: Optional[int] = None  # newest accepted stamp (ns)
-        # 2D frames that arrived before the first camera_info (discovery races at start-up).
+        # 2D frames that arrived before an image size was known (discovery races at start-up).
         self.waiting = deque(maxlen=120)
 
     def outputs(self):
@@ -166,11 +185,25 @@ class LifterNode(Node):
         self._due_timer = steady_timer(self, 0.0, self._lift_due)  # armed when frames queue
         self._due_timer.cancel()
         steady_timer(self, 0.2, self._flush_idle)
+        self.provenance = self._announce_model()
         self._connect()
         steady_timer(self, 0.5, self._connect)
         self.get_logger().info(
             f'lifter ready: {self.ckpt.path} ({self.ckpt.arch.describe()}), layout={self.layout}, '
             f'flip={self.flip}, cameras={[c.name or "." for c in self.cameras]}')
+
+    def _announce_model(self) -> dict:
+        """Say on ~/model (latched JSON) what this node loaded: bags record this, not what
+        another node was told."""
+        fast = (model_provenance(self.fast_ckpt, self.layout, self.flip)
+                if self.fast_ckpt is not None else None)
+        info = model_provenance(self.ckpt, self.layout, self.flip,
+                                node=self.get_fully_qualified_name(),
+                                cameras=[c.name for c in self.cameras], device=str(self.device),
+                                block_frames=int(self.block_frames), low_latency=fast)
+        self.pub_model = self.create_publisher(String, '~/model', LATCHED_ONE)
+        self.pub_model.publish(String(data=json.dumps(info, sort_keys=True)))
+        return info
 
     def _connect(self):
         """Subscribe to each camera's keypoints_2d with the QoS its publishers offer.
@@ -224,28 +257,56 @@ class LifterNode(Node):
                               f'({msg.width}x{msg.height}) ignored; fix the camera calibration')
             return
         cam.info_size = (int(msg.width), int(msg.height))
-        while cam.waiting:
-            self.on_keypoints(cam, cam.waiting.popleft(), held=True)
+        self._release_waiting(cam)
+
+    def on_image_info(self, cam: _Camera, msg: CameraInfo):
+        """pose2d's keypoints_2d/image_info: the size of the images its keypoints are in."""
+        if not msg.width or not msg.height:
+            return
+        cam.seen_size = (int(msg.width), int(msg.height))
+        self._release_waiting(cam)
+
+    def _release_waiting(self, cam: _Camera):
+        """Retry the frames parked for want of an image size (a frame still without one
+        parks again, so take them out first)."""
+        held = list(cam.waiting)
+        cam.waiting.clear()
+        for msg in held:
+            self.on_keypoints(cam, msg, held=True)
 
     def _image_size(self, cam: _Camera, msg) -> Optional[Tuple[int, int]]:
+        """The size to normalise this frame's keypoints by; None: refused or parked.
+
+        The size pose2d saw is the truth about the images; camera_info and the parameters
+        are claims about them. Any two that disagree refuse the frame (a wrong scale is
+        refused, not guessed): a camera_info for another resolution is a calibration that
+        does not belong to these images."""
         param = (int(self.width), int(self.height)) if self.width and self.height else None
-        if cam.info_size and param and cam.info_size != param:
-            if self.throttle(f'size-{cam.name}'):
-                self.get_logger().error(
-                    f'{cam.name}: camera_info is {cam.info_size[0]}x{cam.info_size[1]} but '
-                    f'image_width/image_height are {param[0]}x{param[1]}; fix one of them '
-                    '(frames refused rather than lifted at a wrong scale)')
+        sizes = [(what, size) for what, size in (
+            ("the images (pose2d's keypoints_2d/image_info) are", cam.seen_size),
+            ('camera_info says', cam.info_size), ('image_width/image_height are', param))
+            if size]
+        if any(size != sizes[0][1] for _, size in sizes[1:]):
+            self.diag.error()
+            said = ' but '.join(f'{what} {size[0]}x{size[1]}' for what, size in sizes)
+            self._warn(f'size-{cam.name}', f'{cam.name or "."}: {said}; frames refused rather '
+                       'than lifted at a wrong scale until they agree (fix the camera '
+                       'calibration or the parameters)', 'error')
             return None
-        size = cam.info_size or param
-        if size is None:
-            if len(cam.waiting) == cam.waiting.maxlen:
-                self.diag.dropped()
-            cam.waiting.append(msg)
-            if self.throttle(f'nosize-{cam.name}'):
-                self.get_logger().error(f'{cam.name}: no camera_info and image_width/image_height '
-                                        'unset; cannot normalise keypoints (holding the newest '
-                                        f'{cam.waiting.maxlen} frames until camera_info arrives)')
-        return size
+        # pose2d's size is on its way (its latched message comes at matching): wait for it,
+        # so that a disagreeing camera_info is caught from the first frame.
+        expecting = cam.seen_size is None and self.count_publishers(cam.seen_topic) > 0
+        if sizes and not expecting:
+            return sizes[0][1]
+        if len(cam.waiting) == cam.waiting.maxlen:
+            self.diag.dropped()
+        cam.waiting.append(msg)
+        if not expecting and self.throttle(f'nosize-{cam.name}'):
+            self.get_logger().error(
+                f'{cam.name}: no image size: no keypoints_2d/image_info (pose2d publishes it), '
+                'no camera_info and image_width/image_height unset; cannot normalise keypoints '
+                f'(holding the newest {cam.waiting.maxlen} frames until a size arrives)')
+        return None
 
     def on_keypoints(self, cam: _Camera, msg: PointCloud2, held: bool = False):
         """Subscription callback: nothing a publisher sends may take the node down.

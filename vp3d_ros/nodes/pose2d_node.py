@@ -10,6 +10,13 @@ sizes inconsistent with the data, empty, truncated, corrupt compressed data) is 
 a rate-limited warning per kind of fault and counted in /diagnostics ``errors``. A change of
 image size or stamps going backwards (a bag looping) restart the MediaPipe tracker, whose
 state belongs to the old geometry/time line.
+
+``keypoints_2d/image_info`` (sensor_msgs/CameraInfo, reliable + transient-local, depth 1):
+the size of the images the keypoints are in, published before the first keypoints and again
+whenever the size changes, stamped like the first frame of that size. Only header, width and
+height are set (K all zero: "uncalibrated" by the message's convention). The lifter
+normalises by it, so a camera that publishes no camera_info needs no size parameter; a
+camera_info that disagrees with it makes the lifter refuse the frames.
 """
 from __future__ import annotations
 
@@ -68,6 +75,11 @@ class Pose2dNode(Node):
         out_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(PointCloud2, 'keypoints_2d', out_qos)
+        self.pub_size = self.create_publisher(
+            CameraInfo, 'keypoints_2d/image_info',
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self._size_sent = None
         self.pub_33 = (self.create_publisher(PointCloud2, 'landmarks', out_qos)
                        if self.publish_33 else None)
         self.pub_world = (self.create_publisher(PointCloud2, 'world_landmarks', out_qos)
@@ -188,6 +200,9 @@ class Pose2dNode(Node):
         stamp_ms = msg.header.stamp.sec * 1000 + msg.header.stamp.nanosec // 1_000_000
         stamp_ms = max(stamp_ms, self._last_ms + 1)  # the video graph needs increasing stamps
         self._last_ms = stamp_ms
+        if self._size_sent != (w, h):  # before the keypoints it describes
+            self.pub_size.publish(CameraInfo(header=msg.header, width=w, height=h))
+            self._size_sent = (w, h)
         people = self.estimator.process(rgb, stamp_ms)
         n = len(people)
         lm = np.array([p.landmarks_px for p in people]).reshape(n, 33, 2)

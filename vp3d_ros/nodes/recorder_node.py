@@ -17,24 +17,30 @@ bag is indexed on the spot when possible), turns /diagnostics to ERROR and leave
 (and the rest of the rig) running; the node then exits with status 1 when stopped.
 Bag times are the node clock at reception; under ``use_sim_time`` with no /clock yet they
 fall back to the system clock, with a warning, rather than recording everything at t=0.
+
+Provenance: the bag's ``vp3d.checkpoint`` is what the lifter says it loaded (its latched
+``~/model`` announcement, discovered on every std_msgs/String topic named ``*/model``), not
+a parameter of this node, so a lifter started with another checkpoint is recorded as such.
+Every distinct announcement goes to ``vp3d.models``; none (no lifter) leaves the path empty.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
-from typing import Dict
+from typing import Dict, List
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..bag_io import BagError, BagWriter, recording_metadata
-from ..hashing import file_sha256
-from ..lifter_config import DEFAULT_CHECKPOINTS
+from ..bag_io import META_CHECKPOINT, META_MODELS, BagError, BagWriter, recording_metadata
 from .common import (ConfigError, Throttle, declare, message_class,
                      parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 
 DEFAULT_SUFFIXES = ('keypoints_2d', 'skeleton_3d')
+MODEL_TYPE = 'std_msgs/msg/String'
+MODEL_SUFFIX = '/model'  # the lifter's ~/model
 
 
 class RecorderNode(Node):
@@ -51,9 +57,6 @@ class RecorderNode(Node):
         split_bytes = p('split_max_bytes', 0, 'start a new bag file past this size (0 = never)')
         split_s = p('split_max_duration_s', 0.0, 'start a new bag file past this duration (0 = never)')
         layout = p('keypoint_layout', 'h36m', 'layout of the keypoints_2d topics (metadata)')
-        checkpoint = p('checkpoint', '', 'lifter checkpoint, for metadata (path + sha256)')
-        lifter_mode = p('lifter_mode', 'causal', "with checkpoint '': which shipped default the "
-                        'lifter uses (causal | symmetric), for metadata')
         subject = {k: p(f'subject_{k}', d, desc) for k, d, desc in (
             ('id', '', 'subject identifier'), ('height_m', 0.0, 'subject height (m)'),
             ('mass_kg', 0.0, 'subject mass (kg)'), ('age', 0, 'subject age (years)'),
@@ -65,13 +68,8 @@ class RecorderNode(Node):
             raise ConfigError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
         name = bag_name or time.strftime('landmarks_%Y%m%d_%H%M%S')
         self.path = os.path.join(bag_dir, name)
-        ckpt_meta = {'path': '', 'sha256': ''}
-        if not checkpoint:
-            checkpoint = DEFAULT_CHECKPOINTS.get(lifter_mode, '')
-        if checkpoint:
-            ckpt_meta = {'path': os.path.abspath(checkpoint),
-                         'sha256': file_sha256(checkpoint) if os.path.isfile(checkpoint) else ''}
-        metadata = recording_metadata(layout, ckpt_meta, parameters_snapshot(self),
+        metadata = recording_metadata(layout, {'path': '', 'sha256': ''},
+                                      parameters_snapshot(self),
                                       {k: v for k, v in subject.items() if v not in ('', 0, 0.0)},
                                       producer='recorder_node')
         try:
@@ -86,6 +84,8 @@ class RecorderNode(Node):
                               'to a writable directory (and bag_name to a new name)') from e
         self.counts: Dict[str, int] = {}
         self._subs = {}
+        self._model_subs = {}
+        self.models: List[dict] = []  # distinct lifter announcements, in order seen
         self.failed = False
         self.exit_code = 0
         self.throttle = Throttle()
@@ -96,6 +96,11 @@ class RecorderNode(Node):
         steady_timer(self, self.discovery_period, self._discover)
         steady_timer(self, flush_period, self._flush)
         self.get_logger().info(f'recording to {self.path} ({storage})')
+        stale = sorted({'checkpoint', 'lifter_mode'} & set(self._parameter_overrides))
+        if stale:
+            self.get_logger().warning(
+                f'parameters {stale} are no longer used by the recorder: the bag records the '
+                "model the lifter announces on its ~/model topic")
 
     def _wanted(self, topic: str, types) -> bool:
         if self.topics:
@@ -115,6 +120,12 @@ class RecorderNode(Node):
 
     def _discover(self):
         for topic, types in self.get_topic_names_and_types():
+            if (MODEL_TYPE in types and topic.endswith(MODEL_SUFFIX)
+                    and topic not in self._model_subs
+                    and self.get_publishers_info_by_topic(topic)):
+                self._model_subs[topic] = self.create_subscription(
+                    message_class(MODEL_TYPE), topic, lambda m, t=topic: self._on_model(t, m),
+                    self._qos_for(topic))
             if topic in self._subs or not self._wanted(topic, types):
                 continue
             if not self.get_publishers_info_by_topic(topic):
@@ -132,6 +143,32 @@ class RecorderNode(Node):
                 message_class(msgtype), topic, lambda raw, t=topic: self._on_message(t, raw),
                 self._qos_for(topic), raw=True)
             self.get_logger().info(f'recording {topic} [{msgtype}]')
+
+    def _on_model(self, topic: str, msg):
+        """A lifter's announcement of what it loaded -> the bag's provenance metadata."""
+        try:
+            info = json.loads(msg.data)
+            if not isinstance(info, dict) or not {'path', 'sha256'} <= set(info):
+                raise ValueError('not a JSON object with path and sha256')
+        except ValueError as e:
+            self.throttle.log(self.get_logger().warning, f'model-{topic}',
+                              f'{topic}: not a lifter model announcement, ignored ({e})')
+            return
+        info['topic'] = topic
+        if info in self.models or self.writer.closed:
+            return
+        self.models.append(info)
+        try:
+            self.writer.update_metadata({META_CHECKPOINT: self.models[0], META_MODELS: self.models})
+        except (BagError, OSError) as e:
+            self.get_logger().error(f'cannot record the lifter model in {self.path}: {e}')
+            return
+        self.get_logger().info(f'lifter model from {topic}: {info["path"]} '
+                               f'(sha256 {str(info["sha256"])[:12]}...) recorded in the metadata')
+        if len(self.models) > 1:
+            self.get_logger().warning(
+                f'{len(self.models)} different lifter models announced during this recording; '
+                'vp3d.checkpoint names the first, vp3d.models lists them all')
 
     def _bag_time_ns(self) -> int:
         now = self.get_clock().now().nanoseconds
@@ -180,6 +217,11 @@ class RecorderNode(Node):
                                 'this recorder stays up without recording (/diagnostics: ERROR) '
                                 'until restarted.')
 
+    def drain_topics(self):
+        """On shutdown the recorder records until these have no publisher (common._spin):
+        a lifter stopped by the same ros2 launch publishes its owed poses as it closes."""
+        return list(self._subs)
+
     def close(self):
         try:
             self.writer.close()
@@ -187,6 +229,9 @@ class RecorderNode(Node):
             self.exit_code = 1
             self.get_logger().error(f'closing {self.path}: {e}')
         total = sum(self.counts.values())
+        if not self.models and any(n for t, n in self.counts.items() if 'skeleton_3d' in t):
+            self.get_logger().warning(f'{self.path}: skeletons recorded but no lifter announced '
+                                      'its model (~/model): vp3d.checkpoint is empty')
         if self.failed:  # some of these never reached the disk: the error line says how many did
             self.get_logger().info(f'bag closed: {self.path} (recording stopped on a write error; '
                                    f'{total} messages were accepted before it, the bag keeps '
