@@ -95,9 +95,12 @@ def test_pose2d_survives_bad_images_size_change_and_burst(rig):
     assert pose.wait_for_log('image size changed 270x480 -> 360x640: pose tracker restarted', 10)
     kp_big = _people(_answer(client, t_big))
     assert kp_big, 'nobody found after the size change'
-    # Same clip frame as the handshake's, 4/3 larger: keypoints scale with it.
-    small_xy = _people(_answer(client, t))[0][0]
-    err = np.nanmean(np.linalg.norm(kp_big[0][0] - small_xy * 360 / 270, axis=1))
+    # Same clip frame as the handshake's, 4/3 larger: keypoints scale with it. Person
+    # tracks restart with the tracker: the person has a new track id.
+    (old_id, (small_xy, _)), = _people(_answer(client, t)).items()
+    (new_id, (big_xy, _)), = kp_big.items()
+    assert new_id > old_id
+    err = np.nanmean(np.linalg.norm(big_xy - small_xy * 360 / 270, axis=1))
     assert err < 20, f'keypoints not in the new image frame (mean error {err:.1f} px)'
     t_back = t + 5 * SEC
     assert send_until(client, pub, image(frames[3], t_back), lambda: has_stamp(client, KP, t_back))

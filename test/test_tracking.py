@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import CLIP
+from test_robustness_common import rig  # noqa: F401  (fixture)
 from vp3d_ros.tracking import (CONFIRMED, LOST, PeopleTracking, PersonTracker, SubjectSelector,
                                TrackerConfig)
 
@@ -305,3 +306,85 @@ def test_real_mediapipe_two_people_keep_their_ids(tmp_path):
                 sides.setdefault(pid, set()).add(bool(kp[k, 0, 0] > 270))
     assert sorted(sides) == [0, 1] and all(len(s) == 1 for s in sides.values())
     assert tracking.tracker.counts == {'started': 2, 'lost': 0, 'recovered': 0, 'ended': 0}
+
+
+def _side_by_side(n):
+    """n frames (540 x 480) of the clip beside its mirrored copy 37 frames later (RGB)."""
+    import cv2
+    cap = cv2.VideoCapture(CLIP)
+    small = []
+    while len(small) < 60:
+        ok, bgr = cap.read()
+        assert ok
+        small.append(cv2.cvtColor(cv2.resize(bgr, (270, 480), interpolation=cv2.INTER_AREA),
+                                  cv2.COLOR_BGR2RGB))
+    cap.release()
+    return [np.ascontiguousarray(np.concatenate([small[i % 60], small[(i + 37) % 60][:, ::-1]], 1))
+            for i in range(n)]
+
+
+def test_offline_2d_stage_ids_are_tracks_and_subject_is_applied(tmp_path):
+    # detect_2d (the offline 2D stage, shared rules with pose2d) with the tasks backend and
+    # two people: person ids are track ids; a subject region keeps only that person.
+    from vp3d_ros.offline import CameraSource, detect_2d
+    from vp3d_ros.pose_estimation import create_estimator
+    from vp3d_ros.pose_task_bundle import build_pose_task
+    task = str(build_pose_task(tmp_path / 'pose_landmarker_full.task'))
+    frames = _side_by_side(30)
+    src = CameraSource('cam01', 'composite', len(frames), lambda: (
+        (int(i * 1e9 / 30), 'cam01_optical', f, None) for i, f in enumerate(frames)))
+
+    def make():
+        return create_estimator('tasks', task_file=task, num_poses=2)
+
+    everyone = detect_2d(src, make, 'h36m')
+    sides = {}
+    for fr in everyone:
+        for pid, (kp, _) in fr.people.items():
+            sides.setdefault(pid, set()).add(bool(kp[0, 0] > 270))
+    assert sorted(sides) == [0, 1] and all(len(s) == 1 for s in sides.values())
+    assert sorted(s.pop() for s in sides.values()) == [False, True]
+    subject = detect_2d(src, make, 'h36m',
+                        make_tracking=lambda: PeopleTracking('region:0.6,0.2,0.9,0.8'))
+    ids = {pid for fr in subject for pid in fr.people}
+    xs = [kp[0, 0] for fr in subject for kp, _ in fr.people.values()]
+    assert len(ids) == 1 and len(xs) >= 28 and min(xs) > 270
+
+
+def test_pose2d_node_publishes_track_ids_of_the_subject(rig):
+    # The live node: tasks backend, two people, subject = the one nearest the right half;
+    # keypoints_2d carries that person only, under one id; diagnostics count both tracks.
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image, PointCloud2
+    from test_robustness_common import SEC, diag_values, has_stamp, image, reliable, send_until
+    from vp3d_ros.pose_task_bundle import build_pose_task
+    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    start, client, tmp = rig
+    task = build_pose_task(tmp / 'pose_landmarker_full.task')
+    pose = start('pose2d_node', '-r', '__ns:=/cam01', '-p', 'backend:=tasks', '-p',
+                 f'task_file:={task}', '-p', 'num_poses:=2', '-p',
+                 'subject:=region:0.5,0,1,1', name='pose2d')
+    client.collect(PointCloud2, '/cam01/keypoints_2d')
+    client.collect(DiagnosticArray, '/diagnostics')
+    pub = client.node.create_publisher(Image, '/cam01/image', reliable(5))
+    assert pose.wait_for_log('pose2d ready', 90), pose.log()
+    kp_topic = '/cam01/keypoints_2d'
+    t0 = 100 * SEC
+    answered = []
+    for i, frame in enumerate(_side_by_side(20)):
+        ns = t0 + i * SEC // 30
+        assert send_until(client, pub, image(frame, ns), lambda: has_stamp(client, kp_topic, ns),
+                          60 if i == 0 else 20), pose.log()
+        answered.append(ns)
+    people = [cloud_to_keypoints(next(m for m in client.messages(kp_topic)
+                                      if m.header.stamp.sec * SEC + m.header.stamp.nanosec == ns))
+              for ns in answered]
+    assert all(len(p) == 1 for p in people), [sorted(p) for p in people]
+    assert len({pid for p in people for pid in p}) == 1
+    assert all(kp[0][0, 0] > 270 for p in people for kp in p.values())
+    fqn = '/cam01/pose2d'
+    assert client.wait_for(lambda: diag_values(client, fqn).get('tracks_started') == '2', 10), \
+        diag_values(client, fqn)
+    values = diag_values(client, fqn)
+    assert values['subject'] == str(next(iter(people[-1]))) and values['tracks_active'] == '2'
+    assert values['tracks_ended'] == '0'

@@ -275,11 +275,16 @@ def _bag_frames(bag, topic: str, info_topic: Optional[str], max_frames: Optional
 
 # -- 2D ------------------------------------------------------------------------------------
 def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout: str,
-              on_frame: Callable[[int], None] = lambda n: None) -> List[Frame2D]:
-    """MediaPipe on every frame, as pose2d: same mapping, same tracker restarts (image size
-    change, stamps going backwards), keypoints rounded to the cloud's float32."""
+              on_frame: Callable[[int], None] = lambda n: None,
+              make_tracking: Optional[Callable[[], object]] = None) -> List[Frame2D]:
+    """MediaPipe on every frame, as pose2d: same mapping, same person tracking (ids =
+    track ids, the chosen subject(s); ``make_tracking`` builds a
+    :class:`~vp3d_ros.tracking.PeopleTracking`, default all persons), same tracker restarts
+    (image size change, stamps going backwards), keypoints rounded to the cloud's float32."""
     from .keypoint_mapping import map_mediapipe
+    from .tracking import PeopleTracking
     out: List[Frame2D] = []
+    tracking = (make_tracking or PeopleTracking)()
     estimator = make_estimator()
     last_ms, last_stamp, last_size = -1, None, None
     try:
@@ -289,6 +294,7 @@ def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout
                     (last_stamp is not None and stamp < last_stamp):
                 estimator.close()
                 estimator, last_ms = make_estimator(), -1
+                tracking.reset()
             last_size, last_stamp = (w, h), stamp
             ms = max(stamp // 1_000_000, last_ms + 1)  # the video graph needs increasing stamps
             last_ms = ms
@@ -297,10 +303,11 @@ def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout
             lm = np.array([p.landmarks_px for p in people], dtype=np.float64).reshape(n, 33, 2)
             vis = np.array([p.visibility for p in people], dtype=np.float64).reshape(n, 33)
             kp, conf = map_mediapipe(lm, vis, layout)
+            keep, ids = tracking.step(kp, conf, info_size or (w, h), stamp / 1e9)
             kp = kp.astype(np.float32).astype(np.float64)
             conf = conf.astype(np.float32).astype(np.float64)
             out.append(Frame2D(int(stamp), frame_id, info_size or (w, h),
-                               {i: (kp[i], conf[i]) for i in range(n)}))
+                               {i: (kp[k], conf[k]) for k, i in zip(keep, ids)}))
             on_frame(len(out))
     finally:
         estimator.close()
@@ -452,11 +459,16 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
             filter_widths: Optional[Sequence[int]] = None, channels: Optional[int] = None,
             causal: Optional[bool] = None, layout: Optional[str] = None, flip: bool = True,
             device: str = 'cpu', backend: str = 'legacy', task_file: Optional[str] = None,
-            num_poses: int = 1, storage: str = 'mcap', topics: Optional[Sequence[str]] = None,
+            num_poses: int = 1, subject: str = 'all', track_gate: float = 0.5,
+            track_max_age: int = 30, storage: str = 'mcap',
+            topics: Optional[Sequence[str]] = None,
             camera_name: Optional[str] = None, frame_id: Optional[str] = None,
             max_frames: Optional[int] = None, max_gap_frames: int = 10, max_gap_s: float = 0.5,
             min_confidence: float = 0.2, progress: bool = False) -> OfflineSummary:
-    """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError."""
+    """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError.
+
+    ``subject``, ``track_gate``, ``track_max_age``: person tracking as pose2d's parameters
+    of the same names (:mod:`vp3d_ros.tracking`)."""
     from .checkpoint import CheckpointError
     from .lifter import SequenceLifter
     from .lifter_config import model_provenance, resolve_lifter
@@ -474,6 +486,13 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     if not os.access(src, os.R_OK):
         raise OfflineError(f'{src}: not readable (permissions)')
     _check_out(out)
+    from .tracking import PeopleTracking, TrackerConfig
+    try:
+        track_cfg = TrackerConfig(gate=track_gate, max_gate=1.6 * track_gate,
+                                  max_age=track_max_age)
+        PeopleTracking(subject, track_cfg)  # refuse a bad subject before any work
+    except ValueError as e:
+        raise OfflineError(str(e)) from None
     try:
         ckpt, layout = resolve_lifter(checkpoint, filter_widths, channels, causal, layout,
                                       default_kind=mode)
@@ -493,8 +512,8 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
             if topics:
                 raise OfflineError('--topics applies to bags, not to video files')
             sources = [video_source(src, camera_name, frame_id, max_frames or None)]
-        cameras = _run_pose(sources, layout, progress, backend=backend, task_file=task_file,
-                            num_poses=num_poses)
+        cameras = _run_pose(sources, layout, progress, lambda: PeopleTracking(subject, track_cfg),
+                            backend=backend, task_file=task_file, num_poses=num_poses)
     except bag_io.BagError as e:
         raise OfflineError(f'{src}: {e}') from None
     finally:
@@ -507,6 +526,7 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
         'input': str(src.resolve()), 'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
         'channels': ckpt.arch.channels, 'causal': ckpt.arch.causal, 'input_layout': layout,
         'flip': flip, 'backend': backend, 'task_file': task_file or '', 'num_poses': num_poses,
+        'subject': subject, 'track_gate': track_gate, 'track_max_age': track_max_age,
         'topics': [s.label for s in sources], 'max_frames': max_frames or 0,
         'max_gap_frames': max_gap_frames, 'max_gap_s': max_gap_s,
         'min_confidence': min_confidence, 'lifting': 'whole sequence (SequenceLifter)'}
@@ -528,8 +548,8 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
 
 
 def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,
-              **estimator_args) -> List[CameraResult]:
-    """2D for every camera, one MediaPipe video-mode graph per camera."""
+              make_tracking=None, **estimator_args) -> List[CameraResult]:
+    """2D for every camera, one MediaPipe video-mode graph and person tracking per camera."""
     from .pose_estimation import PoseEstimationError, create_estimator
 
     def make_estimator():
@@ -548,7 +568,8 @@ def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,
                 dt = time.perf_counter() - t0
                 bar.update(label, n, total, n / dt if dt > 0 else 0.0)
 
-            results.append(CameraResult(src.name, detect_2d(src, make_estimator, layout, tick)))
+            results.append(CameraResult(src.name, detect_2d(src, make_estimator, layout, tick,
+                                                            make_tracking)))
             if not results[-1].frames:
                 raise OfflineError(f'{src.label}: no frames')
     finally:

@@ -44,13 +44,16 @@ class TrackerConfig:
     """Association gates and lifecycle; distances are in units of the person's size."""
     gate: float = 0.5  # a match's cost at most this (mean joint distance / person size)
     gate_growth: float = 0.05  # the gate widens by this per frame a track goes unseen ...
-    max_gate: float = 1.0  # ... up to this
+    max_gate: float = 0.8  # ... up to this
+    duplicate: float = 0.15  # two detections closer than this are one person (the weaker goes)
     high_score: float = 0.5  # detections at least this confident are matched first, start tracks
     min_score: float = 0.1  # weaker detections are ignored
     joint_confidence: float = 0.3  # joints below this neither measure size nor motion
     confirm_hits: int = 2  # matched frames before a track gets an id (1: at once)
     max_age: int = 30  # frames a lost track is predicted before it ends
     velocity_smoothing: float = 0.5  # weight of the newest velocity observation
+    max_speed: float = 4.0  # person sizes per second at most (detector jitter is no motion)
+    predict_s: float = 0.3  # an unseen person's predicted motion fades over this time
 
     def __post_init__(self):
         for name in ('gate', 'max_gate'):
@@ -70,6 +73,11 @@ class TrackerConfig:
             raise ValueError(f'tracker confirm_hits must be >= 1, got {self.confirm_hits}')
         if int(self.max_age) < 0:
             raise ValueError(f'tracker max_age must be >= 0, got {self.max_age}')
+        if self.duplicate < 0:
+            raise ValueError(f'tracker duplicate must be >= 0, got {self.duplicate}')
+        for name in ('max_speed', 'predict_s'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f'tracker {name} must be > 0, got {getattr(self, name)}')
         if not 0.0 < self.velocity_smoothing <= 1.0:
             raise ValueError('tracker velocity_smoothing must be in (0, 1], got '
                              f'{self.velocity_smoothing}')
@@ -90,8 +98,11 @@ class Track:
     hits: int = 1
     misses: int = 0
 
-    def predict(self, t: float) -> np.ndarray:
-        return self.keypoints + self.velocity * max(0.0, t - self.time)
+    def predict(self, t: float, fade_s: float) -> np.ndarray:
+        """Constant velocity that fades over ``fade_s``: a few frames ahead it is linear
+        motion, an unseen person is not extrapolated without bound."""
+        dt = max(0.0, t - self.time)
+        return self.keypoints + self.velocity * fade_s * (1.0 - np.exp(-dt / fade_s))
 
     def centre(self, thr: float) -> np.ndarray:
         good = self.confidence >= thr
@@ -137,7 +148,7 @@ class PersonTracker:
 
     def _cost(self, tracks: Sequence[Track], kp, conf, scales, t) -> np.ndarray:
         thr = self.config.joint_confidence
-        pred = np.array([tr.predict(t) for tr in tracks])  # (T, J, 2)
+        pred = np.array([tr.predict(t, self.config.predict_s) for tr in tracks])  # (T, J, 2)
         tconf = np.array([tr.confidence for tr in tracks])  # (T, J)
         tscale = np.array([tr.scale for tr in tracks])
         w = tconf[:, None, :] * conf[None, :, :]  # (T, D, J)
@@ -149,6 +160,28 @@ class PersonTracker:
         total = ws.sum(axis=2)
         mean = np.where(total > 0, (ws * dist).sum(axis=2) / np.maximum(total, 1e-12), np.inf)
         return mean / np.sqrt(tscale[:, None] * scales[None, :])
+
+    def _suppress_duplicates(self, kp, conf, scales, score):
+        """A detector may report one person twice (two overlapping regions): of detections
+        whose joints lie within ``duplicate`` person sizes of each other, only the most
+        confident stays (its rivals' scores become 0: ignored)."""
+        n, thr = len(kp), self.config.joint_confidence
+        if n < 2 or self.config.duplicate <= 0:
+            return score
+        score = score.copy()
+        for i in np.argsort(-score, kind='stable'):
+            if score[i] <= 0:
+                continue
+            for k in range(n):
+                if k == i or score[k] <= 0 or score[k] > score[i]:
+                    continue
+                both = (conf[i] >= thr) & (conf[k] >= thr)
+                if both.sum() < 3:
+                    continue
+                d = np.linalg.norm(kp[i][both] - kp[k][both], axis=1).mean()
+                if d < self.config.duplicate * np.sqrt(scales[i] * scales[k]):
+                    score[k] = 0.0
+        return score
 
     def _gate(self, tr: Track) -> float:
         c = self.config
@@ -173,7 +206,9 @@ class PersonTracker:
             w = (tr.confidence * conf)[common]
             v = ((kp[common] - tr.keypoints[common]) * w[:, None]).sum(axis=0) / w.sum() / dt
             a = c.velocity_smoothing if tr.has_velocity else 1.0
-            tr.velocity = a * v + (1 - a) * tr.velocity
+            v = a * v + (1 - a) * tr.velocity
+            top = c.max_speed * tr.scale
+            tr.velocity = v * min(1.0, top / max(float(np.linalg.norm(v)), 1e-12))
             tr.has_velocity = True
         tr.keypoints, tr.confidence, tr.time = kp, conf, t
         tr.scale = 0.7 * tr.scale + 0.3 * scale
@@ -189,11 +224,11 @@ class PersonTracker:
         """One frame's detections ((N, J, 2) pixels, (N, J) confidences) -> per detection its
         track id, or None when it is not output (tentative, weak and unmatched, ignored).
 
-        ``t``: the frame's time in seconds (velocities then are per second, so dropped
-        frames are predicted across); None counts frames."""
+        ``t``: the frame's time in seconds (so dropped frames are predicted across); None:
+        frames are counted at a nominal 30 per second."""
         c = self.config
         self._frame += 1
-        t = float(self._frame if t is None else t)
+        t = float(self._frame / 30.0 if t is None else t)
         kp = np.asarray(keypoints, dtype=np.float64)
         n = len(kp) if kp.size else 0
         if n:
@@ -207,6 +242,7 @@ class PersonTracker:
             kp, conf = np.zeros((0, 0, 2)), np.zeros((0, 0))
         score = conf.mean(axis=1) if n else np.zeros(0)
         scales = np.array([_scale(kp[i], conf[i], c.joint_confidence) for i in range(n)])
+        score = self._suppress_duplicates(kp, conf, scales, score)
         high = [i for i in range(n) if score[i] >= c.high_score]
         low = [i for i in range(n) if c.min_score <= score[i] < c.high_score]
         nobody = not self.tracks

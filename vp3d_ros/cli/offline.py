@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
                         'made offline with vp3d-make-pose-task out.task)')
     m.add_argument('--task-file', default=None, help='tasks backend: pose_landmarker .task file')
     m.add_argument('--num-poses', type=int, default=1, help='tasks backend: persons per image')
+    m.add_argument('--subject', default='all',
+                   help="whom to keep of the tracked persons (person = track id): 'all' "
+                        "(default), or one subject: 'largest', 'central', 'region:x0,y0,x1,y1' "
+                        "(nearest that box, normalised image coordinates) or 'track:<id>'")
+    m.add_argument('--track-gate', type=float, default=0.5,
+                   help="a detection joins a track within this mean joint distance of the "
+                        "track's prediction, in person sizes (default 0.5)")
+    m.add_argument('--track-max-age', type=int, default=30,
+                   help='frames a person may go unseen and keep their id (default 30)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
                    help='progress line on stderr when it is a terminal (default: on)')
     return p
@@ -89,6 +98,7 @@ def main(argv=None) -> int:
             filter_widths=args.filter_widths, channels=args.channels, causal=args.causal,
             layout=args.layout, flip=not args.no_flip, device=args.device,
             backend=args.backend, task_file=args.task_file, num_poses=args.num_poses,
+            subject=args.subject, track_gate=args.track_gate, track_max_age=args.track_max_age,
             storage=args.storage, topics=args.topics, camera_name=args.camera_name,
             frame_id=args.frame_id, max_frames=args.max_frames,
             max_gap_frames=args.max_gap_frames, max_gap_s=args.max_gap_s,

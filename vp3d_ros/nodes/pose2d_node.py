@@ -50,6 +50,17 @@ class Pose2dNode(Node):
         min_track = p('min_tracking_confidence', 0.5, 'landmark tracking threshold')
         min_presence = p('min_presence_confidence', 0.5, 'tasks backend: presence threshold')
         num_poses = p('num_poses', 1, 'tasks backend: maximum persons per image')
+        subject = p('subject', 'all', "persons in keypoints_2d: 'all' tracks, or one subject: "
+                    "'largest', 'central', 'region:x0,y0,x1,y1' (nearest that box, normalised "
+                    "image coordinates) or 'track:<id>'; kept while its track lives")
+        track_gate = p('track_gate', 0.5, 'person tracking: a detection joins a track if its '
+                       "mean joint distance to the track's prediction is at most this many "
+                       'person sizes (bounding-box diagonals); up to 1.6 times that while '
+                       'the person is unseen')
+        track_max_age = p('track_max_age', 30, 'person tracking: processed frames a person may '
+                          'go unseen and keep their id (then the track ends)')
+        track_confirm = p('track_confirm_hits', 2, 'person tracking: frames a new person must '
+                          'be seen before getting an id (at once when nobody is tracked)')
         self.layout = p('keypoint_layout', 'h36m', "layout of keypoints_2d: 'h36m' or 'coco'")
         self.publish_33 = p('publish_landmarks', False, 'also publish all 33 MediaPipe landmarks')
         self.publish_world = p('publish_world_landmarks', False,
@@ -58,6 +69,13 @@ class Pose2dNode(Node):
                        '(sensor_msgs/CompressedImage) instead of raw images')
         if self.layout not in ('h36m', 'coco'):
             raise ConfigError(f"keypoint_layout must be 'h36m' or 'coco', got {self.layout!r}")
+        from ..tracking import PeopleTracking, TrackerConfig
+        try:
+            self.tracking = PeopleTracking(subject, TrackerConfig(
+                gate=track_gate, max_gate=1.6 * track_gate, max_age=track_max_age,
+                confirm_hits=track_confirm))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f'pose2d: {e}') from e
         from ..pose_estimation import PoseEstimationError, create_estimator
         self._estimator_args = dict(
             backend=self.backend, model_complexity=self.model_complexity,
@@ -92,7 +110,7 @@ class Pose2dNode(Node):
         self.camera_size = None
         self.create_subscription(CameraInfo, 'camera_info', self._on_info, qos_profile_sensor_data)
         self.throttle = Throttle()
-        self.diag = NodeDiagnostics(self, 'pose2d')
+        self.diag = NodeDiagnostics(self, 'pose2d', extra=self.tracking.values)
         self._slot: Optional[object] = None
         self._cv = threading.Condition()
         self._running = True
@@ -172,6 +190,7 @@ class Pose2dNode(Node):
             pass
         self.estimator = create_estimator(**self._estimator_args)
         self._last_ms = -1
+        self.tracking.reset()  # person tracks belong to the old stream too: new ids
         self.throttle.log(self.get_logger().info, key, f'{why}: pose tracker restarted')
 
     def _process(self, msg):
@@ -208,7 +227,10 @@ class Pose2dNode(Node):
         lm = np.array([p.landmarks_px for p in people]).reshape(n, 33, 2)
         vis = np.array([p.visibility for p in people]).reshape(n, 33)
         kp, conf = map_mediapipe(lm, vis, self.layout)
-        ids = list(range(n))
+        # person = track id (vp3d_ros.tracking), only the chosen subject(s)
+        keep, ids = self.tracking.step(kp, conf, (w, h), stamp_ns / 1e9)
+        kp, conf, lm, vis = kp[keep], conf[keep], lm[keep], vis[keep]
+        people, n = [people[k] for k in keep], len(keep)
         self.pub.publish(keypoints_to_cloud(msg.header, kp, conf, ids))
         if self.pub_33 is not None:
             self.pub_33.publish(keypoints_to_cloud(msg.header, lm, vis, ids))
