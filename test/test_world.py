@@ -124,6 +124,21 @@ def test_subject_height_scales_the_skeleton():
         W.scale_to_height(small, 0)
 
 
+def test_floor_gives_depth_when_the_size_is_wrong():
+    track = walking_track()
+    cam = lab_camera()
+    _, rel = camera_frame(track, cam)
+    px = cam.project(track)
+    small = rel * 0.85
+    pl = W.place_skeletons(small, px, cam, floor_z=0.0)
+    assert pl.floor_scale is not None
+    err = np.linalg.norm(cam.to_world(pl.poses_cam)[:, 0] - track[:, 0], axis=-1)
+    assert np.median(err) < 0.08, np.median(err)   # without the floor: > 0.3 m (see above)
+    # A world whose z is not up (the camera's own frame as the world): floor not used.
+    own = Camera('own', cam.K, cam.dist, size=cam.size)
+    assert W.place_skeletons(small, px, own, floor_z=0.0).floor_scale is None
+
+
 def test_ground_estimated_without_calibration():
     track = walking_track()
     cam = lab_camera(dist=False)

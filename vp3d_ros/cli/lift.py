@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--causal', action='store_true', default=None,
                    help='the checkpoint is causal (not stored in the file)')
     p.add_argument('--no-flip', action='store_true', help='disable test-time flip augmentation')
+    p.add_argument('--trajectory', action='store_true',
+                   help="add the checkpoint's trajectory model (model_traj, from VideoPose3D's "
+                        'semi-supervised training): poses at their predicted root position in '
+                        'camera coordinates instead of root-relative; the pose itself is unchanged')
     p.add_argument('--device', default='cpu',
                    help="torch device: 'cpu' (default) or 'cuda' / 'cuda:0' where torch was "
                         'installed with GPU support')
@@ -66,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--subject-height', type=float, default=None, metavar='M',
                    help='subject height in metres: scales the skeleton (default: the '
                         "lifter's metric scale)")
+    w.add_argument('--floor-z', type=float, default=0.0, metavar='Z',
+                   help='height of the floor in the calibration\'s world (0: Pose2Sim, '
+                        'Qualisys, Human3.6M); the feet standing on it tell the depth. '
+                        'Skipped by itself when the world\'s z is not up')
+    w.add_argument('--no-floor', action='store_true',
+                   help='do not use the floor (depth from the skeleton size only)')
     w.add_argument('--fps', type=float, default=50.0,
                    help='frame rate of the keypoints, for smoothing the root track (50)')
     w.add_argument('--focal', type=float, default=None, metavar='PX',
@@ -118,8 +128,17 @@ def main(argv=None) -> int:
     except CheckpointError as e:
         print(f'vp3d-lift: {e}', file=sys.stderr)
         return 2
+    if args.trajectory and getattr(args, 'frame', 'camera') != 'camera':
+        print('vp3d-lift: --trajectory places the skeleton in camera coordinates; it does not '
+              'combine with --frame world, which places it itself', file=sys.stderr)
+        return 2
+    try:
+        trajectory = ckpt.build_trajectory(args.device) if args.trajectory else None
+    except CheckpointError as e:
+        print(f'vp3d-lift: --trajectory: {e}', file=sys.stderr)
+        return 2
     lifter = SequenceLifter(ckpt.build(args.device), input_layout=layout,
-                            flip=not args.no_flip, device=args.device)
+                            flip=not args.no_flip, device=args.device, trajectory=trajectory)
     if args.frame == 'world':
         from ..geometry.calibration import CalibrationError
         try:
@@ -132,7 +151,8 @@ def main(argv=None) -> int:
         poses = lifter.lift(kp, args.width, args.height)
     np.save(args.out, poses.astype(np.float32) if kp.dtype == np.float32 else poses)
     print(f'vp3d-lift: {len(poses)} frames, {ckpt.arch.describe()}, layout={layout}, '
-          f'flip={not args.no_flip} -> {args.out}', file=sys.stderr)
+          f'flip={not args.no_flip}{", trajectory (camera-space root)" if trajectory else ""} '
+          f'-> {args.out}', file=sys.stderr)
     return 0
 
 
@@ -144,7 +164,9 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
     kp2, w = kp, conf
     if layout == 'coco':
         kp2, w = world.coco_to_h36m_2d(kp, conf)
-    placed = world.place_skeletons(rel, kp2, camera, w, args.subject_height, args.fps)
+    floor = None if (args.no_floor or not calibrated) else args.floor_z
+    placed = world.place_skeletons(rel, kp2, camera, w, args.subject_height, args.fps,
+                                   floor_z=floor)
     if not calibrated:
         ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
         camera = ground.camera

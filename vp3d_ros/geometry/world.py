@@ -250,6 +250,50 @@ def smooth_root(t: np.ndarray, fps: float = 50.0, causal: bool = False,
 
 # ----------------------------------------------------------------------------- pipeline
 
+def floor_depth_scale(poses_cam: np.ndarray, camera: Camera, floor_z: float = 0.0,
+                      fps: float = 50.0, window_s: float = 2.0, quantile: float = 20.0,
+                      smooth_s: float = 0.25) -> Optional[np.ndarray]:
+    """Per-frame factor (T,) by which to scale placed camera-frame skeletons (about the
+    camera centre, which keeps every projection) so the lower foot stands on the floor
+    (world ``z = floor_z``, foot joint ``FOOT_JOINT_HEIGHT_M`` above it).
+
+    Scaling about the camera centre moves world heights linearly (``z(s) = s a + C_z``), so
+    each frame gives the factor that puts its lower foot on the floor. A foot in the air
+    (jumps, a raised leg) asks for a smaller factor than the true one, noise for both, so
+    the factor is a low quantile over a sliding window, then Gaussian-smoothed. ``None``
+    when the geometry cannot tell (camera near the floor height, or the world's z axis
+    is not the body's up: the floor is then not at ``z = floor_z``, e.g. a calibration
+    whose world is a camera frame)."""
+    p = np.asarray(poses_cam, dtype=np.float64)
+    cz = float(camera.centre[2]) - floor_z
+    if abs(cz) < 0.5:
+        return None
+    up_w = camera.to_world(body_up(p)) - camera.to_world(np.zeros(3))
+    ok_up = np.isfinite(up_w).all(-1)
+    if not ok_up.any() or np.median(up_w[ok_up, 2]) < math.cos(math.radians(35)):
+        return None
+    d = (p[:, [RFOOT, LFOOT]] @ camera.R)[..., 2]          # a = world-z direction part
+    a = np.nanmin(d, axis=1) if cz > 0 else np.nanmax(d, axis=1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        s = (FOOT_JOINT_HEIGHT_M - cz) / a
+    s = np.where(np.isfinite(s) & (s > 0.3) & (s < 3.0), s, np.nan)
+    if np.isfinite(s).sum() < max(3, 0.2 * len(s)):
+        return None
+    half = max(1, int(round(window_s * fps / 2)))
+    pad = np.pad(s, (half, half), mode='edge')
+    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1)
+    with np.errstate(all='ignore'):
+        q = np.nanpercentile(win, quantile, axis=-1)[:len(s)]
+    q = _fill_nan(q[:, None])
+    if not np.isfinite(q).all():
+        return None
+    q = _gauss(q, smooth_s * fps)[:, 0]
+    med = float(np.median(q))
+    if not 0.6 < med < 1.6:
+        return None
+    return q
+
+
 @dataclass
 class Placement:
     """Absolute camera-frame skeletons and how they were obtained."""
@@ -257,15 +301,22 @@ class Placement:
     root_raw: np.ndarray      # (T, 3) per-frame root before smoothing
     root: np.ndarray          # (T, 3) smoothed root
     scale: float              # factor applied to the lifter's skeleton (1 = lifter's scale)
+    floor_scale: Optional[np.ndarray] = None  # (T,) depth factor from the floor, if used
 
 
 def place_skeletons(poses: np.ndarray, keypoints_px: np.ndarray, camera: Camera,
                     confidence: Optional[np.ndarray] = None,
                     subject_height_m: Optional[float] = None, fps: float = 50.0,
-                    smoothing: str = 'offline') -> Placement:
+                    smoothing: str = 'offline', floor_z: Optional[float] = None
+                    ) -> Placement:
     """Root-relative lifted poses (T, J, 3) -> absolute camera-frame poses.
 
-    ``smoothing``: ``'offline'`` (zero-phase), ``'causal'`` (live) or ``'none'``."""
+    ``smoothing``: ``'offline'`` (zero-phase), ``'causal'`` (live) or ``'none'``.
+    ``floor_z``: the calibration's world has its floor at this height (Pose2Sim, Qualisys,
+    Human3.6M: 0): the root depth is then taken from the feet standing on it
+    (:func:`floor_depth_scale`) rather than from the lifter's size, or, with
+    ``subject_height_m``, from both (geometric mean of the two depth factors); ignored when
+    the geometry cannot tell (see there). Offline only."""
     poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim != 3 or poses.shape[-1] != 3:
         raise ValueError(f'expected poses of shape (T, J, 3), got {poses.shape}')
@@ -286,7 +337,20 @@ def place_skeletons(poses: np.ndarray, keypoints_px: np.ndarray, camera: Camera,
         ts = smooth_root(t, fps, causal=smoothing == 'causal')
     else:
         raise ValueError(f"smoothing must be 'offline', 'causal' or 'none', got {smoothing!r}")
-    return Placement(rel + ts[:, None], t, ts, scale)
+    placed = rel + ts[:, None]
+    fs = None
+    if floor_z is not None and smoothing != 'causal':
+        fs = floor_depth_scale(placed, camera, floor_z, fps)
+        if fs is not None:
+            if subject_height_m:
+                # Two independent depth cues (the skeleton's known size, the feet on the
+                # floor): their geometric mean; the skeleton keeps the subject's size.
+                fs = np.sqrt(fs)
+                placed = rel + (ts * fs[:, None])[:, None]
+            else:  # the floor tells the depth and with it the size
+                placed = placed * fs[:, None, None]
+            ts = ts * fs[:, None]
+    return Placement(placed, t, ts, scale, fs)
 
 
 def to_world(poses_cam: np.ndarray, camera: Camera) -> np.ndarray:
@@ -298,10 +362,10 @@ def to_world(poses_cam: np.ndarray, camera: Camera) -> np.ndarray:
 def lift_to_world(poses: np.ndarray, keypoints_px: np.ndarray, camera: Camera,
                   confidence: Optional[np.ndarray] = None,
                   subject_height_m: Optional[float] = None, fps: float = 50.0,
-                  smoothing: str = 'offline') -> np.ndarray:
+                  smoothing: str = 'offline', floor_z: Optional[float] = None) -> np.ndarray:
     """Root-relative lifted poses -> world-frame absolute poses (T, J, 3), metres."""
     pl = place_skeletons(poses, keypoints_px, camera, confidence, subject_height_m, fps,
-                         smoothing)
+                         smoothing, floor_z)
     return to_world(pl.poses_cam, camera)
 
 
