@@ -89,7 +89,7 @@ def test_loader_errors(tmp_path):
         load_checkpoint(str(tmp_path / 'missing.bin'))
     junk = tmp_path / 'junk.bin'
     junk.write_bytes(b'this is not a checkpoint at all')
-    with pytest.raises(CheckpointError, match='not a readable'):
+    with pytest.raises(CheckpointError, match='not a PyTorch checkpoint: text'):
         load_checkpoint(str(junk))
     other = tmp_path / 'other.pt'
     torch.save({'model_pos': {'fc.weight': torch.zeros(2, 2)}}, str(other))

@@ -8,6 +8,10 @@
   keypoints swapped) is lifted too, mirrored back with the output symmetry, and averaged.
 - Output: metres, root-relative, camera frame (x right, y down, z forward), as the model
   produces it (no rescaling).
+- Optional trajectory model (a checkpoint's ``model_traj``, from semi-supervised training):
+  the root's camera-space position, lifted from the same padded input (flip-averaged with x
+  mirrored back) and added to every joint, as upstream renders it. The pose itself is the
+  same as without it.
 
 :class:`SequenceLifter` is the offline path (one pass over the padded sequence);
 :class:`StreamingLifter` is the live path (per-layer state, one new output per layer per
@@ -36,8 +40,11 @@ def normalize_screen(keypoints: np.ndarray, width: float, height: float) -> np.n
 
 class _LifterBase:
     def __init__(self, model: TemporalModel, input_layout: str = 'h36m', flip: bool = True,
-                 device: str = 'cpu'):
+                 device: str = 'cpu', trajectory: Optional[TemporalModel] = None):
         self.model = model.eval().to(device)
+        self.trajectory = _check_trajectory(model, trajectory)
+        if self.trajectory is not None:
+            self.trajectory = self.trajectory.eval().to(device)
         self.device = device
         self.dtype = next(model.parameters()).dtype
         arch = model.arch
@@ -70,10 +77,11 @@ class _LifterBase:
         flipped[..., 0] *= -1
         return torch.stack([x, flipped])
 
-    def _merge(self, out: torch.Tensor) -> np.ndarray:
-        """(B, ..., J_out, 3) -> (..., J_out, 3), undoing the flip of batch element 1."""
+    def _merge(self, out: torch.Tensor, perm: Optional[List[int]] = None) -> np.ndarray:
+        """(B, ..., J_out, 3) -> (..., J_out, 3), undoing the flip of batch element 1
+        (``perm``: the output's left/right swap; default the pose model's)."""
         if self.flip:
-            back = out[1][..., self.out_perm, :]
+            back = out[1][..., self.out_perm if perm is None else perm, :]
             back[..., 0] *= -1
             out = (out[0] + back) / 2
         else:
@@ -86,15 +94,28 @@ class SequenceLifter(_LifterBase):
 
     @torch.no_grad()
     def lift(self, keypoints_px: np.ndarray, width: float, height: float) -> np.ndarray:
+        """(T, J, 2) pixels -> (T, J_out, 3): root-relative poses, or with a trajectory
+        model the poses placed at their predicted root positions (camera frame)."""
+        poses, root = self.lift_parts(keypoints_px, width, height)
+        return poses if root is None else poses + root
+
+    @torch.no_grad()
+    def lift_parts(self, keypoints_px: np.ndarray, width: float, height: float):
+        """-> (root-relative poses (T, J_out, 3), root trajectory (T, 1, 3) or None)."""
         kp = np.asarray(keypoints_px, dtype=np.float64)
         if kp.ndim != 3 or kp.shape[1:] != (self.layout.num_joints, 2):
             raise ValueError(f'expected keypoints of shape (T, {self.layout.num_joints}, 2), '
                              f'got {kp.shape}')
         if len(kp) == 0:
-            return np.zeros((0, self.model.arch.num_joints_out, 3))
+            return (np.zeros((0, self.model.arch.num_joints_out, 3)),
+                    None if self.trajectory is None else np.zeros((0, 1, 3)))
         norm = normalize_screen(kp, width, height)
         padded = np.pad(norm, ((self.pad_left, self.pad_right), (0, 0), (0, 0)), mode='edge')
-        return self._merge(self.model(self._batch(padded)))
+        batch = self._batch(padded)
+        poses = self._merge(self.model(batch))
+        if self.trajectory is None:
+            return poses, None
+        return poses, self._merge(self.trajectory(batch), [0])
 
     __call__ = lift
 
@@ -118,6 +139,7 @@ class StreamingLifter(_LifterBase):
         super().__init__(*args, **kwargs)
         self.width, self.height = float(width), float(height)
         self._state = StreamingState(self.model)
+        self._traj_state = None if self.trajectory is None else StreamingState(self.trajectory)
         if not 1 <= int(block) <= self._state.max_block:
             raise ValueError(f'block must be 1..{self._state.max_block} frames, got {block}')
         self.block = int(block)
@@ -125,6 +147,8 @@ class StreamingLifter(_LifterBase):
 
     def reset(self):
         self._state.reset()
+        if self._traj_state is not None:
+            self._traj_state.reset()
         self._queued: List[np.ndarray] = []  # frames waiting for a full block
         self._last: Optional[torch.Tensor] = None
         self._pushed = 0  # real frames pushed
@@ -148,10 +172,16 @@ class StreamingLifter(_LifterBase):
         """frames (B, K, J, 2) normalised (B = 2 with flip) -> newly available poses."""
         return _lift_together([self], [frames])[0]
 
-    def _emit(self, out: torch.Tensor) -> List:
-        """Network output (B, M, J_out, 3) -> [(frame_index, pose)] for the next M frames."""
+    def _emit(self, out: torch.Tensor, root: Optional[torch.Tensor] = None) -> List:
+        """Network output (B, M, J_out, 3) -> [(frame_index, pose)] for the next M frames;
+        ``root`` (B, M, 1, 3): the trajectory model's output for the same frames."""
         results = []
-        for pose in self._merge(out):
+        poses = self._merge(out)
+        if self._traj_state is not None:
+            if root is None or root.shape[1] != out.shape[1]:
+                raise RuntimeError('trajectory model out of step with the pose model')
+            poses = poses + self._merge(root, [0])
+        for pose in poses:
             results.append((self._emitted, pose))
             self._emitted += 1
         return results
@@ -233,9 +263,41 @@ def _lift_together(lifters: Sequence[StreamingLifter],
     step = lifters[0]._state.max_block
     for start in range(0, max(f.shape[1] for f in frames), step):
         take = [i for i, f in enumerate(frames) if f.shape[1] > start]
-        outs = push_streams([lifters[i]._state for i in take],
-                            [frames[i][:, start:start + step] for i in take])
-        for i, out in zip(take, outs):
+        blocks = {i: frames[i][:, start:start + step] for i in take}
+        outs = push_streams([lifters[i]._state for i in take], [blocks[i] for i in take])
+        roots = _push_trajectories([lifters[i] for i in take], [blocks[i] for i in take])
+        for i, out, root in zip(take, outs, roots):
             if out is not None:
-                results[i] += lifters[i]._emit(out)
+                results[i] += lifters[i]._emit(out, root)
     return results
+
+
+def _push_trajectories(lifters: Sequence[StreamingLifter],
+                       blocks: Sequence[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+    """The same blocks through the lifters' trajectory models (those that have one), in
+    shared passes per trajectory model -> each lifter's root positions, or None."""
+    roots: List[Optional[torch.Tensor]] = [None] * len(lifters)
+    groups: Dict[int, List[int]] = {}
+    for k, lf in enumerate(lifters):
+        if lf._traj_state is not None:
+            groups.setdefault(id(lf._traj_state.kernels), []).append(k)
+    for ks in groups.values():
+        got = push_streams([lifters[k]._traj_state for k in ks], [blocks[k] for k in ks])
+        for k, root in zip(ks, got):
+            roots[k] = root
+    return roots
+
+
+def _check_trajectory(model: TemporalModel,
+                      trajectory: Optional[TemporalModel]) -> Optional[TemporalModel]:
+    """A trajectory model must see the same frames as the pose model (same filter widths
+    and causality: its outputs then come out in step) and output one joint."""
+    if trajectory is None:
+        return None
+    a, t = model.arch, trajectory.arch
+    if t.num_joints_out != 1 or (t.filter_widths, t.causal, t.num_joints_in, t.in_features) \
+            != (a.filter_widths, a.causal, a.num_joints_in, a.in_features):
+        raise ValueError(f'trajectory model ({t.describe()}) does not match the pose model '
+                         f'({a.describe()}): it needs the same input, filter widths and '
+                         'causality, and one output joint')
+    return trajectory

@@ -1,5 +1,7 @@
 """lifter node: per camera ``keypoints_2d`` -> ``skeleton_3d`` (H36M-17, metres, camera
-optical frame, root-relative) with a VideoPose3D-architecture temporal model.
+optical frame, root-relative) with a VideoPose3D-architecture temporal model. With
+``trajectory`` (off by default) the checkpoint's trajectory model places each skeleton at its
+predicted root position in the camera frame instead; the pose itself is unchanged.
 
 One node serves every camera in ``cameras`` (namespaces). Each (camera, person) track has its
 own streaming window (:mod:`vp3d_ros.windowing`). Causal models publish each frame at once;
@@ -144,6 +146,11 @@ class LifterNode(Node):
                              'confident); protects memory and latency from a flood of ids')
         fast = p('low_latency_checkpoint', '', "symmetric mode: also publish an immediate causal "
                  "estimate on skeleton_3d/immediate from this checkpoint ('default' = shipped causal)")
+        self.trajectory = p('trajectory', False, "add the checkpoint's trajectory model (model_traj, "
+                            'from semi-supervised VideoPose3D training): skeletons at their '
+                            'predicted root position in camera coordinates instead of '
+                            'root-relative; the pose itself is unchanged')
+        self.trajectories = {}  # pose model -> its trajectory model, when trajectory is on
 
         causal_v = {'auto': None, 'true': True, 'false': False}.get(str(causal).lower(), causal)
         if causal_v not in (None, True, False):
@@ -168,6 +175,11 @@ class LifterNode(Node):
                 self.fast_ckpt, _ = resolve_lifter(fast_path, causal=True,
                                                    default_kind='causal', layout=self.layout)
                 self.fast_model = self.fast_ckpt.build(self.device)
+            if self.trajectory:  # the immediate estimate too: both outputs in one frame
+                self.trajectories[self.model] = self.ckpt.build_trajectory(self.device)
+                if self.fast_ckpt is not None:
+                    self.trajectories[self.fast_model] = self.fast_ckpt.build_trajectory(
+                        self.device)
         except CheckpointError as e:
             raise ConfigError(f'lifter: {e}') from e
         except (RuntimeError, AssertionError, ValueError) as e:  # torch: unusable device
@@ -248,7 +260,8 @@ class LifterNode(Node):
 
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,
-                                            width=w, height=h, block=self.block_frames)
+                                            width=w, height=h, block=self.block_frames,
+                                            trajectory=self.trajectories.get(model))
 
     def on_camera_info(self, cam: _Camera, msg: CameraInfo):
         if not msg.width or not msg.height:
