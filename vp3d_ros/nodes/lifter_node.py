@@ -301,7 +301,8 @@ class LifterNode(Node):
             if size]
         if any(size != sizes[0][1] for _, size in sizes[1:]):
             self.diag.error()
-            said = ' but '.join(f'{what} {size[0]}x{size[1]}' for what, size in sizes)
+            said = ' but '.join(f'{what} {size[0]}x{size[1]}' for what, size in sizes
+                                if what == sizes[0][0] or size != sizes[0][1])
             self._warn(f'size-{cam.name}', f'{cam.name or "."}: {said}; frames refused rather '
                        'than lifted at a wrong scale until they agree (fix the camera '
                        'calibration or the parameters)', 'error')
@@ -311,10 +312,16 @@ class LifterNode(Node):
         expecting = cam.seen_size is None and self.count_publishers(cam.seen_topic) > 0
         if sizes and not expecting:
             return sizes[0][1]
-        if len(cam.waiting) == cam.waiting.maxlen:
+        full = len(cam.waiting) == cam.waiting.maxlen
+        if full:
             self.diag.dropped()
         cam.waiting.append(msg)
-        if not expecting and self.throttle(f'nosize-{cam.name}'):
+        if expecting and full:
+            self._warn(f'nosize-{cam.name}', f'{cam.name}: {cam.seen_topic} has a publisher but '
+                       'its latched image size never arrived (a publisher that is not reliable '
+                       'and transient-local?); holding the newest '
+                       f'{cam.waiting.maxlen} frames until it does', 'error')
+        elif not expecting and self.throttle(f'nosize-{cam.name}'):
             self.get_logger().error(
                 f'{cam.name}: no image size: no keypoints_2d/image_info (pose2d publishes it), '
                 'no camera_info and image_width/image_height unset; cannot normalise keypoints '
