@@ -109,19 +109,40 @@ class Throttle:
         return True
 
 
+GRACE_S = 2.0  # further signals this soon after the first are the same request
+DRAIN_MAX_S = 3.0  # longest shutdown drain: below ros2 launch's 5 s before it sends SIGTERM
+
+
 class _Stop:
     """SIGINT/SIGTERM as a flag: the node leaves its loop with the ROS context still up, so
     ``close()`` can still publish owed poses and the recorder can take what already arrived.
-    A second signal aborts the drain (close() still runs)."""
 
-    def __init__(self):
-        self.requested = False
+    ``ros2 launch`` without a terminal (a script, systemd, CI, ``timeout``) delivers SIGINT
+    twice: the process group's copy and the one launch forwards to each node. So a signal
+    within ``grace_s`` of the first is the same request and is ignored; a later one cuts the
+    drain short (close() still runs), and one while close() runs interrupts it. No signal is
+    ever raised inside a callback, where it printed a traceback and cut the drain."""
+
+    def __init__(self, grace_s: float = GRACE_S):
+        self.grace_s = grace_s
+        self.requested = False  # the first signal: drain, then close
+        self.abort = False  # a signal after the grace period: stop draining now
+        self.closing = False  # close() runs: a signal after the grace period interrupts it
+        self.done = False  # close() returned: the node is going away, signals are moot
+        self.repeats = 0  # signals ignored as repeats of the first
+        self._first = None
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame):
-        if self.requested:
+        now = time.monotonic()
+        if not self.requested:
+            self.requested, self._first = True, now
+        elif self.done or now - self._first < self.grace_s:
+            self.repeats += 1
+        elif self.closing:
             raise KeyboardInterrupt
-        self.requested = True
+        else:
+            self.abort = True
 
     def restore(self):
         for s, h in self._old.items():
@@ -143,18 +164,43 @@ def make_executor(context):
     return SingleThreadedExecutor(context=context)
 
 
-def _spin(node: Node, stop: _Stop, drain_s: float = 0.3) -> None:
+def _inputs_alive(node: Node) -> bool:
+    """Whether a topic of the node's ``drain_topics()`` (if it has that method) still has a
+    publisher: upstream nodes stopping at the same time may still send their last messages
+    (pose2d its last keypoints, the lifter its owed poses from close())."""
+    topics = getattr(node, 'drain_topics', None)
+    if topics is None:
+        return False
+    try:
+        return any(node.count_publishers(t) for t in topics())
+    except Exception:  # noqa: BLE001 - graph unavailable (context going down): stop waiting
+        return False
+
+
+def _spin(node: Node, stop: _Stop, drain_s: float = 0.3, settle_s: float = 0.2,
+          max_drain_s: float = DRAIN_MAX_S) -> None:
     """Spin until a signal or shutdown; an exception escaping a callback is logged (with its
-    traceback, rate-limited) and the node keeps serving instead of dying with it."""
+    traceback, rate-limited) and the node keeps serving instead of dying with it.
+
+    After the signal the node drains: it serves for ``drain_s``, and, for a node with
+    ``drain_topics()``, until those topics' publishers have left plus ``settle_s`` (what they
+    sent before leaving is still arriving), at most ``max_drain_s`` or until a later signal."""
     executor = make_executor(node.context)
     executor.add_node(node)
     throttle = Throttle(10.0)
-    drain_until = None
+    drain_until = drain_limit = quiet_since = None
     try:
         while node.context.ok():
             if stop.requested:
-                drain_until = drain_until or time.monotonic() + drain_s
-                if time.monotonic() >= drain_until:
+                now = time.monotonic()
+                if drain_until is None:
+                    drain_until, drain_limit = now + drain_s, now + max_drain_s
+                if _inputs_alive(node):
+                    quiet_since = None
+                elif quiet_since is None:
+                    quiet_since = now
+                settled = quiet_since is not None and now - quiet_since >= settle_s
+                if stop.abort or now >= drain_limit or (now >= drain_until and settled):
                     break
             try:
                 executor.spin_once(timeout_sec=0.05 if stop.requested else 0.1)
@@ -197,8 +243,8 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     """
     faulthandler.enable()
     keep_large_buffers()  # camera frames: reuse heap buffers instead of faulting in new pages
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = _Stop()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = 0
     try:
@@ -219,14 +265,39 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
         if node is not None:
             close = getattr(node, 'close', None)
             if close is not None:
+                stop.closing = True
                 try:
                     close()
+                    _wait_acked(node)
+                except KeyboardInterrupt:
+                    print(f'[WARN] {node.get_name()}: closing interrupted by a further signal',
+                          file=sys.stderr, flush=True)
+                    code = code or 1
                 except Exception as e:  # noqa: BLE001 - still shut down cleanly
                     print(f'[ERROR] closing {node.get_name()}: {type(e).__name__}: {e}',
                           file=sys.stderr, flush=True)
                     code = code or 1
+            stop.done = True
             code = code or int(getattr(node, 'exit_code', 0) or 0)
             node.destroy_node()
+        stop.done = True
         rclpy.try_shutdown()
-        stop.restore()
+        # The process is about to exit: the handler stays (a late repeat of the signal is
+        # ignored, not a KeyboardInterrupt traceback during interpreter shutdown).
     return code
+
+
+def _wait_acked(node: Node, budget_s: float = 1.0) -> None:
+    """Until the readers acknowledged what the node published last (close() publishes owed
+    poses): destroying a writer drops samples not yet delivered. At most ``budget_s``."""
+    from rclpy.duration import Duration
+    from rclpy.qos import ReliabilityPolicy
+    end = time.monotonic() + budget_s
+    for pub in list(node.publishers):
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        if (pub.topic_name in ('/rosout', '/parameter_events')
+                or pub.qos_profile.reliability != ReliabilityPolicy.RELIABLE):
+            continue
+        pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9)))

@@ -499,6 +499,11 @@ class LifterNode(Node):
                            f'{now - cam.last_rx:.1f} s: owed poses published, windows restarted',
                            'info')
 
+    def drain_topics(self):
+        """On shutdown the node serves until these have no publisher (common._spin): the
+        last keypoints of pose2d nodes stopping alongside are lifted, not lost."""
+        return [cam.kp_topic for cam in self.cameras]
+
     def close(self):
         try:
             self._lift_due()
