@@ -247,3 +247,16 @@ def test_bag_without_a_world_track_is_refused(tmp_path):
                           '--out-dir', str(tmp_path / 'o')], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert 'no world-frame H36M-17 track' in res.stderr
+
+
+@needs_opensim
+def test_npy_world_joints_need_fps_and_shape(tmp_path):
+    np.save(tmp_path / 'w.npy', np.zeros((10, 17, 3)))
+    res = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.kinematics', str(tmp_path / 'w.npy'),
+                          '--out-dir', str(tmp_path / 'o')], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and '--fps' in res.stderr
+    np.save(tmp_path / 'bad.npy', np.zeros((10, 16, 3)))
+    res = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.kinematics', str(tmp_path / 'bad.npy'),
+                          '--fps', '50', '--out-dir', str(tmp_path / 'o')], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and '(T, 17, 3)' in res.stderr

@@ -17,12 +17,16 @@ What changes, and why:
   markers and frames; copy the meshes from an OpenSim install to see bones.
 - arms hang down in the default pose (arm_add 0) like the static pose of a standing subject.
 - the unobservable coordinates (ankle, subtalar, mtp, forearm, wrist) are locked at 0
-  (pro_sup at its default), shoulder coordinates clamped: see vp3d_ros/kinematics/model.py.
+  (pro_sup at its default), shoulder coordinates clamped, shoulder flexion allowed up to
+  180 degrees (the source stops at 90): see vp3d_ros/kinematics/model.py.
 """
 import sys
 from pathlib import Path
 
 import opensim as osim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+from vp3d_ros.kinematics import model as kmodel  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent
 OUT = HERE / 'vp3d_ros' / 'kinematics' / 'vp3d_h36m17.osim'
@@ -44,12 +48,6 @@ FREE_MARKERS = {
     'Neck_Nose': ('head', (0.020, 1.590, 0.0)),
     'Head': ('head', (-0.080, 1.700, 0.0)),
 }
-LOCKED = ('ankle_angle_r', 'ankle_angle_l', 'subtalar_angle_r', 'subtalar_angle_l',
-          'mtp_angle_r', 'mtp_angle_l', 'pro_sup_r', 'pro_sup_l',
-          'wrist_flex_r', 'wrist_flex_l', 'wrist_dev_r', 'wrist_dev_l')
-CLAMPED = ('arm_flex_r', 'arm_add_r', 'arm_rot_r', 'arm_flex_l', 'arm_add_l', 'arm_rot_l')
-
-
 def derive(src: str, out: Path) -> Path:
     model = osim.Model(src)
     model.setName('vp3d_h36m17')
@@ -57,10 +55,7 @@ def derive(src: str, out: Path) -> Path:
         model.getBodySet().get(i).updPropertyByName('attached_geometry').clear()  # Geometry/ there
     for name in ('arm_add_r', 'arm_add_l'):
         model.getCoordinateSet().get(name).setDefaultValue(0.0)
-    for name in LOCKED:
-        model.getCoordinateSet().get(name).setDefaultLocked(True)
-    for name in CLAMPED:
-        model.getCoordinateSet().get(name).setDefaultClamped(True)
+    kmodel.prepare(model)   # locks, clamps, ranges (vp3d_ros/kinematics/model.py)
     state = model.initSystem()
     model.realizePosition(state)
     ground = model.getGround()

@@ -7,7 +7,9 @@ three seconds (or to --height), then runs inverse kinematics over the whole trac
 Input: a TRC with our marker names (Hip, RHip, RKnee, RFoot, LHip, LKnee, LFoot, Spine,
 Thorax, Neck_Nose, Head, LShoulder, LElbow, LWrist, RShoulder, RElbow, RWrist), Y up,
 metres (cm/mm read from the Units field); or a LandmarkRecord bag with a world-frame
-(REP-103, z up) H36M-17 track: a topic with "world" or "fused" in its name, or --topic.
+(REP-103, z up) H36M-17 track: /skeleton_3d/fused first, else a topic with "world" in its
+name, or --topic; or a .npy (T, 17, 3) of world joints, REP-103 z up, as
+`vp3d-lift --frame world` writes, with --fps.
 
 Writes to --out-dir, for an input named <name> (the file stem):
 
@@ -15,6 +17,7 @@ Writes to --out-dir, for an input named <name> (the file stem):
                             knee_angle_r, ankle_angle_r, ..., _l, pelvis_*, L5_S1_*, arm_*,
                             elbow_flex_*)
   <name>_scaled.osim        the scaled model with its placed markers
+  <name>.trc                from a bag or .npy: the markers IK used (Y up)
   <name>_scale_setup.xml    the ScaleTool setup that made it (+ <name>_scaled_generic.osim)
   <name>_angles.csv         time_s and every coordinate (_deg / _m)
   <name>_angles.png         hip, knee, ankle flexion both sides, pelvis tilt, trunk, shoulder, elbow
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='OpenSim model whose marker set names the 17 TRC markers '
                         '(default: the bundled vp3d_h36m17.osim)')
     p.add_argument('--topic', default=None, help='bag input: the world/fused topic to use')
+    p.add_argument('--fps', type=float, default=None, help='.npy input: its frame rate')
     return p
 
 
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
     from ..kinematics import pipeline, report
     try:
         out = pipeline.run(src, args.out_dir, height=args.height, mass=args.mass,
-                           model_file=args.model, topic=args.topic)
+                           model_file=args.model, topic=args.topic, fps=args.fps)
     except (ValueError, FileNotFoundError) as e:
         print(f'vp3d-kinematics: {e}', file=sys.stderr)
         return 2

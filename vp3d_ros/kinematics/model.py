@@ -34,6 +34,9 @@ LOCKED = ('ankle_angle_r', 'ankle_angle_l', 'subtalar_angle_r', 'subtalar_angle_
           'mtp_angle_r', 'mtp_angle_l', 'pro_sup_r', 'pro_sup_l',
           'wrist_flex_r', 'wrist_flex_l', 'wrist_dev_r', 'wrist_dev_l')
 CLAMPED = ('arm_flex_r', 'arm_add_r', 'arm_rot_r', 'arm_flex_l', 'arm_add_l', 'arm_rot_l')
+# ranges (radians) that differ from the source model: Pose2Sim's stops shoulder flexion at
+# 90 degrees, so a raised arm (the demo clip's balancing subject) left the wrist 43 cm off
+RANGES = {'arm_flex_r': (-1.57, 3.14), 'arm_flex_l': (-1.57, 3.14)}
 INFERRED = {
     'pelvis_tilt': 'Hip, RHip, LHip are collinear: set through the torso and the lumbar prior',
     'L5_S1_Flex_Ext': 'weak prior towards 0 (pelvic tilt is otherwise unobservable)',
@@ -66,7 +69,8 @@ def default_model_path(path: Optional[str] = None) -> Path:
 
 
 def prepare(model) -> None:
-    """Lock the unobservable coordinates and clamp the shoulders (any model with those names)."""
+    """Lock the unobservable coordinates, clamp the shoulders and let them flex overhead
+    (any model with those coordinate names)."""
     coords = model.getCoordinateSet()
     for name in LOCKED:
         if coords.contains(name):
@@ -74,6 +78,10 @@ def prepare(model) -> None:
     for name in CLAMPED:
         if coords.contains(name):
             coords.get(name).setDefaultClamped(True)
+    for name, (lo, hi) in RANGES.items():
+        if coords.contains(name):
+            coords.get(name).setRangeMin(lo)
+            coords.get(name).setRangeMax(hi)
 
 
 def load(path=None):

@@ -3,7 +3,7 @@
 Outputs in ``out_dir`` for an input named ``<name>``: ``<name>.mot`` (IK, degrees),
 ``<name>_scaled.osim``, ``<name>_scale_setup.xml`` (+ ``<name>_scaled_generic.osim`` it
 starts from, so the ScaleTool run can be repeated in OpenSim), ``<name>_angles.csv``,
-``<name>_angles.png`` and ``<name>_summary.json`` / ``.txt``; from a bag also ``<name>.trc``
+``<name>_angles.png`` and ``<name>_summary.json`` / ``.txt``; from a bag or .npy also ``<name>.trc``
 (the markers IK used).
 """
 from __future__ import annotations
@@ -34,11 +34,21 @@ def input_name(path) -> str:
     return p.stem if p.is_file() else p.name
 
 
-def load_markers(path, topic: Optional[str] = None) -> tuple:
+def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None) -> tuple:
     """(Markers with Y up, description of the source). TRC: as is (Y up, its units);
-    a bag: the fused (``/skeleton_3d/fused``) or else a world (``/<cam>/skeleton_3d/world``)
+    a ``.npy`` (T, 17, 3) of world joints, REP-103 z up (``vp3d-lift --frame world``), at
+    ``fps``; a bag: the fused (``/skeleton_3d/fused``) or else a world (``/<cam>/skeleton_3d/world``)
     H36M-17 track, the person seen in most frames, REP-103 z up turned to Y up."""
     p = Path(path)
+    if p.is_file() and p.suffix.lower() == '.npy':
+        x = np.load(p)
+        if x.ndim != 3 or x.shape[1:] != (17, 3):
+            raise ValueError(f'{p}: a .npy input is (T, 17, 3) H36M-17 world joints '
+                             f'(vp3d-lift --frame world), got shape {x.shape}')
+        if not fps or fps <= 0:
+            raise ValueError(f'{p}: a .npy has no time stamps: give --fps')
+        m = Markers(np.arange(len(x)) / float(fps), H36M_MARKERS, zup_to_yup(x))
+        return m, f'npy {p.name} (REP-103 z up, {fps:g} fps)'
     if p.is_file() and p.suffix.lower() == '.trc':
         m = read_trc(p)
         keep = [n for n in H36M_MARKERS if n in m.names]
@@ -65,13 +75,14 @@ def load_markers(path, topic: Optional[str] = None) -> tuple:
 
 
 def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
-        model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0) -> Outputs:
+        model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0,
+        fps: Optional[float] = None) -> Outputs:
     require_opensim()
     from . import ik, report, scaling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = input_name(input_path)
-    markers, source = load_markers(input_path, topic)
+    markers, source = load_markers(input_path, topic, fps)
     frames = static_window(markers, static_search_s)
     with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:
         if Path(input_path).suffix.lower() == '.trc':
