@@ -31,6 +31,7 @@ setup(
             'pose2d_node = vp3d_ros.nodes.pose2d_node:main',
             'lifter_node = vp3d_ros.nodes.lifter_node:main',
             'fusion_node = vp3d_ros.nodes.fusion_node:main',
+            'world_node = vp3d_ros.nodes.world_node:main',
             'recorder_node = vp3d_ros.nodes.recorder_node:main',
             'video_source = vp3d_ros.nodes.video_source_node:main',
             'vp3d-export = vp3d_ros.cli.export:main',

@@ -54,6 +54,10 @@ def _nodes(context):
     actions.append(Node(package='vp3d_ros', executable='recorder_node', name='recorder',
                         output='screen', condition=IfCondition(LaunchConfiguration('record')),
                         parameters=[params_file, sim, {'bag_dir': arg('bag_dir')}]))
+    if arg('calibration'):  # each camera's skeleton in the world: /<cam>/skeleton_3d/world
+        actions.append(Node(package='vp3d_ros', executable='world_node', name='world',
+                            output='screen', parameters=[params_file, sim, {
+                                'cameras': cameras, 'calibration': arg('calibration')}]))
     if arg('calibration') and len(cameras) >= 2:  # one fused world skeleton from all cameras
         actions.append(Node(package='vp3d_ros', executable='fusion_node', name='fusion',
                             output='screen', parameters=[params_file, sim, {
@@ -78,7 +82,8 @@ def generate_launch_description():
         ('bag_dir', 'vp3d_bags', 'where the recorder writes bags'),
         ('use_sim_time', 'false', 'use /clock (bag replay with --clock)'),
         ('calibration', '', 'calibration file of the cameras (Pose2Sim/Anipose TOML, JSON, '
-                            'YAML); with two or more cameras also starts the fusion node'),
+                            'YAML): starts the world node (/<cam>/skeleton_3d/world), and '
+                            'with two or more cameras the fusion node'),
     ]
     return LaunchDescription([DeclareLaunchArgument(n, default_value=d, description=h)
                               for n, d, h in args] + [OpaqueFunction(function=_nodes)])

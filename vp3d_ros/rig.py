@@ -72,6 +72,9 @@ def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
     if record:
         specs.append(NodeSpec('recorder_node', 'recorder', '', [
             f'bag_dir:={bag_dir}', *recorder_params]))
+    if calibration:  # each camera's skeleton in the world: /<cam>/skeleton_3d/world
+        specs.append(NodeSpec('world_node', 'world', '', [
+            f'cameras:=[{", ".join(cameras)}]', f'calibration:={calibration}']))
     if calibration and len(cameras) >= 2:  # one fused world skeleton from all cameras
         specs.append(NodeSpec('fusion_node', 'fusion', '', [
             f'cameras:=[{", ".join(cameras)}]', f'calibration:={calibration}', *fusion_params]))
@@ -150,8 +153,9 @@ def main(argv=None) -> int:
     ap.add_argument('--use-sim-time', action='store_true',
                     help='nodes follow /clock (e.g. with ros2 bag play --clock)')
     ap.add_argument('--calibration', default='',
-                    help='calibration file of the cameras; with two or more cameras also starts '
-                         'the fusion node (/skeleton_3d/fused)')
+                    help='calibration file of the cameras: starts the world node '
+                         '(/<cam>/skeleton_3d/world), and with two or more cameras the fusion '
+                         'node (/skeleton_3d/fused)')
     a = ap.parse_args(argv)
     cams = [c.strip().strip('/') for c in a.cameras.split(',') if c.strip()]
     rig = Rig(plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic,

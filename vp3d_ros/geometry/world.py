@@ -202,23 +202,57 @@ def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([np.convolve(pad[:, i], k, mode='valid') for i in range(x.shape[1])], -1)
 
 
+class Holt:
+    """Causal level + trend (Holt / alpha-beta) smoothing, one sample at a time: no lag on a
+    steady motion, which plain exponential smoothing has (a subject walking at 1 m/s would
+    trail by tau metres). Innovations beyond ``clip`` are clipped, so single-frame spikes
+    only nudge."""
+
+    def __init__(self, tau_frames: float, clip: float):
+        self.a = min(1.0, 2.0 / (max(tau_frames, 0.0) + 1))
+        self.b = self.a * self.a / (2 - self.a)
+        self.clip = clip
+        self.level = None
+        self.trend = None
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.level is None:
+            self.level, self.trend = x.copy(), np.zeros_like(x)
+            return self.level.copy()
+        pred = self.level + self.trend
+        e = np.clip(x - pred, -self.clip, self.clip)
+        self.level = pred + self.a * e
+        self.trend = self.trend + self.b * e
+        return self.level.copy()
+
+
 def _holt(x: np.ndarray, tau_frames: float, clip: float) -> np.ndarray:
-    """Causal level + trend (Holt / alpha-beta) smoothing: no lag on a steady motion, which
-    plain exponential smoothing has (a subject walking at 1 m/s would trail by
-    tau metres/s). Innovations beyond ``clip`` are clipped, so single-frame spikes only nudge."""
-    if tau_frames <= 0 or len(x) < 2:
-        return x.copy()
-    a = min(1.0, 2.0 / (tau_frames + 1))
-    b = a * a / (2 - a)
-    out = np.empty_like(x)
-    level, trend = x[0].copy(), np.zeros_like(x[0])
-    for i in range(len(x)):
-        pred = level + trend
-        e = np.clip(x[i] - pred, -clip, clip) if i else x[i] - pred
-        level = pred + a * e
-        trend = trend + b * e
-        out[i] = level
-    return out
+    f = Holt(tau_frames, clip)
+    return np.stack([f.step(v) for v in x]) if len(x) else x.copy()
+
+
+DIRECTION_CLIP, LOG_DEPTH_CLIP = 0.05, 0.1
+
+
+class CausalRootFilter:
+    """:func:`smooth_root` with ``causal=True``, one frame at a time (live nodes)."""
+
+    def __init__(self, fps: float = 30.0, depth_s: float = 0.12, direction_s: float = 0.03):
+        self.direction = Holt(direction_s * fps, DIRECTION_CLIP)
+        self.depth = Holt(depth_s * fps, LOG_DEPTH_CLIP)
+
+    def step(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        if not np.isfinite(t).all() or t[2] <= 1e-3:
+            if self.depth.level is None:
+                return np.full(3, np.nan)
+            d, lz = self.direction.level, self.depth.level   # hold the last estimate
+        else:
+            d = self.direction.step(t[:2] / t[2])
+            lz = self.depth.step(np.log([t[2]]))
+        z = float(np.exp(lz[0]))
+        return np.array([d[0] * z, d[1] * z, z])
 
 
 def smooth_root(t: np.ndarray, fps: float = 50.0, causal: bool = False,
@@ -238,8 +272,8 @@ def smooth_root(t: np.ndarray, fps: float = 50.0, causal: bool = False,
     z = np.maximum(t[:, 2], 1e-3)
     q = np.stack([t[:, 0] / z, t[:, 1] / z, np.log(z)], -1)
     if causal:
-        d = _holt(q[:, :2], direction_s * fps, 0.05)
-        lz = _holt(q[:, 2:], depth_s * fps, 0.1)
+        d = _holt(q[:, :2], direction_s * fps, DIRECTION_CLIP)
+        lz = _holt(q[:, 2:], depth_s * fps, LOG_DEPTH_CLIP)
     else:
         q = _running_median(q, int(round(median_s * fps / 2)), False)
         d = _gauss(q[:, :2], direction_s * fps)

@@ -1,0 +1,201 @@
+"""world node: each calibrated camera's lifted ``skeleton_3d`` -> ``/<cam>/skeleton_3d/world``
+(PointCloud2 in the skeleton_3d layout, metres, absolute positions in the calibration's world
+frame, REP-103 z up for lab rigs; ``frame_id`` = ``world_frame``), one camera at a time.
+
+Per frame and person, :mod:`vp3d_ros.geometry.world` places the root-relative skeleton: the
+root translation that makes it project onto the same frame's ``keypoints_2d`` (matched by
+header stamp and person id) through the calibrated camera (distortion included,
+confidence-weighted, Gauss-Newton), scaled to ``subject_height_m`` when given, smoothed
+causally per (camera, person) track (level + trend filters: no look-ahead), then moved into
+the world (``X_world = R^T (X_cam - t)``). Pixels are read in the images pose2d saw
+(``keypoints_2d/image_info``): the calibration is scaled to a downscaled stream. Markers on
+``/<cam>/skeleton_3d/world/markers``. The floor cue of the offline tools (vp3d-lift) needs
+seconds of look-ahead and is not used here.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Dict, Tuple
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from ..geometry import world as W
+from ..geometry.calibration import CalibrationError, find_camera, load_calibration
+from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+from .common import ConfigError, Throttle, declare, run_node, steady_timer
+from .diagnostics import NodeDiagnostics
+from .markers import skeleton_markers
+
+J = 17
+KEEP_FRAMES = 600        # 2D frames kept per camera while their skeleton is on its way
+
+
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class _Track:
+    def __init__(self, fps: float):
+        self.filter = W.CausalRootFilter(fps)
+        self.last_ns = 0
+
+
+class WorldNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('world', **kwargs)
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        cameras = p('cameras', [''], "camera namespaces, e.g. ['cam01', 'cam02'] (topics "
+                    '/<cam>/keypoints_2d and /<cam>/skeleton_3d)')
+        calibration = p('calibration', '', 'calibration file (Pose2Sim/Anipose TOML, JSON, '
+                        'YAML, OpenCV); camera names match the namespaces (cam01 = cam_01)')
+        self.world_frame = p('world_frame', 'world', 'frame_id of the world skeletons')
+        self.height = p('subject_height_m', 0.0, "subject height (m) to scale the skeleton "
+                        "to; 0 = the lifter's scale")
+        self.fps = p('fps', 30.0, 'camera frame rate, for the time constants of the root filter')
+        self.track_timeout_s = p('track_timeout_s', 1.0, 'a person unseen this long starts a '
+                                 'fresh root filter')
+        names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f'world: cameras must name distinct camera namespaces, got '
+                              f'{list(cameras)}')
+        if not calibration:
+            raise ConfigError('world: parameter calibration is required (a calibration file '
+                              'with every camera)')
+        if self.height < 0:
+            raise ConfigError(f'world: subject_height_m must be >= 0, got {self.height}')
+        try:
+            rig = load_calibration(calibration)
+            self.base_models = {n: find_camera(rig, n) for n in names}
+        except CalibrationError as e:
+            raise ConfigError(f'world: {e}') from None
+        self.models = dict(self.base_models)
+        self.names = names
+        self.refused = set()
+        self.throttle = Throttle(5.0)
+        self.frames_2d: Dict[str, OrderedDict] = {n: OrderedDict() for n in names}
+        self.tracks: Dict[Tuple[str, int], _Track] = {}
+        self.unmatched = 0
+        self.placed = 0
+        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        one = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pubs, self.pub_markers = {}, {}
+        for n in names:
+            self.pubs[n] = self.create_publisher(PointCloud2, f'/{n}/skeleton_3d/world', latched)
+            self.pub_markers[n] = self.create_publisher(
+                MarkerArray, f'/{n}/skeleton_3d/world/markers', 10)
+            self.create_subscription(CameraInfo, f'/{n}/keypoints_2d/image_info',
+                                     lambda m, n=n: self.on_image_info(n, m), one)
+            self.create_subscription(PointCloud2, f'/{n}/keypoints_2d',
+                                     lambda m, n=n: self.on_keypoints(n, m), latched)
+            self.create_subscription(PointCloud2, f'/{n}/skeleton_3d',
+                                     lambda m, n=n: self.on_skeleton(n, m), latched)
+        self.diag = NodeDiagnostics(self, 'world', extra=self._diag_extra)
+        steady_timer(self, 1.0, self._forget)
+        self.get_logger().info(
+            f'world skeletons of {", ".join(f"{n}={self.base_models[n].name}" for n in names)} '
+            f'from {calibration} on /<cam>/skeleton_3d/world (frame {self.world_frame!r})')
+
+    def on_image_info(self, cam: str, msg: CameraInfo):
+        if not msg.width or not msg.height:
+            return
+        try:
+            self.models[cam] = self.base_models[cam].with_image_size(int(msg.width),
+                                                                     int(msg.height))
+            self.refused.discard(cam)
+        except CalibrationError as e:
+            self.refused.add(cam)
+            self.get_logger().error(f'{cam}: {e}; no world skeletons from it')
+
+    def on_keypoints(self, cam: str, msg: PointCloud2):
+        try:
+            people = cloud_to_keypoints(msg, J)
+        except ValueError as e:
+            self.throttle.log(self.get_logger().warning, f'bad2d/{cam}',
+                              f'{cam}: keypoints_2d skipped: {e}')
+            return
+        frames = self.frames_2d[cam]
+        frames[_ns(msg.header.stamp)] = {pid: (kp[:, :2], conf) for pid, (kp, conf)
+                                         in people.items() if kp.shape[1] == 2}
+        while len(frames) > KEEP_FRAMES:
+            frames.popitem(last=False)
+
+    def on_skeleton(self, cam: str, msg: PointCloud2):
+        self.diag.received()
+        t0 = time.perf_counter()
+        ns = _ns(msg.header.stamp)
+        try:
+            people = cloud_to_keypoints(msg, J)
+        except ValueError as e:
+            self.diag.dropped()
+            self.throttle.log(self.get_logger().warning, f'bad3d/{cam}',
+                              f'{cam}: skeleton_3d skipped: {e}')
+            return
+        frame = self.frames_2d[cam].get(ns)
+        if frame is None or cam in self.refused:
+            self.unmatched += 1
+            self.diag.dropped()
+            if frame is None:
+                self.throttle.log(self.get_logger().warning, f'nomatch/{cam}',
+                                  f'{cam}: no keypoints_2d with the stamp of a skeleton_3d '
+                                  'frame; not placed')
+            return
+        camera = self.models[cam]
+        pts, confs, ids = [], [], []
+        for pid, (pose, conf3) in people.items():
+            if pose.shape[1] != 3 or pid not in frame or not np.isfinite(pose).all():
+                continue
+            kp, conf = frame[pid]
+            rel = pose - pose[:1]
+            if self.height > 0:
+                rel, _ = W.scale_to_height(rel[None], float(self.height))
+                rel = rel[0]
+            t = W.solve_root(rel[None], kp[None], camera, conf[None])[0]
+            track = self.tracks.get((cam, pid))
+            if track is None:
+                track = self.tracks[(cam, pid)] = _Track(float(self.fps))
+            track.last_ns = ns
+            root = track.filter.step(t)
+            if not np.isfinite(root).all():
+                continue
+            pts.append(camera.to_world(rel + root))
+            confs.append(conf3)
+            ids.append(pid)
+        header = Header(stamp=msg.header.stamp, frame_id=self.world_frame)
+        if pts:
+            P, C = np.stack(pts), np.stack(confs)
+        else:
+            P, C = np.zeros((0, J, 3)), np.zeros((0, J))
+        self.pubs[cam].publish(keypoints_to_cloud(header, P, C, ids))
+        if pts:
+            self.pub_markers[cam].publish(skeleton_markers(header, P, ids))
+        self.placed += 1
+        self.diag.processed(time.perf_counter() - t0, len(ids))
+
+    def _forget(self):
+        """Root filters of persons unseen for track_timeout_s restart afresh."""
+        latest = {}
+        for (cam, _), tr in self.tracks.items():
+            latest[cam] = max(latest.get(cam, 0), tr.last_ns)
+        limit = int(self.track_timeout_s * 1e9)
+        for key in [k for k, tr in self.tracks.items() if latest[k[0]] - tr.last_ns > limit]:
+            del self.tracks[key]
+
+    def _diag_extra(self):
+        return {'frames_placed': self.placed, 'frames_unmatched': self.unmatched,
+                'tracks': len(self.tracks)}
+
+
+def main(args=None):
+    raise SystemExit(run_node(WorldNode, args))
+
+
+if __name__ == '__main__':
+    main()
