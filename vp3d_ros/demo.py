@@ -218,8 +218,11 @@ def main(argv=None) -> int:
     if bones:
         print(f'skeleton      mean bone length {100 * bones[0]:.1f} cm, bone-length std over time '
               f'{1000 * bones[1]:.1f} mm')
-    print(f'exports       {a.out}/*.csv (timestamp_s,landmark,x_m,y_m,z_m,visibility; metres, '
-          'camera frame), *.trc (OpenSim), *.npz')
+    if off3:
+        print(f'exports       {a.out}/*.csv (timestamp_s,landmark,x_m,y_m,z_m,visibility; '
+              'metres, camera frame), *.trc (OpenSim), *.npz')
+    else:
+        print(f'exports       none: nobody was detected in {a.video} (no 3D skeleton to export)')
     if png:
         print(f'picture       {png} (frames with the 2D skeleton; 3D from the camera and from '
               'its right, 0.5 m grid)')
