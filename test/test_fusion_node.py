@@ -139,3 +139,103 @@ def test_fusion_node_refuses_bad_configuration(rig, tmp_path):  # noqa: F811
                     '-p', f'calibration:={calib}', name='missing')
     assert one.wait_exit(60) == 2 and 'at least two' in one.log()
     assert missing.wait_exit(60) == 2 and "no camera 'cam07'" in missing.log()
+
+
+def _four_camera_clip():
+    """The 4-camera clip and its calibration: bundled (vp3d_ros/data/balancing/) or the shared
+    data folder; None when neither is there."""
+    import os
+    from conftest import REPO
+    for d, fmt in ((os.path.join(REPO, 'vp3d_ros', 'data', 'balancing'), 'cam0{}.mp4'),
+                   (os.path.join(os.path.dirname(REPO), 'shared', 'data', 'video',
+                                 'pose2sim_balancing'), 'cam0{}.mp4')):
+        videos = [os.path.join(d, fmt.format(i)) for i in range(1, 5)]
+        calib = os.path.join(d, 'Calib_qualisys.toml')
+        if all(os.path.isfile(v) for v in videos) and os.path.isfile(calib):
+            return videos, calib
+    return None
+
+
+def test_fusion_node_on_real_four_camera_frames(rig):  # noqa: F811
+    """Real frames of the 4-camera clip through four pose2d processes (real MediaPipe, frames
+    downscaled to 270x480 so the node scales the calibration) and the fusion node over DDS: one
+    fused skeleton per instant, upright in the calibration's z-up world, a foot near the floor, and equal to the core's causal fusion of the same keypoints."""
+    import cv2
+    from sensor_msgs.msg import PointCloud2
+    from test_robustness_common import handshake, image, reliable
+    from vp3d_ros.geometry import fusion as F
+    from vp3d_ros.geometry.calibration import find_camera, load_calibration
+    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    found = _four_camera_clip()
+    if found is None:
+        pytest.skip('4-camera clip not available (vp3d_ros/data/balancing or ../shared)')
+    videos, calib = found
+    n_frames, size = 12, (270, 480)
+    frames = []
+    for v in videos:
+        cap = cv2.VideoCapture(v)
+        got = []
+        for _ in range(30 + n_frames):      # from frame 30: the subject well in view
+            ok, bgr = cap.read()
+            assert ok
+            got.append(cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA),
+                                    cv2.COLOR_BGR2RGB))
+        frames.append(got[30:])
+    start, client, tmp = rig
+    poses = [start('pose2d_node', '-r', f'__ns:=/{c}', '-r', 'image:=image_raw', name=f'pose2d_{c}')
+             for c in CAMS]
+    fusion = start('fusion_node', '-p', f'cameras:=[{",".join(CAMS)}]', '-p',
+                   f'calibration:={calib}', '-p', 'use_lifted:=false', '-p', 'max_wait_s:=5.0')
+    client.collect(PointCloud2, '/skeleton_3d/fused', latched=True)
+    for c in CAMS:
+        client.collect(PointCloud2, f'/{c}/keypoints_2d', latched=True)
+    pubs = {c: client.node.create_publisher(type(image(frames[0][0], 1)), f'/{c}/image_raw',
+                                            reliable()) for c in CAMS}
+    for k, c in enumerate(CAMS):   # until each pose2d answers (stamps before the session)
+        handshake(client, pubs[c], lambda ns, k=k: image(frames[k][0], ns),
+                  SEC + k * 100_000_000, f'/{c}/keypoints_2d', timeout=120)
+    base = 100 * SEC
+    stamps = [base + i * (SEC // 60) for i in range(n_frames)]
+    for i, ns in enumerate(stamps):
+        for k, c in enumerate(CAMS):
+            pubs[c].publish(image(frames[k][i], ns))
+        assert client.wait_for(lambda: ns in stamps_ns(client.messages('/skeleton_3d/fused')),
+                               60), (f'no fused skeleton for frame {i}: keypoints stamps '
+                                     + str({c: stamps_ns(client.messages(f'/{c}/keypoints_2d'))[-3:]
+                                            for c in CAMS}) + ' fused '
+                                     + str(stamps_ns(client.messages('/skeleton_3d/fused'))[-5:])
+                                     + '\n' + fusion.log() + poses[0].log()[-2000:])
+    fused = {s: m for s, m in zip(stamps_ns(client.messages('/skeleton_3d/fused')),
+                                  client.messages('/skeleton_3d/fused')) if s in stamps}
+    assert sorted(fused) == stamps
+    out = []
+    for s in stamps:
+        msg = fused[s]
+        assert msg.header.frame_id == 'world'
+        people = cloud_to_keypoints(msg, 17)
+        assert len(people) == 1
+        out.append(next(iter(people.values()))[0])
+    out = np.stack(out)
+    assert np.isfinite(out).all()
+    # upright in the z-up world: head above hip above feet, feet near the floor
+    # (he balances on one leg: the standing foot is the lower one)
+    assert (out[:, 10, 2] > out[:, 0, 2] + 0.4).all()
+    assert (out[:, 0, 2] > out[:, [3, 6], 2].min(1) + 0.5).all()
+    assert (out[:, [3, 6], 2].min(1) > -0.1).all() and (out[:, [3, 6], 2].min(1) < 0.3).all()
+    # the node fuses what the core fuses from the same keypoints, at the same instants
+    rig_cal = load_calibration(calib)
+    cams = [find_camera(rig_cal, c).with_image_size(*size) for c in CAMS]
+    kp = np.full((4, n_frames, 17, 3), np.nan)
+    for k, c in enumerate(CAMS):
+        msgs = dict(zip(stamps_ns(client.messages(f'/{c}/keypoints_2d')),
+                        client.messages(f'/{c}/keypoints_2d')))
+        for i, s in enumerate(stamps):
+            people = cloud_to_keypoints(msgs[s], 17)
+            if people:
+                p, conf = next(iter(people.values()))
+                kp[k, i] = np.concatenate([p, conf[:, None]], -1)
+    fz = F.CausalFuser(cams)
+    want = np.stack([fz.step(kp[:, i], s * 1e-9).points for i, s in enumerate(stamps)])
+    np.testing.assert_allclose(out, want, atol=1e-4)   # float32 cloud
+    for p in poses + [fusion]:
+        assert 'Traceback' not in p.log()

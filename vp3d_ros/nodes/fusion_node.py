@@ -2,7 +2,8 @@
 ``/skeleton_3d/fused`` (PointCloud2 in the skeleton_3d layout, ``frame_id`` = the world frame,
 absolute positions in metres, stamped with the instant).
 
-Frames of one instant are grouped by stamp (:mod:`vp3d_ros.instants`: ``sync_tolerance_s``,
+Pixels are read in the images pose2d saw (``keypoints_2d/image_info``): the calibration is
+scaled to a downscaled stream. Frames of one instant are grouped by stamp (:mod:`vp3d_ros.instants`: ``sync_tolerance_s``,
 late cameras waited for up to ``max_wait_s``, then fused without them), persons are matched
 across cameras (:func:`vp3d_ros.geometry.fusion.associate`), each person is triangulated with
 outlier-view rejection and filtered causally (:class:`~vp3d_ros.geometry.fusion.CausalFuser`);
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import array
 import time
+from collections import deque
 from typing import Dict, Optional
 
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import PointCloud2
+from sensor_msgs.msg import CameraInfo, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
@@ -33,6 +35,7 @@ from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
 J = 17
+SEC_NS = 1_000_000_000
 
 
 def _ns(stamp) -> int:
@@ -61,8 +64,8 @@ class FusionNode(Node):
         calibration = p('calibration', '', 'calibration file (Pose2Sim/Anipose TOML, JSON, '
                         'YAML, OpenCV); camera names match the namespaces (cam01 = cam_01)')
         self.world_frame = p('world_frame', 'world', 'frame_id of the fused skeletons')
-        tol = p('sync_tolerance_s', 0.02, 'frames of one instant differ by at most this '
-                '(keep under half a frame period)')
+        tol = p('sync_tolerance_s', 0.0, 'frames of one instant differ by at most this (under '
+                'half a frame period); 0 = auto: 0.4 x the cameras\' median frame period')
         wait = p('max_wait_s', 0.1, 'how long an instant waits for late cameras before it is '
                  'fused without them')
         self.threshold_px = p('threshold_px', 15.0, 'reprojection error above which a view '
@@ -89,12 +92,16 @@ class FusionNode(Node):
             raise ConfigError(f'fusion: {e}') from None
         self.names = names
         self.config = F.FusionConfig(threshold_px=float(self.threshold_px))
-        self.grouper = InstantGrouper(names, float(tol), float(wait))
+        self.auto_tol = not tol > 0
+        self.grouper = InstantGrouper(names, float(tol) if tol > 0 else 0.008, float(wait))
+        self.periods = deque(maxlen=200)
+        self.last_ns: Dict[str, int] = {}
         self.throttle = Throttle(5.0)
         self.persons: Dict[int, _Person] = {}
         self.next_pid = 0
         self.lifted: Dict[str, Dict[int, tuple]] = {n: {} for n in names}  # pid -> (ns, pose)
         self.incomplete = 0
+        self.refused = set()
         self.fused = 0
         self.last_views = np.zeros(J, int)
         self.last_error = float('nan')
@@ -105,6 +112,12 @@ class FusionNode(Node):
         self.diag = NodeDiagnostics(self, 'fusion', extra=self._diag_extra)
         self.subs, self.qos = {}, {}
         self.topics = {n: self.resolve_topic_name(f'/{n}/keypoints_2d') for n in names}
+        self.base_models = dict(self.models)
+        one = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        for n in names:   # the size of the images pose2d's keypoints are in
+            self.create_subscription(CameraInfo, f'/{n}/keypoints_2d/image_info',
+                                     lambda m, n=n: self.on_image_info(n, m), one)
         if self.use_lifted:
             for n in names:
                 self.create_subscription(PointCloud2, f'/{n}/skeleton_3d',
@@ -141,6 +154,19 @@ class FusionNode(Node):
                 PointCloud2, topic, lambda m, n=n: self.on_keypoints(n, m),
                 QoSProfile(depth=50, reliability=want[0], durability=want[1]))
 
+    def on_image_info(self, cam: str, msg: CameraInfo):
+        """pose2d's image size: the calibration scaled to it (a downscaled stream), or the
+        camera refused (another aspect ratio) until a size that fits arrives."""
+        if not msg.width or not msg.height:
+            return
+        try:
+            self.models[cam] = self.base_models[cam].with_image_size(int(msg.width),
+                                                                     int(msg.height))
+            self.refused.discard(cam)
+        except CalibrationError as e:
+            self.refused.add(cam)
+            self.get_logger().error(f'{cam}: {e}; its keypoints are not fused')
+
     def on_lifted(self, cam: str, msg: PointCloud2):
         try:
             people = cloud_to_keypoints(msg, J)
@@ -163,6 +189,16 @@ class FusionNode(Node):
             return
         people = {pid: np.concatenate([kp[:, :2], conf[:, None]], -1)
                   for pid, (kp, conf) in people.items() if kp.shape[1] == 2}
+        if cam in self.refused:
+            people = {}
+        if self.auto_tol:
+            prev = self.last_ns.get(cam)
+            if prev is not None and 0 < ns - prev < SEC_NS:
+                self.periods.append(ns - prev)
+                if len(self.periods) >= 3:
+                    period = float(np.median(self.periods))
+                    self.grouper.tol_ns = int(min(max(0.4 * period, 2e6), 5e7))
+            self.last_ns[cam] = ns
         late = self.grouper.late
         ready = self.grouper.add(cam, ns, people, time.monotonic())
         if self.grouper.late > late:
@@ -268,6 +304,7 @@ class FusionNode(Node):
     def _diag_extra(self):
         return {'instants_fused': self.fused, 'instants_incomplete': self.incomplete,
                 'frames_late': self.grouper.late, 'persons_tracked': len(self.persons),
+                'sync_tolerance_ms': f'{self.grouper.tol_ns / 1e6:.1f}',
                 'views_per_joint': ' '.join(str(int(v)) for v in self.last_views),
                 'reprojection_px_mean': f'{self.last_error:.2f}'}
 
