@@ -411,9 +411,12 @@ def test_lifter_node_trajectory_parameter(rig, tmp_path):
     """Two real lifter processes on one semi-supervised checkpoint, fed the same clouds:
     trajectory:=true publishes each pose moved by the trajectory model's root position (what
     SequenceLifter with the trajectory gives), the default publishes it root-relative; on a
-    checkpoint without model_traj, trajectory:=true is refused at start."""
+    checkpoint without model_traj, trajectory:=true is refused at start. Each announces on
+    ~/model whether it places skeletons (what the recorder writes into the bag)."""
+    import json
     import time
     from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import String
     from ros_harness import stamps_ns
     from test_robustness_common import (SEC, assert_alive_and_clean, cloud, handshake, lifter_args,
                                         pose_at, reliable)
@@ -433,12 +436,16 @@ def test_lifter_node_trajectory_parameter(rig, tmp_path):
     pubs = {}
     for ns, proc in procs.items():
         client.collect(PointCloud2, f'/{ns}/skeleton_3d')
+        client.collect(String, f'/lifter_{ns}/model', latched=True)
         pubs[ns] = client.node.create_publisher(PointCloud2, f'/{ns}/keypoints_2d', reliable(50))
     for ns, proc in procs.items():
         assert proc.wait_for_log('lifter ready', 90), proc.log()
         assert client.wait_for_subscribers(pubs[ns], 1, 60), f'{ns}: lifter never subscribed'
     t0 = 7000 * SEC
     for ns in procs:
+        assert client.wait_for(lambda: client.messages(f'/lifter_{ns}/model'), 30), ns
+        announced = json.loads(client.messages(f'/lifter_{ns}/model')[0].data)
+        assert announced['trajectory'] is (ns == 'placed')
         handshake(client, pubs[ns], lambda s: cloud(s, pose_at(0)), t0, f'/{ns}/skeleton_3d')
     step = 33_333_333
     stamps = [t0 + SEC + i * step for i in range(20)]  # after a gap: a fresh window

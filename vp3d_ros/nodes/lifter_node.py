@@ -212,7 +212,8 @@ class LifterNode(Node):
         info = model_provenance(self.ckpt, self.layout, self.flip,
                                 node=self.get_fully_qualified_name(),
                                 cameras=[c.name for c in self.cameras], device=str(self.device),
-                                block_frames=int(self.block_frames), low_latency=fast)
+                                block_frames=int(self.block_frames), low_latency=fast,
+                                trajectory=bool(self.trajectory))
         self.pub_model = self.create_publisher(String, '~/model', LATCHED_ONE)
         self.pub_model.publish(String(data=json.dumps(info, sort_keys=True)))
         return info
