@@ -9,16 +9,25 @@
    written as a Pose2Sim calibration TOML and read back). 2D = exact projection with
    distortion ("ground-truth 2D"). Lifted with the shipped symmetric model, then:
    - baseline: plain per-frame least-squares root through K (distorted pixels, lifter scale);
-   - world: vp3d_ros.geometry.world (undistorted 2D, Gauss-Newton, smoothed), lifter scale;
-   - world+height: the same with the subject's height (skeleton_height of the ground truth).
+   - world, no floor: vp3d_ros.geometry.world (undistorted 2D, Gauss-Newton, smoothed),
+     depth from the lifter's scale, or from the subject's height (skeleton_height of the
+     ground truth);
+   - world (floor): the same, depth from the feet on the floor (world z = 0), with the
+     subject's height: the geometric mean of both depth cues (what vp3d-lift does).
+   The floor cue assumes a foot on the floor within every 2 s; where both feet stay up
+   longer (sittingdown: on the floor, legs raised; walkingdog: the true lower foot is a
+   median 14 cm up) it errs.
    Metrics, world frame: root position error (mm, mean over frames) and absolute MPJPE (mm).
    No calibration: estimate_ground on the lifted, placed skeletons (intrinsics known):
    up-axis error (degrees) and camera height error (mm).
 2. The real 4-camera clip (../shared/data/video/pose2sim_balancing, Calib_qualisys.toml,
    world z up, floor z = 0): MediaPipe 2D per camera (cached in out/world_cache/), lifted,
-   placed in the world; cross-camera agreement = mean distance between one camera's world
-   skeleton and the median of the other three (mm, per joint and root), and foot-joint
-   height above the floor on standing frames.
+   placed in the world. Reference: the 4-camera triangulation of the same 2D (DLT,
+   confidence-weighted). Per camera: distance to the triangulation (root, all joints),
+   cross-camera agreement = distance to the median of the other three cameras' world
+   skeletons, and the lower foot joint's height above the floor (median over frames; the
+   subject balances on one leg), with the lifter's scale and with the subject height
+   measured on the triangulation; with and without the floor cue.
 """
 from __future__ import annotations
 
@@ -90,9 +99,14 @@ def mocap_benchmark(max_frames, lifter):
                 t = baseline_root(rel - rel[:, :1], px, cam)
                 pw = cam.to_world(rel - rel[:, :1] + t[:, None])
                 res['base'] = _errs(pw, gt)
-                for key, h in (('world', None), ('height', height)):
-                    pl = W.place_skeletons(rel, px, cam, subject_height_m=h, fps=clip.fps)
+                for key, h, floor in (('nofloor', None, None), ('nofloor_h', height, None),
+                                      ('world', None, 0.0), ('height', height, 0.0)):
+                    pl = W.place_skeletons(rel, px, cam, subject_height_m=h, fps=clip.fps,
+                                           floor_z=floor)
                     res[key] = _errs(W.to_world(pl.poses_cam, cam), gt)
+                    if floor is not None:
+                        res['floor_used'] = res.get('floor_used', True) and \
+                            pl.floor_scale is not None
                 # No calibration: intrinsics only (K, distortion), extrinsics estimated.
                 from vp3d_ros.geometry.calibration import Camera
                 intr = Camera(name, cam.K, cam.dist, size=cam.size)
@@ -118,16 +132,20 @@ def summarise_mocap(rows):
     def agg(sel, key, i):
         w = np.array([r['frames'] for r in sel], dtype=float)
         return float(np.average([r[key][i] for r in sel], weights=w))
-    print(f'{"set":6s} {"method":28s} {"root mm":>8s} {"abs MPJPE mm":>13s}')
+    print(f'{"set":6s} {"method":30s} {"root mm":>8s} {"abs MPJPE mm":>13s}')
     out = {}
     for src in ('h36m', 'cmu', 'all'):
         sel = [r for r in rows if src == 'all' or r['clip'].startswith(src)]
         if not sel:
             continue
-        for key, label in (('base', 'per-frame LS through K'), ('world', 'world (lifter scale)'),
-                           ('height', 'world + subject height')):
+        for key, label in (('base', 'per-frame LS through K'),
+                           ('nofloor', 'world, lifter scale, no floor'),
+                           ('nofloor_h', 'world, height, no floor'),
+                           ('world', 'world (floor)'), ('height', 'world + height (floor)')):
             out[(src, key)] = (agg(sel, key, 0), agg(sel, key, 1))
-            print(f'{src:6s} {label:28s} {out[(src, key)][0]:8.0f} {out[(src, key)][1]:13.0f}')
+            print(f'{src:6s} {label:30s} {out[(src, key)][0]:8.0f} {out[(src, key)][1]:13.0f}')
+        fu = sum(r['floor_used'] for r in sel)
+        print(f'{src:6s} floor used on {fu}/{len(sel)} clip x camera')
         up = np.array([r['up_deg'] for r in sel])
         ch = np.array([r['cam_h_mm'] for r in sel])
         print(f'{src:6s} no calibration: up error mean {up.mean():.1f} deg, median '
@@ -175,48 +193,75 @@ def mediapipe_2d(video):
     return kp2, c2, fps, size
 
 
-def real_benchmark(lifter, heights=(None,)):
+def triangulate(cams, kps, confs):
+    """Confidence-weighted DLT of every joint seen by two or more calibrated views (the
+    multi-camera reference for the single-camera world skeletons)."""
+    T = kps[0].shape[0]
+    X = np.full((T, 17, 3), np.nan)
+    xns = [c.normalize_pixels(k) for c, k in zip(cams, kps)]
+    for t in range(T):
+        for j in range(17):
+            rows = []
+            for c, xn, w in zip(cams, xns, confs):
+                if not np.isfinite(xn[t, j]).all() or w[t, j] <= 0:
+                    continue
+                P = np.concatenate([c.R, c.t[:, None]], 1)
+                rows += [w[t, j] * (xn[t, j, 0] * P[2] - P[0]), w[t, j] * (xn[t, j, 1] * P[2] - P[1])]
+            if len(rows) >= 4:
+                v = np.linalg.svd(np.array(rows))[2][-1]
+                X[t, j] = v[:3] / v[3]
+    return X
+
+
+def real_benchmark(lifter, floor=True):
     calib = os.path.join(REAL, 'Calib_qualisys.toml')
     rig = load_calibration(calib)
     videos = sorted(f for f in os.listdir(REAL) if f.endswith('.mp4'))
-    per_cam, fps = {}, 30.0
     tracks = {}
+    from vp3d_ros.geometry.calibration import find_camera
     for v in videos:
         kp, conf, fps, size = mediapipe_2d(os.path.join(REAL, v))
-        from vp3d_ros.geometry.calibration import find_camera
         cam = find_camera(rig, v[:-4]).with_image_size(*size)
-        seen = np.isfinite(kp).all((1, 2))
-        idx = np.flatnonzero(seen)
-        tracks[v[:-4]] = (cam, kp, conf, seen, idx, size)
+        tracks[v[:-4]] = (cam, kp, conf, size)
+    names = sorted(tracks)
+    ref = triangulate([tracks[n][0] for n in names], [tracks[n][1] for n in names],
+                      [tracks[n][2] for n in names])
+    ref_h = W.skeleton_height(ref[np.isfinite(ref).all((1, 2))])
+    low_ref = np.nanmin(ref[:, [W.RFOOT, W.LFOOT], 2], axis=1)
+    print(f'real clip: 4-camera triangulation (reference): skeleton height {ref_h:.2f} m, '
+          f'lower foot joint {1000 * np.nanmedian(low_ref):.0f} mm above the floor (median)')
     results = {}
-    for h in heights:
+    for h in (None, ref_h):
         per_cam = {}
-        for name, (cam, kp, conf, seen, idx, size) in tracks.items():
+        for name, (cam, kp, conf, size) in tracks.items():
+            seen = np.isfinite(kp).all((1, 2))
             full = np.full(kp.shape[:1] + (17, 3), np.nan)
-            und = cam.undistort_pixels(kp[seen])
-            rel = lifter.lift(und, *size)
-            pl = W.place_skeletons(rel, kp[seen], cam, conf[seen], subject_height_m=h, fps=fps)
-            full[idx] = W.to_world(pl.poses_cam, cam)
-            per_cam[name] = full
-        names = sorted(per_cam)
-        stack = np.stack([per_cam[n] for n in names])          # (C, T, 17, 3)
-        label = 'lifter scale' if h is None else f'height {h:.2f} m'
-        print(f'real clip ({label}): camera vs median of the others, mm (root / all joints); '
-              f'foot joints above the floor on standing frames, mm (median)')
+            rel = lifter.lift(cam.undistort_pixels(kp[seen]), *size)
+            pl = W.place_skeletons(rel, kp[seen], cam, conf[seen], subject_height_m=h, fps=fps,
+                                   floor_z=0.0 if floor else None)
+            full[seen] = W.to_world(pl.poses_cam, cam)
+            per_cam[name] = (full, pl.floor_scale is not None)
+        stack = np.stack([per_cam[n][0] for n in names])          # (C, T, 17, 3)
+        label = 'lifter scale' if h is None else f'subject height {h:.2f} m'
+        print(f'real clip, {label}{", floor z=0" if floor else ""}: mm; vs triangulation '
+              f'(root, all joints), vs the median of the other cameras (root, all), lower '
+              f'foot joint above the floor (median)')
+        rows = []
         for i, n in enumerate(names):
             others = np.nanmedian(np.delete(stack, i, axis=0), axis=0)
-            d = np.linalg.norm(stack[i] - others, axis=-1)
-            ok = np.isfinite(d).all(1)
-            root = 1000 * d[ok, 0].mean()
-            allj = 1000 * d[ok].mean()
-            p = stack[i][np.isfinite(stack[i]).all((1, 2))]
-            stand = W.standing_mask(p)
-            feet = 1000 * np.median(p[stand][:, [W.RFOOT, W.LFOOT], 2]) if stand.any() else np.nan
-            hip_z = 1000 * np.median(p[stand][:, W.HIP, 2]) if stand.any() else np.nan
-            print(f'  {n:7s} root {root:5.0f}  all {allj:5.0f}  feet {feet:5.0f}  hip z '
-                  f'{hip_z:5.0f}  standing frames {int(stand.sum())}/{len(p)}  '
-                  f'height {W.skeleton_height(p):.2f} m')
-            results[(h, n)] = (root, allj, feet)
+            d_o = np.linalg.norm(stack[i] - others, axis=-1)
+            d_r = np.linalg.norm(stack[i] - ref, axis=-1)
+            low = np.nanmin(stack[i][:, [W.RFOOT, W.LFOOT], 2], axis=1)
+            row = (1000 * np.nanmean(d_r[:, 0]), 1000 * np.nanmean(d_r),
+                   1000 * np.nanmean(d_o[:, 0]), 1000 * np.nanmean(d_o),
+                   1000 * np.nanmedian(low))
+            rows.append(row)
+            print(f'  {n:7s} vs tri {row[0]:5.0f} {row[1]:5.0f}   vs others {row[2]:5.0f} '
+                  f'{row[3]:5.0f}   foot {row[4]:5.0f}   floor used {per_cam[n][1]}')
+        m = np.mean(rows, axis=0)
+        print(f'  {"mean":7s} vs tri {m[0]:5.0f} {m[1]:5.0f}   vs others {m[2]:5.0f} {m[3]:5.0f}'
+              f'   foot {m[4]:5.0f}')
+        results[h] = m
     return results
 
 
@@ -226,8 +271,6 @@ def main(argv=None):
                     help='frames per mocap clip (default: all)')
     ap.add_argument('--skip-real', action='store_true')
     ap.add_argument('--skip-mocap', action='store_true')
-    ap.add_argument('--real-height', type=float, default=None,
-                    help='subject height for the real clip, metres (also run without)')
     a = ap.parse_args(argv)
     from vp3d_ros.lifter import SequenceLifter
     from vp3d_ros.lifter_config import resolve_lifter
@@ -245,7 +288,8 @@ def main(argv=None):
         if not os.path.isdir(REAL):
             print('no ../shared real clip: skipping')
         else:
-            real_benchmark(lifter, (None,) + ((a.real_height,) if a.real_height else ()))
+            real_benchmark(lifter, floor=True)
+            real_benchmark(lifter, floor=False)
 
 
 if __name__ == '__main__':
