@@ -256,3 +256,35 @@ def test_world_trc_opens_upright_and_moving_in_opensim(tmp_path):
     assert abs(np.median(foot[:, 1]) - 0.08) < 0.01             # feet on the floor
     assert np.linalg.norm(hip[-1] - hip[0]) > 1.0                # moving through the room
     assert table.getTableMetaDataAsString('Units') == 'm'
+
+
+def test_export_cli_writes_world_topics_in_opensim_axes(tmp_path):
+    """A bag holding /cam01/skeleton_3d/world (as the recorder writes it) -> vp3d-export:
+    the world TRC is Y up and absolute; the camera-frame topic is left as it was."""
+    from vp3d_ros import records
+    from vp3d_ros.bag_io import BagWriter
+    from vp3d_ros.cli.export import main as export_main
+    tr = world_track()
+    cam = lab_camera()
+    x_cam = cam.to_camera(tr.positions)
+    with BagWriter(tmp_path / 'bag') as w:
+        for t in ('/cam01/skeleton_3d', '/cam01/skeleton_3d/world'):
+            w.add_topic(t, 'sensor_msgs/msg/PointCloud2')
+        for i, s in enumerate(tr.stamps_s):
+            ns = int(round(s * 1e9))
+            w.write_msg('/cam01/skeleton_3d/world', ns, records.make_cloud(
+                tr.positions[i][None], np.ones((1, 17)), [0], ns, 'world'))
+            w.write_msg('/cam01/skeleton_3d', ns, records.make_cloud(
+                (x_cam[i] - x_cam[i, :1])[None], np.ones((1, 17)), [0], ns, 'cam01_optical'))
+    assert export_main([str(tmp_path / 'bag'), '--out-dir', str(tmp_path / 'out'),
+                        '--trc', '--csv']) == 0
+    world_trc = (tmp_path / 'out' / 'cam01_skeleton_3d_world_p0.trc').read_text().splitlines()
+    cam_trc = (tmp_path / 'out' / 'cam01_skeleton_3d_p0.trc').read_text().splitlines()
+    assert records.OPENSIM_AXES_NOTE in world_trc[0]
+    assert records.OPENSIM_AXES_NOTE not in cam_trc[0]
+    rows = np.array([[float(v) for v in l.split('\t')[2:]] for l in world_trc[6:]])
+    xyz = rows.reshape(len(rows), 17, 3)
+    assert np.allclose(records.opensim_to_ros(xyz), tr.positions, atol=1e-5)
+    assert (xyz[:, W.HEAD, 1] - xyz[:, W.RFOOT, 1] > 1.2).all()
+    csv_text = (tmp_path / 'out' / 'cam01_skeleton_3d_world_p0.csv').read_text()
+    assert csv_text.startswith('# ' + records.OPENSIM_AXES_NOTE)

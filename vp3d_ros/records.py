@@ -295,6 +295,14 @@ def opensim_to_ros(points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ OPENSIM_FROM_ROS
 
 
+WORLD_TOPIC_SUFFIXES = ('skeleton_3d/world', 'skeleton_3d/fused')
+
+
+def is_world_track(track: Track) -> bool:
+    """A 3D track in a world frame (the world node's and the fusion node's topics)."""
+    return track.dims == 3 and track.topic.rstrip('/').endswith(WORLD_TOPIC_SUFFIXES)
+
+
 def write_world_trc(track: Track, path) -> Path:
     """TRC of a world track in OpenSim's convention (Y up, metres, absolute), the axis
     mapping in the first header line."""

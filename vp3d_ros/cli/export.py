@@ -18,6 +18,9 @@ Columns:
   2D CSV   timestamp_s,landmark,x_px,y_px,confidence     (pixels of the source image)
   TRC      OpenSim marker file, Units m, DataRate from the stamps, blank cells where a
            marker is missing ("Neck/Nose" is written Neck_Nose)
+  World tracks (*/skeleton_3d/world, /skeleton_3d/fused: absolute, REP-103 z up) go out
+           in OpenSim's axes in CSV and TRC: X = world x, Y = world z (up), Z = -world y,
+           metres, absolute; the mapping is the first header line (CSV: a '#' line)
   npz      <name>__positions (T, J, D), __confidence (T, J), __stamps_s, __joint_names, ...;
            read back with vp3d_ros.records.read_npz. The positions of a 2D track are the
            (T, 17, 2) keypoints that vp3d-lift takes.
@@ -73,8 +76,8 @@ def _why_nothing(args, tracks, topics) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..bag_io import BagError
-    from ..records import (keypoint_topic_frames, read_landmark_tracks, write_csv, write_npz,
-                           write_trc)
+    from ..records import (is_world_track, keypoint_topic_frames, read_landmark_tracks,
+                           write_csv, write_npz, write_trc, write_world_csv, write_world_trc)
 
     formats = [f for f in ('csv', 'trc', 'npz') if getattr(args, f)] or ['csv', 'trc', 'npz']
     if not Path(args.bag).exists():
@@ -96,10 +99,11 @@ def main(argv=None) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         for tr, path, ext in jobs:
+            world = is_world_track(tr)
             if ext == 'csv':
-                print(write_csv(tr, path, allow_2d=True))
+                print(write_world_csv(tr, path) if world else write_csv(tr, path, allow_2d=True))
             elif ext == 'trc':
-                print(write_trc(tr, path))
+                print(write_world_trc(tr, path) if world else write_trc(tr, path))
             else:
                 print(write_npz([tr], path))
     except OSError as e:
