@@ -104,6 +104,9 @@ def mocap_benchmark(max_frames, lifter):
                     pl = W.place_skeletons(rel, px, cam, subject_height_m=h, fps=clip.fps,
                                            floor_z=floor)
                     res[key] = _errs(W.to_world(pl.poses_cam, cam), gt)
+                    if key == 'world' and clip.name == 'walking_1' and name == 'camera1':
+                        opensim_check(W.to_world(pl.poses_cam, cam), clip.fps,
+                                      'S8_walking_1_camera1', os.path.join(ROOT, 'out', 'world'))
                     if floor is not None:
                         res['floor_used'] = res.get('floor_used', True) and \
                             pl.floor_scale is not None
@@ -241,6 +244,8 @@ def real_benchmark(lifter, floor=True):
                                    floor_z=0.0 if floor else None)
             full[seen] = W.to_world(pl.poses_cam, cam)
             per_cam[name] = (full, pl.floor_scale is not None)
+            if floor and h is None and name == 'cam01':
+                opensim_check(full, fps, 'balancing_cam01', os.path.join(ROOT, 'out', 'world'))
         stack = np.stack([per_cam[n][0] for n in names])          # (C, T, 17, 3)
         label = 'lifter scale' if h is None else f'subject height {h:.2f} m'
         print(f'real clip, {label}{", floor z=0" if floor else ""}: mm; vs triangulation '
@@ -263,6 +268,37 @@ def real_benchmark(lifter, floor=True):
               f'   foot {m[4]:5.0f}')
         results[h] = m
     return results
+
+
+def opensim_check(world, fps, name, out_dir):
+    """A world track exported as TRC (OpenSim's axes) and loaded with the opensim wheel as a
+    marker table: marker ranges (metres) show whether it stands upright and moves."""
+    try:
+        import opensim
+    except ImportError:
+        print('opensim not installed: no OpenSim check')
+        return None
+    from vp3d_ros.records import Track, write_world_trc
+    from vp3d_ros.skeletons import H36M17
+    os.makedirs(out_dir, exist_ok=True)
+    ok = np.isfinite(world).all((1, 2))
+    tr = Track(f'/{name}/skeleton_3d/world', 0, H36M17.joints, np.arange(len(world))[ok] / fps,
+               world[ok], np.ones(world[ok].shape[:2]))
+    path = write_world_trc(tr, os.path.join(out_dir, f'{name}_world.trc'))
+    table = opensim.TimeSeriesTableVec3(str(path))
+
+    def col(label):
+        c = table.getDependentColumn(label)
+        return np.array([[c[i].get(k) for k in range(3)] for i in range(c.size())])
+    head, rf, lf, hip = col('Head'), col('RFoot'), col('LFoot'), col('Hip')
+    print(f'OpenSim {name}: {table.getNumRows()} rows, {table.getNumColumns()} markers, '
+          f'Units {table.getTableMetaDataAsString("Units")}, {path}')
+    print(f'  Y (up): Head {head[:, 1].min():.2f}..{head[:, 1].max():.2f}, feet '
+          f'{min(rf[:, 1].min(), lf[:, 1].min()):.2f}..{max(rf[:, 1].max(), lf[:, 1].max()):.2f}, '
+          f'Hip {hip[:, 1].min():.2f}..{hip[:, 1].max():.2f}; Hip X {hip[:, 0].min():.2f}..'
+          f'{hip[:, 0].max():.2f}, Z {hip[:, 2].min():.2f}..{hip[:, 2].max():.2f} (path '
+          f'{np.linalg.norm(np.diff(hip, axis=0), axis=-1).sum():.2f} m)')
+    return head, rf, lf, hip
 
 
 def main(argv=None):
