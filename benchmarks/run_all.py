@@ -21,6 +21,8 @@ BENCHMARKS = [
     ('real 4-camera clip: skeleton stability vs MediaPipe world landmarks', 'real_clip.py', []),
     ('accuracy: lifters vs baselines on held-out motion capture', 'accuracy.py',
      ['--quick'] if QUICK else []),
+    ("person tracking: identity switches vs the detector's output order", 'tracking.py',
+     ['--quick'] if QUICK else []),
 ]
 
 

@@ -4,9 +4,10 @@ the detector's own output order, in the same run, and what a switch costs in 3D.
     python benchmarks/tracking.py [--data ../shared/data/mocap/h36m17] [--quick]
                                   [--picture docs/tracking.jpg]
 
-1. Synthetic crossings from held-out motion capture (Human3.6M S8, never trained on): two
-   takes of one action play at once, the second mirrored in x and shifted 1.5 m in depth,
-   so the two people walk past each other; one camera. Two camera heights: "high" (3.2 m,
+1. Synthetic crossings from held-out motion capture (Human3.6M S8, never trained on; six
+   actions, walking ones first, up to 1500 frames at 50 fps): both takes of an action play
+   at once, the second mirrored in x (left/right joints swapped) and shifted 1.5 m in depth,
+   so the two people move past each other; one camera. Two camera heights: "high" (3.2 m,
    pitched down: people pass apart in the picture) and "low" (1.2 m: the far person is
    hidden behind the near one while they overlap, and their detection is dropped, as a
    single-image detector loses an occluded person). 2D: exact projection + 1% of person
@@ -17,11 +18,13 @@ the detector's own output order, in the same run, and what a switch costs in 3D.
    width (shoulder width) in the picture (goal: 0 there). MPJPE per person after lifting
    (shipped symmetric model, root-relative, camera frame), against the person each 2D
    detection truly belongs to: windows that mix people lift worse.
-2. Real footage: the bundled clip (one person balancing) assembled three times side by side
-   (mirrored, time-shifted, one copy sliding sideways; the middle person steps out of the
-   picture for 20 frames and re-enters in the right slot while that one leaves), through
-   MediaPipe (tasks backend, num_poses 4). Ground truth = the slot a detection is in; a
-   person who re-enters elsewhere must get a new id (not counted as a switch).
+2. Real footage: the bundled clip (one person balancing) beside its mirrored copy 37 frames
+   later (600 x 480), one copy sliding sideways; the right person leaves for 40 frames (longer
+   than the tracker waits: back as a new person "C2", who must get a new id) and the left
+   one is hidden for 10 (a short occlusion: keeps the id); MediaPipe tasks backend,
+   num_poses 4. Ground truth = the half of the picture a detection is in. Also: the same
+   detections lifted (shipped symmetric model) in windows by output-order id and by track
+   id, and the per-joint 3D difference between the two.
 """
 from __future__ import annotations
 
@@ -77,7 +80,10 @@ def scene(seq_a, seq_b, n, eye):
     """Two people (n, 17, 3) world -> camera coordinates and pixels, both (2, n, 17, .)."""
     a = seq_a[:n] - [*seq_a[:n, 0, :2].mean(0), 0]
     b = seq_b[:n] - [*seq_b[:n, 0, :2].mean(0), 0]
-    b = b * [-1, 1, 1] + [0, 1.5, 0]  # mirrored: they walk the other way, 1.5 m further
+    # Mirrored (left and right joints swapped, so it is still a human body): they walk the
+    # other way, 1.5 m further away.
+    from vp3d_ros.skeletons import H36M17
+    b = (b * [-1, 1, 1])[:, list(H36M17.flip_permutation())] + [0, 1.5, 0]
     centre = np.concatenate([a, b], 1)[:, 0].mean(0)
     to_cam, project = look_at(eye + [centre[0], centre[1], 0],
                               [centre[0], centre[1] + 0.75, 1.0])
@@ -215,14 +221,15 @@ def assemble(frames, n, slot_w=270, h=480, gap=60):
     return out, where
 
 
-def real(task_file, n, picture=None):
+def real(task_file, n, picture=None, lifter=None):
     import cv2
     from common import clip_frames
     from vp3d_ros.keypoint_mapping import map_mediapipe
+    from vp3d_ros.offline import Frame2D, lift_frames
     from vp3d_ros.pose_estimation import create_estimator
     frames, where = assemble([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in clip_frames()], n)
     tracking = PeopleTracking()
-    order, tracked, shots = [], [], []
+    order, tracked, shots, f2d = [], [], [], {'order': [], 'tracker': []}
     t0 = time.perf_counter()
     with create_estimator('tasks', task_file=task_file, num_poses=4) as est:
         for i, bgr in enumerate(frames):
@@ -235,12 +242,30 @@ def real(task_file, n, picture=None):
             order.append({t: k for k, t in enumerate(truth) if t is not None})
             keep, ids = tracking.step(kp, conf, (bgr.shape[1], bgr.shape[0]), i / 60)
             tracked.append({truth[k]: pid for k, pid in zip(keep, ids) if truth[k] is not None})
+            size, ns = (bgr.shape[1], bgr.shape[0]), int(round(i * 1e9 / 60))
+            f2d['order'].append(Frame2D(ns, 'cam', size, {
+                k: (kp[k], conf[k]) for k in range(len(kp)) if truth[k] is not None}))
+            f2d['tracker'].append(Frame2D(ns, 'cam', size, {
+                pid: (kp[k], conf[k]) for k, pid in zip(keep, ids) if truth[k] is not None}))
             if picture and i in (n // 3 - 5, n - 5):
                 shots.append(draw(bgr.copy(), kp[keep], ids, i))
     dt = time.perf_counter() - t0
     if picture and shots:
         cv2.imwrite(picture, np.concatenate(shots, 0), [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return order, tracked, tracking.tracker.counts, n / dt
+    diff = None
+    if lifter is not None:  # the same detections lifted in windows by each kind of id
+        poses = {name: lift_frames(fr, lifter) for name, fr in f2d.items()}
+        by = {name: [{p: poses[name].get(fr.stamp_ns, {}).get(i) for p, i in ids.items()}
+                     for fr, ids in zip(f2d[name], assigned)]
+              for name, assigned in (('order', order), ('tracker', tracked))}
+        d = []
+        for a, b in zip(by['order'], by['tracker']):
+            for p, lp in a.items():
+                if lp is not None and b.get(p) is not None:
+                    d.extend(1000 * np.linalg.norm((lp.pose - lp.pose[:1])
+                                                   - (b[p].pose - b[p].pose[:1]), axis=-1))
+        diff = (float(np.median(d)), float(np.percentile(d, 90))) if d else None
+    return order, tracked, tracking.tracker.counts, n / dt, diff
 
 
 COLOURS = [(60, 76, 231), (113, 204, 46), (219, 152, 52), (15, 196, 241), (182, 89, 155)]
@@ -293,7 +318,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         task = str(build_pose_task(os.path.join(tmp, 'pose_landmarker_full.task')))
         n = a.frames or (150 if a.quick else 300)
-        order, tracked, counts, fps = real(task, n, a.picture)
+        order, tracked, counts, fps, diff = real(task, n, a.picture, lifter)
     print(f'\nReal footage: bundled clip x2 side by side (600x480), MediaPipe tasks '
           f'num_poses=4, {n} frames ({fps:.1f} frames/s incl. tracking)')
     for name, assigned in (('output order', order), ('tracker', tracked)):
@@ -305,6 +330,10 @@ def main(argv=None):
         print(f'  {name:13s} switches per 100 frames {100 * s / n:6.2f}; ids per person '
               + ', '.join(f'{p}: {sorted(v)}' for p, v in sorted(ids.items())))
     print(f'  tracker lifecycle: {counts}')
+    if diff:
+        print(f'  3D (shipped symmetric lifter) of the same detections, windows by output order '
+              f'vs by track: per-joint difference median {diff[0]:.0f} mm, 90th percentile '
+              f'{diff[1]:.0f} mm')
     if a.picture:
         print(f'  picture: {a.picture}')
 
