@@ -266,3 +266,27 @@ def test_association_across_cameras(rig, motion):
     groups = F.associate(rig, people)
     assert sorted(map(sorted, (g.items() for g in groups))) == sorted([
         [(0, 3), (1, 7), (2, 3), (3, 7)], [(0, 7), (1, 3), (2, 7)]])
+
+
+def test_one_camera_left_places_lifted_skeleton(rig, motion):
+    """Three cameras lose the person for 0.6 s: nothing can be triangulated, the remaining
+    camera's lifted skeleton is placed on its rays (depth from the skeleton's size)."""
+    rng = np.random.default_rng(6)
+    px = _project(rig, motion) + rng.normal(0, 1.0, (4,) + motion.shape[:2] + (2,))
+    gap = slice(50, 80)
+    px[1:, gap] = np.nan
+    lifted = [None] * 4
+    rel = rig[0].to_camera(motion) - rig[0].to_camera(motion[:, :1])
+    lifted[0] = rel * 0.95 + rng.normal(0, 0.005, rel.shape)
+    plain = F.triangulate(rig, px, weighted=False)
+    assert np.isnan(plain[gap]).all()
+    # the placement alone: exact relative skeleton, exact rays -> exact position
+    T = F.place_on_rays(rig[:1], _project(rig[:1], motion), np.ones((1,) + motion.shape[:2]),
+                        motion - motion[:, :1])
+    assert np.abs(T - motion[:, 0]).max() < 1e-6
+    off = F.fuse_sequence(rig, px, FPS, lifted, F.FusionConfig(max_gap_s=0.1))
+    assert np.isfinite(off.points).all() and off.filled[gap].all()
+    assert _mm(off.points[gap], motion[gap]) < 60
+    live = F.fuse_causal(rig, px, FPS, lifted)
+    assert np.isfinite(live[gap]).all()
+    assert _mm(live[gap], motion[gap]) < 60

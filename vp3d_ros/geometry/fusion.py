@@ -238,17 +238,51 @@ def lifted_in_world(cameras: Sequence[Camera], lifted: Sequence[Optional[np.ndar
         return None
     stack = np.stack(rotated)
     stack = stack - stack[..., ROOT:ROOT + 1, :]
+    if len(stack) == 1:
+        return stack[0]
+    ok = np.isfinite(stack)
     with np.errstate(invalid='ignore'):
-        return np.nanmean(stack, 0) if len(stack) > 1 else stack[0]
+        return np.where(ok, stack, 0).sum(0) / np.where(ok.any(0), ok.sum(0), np.nan)
 
 
 def _prior_scale(points: np.ndarray, prior: np.ndarray) -> float:
     """Scale that brings the lifted (relative) skeleton to the triangulated body's size."""
-    tri = points - np.nanmean(points, -2, keepdims=True)
-    pri = prior - np.nanmean(np.where(np.isfinite(points), prior, np.nan), -2, keepdims=True)
+    def mean(a):   # over joints, NaN-aware, quiet on frames with none
+        ok = np.isfinite(a)
+        return (np.where(ok, a, 0).sum(-2, keepdims=True)
+                / np.maximum(ok.sum(-2, keepdims=True), 1))
+    tri = points - mean(points)
+    pri = prior - mean(np.where(np.isfinite(points), prior, np.nan))
     num = np.nansum(np.where(np.isfinite(tri) & np.isfinite(pri), tri * pri, 0))
     den = np.nansum(np.where(np.isfinite(tri) & np.isfinite(pri), pri * pri, 0))
     return float(num / den) if den > 0 and num > 0 else 1.0
+
+
+def place_on_rays(cameras: Sequence[Camera], px: np.ndarray, conf: np.ndarray,
+                  relative: np.ndarray) -> np.ndarray:
+    """The translation that puts a root-relative world-axes skeleton onto the rays of the
+    2D keypoints: (C, N, J, 2) pixels, (C, N, J) confidence, (N, J, 3) skeleton -> (N, 3)
+    (NaN with fewer than three observed joints). Linear least squares like the triangulation
+    (``(x r3 - r1) . (P_j + T) = t1 - x t3``); one camera suffices, the skeleton's size
+    giving the depth, so a person seen by a single camera is still placed."""
+    R, t, f = _stack_extrinsics(cameras)
+    C = len(cameras)
+    xn = normalized(cameras, px)                                   # (C, N, J, 2)
+    P = np.asarray(relative, dtype=np.float64)                     # (N, J, 3)
+    use = (np.asarray(conf) > 0) & np.all(np.isfinite(xn), -1) & np.all(np.isfinite(P), -1)[None]
+    xz = np.where(use[..., None], xn, 0.0)
+    a = xz[..., None] * R[:, None, None, 2, None, :] - R[:, None, None, :2, :]  # (C,N,J,2,3)
+    b = t[:, None, None, :2] - xz * t[:, None, None, 2, None] \
+        - np.einsum('cnjri,nji->cnjr', a, np.nan_to_num(P))
+    w = np.where(use, np.asarray(conf, dtype=np.float64), 0.0)[..., None] * f[:, None, None] ** 2
+    M = np.einsum('cnjr,cnjri,cnjrk->nik', w, a, a)
+    v = np.einsum('cnjr,cnjri,cnjr->ni', w, a, b)
+    ok = use.sum((0, 2)) >= 3
+    M[~ok] = np.eye(3)
+    v[~ok] = 0
+    T = np.linalg.solve(M, v[..., None])[..., 0]
+    T[~ok] = np.nan
+    return T
 
 
 def _interp_series(y: np.ndarray, max_gap: Optional[int]) -> np.ndarray:
@@ -272,14 +306,17 @@ def _interp_series(y: np.ndarray, max_gap: Optional[int]) -> np.ndarray:
 
 
 def fill_gaps(points: np.ndarray, prior: Optional[np.ndarray] = None,
-              max_gap: Optional[int] = None) -> np.ndarray:
+              max_gap: Optional[int] = None, place=None) -> np.ndarray:
     """Fill NaN joints of (T, J, 3) world points.
 
     With a prior (root-relative world-axes skeletons, (T, J, 3)): a missing joint becomes the
     prior, scaled to the body, placed by the frame's triangulated joints, plus the residual
     (triangulated - placed prior) of that joint interpolated across its gap, so a short gap
-    follows the prior's motion and joins both ends without a jump. Without a prior (or where
-    the prior cannot be placed): linear interpolation over gaps up to ``max_gap`` frames."""
+    follows the prior's motion and joins both ends without a jump. Frames without a single
+    triangulated joint place the prior with ``place(scaled prior) -> (T, 3)`` (the rays of
+    the cameras that still see the person, :func:`place_on_rays`), else by interpolating the
+    placement over time. Without a prior (or where it cannot be placed): linear
+    interpolation over gaps up to ``max_gap`` frames."""
     pts = np.array(points, dtype=np.float64)
     T, J, _ = pts.shape
     if prior is not None and np.isfinite(prior).any():
@@ -290,6 +327,9 @@ def fill_gaps(points: np.ndarray, prior: Optional[np.ndarray] = None,
             trans = np.where(both.any(1)[:, None],
                              np.nansum(np.where(both[..., None], pts - prior, 0), 1)
                              / np.maximum(both.sum(1), 1)[:, None], np.nan)
+        if place is not None and not both.any(1).all():
+            none = ~both.any(1)
+            trans[none] = place(prior)[none]
         for k in range(3):
             trans[:, k] = _interp_series(trans[:, k], None)
         placed = prior + trans[:, None, :]
@@ -357,7 +397,8 @@ def fuse_sequence(cameras: Sequence[Camera], keypoints: np.ndarray, fps: float,
                              config.min_views)
     prior = lifted_in_world(cameras, lifted) if lifted is not None else None
     max_gap = max(1, int(round(config.max_gap_s * fps))) if fps > 0 else None
-    pts = fill_gaps(tri.points, prior, max_gap)
+    place = (lambda rel: place_on_rays(cameras, px, conf, rel)) if prior is not None else None
+    pts = fill_gaps(tri.points, prior, max_gap, place)
     filled = ~np.all(np.isfinite(tri.points), -1) & np.all(np.isfinite(pts), -1)
     if smooth:
         pts = smooth_zero_phase(pts, fps, config.cutoff_hz, config.order)
@@ -426,10 +467,11 @@ class CausalFuser:
         self.last = None        # (J, 3) last output
         self.last_t = None      # (J,) time each joint was last measured or filled
         self.resid = None       # (J, 3) last residual triangulation - placed prior
+        self.scale = None       # lifted skeleton -> triangulated body size
 
     def reset(self):
         self.filter.reset()
-        self.last = self.last_t = self.resid = None
+        self.last = self.last_t = self.resid = self.scale = None
 
     def step(self, keypoints: np.ndarray, t: float,
              lifted: Optional[Dict[int, np.ndarray]] = None) -> FusedFrame:
@@ -443,13 +485,22 @@ class CausalFuser:
         J = X.shape[0]
         have = np.all(np.isfinite(X), -1)
         filled = np.zeros(J, bool)
-        if lifted and not have.all():
+        if lifted:   # scale and residuals learnt while seen, used when not
             prior = lifted_in_world([self.cameras[i] for i in lifted], list(lifted.values()))
             pok = np.all(np.isfinite(prior), -1)
             both = have & pok
+            if both.sum() >= 4:     # the lifter's scale against the triangulated body, smoothed
+                now = _prior_scale(X[None], prior[None])
+                self.scale = now if self.scale is None else 0.9 * self.scale + 0.1 * now
+            prior = prior * (self.scale or 1.0)
             if both.any():
-                prior = prior * _prior_scale(X[None], prior[None])
-                placed = prior + (X[both] - prior[both]).mean(0)
+                trans = (X[both] - prior[both]).mean(0)
+            elif not pok.any():
+                trans = np.full(3, np.nan)
+            else:                   # nothing triangulated: on the rays of who still sees it
+                trans = place_on_rays(self.cameras, px[:, None], conf[:, None], prior[None])[0]
+            if np.all(np.isfinite(trans)):
+                placed = prior + trans
                 if self.resid is None:
                     self.resid = np.zeros((J, 3))
                 self.resid[both] = X[both] - placed[both]
