@@ -39,6 +39,7 @@ setup(
             'offline = vp3d_ros.cli.offline:main',
             'vp3d-make-pose-task = vp3d_ros.pose_task_bundle:main',
             'vp3d-kinematics = vp3d_ros.cli.kinematics:main',
+            'kinematics_node = vp3d_ros.nodes.kinematics_node:main',
         ],
     },
 )

@@ -5,8 +5,10 @@ factors, moved through known joint angles; its joint-centre markers are written 
 and the CLI must scale the model back and recover the angles. They skip only when the
 optional ``opensim`` package is not importable (CI installs it).
 """
+import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +18,9 @@ import pytest
 
 from vp3d_ros.kinematics import markers as km
 
-try:
-    import opensim  # noqa: F401
-    HAVE_OPENSIM = True
-except ImportError:
-    HAVE_OPENSIM = False
+# find_spec, not import: importing the wheel rewrites LD_LIBRARY_PATH for every process the
+# test session starts afterwards (vp3d_ros.kinematics.require_opensim puts it back)
+HAVE_OPENSIM = importlib.util.find_spec('opensim') is not None
 
 needs_opensim = pytest.mark.skipif(
     not HAVE_OPENSIM, reason='opensim not importable: `pip install --no-deps opensim==4.6` '
@@ -136,6 +136,19 @@ def test_static_window_finds_the_still_part():
     xyz[60:100] = xyz[60]                                                # still 1.2-2.0 s
     a, b = km.static_window(km.Markers(t, km.H36M_MARKERS, xyz), search_s=3.0, window_s=0.5)
     assert 60 <= a and b <= 100 and b - a == 25
+
+
+@needs_opensim
+def test_importing_opensim_leaves_the_library_path_of_child_processes_alone():
+    code = ('import os; keys = ("PATH", "LD_LIBRARY_PATH")\n'
+            'before = [os.environ.get(k) for k in keys]\n'
+            'from vp3d_ros.kinematics import require_opensim; require_opensim()\n'
+            'import opensim; assert opensim.Model is not None\n'
+            'print([os.environ.get(k) for k in keys] == before)')
+    env = dict(os.environ, LD_LIBRARY_PATH='/some/ros/libs')
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.stdout.strip().endswith('True'), res.stdout + res.stderr
 
 
 def test_cli_says_how_to_install_opensim_when_missing(tmp_path):
@@ -260,3 +273,51 @@ def test_npy_world_joints_need_fps_and_shape(tmp_path):
                           '--fps', '50', '--out-dir', str(tmp_path / 'o')], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2 and '(T, 17, 3)' in res.stderr
+
+
+@needs_opensim
+def test_kinematics_node_publishes_joint_states_over_dds(cli_run, tmp_path):
+    """kinematics_node as its own process: fused skeletons in (z up), JointState out, the
+    angles those of the offline IK of the same frames."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState, PointCloud2
+    from std_msgs.msg import Header
+    from builtin_interfaces.msg import Time
+    from ros_harness import Client, NodeProcess, ros_env, unique_domain_id
+    from vp3d_ros.kinematics.report import read_mot
+    from vp3d_ros.ros_conversions import keypoints_to_cloud
+    proc, out, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = km.read_trc(out.parent / 'synthetic_squat.trc')
+    frames = list(range(0, len(m.times), 3))
+    zup = m.xyz @ km.ZUP_TO_YUP
+    domain = unique_domain_id()
+    env = ros_env(domain, tmp_path / 'ros_log')
+    client = Client(domain)
+    node = NodeProcess('kinematics_node', ['-p', f'model:={out / "synthetic_squat_scaled.osim"}'],
+                       env, tmp_path / 'kinematics.log')
+    try:
+        assert node.wait_for_log('IK of', 120), node.log()
+        client.collect(JointState, '/kinematics/joint_states')
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        pub = client.node.create_publisher(PointCloud2, '/skeleton_3d/fused', qos)
+        assert client.wait_for_subscribers(pub, 1, 60)
+        assert client.wait_for(lambda: client.node.count_publishers('/kinematics/joint_states') >= 1, 60)
+        for k in frames:
+            ns = 10**9 + int(round(m.times[k] * 1e9))
+            header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id='world')
+            pub.publish(keypoints_to_cloud(header, zup[k][None], np.ones((1, 17)), [0]))
+        assert client.wait_for(lambda: len(client.messages('/kinematics/joint_states')) >= len(frames),
+                               180), (len(client.messages('/kinematics/joint_states')), node.log())
+    finally:
+        client.close()
+        node.stop()
+    msgs = client.messages('/kinematics/joint_states')
+    mot = read_mot(out / 'synthetic_squat.mot')
+    for k, msg in zip(frames, msgs):
+        assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == 10**9 + int(round(m.times[k] * 1e9))
+        q = dict(zip(msg.name, msg.position))
+        for c in ('hip_flexion_r', 'knee_angle_r', 'knee_angle_l', 'elbow_flex_r'):
+            assert abs(np.degrees(q[c]) - mot[c][k]) < 2.0, (c, k, np.degrees(q[c]), mot[c][k])
+        assert q['ankle_angle_r'] == 0.0

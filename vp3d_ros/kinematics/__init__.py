@@ -14,11 +14,25 @@ MODEL_FILE = Path(__file__).resolve().parent / 'vp3d_h36m17.osim'
 
 
 def require_opensim():
-    """The opensim module, quiet (warnings only, no opensim.log in the working directory)."""
+    """The opensim module, quiet (warnings only, no opensim.log in the working directory).
+
+    Importing the wheel sets ``LD_LIBRARY_PATH`` to ``PATH`` (and prepends its folder to
+    ``PATH``) in ``os.environ``: every process started afterwards, a ROS node among them,
+    lost the ROS wheels' libraries (``librcl_action.so: cannot open shared object file``).
+    Both are put back; the libraries it loaded stay loaded.
+    """
+    import os
+    saved = {k: os.environ.get(k) for k in ('PATH', 'LD_LIBRARY_PATH', 'DYLD_LIBRARY_PATH')}
     try:
         import opensim
     except ImportError as e:
         raise ImportError(f'{INSTALL_HINT} ({e})') from e
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     if not getattr(opensim, '_vp3d_quiet', False):
         opensim.Logger.removeFileSink()
         opensim.Logger.setLevelString('warn')

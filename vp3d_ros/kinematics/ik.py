@@ -117,7 +117,7 @@ class FrameIK:
     construction) assembled from the carried-over state costs about as much as tracking.
     """
 
-    def __init__(self, model_path, marker_names: Sequence[str], accuracy: float = 1e-4):
+    def __init__(self, model_path, marker_names: Sequence[str], accuracy: float = 1e-5):
         self.osim = require_opensim()
         self.model = kmodel.load(model_path)
         self.marker_names = tuple(marker_names)

@@ -1,0 +1,106 @@
+"""kinematics node: a world-frame H36M-17 skeleton -> OpenSim inverse kinematics per frame ->
+``sensor_msgs/JointState`` with the model's coordinate names.
+
+Input: ``input_topic`` (default ``/skeleton_3d/fused``; a camera's ``/<cam>/skeleton_3d/world``
+works the same), PointCloud2 in the skeleton_3d layout, REP-103 world (z up), metres,
+absolute. Camera-frame ``skeleton_3d`` clouds are root-relative and cannot drive IK.
+
+Each frame is solved from the previous frame's pose (warm start:
+:class:`vp3d_ros.kinematics.ik.FrameIK`), for one person (``person``: an id, or -1 for the
+lowest id present). Output on ``output_topic`` (default ``/kinematics/joint_states``):
+``name`` = every model coordinate (hip_flexion_r, knee_angle_r, ...), ``position`` in
+radians (rotations) and metres (pelvis translations), header = the skeleton's header.
+Coordinates no joint centre measures (ankle, subtalar, mtp, forearm, wrist) are held at 0.
+The model is ``model``: a scaled model from ``vp3d-kinematics`` of the same subject (best),
+or the bundled generic one (unscaled: expect larger marker errors). Needs ``opensim``.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState, PointCloud2
+
+from ..ros_conversions import cloud_to_keypoints
+from .common import ConfigError, Throttle, declare, run_node
+from .diagnostics import NodeDiagnostics
+
+
+class KinematicsNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('kinematics', **kwargs)
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self.input_topic = p('input_topic', '/skeleton_3d/fused', 'world-frame H36M-17 '
+                             'skeleton (REP-103, z up, metres)')
+        output = p('output_topic', '/kinematics/joint_states', 'JointState topic')
+        model = p('model', '', 'OpenSim model with the H36M-17 marker set; a scaled one from '
+                  'vp3d-kinematics (default: the bundled generic model)')
+        self.person = p('person', -1, 'person id to follow (-1: the lowest id in each frame)')
+        try:
+            from ..kinematics import ik, require_opensim
+            from ..kinematics.markers import H36M_MARKERS, zup_to_yup
+            require_opensim()
+        except ImportError as e:
+            raise ConfigError(f'kinematics: {e}') from None
+        self.zup_to_yup = zup_to_yup
+        try:
+            self.solver = ik.FrameIK(model or None, H36M_MARKERS)
+        except Exception as e:  # noqa: BLE001 - OpenSim raises RuntimeError subclasses
+            raise ConfigError(f'kinematics: cannot load model {model or "(bundled)"}: {e}') from None
+        self.names = list(self.solver.coordinates)
+        self.throttle = Throttle(5.0)
+        self.last_ms = float('nan')
+        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub = self.create_publisher(JointState, output, 10)
+        self.diag = NodeDiagnostics(self, 'kinematics',
+                                    extra=lambda: {'ik_ms_last': f'{self.last_ms:.1f}'})
+        self.create_subscription(PointCloud2, self.input_topic, self.on_skeleton, latched)
+        self.get_logger().info(f'IK of {self.input_topic} on {model or "the bundled model"} '
+                               f'-> {output} ({len(self.names)} coordinates)')
+
+    def on_skeleton(self, msg: PointCloud2):
+        self.diag.received()
+        try:
+            persons = cloud_to_keypoints(msg)
+        except ValueError as e:
+            self.diag.error()
+            self.throttle.log(self.get_logger().warn, 'bad', f'{self.input_topic}: {e}')
+            return
+        if not persons:
+            return
+        pid = min(persons) if self.person < 0 else self.person
+        if pid not in persons:
+            return
+        xyz, _ = persons[pid]
+        if xyz.shape != (17, 3):
+            self.diag.error()
+            self.throttle.log(self.get_logger().warn, 'shape',
+                              f'{self.input_topic}: expected 17 3D joints, got {xyz.shape}')
+            return
+        t0 = time.perf_counter()
+        t = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        try:
+            q = self.solver.solve(self.zup_to_yup(xyz), t)
+        except Exception as e:  # noqa: BLE001 - one bad frame must not stop the stream
+            self.diag.error()
+            self.throttle.log(self.get_logger().warn, 'ik', f'IK failed: {e}')
+            return
+        dt = time.perf_counter() - t0
+        self.last_ms = 1e3 * dt
+        out = JointState()
+        out.header = msg.header
+        out.name = self.names
+        out.position = [float(v) for v in np.asarray(q, dtype=float)]
+        self.pub.publish(out)
+        self.diag.processed(dt, persons=1)
+
+
+def main(args=None):
+    raise SystemExit(run_node(KinematicsNode, args))
+
+
+if __name__ == '__main__':
+    main()
