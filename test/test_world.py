@@ -3,10 +3,12 @@ in a known world, seen through a known calibrated camera with distortion, must c
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vp3d_ros.bag_io import open_bag
 from vp3d_ros.geometry import world as W
 from vp3d_ros.geometry.calibration import Camera, load_calibration, save_calibration_toml, rodrigues
 
@@ -288,3 +290,37 @@ def test_export_cli_writes_world_topics_in_opensim_axes(tmp_path):
     assert (xyz[:, W.HEAD, 1] - xyz[:, W.RFOOT, 1] > 1.2).all()
     csv_text = (tmp_path / 'out' / 'cam01_skeleton_3d_world_p0.csv').read_text()
     assert csv_text.startswith('# ' + records.OPENSIM_AXES_NOTE)
+
+
+BUNDLED_CALIB = Path(__file__).resolve().parent.parent / 'vp3d_ros' / 'data' / \
+    'balancing_calib_qualisys.toml'
+
+
+def test_offline_writes_world_skeletons_of_the_bundled_clip(tmp_path):
+    """vp3d-offline --calibration on the bundled clip (real MediaPipe, shipped lifter, the
+    rig's real calibration): /cam01/skeleton_3d/world in the bag, upright, where the subject
+    stands (the 4-camera triangulation of the full clip puts the Hip near x -1.06, y -0.08,
+    z 0.87 m)."""
+    from conftest import CLIP
+    from vp3d_ros.cli.offline import main as offline_main
+    from vp3d_ros.records import read_landmark_tracks
+    out = tmp_path / 'bag'
+    assert offline_main([CLIP, '--out', str(out), '--max-frames', '30', '--calibration',
+                         str(BUNDLED_CALIB), '--no-progress']) == 0
+    tracks = {t.topic: t for t in read_landmark_tracks(out)}
+    assert {'/cam01/keypoints_2d', '/cam01/skeleton_3d', '/cam01/skeleton_3d/world'} <= set(tracks)
+    w = tracks['/cam01/skeleton_3d/world']
+    cam = tracks['/cam01/skeleton_3d']
+    assert len(w.stamps_s) == len(cam.stamps_s) >= 25
+    p = w.positions
+    assert np.isfinite(p).all()
+    assert (p[:, W.HEAD, 2] - np.minimum(p[:, W.RFOOT, 2], p[:, W.LFOOT, 2]) > 1.2).all()
+    hip = np.median(p[:, 0], axis=0)
+    assert np.linalg.norm(hip - [-1.06, -0.08, 0.87]) < 0.4, hip
+    # The camera-frame skeleton is unchanged: root-relative.
+    assert np.abs(cam.positions[:, 0]).max() < 1e-6
+    with open_bag(out) as bag:
+        from vp3d_ros import bag_io
+        raw = next(r for _, _, _, r in bag.messages(['/cam01/skeleton_3d/world']))
+        assert bag_io.typestore().deserialize_cdr(
+            raw, 'sensor_msgs/msg/PointCloud2').header.frame_id == 'world'

@@ -92,6 +92,8 @@ class CameraResult:
     name: str
     frames: List[Frame2D]
     poses: Dict[int, Dict[int, LiftedPose]] = field(default_factory=dict)  # stamp -> id -> pose
+    # With a calibration: stamp -> id -> (world positions (17, 3), confidence (17,))
+    world: Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -386,6 +388,47 @@ def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = 10,
     return out
 
 
+def place_in_world(cam: CameraResult, camera, layout: str,
+                   subject_height_m: Optional[float] = None, floor_z: Optional[float] = 0.0,
+                   max_gap_s: float = 0.5) -> Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
+    """Each person's lifted track of one camera in the calibration's world
+    (:mod:`vp3d_ros.geometry.world`, offline: zero-phase smoothing, the floor cue), one
+    segment per run of poses without a gap longer than ``max_gap_s``."""
+    from .geometry import world as W
+    kp_at = {fr.stamp_ns: fr for fr in cam.frames}
+    sizes = {fr.size for fr in cam.frames}
+    if len(sizes) == 1:
+        camera = camera.with_image_size(*next(iter(sizes)))
+    out: Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]] = {}
+    pids = sorted({pid for by_id in cam.poses.values() for pid in by_id})
+    for pid in pids:
+        stamps = sorted(s for s, by_id in cam.poses.items() if pid in by_id)
+        cuts = [0] + [i for i in range(1, len(stamps))
+                      if stamps[i] - stamps[i - 1] > max_gap_s * 1e9] + [len(stamps)]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            seg = stamps[a:b]
+            rel = np.stack([cam.poses[s][pid].pose for s in seg]).astype(np.float64)
+            conf3 = np.stack([cam.poses[s][pid].confidence for s in seg])
+            kp = np.full((len(seg), 17, 2), np.nan)
+            w = np.zeros((len(seg), 17))
+            for i, s in enumerate(seg):
+                fr = kp_at.get(s)
+                if fr is None or pid not in fr.people:
+                    continue
+                k, c = fr.people[pid]
+                if layout == 'coco':
+                    k, c = W.coco_to_h36m_2d(k, c)
+                kp[i], w[i] = k, c
+            fps = 1e9 / np.median(np.diff(seg)) if len(seg) > 1 else 30.0
+            pl = W.place_skeletons(rel, kp, camera, w, subject_height_m, fps,
+                                   floor_z=floor_z)
+            world = W.to_world(pl.poses_cam, camera)
+            for i, s in enumerate(seg):
+                if np.isfinite(world[i]).all():
+                    out.setdefault(s, {})[pid] = (world[i], conf3[i])
+    return out
+
+
 # -- output --------------------------------------------------------------------------------
 def _cloud_bytes(points, confidence, ids, stamp_ns: int, frame_id: str) -> bytes:
     from .records import make_cloud
@@ -393,7 +436,7 @@ def _cloud_bytes(points, confidence, ids, stamp_ns: int, frame_id: str) -> bytes
     return bytes(bag_io.typestore().serialize_cdr(msg, CLOUD_TYPE))
 
 
-def _messages(cameras: Sequence[CameraResult], layout_joints: int):
+def _messages(cameras: Sequence[CameraResult], layout_joints: int, world_frame: str = 'world'):
     """(stamp, topic, payload builder) for every output message, in stamp order."""
     entries = []
     for ci, cam in enumerate(cameras):
@@ -412,6 +455,12 @@ def _messages(cameras: Sequence[CameraResult], layout_joints: int):
             conf = np.array([by_id[i].confidence for i in ids]).reshape(len(ids), 17)
             entries.append((stamp, ci, 1, 0, prefix + 'skeleton_3d',
                             (pts, conf, ids, stamp, frame_ids.get(stamp, ''))))
+        for stamp, by_id in cam.world.items():
+            ids = sorted(by_id)
+            pts = np.array([by_id[i][0] for i in ids]).reshape(len(ids), 17, 3)
+            conf = np.array([by_id[i][1] for i in ids]).reshape(len(ids), 17)
+            entries.append((stamp, ci, 2, 0, prefix + 'skeleton_3d/world',
+                            (pts, conf, ids, stamp, world_frame)))
     entries.sort(key=lambda e: e[:4])
     for stamp, _, _, _, topic, args in entries:
         yield stamp, topic, args
@@ -426,7 +475,7 @@ def _check_out(out: Path) -> None:
 
 
 def write_bag(out: Path, storage: str, metadata: dict, cameras: Sequence[CameraResult],
-              layout_joints: int) -> None:
+              layout_joints: int, world_frame: str = 'world') -> None:
     """Write under a hidden sibling, rename into place when complete; remove on failure."""
     _check_out(out)
     try:
@@ -441,7 +490,9 @@ def write_bag(out: Path, storage: str, metadata: dict, cameras: Sequence[CameraR
                 prefix = f'/{cam.name}/' if cam.name else '/'
                 writer.add_topic(prefix + 'keypoints_2d', CLOUD_TYPE)
                 writer.add_topic(prefix + 'skeleton_3d', CLOUD_TYPE)
-            for stamp, topic, args in _messages(cameras, layout_joints):
+                if cam.world:
+                    writer.add_topic(prefix + 'skeleton_3d/world', CLOUD_TYPE)
+            for stamp, topic, args in _messages(cameras, layout_joints, world_frame):
                 writer.write(topic, stamp, _cloud_bytes(*args))
         os.rename(tmp / out.name, out)
         tmp.rmdir()
@@ -464,8 +515,15 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
             topics: Optional[Sequence[str]] = None,
             camera_name: Optional[str] = None, frame_id: Optional[str] = None,
             max_frames: Optional[int] = None, max_gap_frames: int = 10, max_gap_s: float = 0.5,
-            min_confidence: float = 0.2, progress: bool = False) -> OfflineSummary:
+            min_confidence: float = 0.2, progress: bool = False,
+            calibration: Optional[str] = None, subject_height_m: Optional[float] = None,
+            world_frame: str = 'world', floor_z: Optional[float] = 0.0) -> OfflineSummary:
     """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError.
+
+    ``calibration``: also ``/<cam>/skeleton_3d/world`` (absolute, the calibration's world
+    frame, ``frame_id`` = ``world_frame``), each camera matched by name (the only camera of
+    a one-camera calibration otherwise); ``subject_height_m`` scales the skeletons,
+    ``floor_z`` is the world's floor height (``None``: no floor cue).
 
     ``subject``, ``track_gate``, ``track_max_age``: person tracking as pose2d's parameters
     of the same names (:mod:`vp3d_ros.tracking`)."""
@@ -486,6 +544,15 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     if not os.access(src, os.R_OK):
         raise OfflineError(f'{src}: not readable (permissions)')
     _check_out(out)
+    rig = None
+    if calibration:
+        from .geometry.calibration import CalibrationError, load_calibration
+        try:
+            rig = load_calibration(calibration)
+        except CalibrationError as e:
+            raise OfflineError(str(e)) from None
+        if subject_height_m is not None and not subject_height_m > 0:
+            raise OfflineError(f'subject height must be positive, got {subject_height_m}')
     from .tracking import PeopleTracking, TrackerConfig
     try:
         track_cfg = TrackerConfig(gate=track_gate, max_gate=1.6 * track_gate,
@@ -522,6 +589,21 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
 
     for cam in cameras:
         cam.poses = lift_frames(cam.frames, lifter, max_gap_frames, max_gap_s, min_confidence)
+    if rig is not None:
+        from .geometry.calibration import CalibrationError, find_camera
+        for cam in cameras:
+            try:
+                model = find_camera(rig, cam.name) if (cam.name or len(rig) != 1) \
+                    else next(iter(rig.values()))
+            except CalibrationError as e:
+                if len(rig) != 1:
+                    raise OfflineError(f'camera {cam.name!r}: {e}') from None
+                model = next(iter(rig.values()))
+            try:
+                cam.world = place_in_world(cam, model, layout, subject_height_m, floor_z,
+                                           max_gap_s)
+            except CalibrationError as e:
+                raise OfflineError(f'camera {cam.name!r}: {e}') from None
     params = {
         'input': str(src.resolve()), 'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
         'channels': ckpt.arch.channels, 'causal': ckpt.arch.causal, 'input_layout': layout,
@@ -529,11 +611,14 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
         'subject': subject, 'track_gate': track_gate, 'track_max_age': track_max_age,
         'topics': [s.label for s in sources], 'max_frames': max_frames or 0,
         'max_gap_frames': max_gap_frames, 'max_gap_s': max_gap_s,
-        'min_confidence': min_confidence, 'lifting': 'whole sequence (SequenceLifter)'}
+        'min_confidence': min_confidence, 'lifting': 'whole sequence (SequenceLifter)',
+        'calibration': str(Path(calibration).resolve()) if calibration else '',
+        'subject_height_m': subject_height_m or 0.0, 'world_frame': world_frame,
+        'floor_z': floor_z if floor_z is not None else 'none'}
     meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, flip), params, {},
                                      producer=PRODUCER)
     try:
-        write_bag(out, storage, meta, cameras, lifter.layout.num_joints)
+        write_bag(out, storage, meta, cameras, lifter.layout.num_joints, world_frame)
     except bag_io.BagError as e:
         raise OfflineError(str(e)) from None
 

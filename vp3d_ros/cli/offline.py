@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help='a longer gap in stamps splits the sequence (as the lifter node)')
     g.add_argument('--min-confidence', type=float, default=0.2,
                    help='weaker joints hold their last position (as the lifter node)')
+    w = p.add_argument_group('world frame (vp3d_ros.geometry.world)')
+    w.add_argument('--calibration', default=None, metavar='FILE',
+                   help='camera calibration (Pose2Sim/Anipose .toml, .json, .yaml, OpenCV): '
+                        'also write /<cam>/skeleton_3d/world (absolute, metres, the '
+                        "calibration's world frame); cameras matched by name")
+    w.add_argument('--subject-height', type=float, default=None, metavar='M',
+                   help="subject height in metres (default: the lifter's scale)")
+    w.add_argument('--world-frame', default='world', help='frame_id of the world skeletons')
+    w.add_argument('--floor-z', type=float, default=0.0, metavar='Z',
+                   help="floor height in the calibration's world (default 0)")
+    w.add_argument('--no-floor', action='store_true', help='do not use the floor cue')
     m = p.add_argument_group('pose (MediaPipe)')
     m.add_argument('--backend', choices=['legacy', 'tasks'], default='legacy',
                    help="MediaPipe Pose backend: legacy (default; the 'full' model inside the "
@@ -102,7 +113,9 @@ def main(argv=None) -> int:
             storage=args.storage, topics=args.topics, camera_name=args.camera_name,
             frame_id=args.frame_id, max_frames=args.max_frames,
             max_gap_frames=args.max_gap_frames, max_gap_s=args.max_gap_s,
-            min_confidence=args.min_confidence, progress=args.progress)
+            min_confidence=args.min_confidence, progress=args.progress,
+            calibration=args.calibration, subject_height_m=args.subject_height,
+            world_frame=args.world_frame, floor_z=None if args.no_floor else args.floor_z)
     except OfflineError as e:
         print(f'vp3d-offline: error: {e}', file=sys.stderr)
         return 2
