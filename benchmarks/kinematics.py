@@ -21,6 +21,9 @@ from the first 3 s of ``directions_1`` (the subject stands), then IK runs on the
    turn about nearly the same axis and split arbitrarily.
    Goals (issue 21): knee and hip flexion RMSE <= 5 degrees from fused skeletons, <= 10
    from one camera.
+3. Live (``--live N``): :class:`vp3d_ros.kinematics.ik.FrameIK` (what kinematics_node runs)
+   on N frames of walking_1, one frame at a time warm-started from the previous pose:
+   frames per second (wall and CPU) and the largest difference from the offline IK.
 """
 from __future__ import annotations
 
@@ -75,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument('--seconds', type=float, default=8.0, help='per sequence (from its start)')
     ap.add_argument('--conditions', nargs='+', default=['clean', 'white20', 'smooth30'])
     ap.add_argument('--out', default=None, help='JSON results file')
+    ap.add_argument('--live', type=int, default=0, metavar='N',
+                    help='also time frame-by-frame IK (kinematics_node) on N frames')
     args = ap.parse_args(argv)
     if not os.path.exists(S8):
         print(f'needs {S8} (../shared data)', file=sys.stderr)
@@ -146,6 +151,23 @@ def main(argv=None) -> int:
             a: [round(float(np.min(np.concatenate([angles[('clean', s)][a] for s in args.sequences]))), 1),
                 round(float(np.max(np.concatenate([angles[('clean', s)][a] for s in args.sequences]))), 1)]
             for a in ANGLES}
+    if args.live and 'clean' in args.conditions:
+        x = data['walking_1'][:args.live].astype(np.float64)
+        m = Markers(np.arange(len(x)) / rate, H36M_MARKERS, zup_to_yup(x))
+        model_path = tmp / 'S8_clean_scaled.osim'
+        offline = ik.solve(model_path, m)
+        live = ik.FrameIK(model_path, H36M_MARKERS)
+        w0, c0, q = time.perf_counter(), time.process_time(), []
+        for k in range(len(x)):
+            q.append(live.solve(m.xyz[k], float(m.times[k])))
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        q = np.array(q)
+        q[:, live.rotational] = np.degrees(q[:, live.rotational])
+        diff = {a: round(float(np.abs(q[:, live.coordinates.index(a)] - offline.column(a)).max()), 3)
+                for a in ('hip_flexion_r', 'knee_angle_r', 'knee_angle_l', 'elbow_flex_r')}
+        results['live'] = {'frames': len(x), 'fps_wall': len(x) / wall, 'fps_cpu': len(x) / cpu,
+                           'ms_per_frame_cpu': 1e3 * cpu / len(x),
+                           'max_abs_diff_vs_offline_deg': diff}
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + '\n')

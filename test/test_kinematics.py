@@ -122,6 +122,17 @@ def test_trc_round_trip_keeps_missing_markers_and_reads_units(tmp_path):
     assert np.allclose(km.read_trc(tmp_path / 'b.trc').xyz[ok], xyz[ok] * 1e-3, atol=1e-9)
 
 
+def test_reads_the_world_trc_vp3d_export_writes(tmp_path):
+    from vp3d_ros import records
+    from vp3d_ros.skeletons import H36M17
+    pos = np.random.default_rng(2).normal(size=(4, 17, 3))
+    track = records.Track('/cam01/skeleton_3d/world', 0, H36M17.joints, 5 + np.arange(4) / 30,
+                          pos, np.ones((4, 17)))
+    m = km.read_trc(records.write_world_trc(track, tmp_path / 'w.trc'))
+    assert m.names == km.H36M_MARKERS and np.allclose(m.times, np.arange(4) / 30, atol=1e-6)
+    assert np.allclose(m.xyz, km.zup_to_yup(pos), atol=1e-6)   # same axes as records' export
+
+
 def test_zup_to_yup_is_a_rotation_that_lifts_z():
     up = km.zup_to_yup(np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
     assert np.allclose(up[0], [0, 1, 0])       # up stays up
