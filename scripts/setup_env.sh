@@ -38,7 +38,7 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   else
     say "    note: on Linux the PyPI torch wheel is the CUDA build (several GB of GPU libraries)."
     say "    For a CPU-only rig stop here (Ctrl-C) and run again with"
-    say "    VP3D_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (README: Environment)"
+    say "    VP3D_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (README: torch without a GPU)"
   fi
 fi
 pins=(-r "$root/requirements.txt" -c "$root/constraints.txt")
