@@ -63,6 +63,8 @@ def test_bad_configuration_exits_with_a_clear_message(rig, make_checkpoint):
                        ["keypoint_layout must be 'h36m' or 'coco', got 'body25'"]),
         'bad_type': ('pose2d_node', ('-r', '__ns:=/cam01', '-p', 'num_poses:=two'),
                      ["parameter 'num_poses'", "expecting type 'INTEGER'"]),
+        'bad_subject': ('pose2d_node', ('-r', '__ns:=/cam01', '-p', 'subject:=region:1,0,0,1'),
+                        ['subject region needs x0,y0,x1,y1 with x0 <= x1']),
     }
     # The lifters would subscribe here: nobody may (they must refuse before subscribing).
     pub = client.node.create_publisher(PointCloud2, '/cam01/keypoints_2d', reliable())

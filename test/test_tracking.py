@@ -388,3 +388,13 @@ def test_pose2d_node_publishes_track_ids_of_the_subject(rig):
     values = diag_values(client, fqn)
     assert values['subject'] == str(next(iter(people[-1]))) and values['tracks_active'] == '2'
     assert values['tracks_ended'] == '0'
+
+
+def test_offline_cli_refuses_a_bad_subject(tmp_path, capsys):
+    from vp3d_ros.cli.offline import main
+    out = tmp_path / 'never'
+    assert main([CLIP, '--out', str(out), '--subject', 'biggest']) == 2
+    assert "subject must be one of all, largest, central" in capsys.readouterr().err
+    assert main([CLIP, '--out', str(out), '--track-gate', '0']) == 2
+    assert 'tracker gate must be > 0' in capsys.readouterr().err
+    assert not out.exists()
