@@ -17,6 +17,11 @@ whenever the size changes, stamped like the first frame of that size. Only heade
 height are set (K all zero: "uncalibrated" by the message's convention). The lifter
 normalises by it, so a camera that publishes no camera_info needs no size parameter; a
 camera_info that disagrees with it makes the lifter refuse the frames.
+
+``person`` in the clouds is a track id (:mod:`vp3d_ros.tracking`): it stays with one person
+from frame to frame, ends when that person is gone and is never given to anyone else;
+``subject`` keeps one chosen person only. /diagnostics counts tracks started, lost,
+recovered and ended.
 """
 from __future__ import annotations
 
