@@ -547,15 +547,14 @@ def associate(cameras: Sequence[Camera], people: Sequence[Dict[int, np.ndarray]]
     pair's cost. Pairs are merged cheapest first (at most one detection per camera in a
     person, cost under ``gate_px``). Returns a list of persons, each ``{camera index: person
     id}``, largest first; a detection no other camera confirms is a person of its own."""
+    keys = [(c, pid) for c in range(len(cameras)) for pid in people[c]]
+    if all(len(p) <= 1 for p in people):
+        return [dict(keys)] if keys else []
     R, t, f = _stack_extrinsics(cameras)
     obs = {}
-    for c, cam in enumerate(cameras):
-        for pid, kp in people[c].items():
-            px, conf = split_keypoints(kp)
-            obs[c, pid] = (cam.normalize_pixels(px), conf)
-    keys = list(obs)
-    if all(sum(1 for k in keys if k[0] == c) <= 1 for c in range(len(cameras))):
-        return [dict(keys)] if keys else []
+    for c, pid in keys:
+        px, conf = split_keypoints(people[c][pid])
+        obs[c, pid] = (cameras[c].normalize_pixels(px), conf)
     pairs = []
     for i, (ca, pa) in enumerate(keys):
         for cb, pb in keys[i + 1:]:

@@ -229,7 +229,7 @@ class FusionNode(Node):
                 got = self.lifted[self.names[c]].get(pid)
                 if got is not None and abs(got[0] - inst.stamp_ns) < 0.25e9:
                     lifted[c] = got[1]
-            person = self._person_for(kp, cams, t, used_ids)
+            person = self._person_for(kp, cams, t, used_ids, len(groups))
             if person is None:
                 continue
             fr = person.fuser.step(kp, t, lifted or None)
@@ -253,9 +253,12 @@ class FusionNode(Node):
         self.fused += 1
         self.diag.processed(time.perf_counter() - t0, len(out_ids))
 
-    def _person_for(self, kp, cams, t, used_ids) -> Optional[_Person]:
+    def _person_for(self, kp, cams, t, used_ids, n_groups) -> Optional[_Person]:
         """The fused person these detections continue (nearest root within the gate), or a
         new one when at least two cameras agree on it."""
+        free = [p for p in self.persons.values() if p.pid not in used_ids]
+        if n_groups == 1 and len(self.persons) == 1 and free:
+            return free[0]     # one person, one track: nothing to match
         views = np.sum(np.isfinite(kp[..., 0]) & (np.nan_to_num(kp[..., 2]) > 0), 0)
         guess = None
         if (views >= 2).any():
@@ -298,7 +301,7 @@ class FusionNode(Node):
         else:
             msg = keypoints_to_cloud(header, np.zeros((0, J, 3)), np.zeros((0, J)), [])
         self.pub.publish(msg)
-        if pts:
+        if pts and self.pub_markers.get_subscription_count():
             self.pub_markers.publish(skeleton_markers(header, np.stack(pts), ids))
 
     def _diag_extra(self):
