@@ -30,6 +30,7 @@ Pure numpy/scipy: no rclpy, no mediapipe.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -109,19 +110,26 @@ class Track:
         return self.keypoints[good if good.any() else slice(None)].mean(axis=0)
 
 
-def _scale(kp: np.ndarray, conf: np.ndarray, thr: float) -> float:
+def _scales(kp: np.ndarray, conf: np.ndarray, thr: float) -> np.ndarray:
+    """(N, J, 2), (N, J) -> (N,) bounding-box diagonals of the confident joints (of the
+    joints seen at all where fewer than two are confident)."""
+    if not len(kp):
+        return np.zeros(0)
     good = conf >= thr
-    pts = kp[good] if good.sum() >= 2 else kp
-    return float(max(np.linalg.norm(pts.max(axis=0) - pts.min(axis=0)), 1e-6))
+    good = np.where(good.sum(axis=1, keepdims=True) >= 2, good, conf > 0)
+    good = np.where(good.sum(axis=1, keepdims=True) >= 2, good, True)[..., None]
+    lo = np.where(good, kp, np.inf).min(axis=1)
+    hi = np.where(good, kp, -np.inf).max(axis=1)
+    return np.maximum(np.sqrt(((hi - lo) ** 2).sum(axis=1)), 1e-6)
 
 
-def _assign(cost: np.ndarray, gates: np.ndarray) -> List[Tuple[int, int]]:
-    """Minimum-cost matching of rows to columns, pairs over their row's gate left out."""
+def _assign(cost: np.ndarray, gates: np.ndarray, solve) -> List[Tuple[int, int]]:
+    """Minimum-cost matching of rows to columns (``solve``: scipy's
+    linear_sum_assignment), pairs over their row's gate left out."""
     if cost.size == 0:
         return []
-    from scipy.optimize import linear_sum_assignment
     c = np.where(cost <= gates[:, None], cost, _FAR)
-    rows, cols = linear_sum_assignment(c)
+    rows, cols = solve(c)
     return [(r, k) for r, k in zip(rows, cols) if c[r, k] < _FAR]
 
 
@@ -129,6 +137,9 @@ class PersonTracker:
     """Frame-to-frame association for one camera: ``update`` once per processed frame."""
 
     def __init__(self, config: Optional[TrackerConfig] = None):
+        # Imported here, not at the first frame: scipy.optimize takes a second to import.
+        from scipy.optimize import linear_sum_assignment
+        self._solve = linear_sum_assignment
         self.config = config or TrackerConfig()
         self.tracks: List[Track] = []
         self.counts = {'started': 0, 'lost': 0, 'recovered': 0, 'ended': 0}
@@ -156,7 +167,7 @@ class PersonTracker:
         ws = np.where(strong, w, 0.0)
         # Pairs with no joint confident in both fall back to all joints, weighted.
         ws = np.where(ws.sum(axis=2, keepdims=True) > 0, ws, w)
-        dist = np.linalg.norm(pred[:, None] - kp[None], axis=3)  # (T, D, J)
+        dist = np.sqrt(((pred[:, None] - kp[None]) ** 2).sum(axis=3))  # (T, D, J)
         total = ws.sum(axis=2)
         mean = np.where(total > 0, (ws * dist).sum(axis=2) / np.maximum(total, 1e-12), np.inf)
         return mean / np.sqrt(tscale[:, None] * scales[None, :])
@@ -168,19 +179,18 @@ class PersonTracker:
         n, thr = len(kp), self.config.joint_confidence
         if n < 2 or self.config.duplicate <= 0:
             return score
+        both = (conf[:, None] >= thr) & (conf[None] >= thr)  # (N, N, J)
+        dist = np.sqrt(((kp[:, None] - kp[None]) ** 2).sum(axis=3))
+        count = both.sum(axis=2)
+        mean = (dist * both).sum(axis=2) / np.maximum(count, 1)
+        same = (count >= 3) & (mean < self.config.duplicate * np.sqrt(np.outer(scales, scales)))
+        np.fill_diagonal(same, False)
+        if not same.any():
+            return score
         score = score.copy()
-        for i in np.argsort(-score, kind='stable'):
-            if score[i] <= 0:
-                continue
-            for k in range(n):
-                if k == i or score[k] <= 0 or score[k] > score[i]:
-                    continue
-                both = (conf[i] >= thr) & (conf[k] >= thr)
-                if both.sum() < 3:
-                    continue
-                d = np.linalg.norm(kp[i][both] - kp[k][both], axis=1).mean()
-                if d < self.config.duplicate * np.sqrt(scales[i] * scales[k]):
-                    score[k] = 0.0
+        for i in np.argsort(-score, kind='stable'):  # the most confident of a group stays
+            if score[i] > 0:
+                score[same[i] & (score <= score[i])] = 0.0
         return score
 
     def _gate(self, tr: Track) -> float:
@@ -191,7 +201,7 @@ class PersonTracker:
         if not tracks or not dets:
             return [], list(tracks), list(dets)
         cost = self._cost(tracks, kp[dets], conf[dets], scales[dets], t)
-        pairs = _assign(cost, np.array([self._gate(tr) for tr in tracks]))
+        pairs = _assign(cost, np.array([self._gate(tr) for tr in tracks]), self._solve)
         used_t = {r for r, _ in pairs}
         used_d = {k for _, k in pairs}
         return ([(tracks[r], dets[k]) for r, k in pairs],
@@ -201,14 +211,17 @@ class PersonTracker:
     def _observe(self, tr: Track, kp, conf, scale, t) -> None:
         c = self.config
         dt = t - tr.time
-        common = (tr.confidence >= c.joint_confidence) & (conf >= c.joint_confidence)
-        if dt > 0 and common.any():
-            w = (tr.confidence * conf)[common]
-            v = ((kp[common] - tr.keypoints[common]) * w[:, None]).sum(axis=0) / w.sum() / dt
+        # Velocity: confidence-weighted mean joint displacement over joints confident in both.
+        w = np.where((tr.confidence >= c.joint_confidence) & (conf >= c.joint_confidence),
+                     tr.confidence * conf, 0.0)
+        total = w.sum()
+        if dt > 0 and total > 0:
+            v = w @ (kp - tr.keypoints) / (total * dt)
             a = c.velocity_smoothing if tr.has_velocity else 1.0
             v = a * v + (1 - a) * tr.velocity
+            speed = math.hypot(v[0], v[1])
             top = c.max_speed * tr.scale
-            tr.velocity = v * min(1.0, top / max(float(np.linalg.norm(v)), 1e-12))
+            tr.velocity = v * (top / speed) if speed > top else v
             tr.has_velocity = True
         tr.keypoints, tr.confidence, tr.time = kp, conf, t
         tr.scale = 0.7 * tr.scale + 0.3 * scale
@@ -241,7 +254,7 @@ class PersonTracker:
         else:
             kp, conf = np.zeros((0, 0, 2)), np.zeros((0, 0))
         score = conf.mean(axis=1) if n else np.zeros(0)
-        scales = np.array([_scale(kp[i], conf[i], c.joint_confidence) for i in range(n)])
+        scales = _scales(kp, conf, c.joint_confidence)
         score = self._suppress_duplicates(kp, conf, scales, score)
         high = [i for i in range(n) if score[i] >= c.high_score]
         low = [i for i in range(n) if c.min_score <= score[i] < c.high_score]
