@@ -142,15 +142,16 @@ def test_fusion_node_refuses_bad_configuration(rig, tmp_path):  # noqa: F811
 
 
 def _four_camera_clip():
-    """The 4-camera clip and its calibration: bundled (vp3d_ros/data/balancing/) or the shared
+    """The 4-camera clip and its calibration: bundled (vp3d_ros/data/balancing_*) or the shared
     data folder; None when neither is there."""
     import os
     from conftest import REPO
-    for d, fmt in ((os.path.join(REPO, 'vp3d_ros', 'data', 'balancing'), 'cam0{}.mp4'),
-                   (os.path.join(os.path.dirname(REPO), 'shared', 'data', 'video',
-                                 'pose2sim_balancing'), 'cam0{}.mp4')):
+    for d, fmt, cal in ((os.path.join(REPO, 'vp3d_ros', 'data'), 'balancing_cam0{}.mp4',
+                         'balancing_calib_qualisys.toml'),
+                        (os.path.join(os.path.dirname(REPO), 'shared', 'data', 'video',
+                                      'pose2sim_balancing'), 'cam0{}.mp4', 'Calib_qualisys.toml')):
         videos = [os.path.join(d, fmt.format(i)) for i in range(1, 5)]
-        calib = os.path.join(d, 'Calib_qualisys.toml')
+        calib = os.path.join(d, cal)
         if all(os.path.isfile(v) for v in videos) and os.path.isfile(calib):
             return videos, calib
     return None
@@ -168,7 +169,7 @@ def test_fusion_node_on_real_four_camera_frames(rig):  # noqa: F811
     from vp3d_ros.ros_conversions import cloud_to_keypoints
     found = _four_camera_clip()
     if found is None:
-        pytest.skip('4-camera clip not available (vp3d_ros/data/balancing or ../shared)')
+        pytest.skip('4-camera clip not available (vp3d_ros/data/balancing_* or ../shared)')
     videos, calib = found
     n_frames, size = 12, (270, 480)
     frames = []
