@@ -7,7 +7,9 @@
 3. ``vp3d-offline`` processes every frame of the same clip with the same checkpoint (the
    causal one unless ``--mode symmetric``, so that the two compare; vp3d-offline's own default
    is the symmetric one); the demo reports how live and offline agree on the frames both have.
-4. A PNG strip: frames with the 2D skeleton and the 3D skeleton rendered beside them.
+4. A PNG strip: frames with the 2D skeleton and the 3D skeleton rendered beside them; with a
+   calibration (the bundled clip's own by default) a second strip shows the world skeleton
+   (absolute, z up: upright although the camera looks down), exported for OpenSim (Y up).
 No network, no files outside the package.
 """
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 from .lifter_config import DEFAULT_CHECKPOINTS
 from .nodes.video_source_node import BUNDLED_CLIP
 from .rig import Rig, default_params_file, plan
+
+BUNDLED_CALIBRATION = os.path.join(os.path.dirname(BUNDLED_CLIP), 'balancing_calib_qualisys.toml')
 
 
 def _env(out_dir: str) -> dict:
@@ -123,7 +127,7 @@ def agreement_line(ag: dict, dropped: bool) -> str:
     return line
 
 
-def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5):
+def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5, pose_frame: str = 'camera'):
     import cv2
     from .render import strip
     t2, t3 = tracks2d[0], tracks3d[0]
@@ -137,7 +141,8 @@ def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5):
     idx = np.linspace(0, min(len(frames), len(t3.stamps_s)) - 1, n).astype(int)
     img = strip([frames[i] for i in idx], [t2.positions[i] for i in idx],
                 [t2.confidence[i] for i in idx], [t3.positions[i] for i in idx],
-                captions=[f'frame {i}  t={t3.stamps_s[i]:.3f}s' for i in idx])
+                captions=[f'frame {i}  t={t3.stamps_s[i]:.3f}s' for i in idx],
+                pose_frame=pose_frame)
     cv2.imwrite(path, img)
     return path
 
@@ -153,7 +158,13 @@ def main(argv=None) -> int:
     ap.add_argument('--checkpoint', default='', help='use this checkpoint instead of the shipped one')
     ap.add_argument('--rate', type=float, default=15.0, help='camera rate for the live run (fps)')
     ap.add_argument('--skip-live', action='store_true', help='only the offline part')
+    ap.add_argument('--calibration', default=None,
+                    help="camera calibration for world skeletons (default: the bundled clip's "
+                         "own with the bundled clip, else none; '' = none)")
     a = ap.parse_args(argv)
+    if a.calibration is None:
+        a.calibration = BUNDLED_CALIBRATION if os.path.abspath(a.video) == \
+            os.path.abspath(BUNDLED_CLIP) else ''
     from . import records
     from .offline import process
 
@@ -186,13 +197,18 @@ def main(argv=None) -> int:
     print(f'demo: offline run on every frame of the same clip ({a.mode} lifter, as the live '
           'run) ...')
     off_bag = os.path.join(a.out, 'offline_landmarks')
-    summary = process(a.video, off_bag, checkpoint=checkpoint, mode=a.mode, progress=sys.stderr.isatty())
+    summary = process(a.video, off_bag, checkpoint=checkpoint, mode=a.mode, progress=sys.stderr.isatty(),
+                      calibration=a.calibration or None)
     off_tracks = records.read_landmark_tracks(off_bag)
-    off3 = [t for t in off_tracks if t.dims == 3]
+    off_world = [t for t in off_tracks if records.is_world_track(t)]
+    off3 = [t for t in off_tracks if t.dims == 3 and not records.is_world_track(t)]
     off2 = [t for t in off_tracks if t.dims == 2]
     for tr in off3:
         records.write_csv(tr, os.path.join(a.out, f'offline_{tr.name}.csv'))
         records.write_trc(tr, os.path.join(a.out, f'offline_{tr.name}.trc'))
+    for tr in off_world:   # OpenSim's axes: X = world x, Y = world z (up), Z = -world y
+        records.write_world_csv(tr, os.path.join(a.out, f'offline_{tr.name}.csv'))
+        records.write_world_trc(tr, os.path.join(a.out, f'offline_{tr.name}.trc'))
     records.write_npz(off_tracks, os.path.join(a.out, 'offline_landmarks.npz'))
     lines.append(f'offline bag   {off_bag}: {summary.frames} frames, {summary.frames_without_person} '
                  f'without a person, {summary.fps:.1f} frames/s, {a.mode} lifter'
@@ -205,6 +221,8 @@ def main(argv=None) -> int:
         fps = cv2.VideoCapture(a.video).get(cv2.CAP_PROP_FPS) or 30.0
         lines.append(agreement_line(agreement(live3[0], off3[0], fps), dropped))
     png = picture(a.video, off2, off3, os.path.join(a.out, 'demo_strip.png')) if off3 and off2 else None
+    png_world = picture(a.video, off2, off_world, os.path.join(a.out, 'demo_world_strip.png'),
+                        pose_frame='world') if off_world and off2 else None
     bones = []
     if off3:
         from .skeletons import H36M17
@@ -226,6 +244,13 @@ def main(argv=None) -> int:
     if png:
         print(f'picture       {png} (frames with the 2D skeleton; 3D from the camera and from '
               'its right, 0.5 m grid)')
+    if off_world:
+        w = off_world[0].positions
+        print(f'world         {a.calibration}: {off_world[0].topic}, Hip at '
+              f'{np.round(np.nanmedian(w[:, 0], axis=0), 2).tolist()} m (median), Head '
+              f'{np.nanmedian(w[:, 10, 2]):.2f} m above the floor; {a.out}/offline_'
+              f'{off_world[0].name}.trc in OpenSim axes (Y up)'
+              + (f'; picture {png_world} (upright, z up)' if png_world else ''))
     print(f'total time    {time.time() - t0:.1f} s')
     print('next          your video: make demo ARGS="--video clip.mp4", or to CSV/TRC directly: '
           'make process VIDEO=clip.mp4\n'
