@@ -53,14 +53,17 @@ def test_fusion_node_fuses_instants(rig, tmp_path):  # noqa: F811
                  '-p', f'calibration:={calib}', '-p', 'sync_tolerance_s:=0.012',
                  '-p', 'max_wait_s:=0.15', '-p', 'use_lifted:=false')
     from diagnostic_msgs.msg import DiagnosticArray
+    rec = start('recorder_node', '-p', f'bag_dir:={tmp}', '-p', 'bag_name:=fused_bag',
+                '-p', 'discovery_period_s:=0.2')
     client.collect(PointCloud2, '/skeleton_3d/fused', latched=True)
     client.collect(DiagnosticArray, '/diagnostics')
     latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pubs = {c: client.node.create_publisher(PointCloud2, f'/{c}/keypoints_2d', latched)
             for c in CAMS}
-    for pub in pubs.values():
-        assert client.wait_for_subscribers(pub, 1, 60), node.log()
+    for pub in pubs.values():   # the fusion node and the recorder
+        assert client.wait_for_subscribers(pub, 2, 60), node.log() + rec.log()
+    assert rec.wait_for_log('/skeleton_3d/fused', 60), rec.log()
     rng = np.random.default_rng(0)
     base = 5 * SEC
     sent = {}                          # instant -> camera stamps
@@ -125,6 +128,15 @@ def test_fusion_node_fuses_instants(rig, tmp_path):  # noqa: F811
     assert v['views_per_joint'] == ' '.join(['4'] * 17)
     assert float(v['reprojection_px_mean']) < 3
     node.stop()
+    # recorded, and read back as a world track (what vp3d-export writes in OpenSim's axes)
+    assert rec.stop() == 0, rec.log()
+    from vp3d_ros.records import is_world_track, read_landmark_tracks
+    tracks = [t for t in read_landmark_tracks(tmp / 'fused_bag') if t.topic == '/skeleton_3d/fused']
+    assert len(tracks) == 2 and all(is_world_track(t) for t in tracks)
+    for t in tracks:
+        assert len(t.stamps_s) == N
+        k = 0 if t.person in ids_for[0] else 1
+        assert np.abs(t.positions - scene[:, k]).max() < 0.06
     assert 'Traceback' not in node.log()
 
 

@@ -38,7 +38,7 @@ from .common import (ConfigError, Throttle, declare, message_class,
                      parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 
-DEFAULT_SUFFIXES = ('keypoints_2d', 'skeleton_3d', 'skeleton_3d/world')
+DEFAULT_SUFFIXES = ('keypoints_2d', 'skeleton_3d', 'skeleton_3d/world', 'skeleton_3d/fused')
 MODEL_TYPE = 'std_msgs/msg/String'
 MODEL_SUFFIX = '/model'  # the lifter's ~/model
 
