@@ -110,7 +110,8 @@ class Throttle:
 
 
 GRACE_S = 2.0  # further signals this soon after the first are the same request
-DRAIN_MAX_S = 3.0  # longest shutdown drain: below ros2 launch's 5 s before it sends SIGTERM
+DRAIN_MAX_S = 2.0  # longest shutdown drain: with the ~2.5 s a torch process takes to exit,
+# still below the 5 s ros2 launch waits before it sends SIGTERM
 
 
 class _Stop:
