@@ -81,3 +81,26 @@ def test_launch_double_sigint_shuts_down_cleanly_with_every_pose(rig, make_check
                                 f'(last kp {kp[-3:]}, last sk {sk[-3:]})')
     seen = set(stamps_ns(client.messages(KP)))
     assert set(sk) <= seen | set(kp)
+
+
+def test_signal_policy_repeat_ignored_later_one_cuts_drain_then_interrupts_close():
+    """The rule each node's run_node follows (common._Stop), signal by signal."""
+    import pytest
+    from vp3d_ros.nodes.common import _Stop
+    stop = _Stop(grace_s=0.2)
+    try:
+        stop._handle(signal.SIGINT, None)  # the group's copy: drain, then close
+        assert stop.requested and not stop.abort
+        stop._handle(signal.SIGINT, None)  # launch's own copy, moments later: the same request
+        assert not stop.abort and stop.repeats == 1
+        time.sleep(0.3)
+        stop._handle(signal.SIGTERM, None)  # later (launch escalating): stop draining now
+        assert stop.abort
+        stop.closing = True  # close() runs: one more interrupts it
+        with pytest.raises(KeyboardInterrupt):
+            stop._handle(signal.SIGINT, None)
+        stop.done = True  # closed: the process is going away, signals are moot
+        stop._handle(signal.SIGINT, None)
+        assert stop.repeats == 2
+    finally:
+        stop.restore()
