@@ -43,9 +43,16 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
         header = Header(frame_id='cam01_optical')
         header.stamp.sec, header.stamp.nanosec = divmod(ns, SEC)
         px = cam.project(track[i])
-        pub2d.publish(keypoints_to_cloud(header, px[None], np.ones((1, 17)), [4]))
+        msg2d = keypoints_to_cloud(header, px[None], np.ones((1, 17)), [4])
         rel = x_cam[i] - x_cam[i, :1]
-        pub3d.publish(keypoints_to_cloud(header, rel[None], np.full((1, 17), 0.9), [4]))
+        msg3d = keypoints_to_cloud(header, rel[None], np.full((1, 17), 0.9), [4])
+        if i % 5 == 0:      # the topics are not ordered: a skeleton may come before its 2D
+            pub3d.publish(msg3d)
+            time.sleep(0.02)
+            pub2d.publish(msg2d)
+        else:
+            pub2d.publish(msg2d)
+            pub3d.publish(msg3d)
         time.sleep(0.005)
     assert client.wait_for(lambda: len(client.messages('/cam01/skeleton_3d/world')) >= N, 30), \
         f'{len(client.messages("/cam01/skeleton_3d/world"))} of {N}\n' + node.log()

@@ -8,7 +8,8 @@ header stamp and person id) through the calibrated camera (distortion included,
 confidence-weighted, Gauss-Newton), scaled to ``subject_height_m`` when given, smoothed
 causally per (camera, person) track (level + trend filters: no look-ahead), then moved into
 the world (``X_world = R^T (X_cam - t)``). Pixels are read in the images pose2d saw
-(``keypoints_2d/image_info``): the calibration is scaled to a downscaled stream. Markers on
+(``keypoints_2d/image_info``): the calibration is scaled to a downscaled stream. A skeleton
+whose 2D frame has not arrived yet waits for it up to ``max_wait_s``. Markers on
 ``/<cam>/skeleton_3d/world/markers``. The floor cue of the offline tools (vp3d-lift) needs
 seconds of look-ahead and is not used here.
 """
@@ -60,6 +61,8 @@ class WorldNode(Node):
         self.fps = p('fps', 30.0, 'camera frame rate, for the time constants of the root filter')
         self.track_timeout_s = p('track_timeout_s', 1.0, 'a person unseen this long starts a '
                                  'fresh root filter')
+        self.max_wait_s = p('max_wait_s', 0.5, 'a skeleton_3d frame whose keypoints_2d has not '
+                            'arrived yet waits this long for it (the topics are not ordered)')
         names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f'world: cameras must name distinct camera namespaces, got '
@@ -79,6 +82,7 @@ class WorldNode(Node):
         self.refused = set()
         self.throttle = Throttle(5.0)
         self.frames_2d: Dict[str, OrderedDict] = {n: OrderedDict() for n in names}
+        self.pending: Dict[str, OrderedDict] = {n: OrderedDict() for n in names}  # ns -> (msg, t)
         self.tracks: Dict[Tuple[str, int], _Track] = {}
         self.unmatched = 0
         self.placed = 0
@@ -99,6 +103,7 @@ class WorldNode(Node):
                                      lambda m, n=n: self.on_skeleton(n, m), latched)
         self.diag = NodeDiagnostics(self, 'world', extra=self._diag_extra)
         steady_timer(self, 1.0, self._forget)
+        steady_timer(self, 0.05, self._expire)
         self.get_logger().info(
             f'world skeletons of {", ".join(f"{n}={self.base_models[n].name}" for n in names)} '
             f'from {calibration} on /<cam>/skeleton_3d/world (frame {self.world_frame!r})')
@@ -126,11 +131,31 @@ class WorldNode(Node):
                                          in people.items() if kp.shape[1] == 2}
         while len(frames) > KEEP_FRAMES:
             frames.popitem(last=False)
+        waiting = self.pending[cam].pop(_ns(msg.header.stamp), None)
+        if waiting is not None:
+            self.on_skeleton(cam, waiting[0])
+
+    def _expire(self):
+        """Skeletons whose keypoints_2d did not come within max_wait_s are given up."""
+        now = time.monotonic()
+        for cam, waiting in self.pending.items():
+            while waiting and now - next(iter(waiting.values()))[1] > self.max_wait_s:
+                waiting.popitem(last=False)
+                self.unmatched += 1
+                self.diag.dropped()
+                self.throttle.log(self.get_logger().warning, f'nomatch/{cam}',
+                                  f'{cam}: no keypoints_2d with the stamp of a skeleton_3d '
+                                  f'frame within {self.max_wait_s} s; not placed')
 
     def on_skeleton(self, cam: str, msg: PointCloud2):
+        ns = _ns(msg.header.stamp)
+        if ns not in self.frames_2d[cam] and cam not in self.refused:
+            self.pending[cam][ns] = (msg, time.monotonic())   # its 2D is still on its way
+            while len(self.pending[cam]) > KEEP_FRAMES:
+                self.pending[cam].popitem(last=False)
+            return
         self.diag.received()
         t0 = time.perf_counter()
-        ns = _ns(msg.header.stamp)
         try:
             people = cloud_to_keypoints(msg, J)
         except ValueError as e:
@@ -142,10 +167,6 @@ class WorldNode(Node):
         if frame is None or cam in self.refused:
             self.unmatched += 1
             self.diag.dropped()
-            if frame is None:
-                self.throttle.log(self.get_logger().warning, f'nomatch/{cam}',
-                                  f'{cam}: no keypoints_2d with the stamp of a skeleton_3d '
-                                  'frame; not placed')
             return
         camera = self.models[cam]
         pts, confs, ids = [], [], []
