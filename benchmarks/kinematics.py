@@ -5,7 +5,8 @@
 Human3.6M S8 (held out from the lifter's training; ../shared/data/mocap/h36m17/h36m_S8.npz,
 50 fps, z up, metres), turned to OpenSim's Y up. The model is scaled once per condition
 from the first 3 s of ``directions_1`` (the subject stands), then IK runs on the first
-``--seconds`` of each sequence.
+``--seconds`` of each sequence, each turned about the vertical to face +X on average
+(vp3d_ros.kinematics.pipeline.face_forward, as vp3d-kinematics does).
 
 1. IK marker error on the ground-truth joint centres: RMS over all markers, the leg markers
    (hips, knees, ankles) and per marker; goal <= 2 cm, legs <= 1.5 cm. IK time per frame
@@ -16,6 +17,13 @@ from the first 3 s of ``directions_1`` (the subject stands), then IK runs on the
    - ``white20``: independent Gaussian noise, 20 mm per coordinate per frame (jitter);
    - ``smooth30``: per-joint noise low-passed over ~0.2 s, 30 mm per coordinate (slowly
      wandering joint positions, as from a lifter's depth errors; bone lengths not kept).
+   And through our own pipeline (needs ../shared/data/cameras/h36m_cameras.json): the
+   subject placed where the four Human3.6M S8 cameras look (mean root on the world origin,
+   floor z = 0, as benchmarks/world.py and accuracy.py do), 2D = exact projection with
+   distortion + 5 px Gaussian noise ("detector-like 2D", not MediaPipe on images):
+   - ``world1cam``: camera 1 alone, the shipped symmetric lifter, placed in the world with
+     vp3d_ros.geometry.world (place_skeletons, floor z = 0);
+   - ``fused4cam``: all four cameras, vp3d_ros.geometry.fusion.fuse_sequence (offline).
    Shoulder flexion is compared on frames whose reference arm abduction is under 45 degrees:
    with the arm raised sideways (S8 starts its takes in a T-pose) flexion and axial rotation
    turn about nearly the same axis and split arbitrarily.
@@ -41,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vp3d_ros.kinematics import ik, require_opensim, scaling  # noqa: E402
+from vp3d_ros.kinematics.pipeline import face_forward  # noqa: E402
 from vp3d_ros.kinematics.markers import (H36M_MARKERS, Markers, static_window,  # noqa: E402
                                          write_trc, zup_to_yup)
 from vp3d_ros.kinematics.report import marker_error_table  # noqa: E402
@@ -54,9 +63,48 @@ GIMBAL = {'arm_flex_r': 'arm_add_r', 'arm_flex_l': 'arm_add_l'}   # flexion ~ ax
 LEGS = ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')
 
 
+CAMERAS_JSON = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'cameras',
+                            'h36m_cameras.json')
+_PIPE = {}
+
+
+def _pipeline():
+    """(the four S8 cameras, the shipped symmetric lifter), built once."""
+    if not _PIPE:
+        from vp3d_ros.geometry.calibration import load_calibration
+        from vp3d_ros.lifter import SequenceLifter
+        from vp3d_ros.lifter_config import resolve_lifter
+        rig = load_calibration(CAMERAS_JSON)
+        _PIPE['cams'] = [c for n, c in sorted(rig.items()) if n.startswith('S8_')]
+        ck, layout = resolve_lifter(None, default_kind='symmetric')
+        _PIPE['lifter'] = SequenceLifter(ck.build(), layout)
+    return _PIPE['cams'], _PIPE['lifter']
+
+
+def through_pipeline(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray:
+    """Ground truth (T, 17, 3), z up -> what our world / fused skeletons make of it."""
+    from vp3d_ros.geometry import fusion as F
+    from vp3d_ros.geometry import world as W
+    cams, lifter = _pipeline()
+    gt = xyz.copy()
+    gt[..., :2] -= gt[:, 0, :2].mean(axis=0)       # stand where the cameras look
+    px = np.stack([c.project(gt) for c in cams])
+    px = px + rng.normal(0, 5.0, px.shape)
+    if kind == 'fused4cam':
+        out = F.fuse_sequence(cams, px, rate).points
+    else:
+        cam = cams[0]
+        rel = lifter.lift(cam.undistort_pixels(px[0]), *cam.size)
+        pl = W.place_skeletons(rel, px[0], cam, fps=rate, floor_z=0.0)
+        out = W.to_world(pl.poses_cam, cam)
+    return out
+
+
 def perturb(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray:
     if kind == 'clean':
         return xyz
+    if kind in ('world1cam', 'fused4cam'):
+        return through_pipeline(xyz, kind, rate, rng)
     if kind == 'white20':
         return xyz + rng.normal(scale=0.020, size=xyz.shape)
     if kind == 'smooth30':
@@ -76,7 +124,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--sequences', nargs='+', default=list(DEFAULT_SEQUENCES))
     ap.add_argument('--seconds', type=float, default=8.0, help='per sequence (from its start)')
-    ap.add_argument('--conditions', nargs='+', default=['clean', 'white20', 'smooth30'])
+    ap.add_argument('--conditions', nargs='+',
+                    default=['clean', 'white20', 'smooth30', 'world1cam', 'fused4cam'])
     ap.add_argument('--out', default=None, help='JSON results file')
     ap.add_argument('--live', type=int, default=0, metavar='N',
                     help='also time frame-by-frame IK (kinematics_node) on N frames')
@@ -96,8 +145,8 @@ def main(argv=None) -> int:
     angles = {}
     for cond in args.conditions:
         static = data['directions_1'][:int(3 * rate)].astype(np.float64)
-        sm = Markers(np.arange(len(static)) / rate, H36M_MARKERS,
-                     zup_to_yup(perturb(static, cond, rate, rng)))
+        sm, _ = face_forward(Markers(np.arange(len(static)) / rate, H36M_MARKERS,
+                                     zup_to_yup(perturb(static, cond, rate, rng))))
         trc = write_trc(sm, tmp / f'static_{cond}.trc')
         frames = static_window(sm)
         sc = scaling.scale(sm, trc, frames, tmp / f'S8_{cond}_scaled.osim',
@@ -105,8 +154,8 @@ def main(argv=None) -> int:
         per_seq, errs, wall, cpu, nframes = {}, [], 0.0, 0.0, 0
         for seq in args.sequences:
             x = data[seq][:int(args.seconds * rate)].astype(np.float64)
-            m = Markers(np.arange(len(x)) / rate, H36M_MARKERS,
-                        zup_to_yup(perturb(x, cond, rate, rng)))
+            m, _ = face_forward(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
+                                        zup_to_yup(perturb(x, cond, rate, rng))))
             t0 = time.perf_counter()
             r = ik.solve(sc.model_path, m)
             print(f'{cond:9s} {seq:16s} {len(x)} frames {time.perf_counter() - t0:6.1f} s '
@@ -153,7 +202,7 @@ def main(argv=None) -> int:
             for a in ANGLES}
     if args.live and 'clean' in args.conditions:
         x = data['walking_1'][:args.live].astype(np.float64)
-        m = Markers(np.arange(len(x)) / rate, H36M_MARKERS, zup_to_yup(x))
+        m, _ = face_forward(Markers(np.arange(len(x)) / rate, H36M_MARKERS, zup_to_yup(x)))
         model_path = tmp / 'S8_clean_scaled.osim'
         offline = ik.solve(model_path, m)
         live = ik.FrameIK(model_path, H36M_MARKERS)

@@ -128,3 +128,24 @@ def window_speed(markers: Markers, a: int, b: int) -> float:
         return 0.0
     d = np.linalg.norm(np.diff(markers.xyz[a:b], axis=0), axis=-1)
     return float(np.nanmean(d) * (markers.rate or 1.0))
+
+
+def heading_deg(markers: Markers) -> float:
+    """Mean heading of the subject about the vertical (Y), degrees: 0 when it faces +X.
+
+    Facing = up x (RHip - LHip) (OpenSim: X forward, Y up, Z right), circular mean over
+    the frames that have both hips."""
+    n = markers.names
+    right = markers.xyz[:, n.index('RHip')] - markers.xyz[:, n.index('LHip')]
+    ok = np.all(np.isfinite(right), axis=-1)
+    if not ok.any():
+        return 0.0
+    ang = np.arctan2(-right[ok, 0], right[ok, 2])   # right along +Z when facing +X
+    return float(np.degrees(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean())))
+
+
+def rotate_about_vertical(markers: Markers, degrees: float) -> Markers:
+    """The markers turned by ``degrees`` about Y (positive: +X towards -Z, right-handed)."""
+    a = np.radians(degrees)
+    r = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
+    return markers._replace(xyz=markers.xyz @ r.T)

@@ -48,9 +48,13 @@ INFERRED = {
     'hip_rotation_l': 'weak prior towards 0: unobservable with a straight knee',
     'neck_bending': 'two head markers (Neck_Nose, Head): weakly determined',
 }
-# IK coordinate tasks: weight of (coordinate - 0)^2, radians, against sum w (marker error m)^2
+# IK coordinate tasks: weight of (coordinate - 0)^2, radians, against sum w (marker error m)^2.
+# On S8 (greeting_1, sittingdown_1): arm_rot at 0.02 left elbows and wrists 5.1-7.3 cm off
+# (0.02 rad^2 weighs like 14 cm of marker error per radian), at 0.002 4.0-5.7 cm with arm_rot
+# within +-22 degrees; the lumbar prior at 0.01 instead of 0.1 moved the lumbar joint by
+# 2 degrees at most and let noisy input fall into bad poses (9.4 cm RMS)
 PRIORS = {'L5_S1_Flex_Ext': 0.1, 'L5_S1_Lat_Bending': 0.1, 'L5_S1_axial_rotation': 0.1,
-          'arm_rot_r': 0.02, 'arm_rot_l': 0.02, 'hip_rotation_r': 0.01, 'hip_rotation_l': 0.01}
+          'arm_rot_r': 0.002, 'arm_rot_l': 0.002, 'hip_rotation_r': 0.01, 'hip_rotation_l': 0.01}
 # IK marker weights: legs and hips are the best-defined joint centres; the torso markers
 # (Spine, Thorax, head) ride on one rigid torso that cannot follow a bending spine
 MARKER_WEIGHTS = {

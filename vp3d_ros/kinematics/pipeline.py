@@ -15,7 +15,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import require_opensim
-from .markers import H36M_MARKERS, Markers, read_trc, static_window, window_speed, write_trc, zup_to_yup
+from .markers import (H36M_MARKERS, Markers, heading_deg, read_trc, rotate_about_vertical,
+                      static_window, window_speed, write_trc, zup_to_yup)
 
 WORLD_HINTS = ('fused', 'world')
 
@@ -74,6 +75,16 @@ def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None)
     return m.subset(H36M_MARKERS), f'bag {p.name} topic {track.topic} person {track.person}'
 
 
+def face_forward(markers: Markers):
+    """(markers turned about the vertical so that the subject faces +X on average, the turn
+    in degrees). The pelvis angles are Euler angles in the ground frame (tilt about Z, then
+    list about X, then rotation about Y): they read as anatomical tilt and obliquity only
+    for a subject facing +X. Facing -X, a forward lean came out as 'list' and ran into the
+    sequence's singularity (tilt jumping to 160 degrees when the trunk was horizontal)."""
+    turn = heading_deg(markers)
+    return rotate_about_vertical(markers, turn), turn
+
+
 def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
         model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0,
         fps: Optional[float] = None) -> Outputs:
@@ -83,6 +94,7 @@ def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[floa
     out_dir.mkdir(parents=True, exist_ok=True)
     name = input_name(input_path)
     markers, source = load_markers(input_path, topic, fps)
+    markers, turn = face_forward(markers)
     frames = static_window(markers, static_search_s)
     with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:
         if Path(input_path).suffix.lower() == '.trc':
@@ -101,6 +113,7 @@ def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[floa
         'model': str(model_file or 'vp3d_h36m17.osim (Pose2Sim simple model, BSD-3-Clause)'),
         'scaled_model': str(scaled), 'scaling': sc.method, 'scale_factors': sc.factors,
         'static_window_s': list(sc.window),
+        'turned_about_vertical_deg': turn,
         'static_window_marker_speed_m_s': window_speed(markers, *frames),
         'height_m': height, 'mass_kg': mass,
         'opensim_version': require_opensim().GetVersion(),

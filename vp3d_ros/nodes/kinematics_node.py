@@ -11,6 +11,8 @@ lowest id present). Output on ``output_topic`` (default ``/kinematics/joint_stat
 ``name`` = every model coordinate (hip_flexion_r, knee_angle_r, ...), ``position`` in
 radians (rotations) and metres (pelvis translations), header = the skeleton's header.
 Coordinates no joint centre measures (ankle, subtalar, mtp, forearm, wrist) are held at 0.
+With ``face_forward`` (default) the world is first turned about the vertical so that the
+subject's first seen heading faces +X, as ``vp3d-kinematics`` does with the mean heading.
 The model is ``model``: a scaled model from ``vp3d-kinematics`` of the same subject (best),
 or the bundled generic one (unscaled: expect larger marker errors). Needs ``opensim``.
 """
@@ -38,13 +40,18 @@ class KinematicsNode(Node):
         model = p('model', '', 'OpenSim model with the H36M-17 marker set; a scaled one from '
                   'vp3d-kinematics (default: the bundled generic model)')
         self.person = p('person', -1, 'person id to follow (-1: the lowest id in each frame)')
+        self.face_forward = p('face_forward', True, "turn the world about the vertical so the "
+                              "subject's first seen heading faces +X (the pelvis angles are "
+                              'ground-frame Euler angles: tilt reads as tilt facing +X)')
+        self.turn = None if self.face_forward else 0.0
         try:
             from ..kinematics import ik, require_opensim
+            from ..kinematics import markers as km
             from ..kinematics.markers import H36M_MARKERS, zup_to_yup
             require_opensim()
         except ImportError as e:
             raise ConfigError(f'kinematics: {e}') from None
-        self.zup_to_yup = zup_to_yup
+        self.zup_to_yup, self.km = zup_to_yup, km
         try:
             self.solver = ik.FrameIK(model or None, H36M_MARKERS)
         except Exception as e:  # noqa: BLE001 - OpenSim raises RuntimeError subclasses
@@ -82,8 +89,16 @@ class KinematicsNode(Node):
             return
         t0 = time.perf_counter()
         t = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        m = self.km.Markers(np.array([t]), self.km.H36M_MARKERS, self.zup_to_yup(xyz)[None])
+        if self.turn is None:
+            if not np.isfinite(xyz[[1, 4]]).all():   # RHip, LHip tell the heading
+                return
+            self.turn = self.km.heading_deg(m)
+            self.get_logger().info(f'subject turned by {self.turn:.1f} deg about the vertical '
+                                   'to face +X')
+        m = self.km.rotate_about_vertical(m, self.turn)
         try:
-            q = self.solver.solve(self.zup_to_yup(xyz), t)
+            q = self.solver.solve(m.xyz[0], t)
         except Exception as e:  # noqa: BLE001 - one bad frame must not stop the stream
             self.diag.error()
             self.throttle.log(self.get_logger().warn, 'ik', f'IK failed: {e}')
