@@ -290,3 +290,35 @@ def test_one_camera_left_places_lifted_skeleton(rig, motion):
     live = F.fuse_causal(rig, px, FPS, lifted)
     assert np.isfinite(live[gap]).all()
     assert _mm(live[gap], motion[gap]) < 60
+
+
+def test_offline_several_videos_fused(tmp_path):
+    """vp3d-offline on the bundled 4-camera clip (real MediaPipe) with its calibration: the bag
+    holds /skeleton_3d/fused, a world track upright on the floor, exported to OpenSim TRC."""
+    from pathlib import Path
+    from vp3d_ros.records import is_world_track, read_landmark_tracks
+    data = Path(__file__).resolve().parent.parent / 'vp3d_ros' / 'data'
+    videos = [data / f'balancing_cam0{i}.mp4' for i in range(1, 5)]
+    calib = data / 'balancing_calib_qualisys.toml'
+    if not all(p.is_file() for p in videos + [calib]):
+        pytest.skip('bundled 4-camera clip missing')
+    bag = tmp_path / 'bag'
+    r = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.offline', *map(str, videos),
+                        '--calibration', str(calib), '--max-frames', '8', '--out', str(bag),
+                        '--no-progress'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    fused = [t for t in read_landmark_tracks(bag) if t.topic == '/skeleton_3d/fused']
+    assert len(fused) == 1 and is_world_track(fused[0])
+    P = fused[0].positions
+    assert P.shape == (8, 17, 3) and np.isfinite(P).all()
+    assert (P[:, 10, 2] > P[:, 0, 2] + 0.4).all()                # head above hip, z up
+    assert (P[:, [3, 6], 2].min(1) < 0.3).all() and (P[:, [3, 6], 2].min(1) > -0.1).all()
+    # the per-camera world tracks agree with the fused one to within their own error
+    for cam in ('cam01', 'cam03'):
+        w = [t for t in read_landmark_tracks(bag) if t.topic == f'/{cam}/skeleton_3d/world'][0]
+        assert np.linalg.norm(w.positions[:, 0] - P[:, 0], axis=-1).mean() < 0.4
+    # bad combinations are refused
+    r = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.offline', str(videos[0]),
+                        str(videos[0]), '--out', str(tmp_path / 'x')],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'each camera needs its own' in r.stderr

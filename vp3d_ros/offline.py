@@ -429,6 +429,81 @@ def place_in_world(cam: CameraResult, camera, layout: str,
     return out
 
 
+def fuse_in_world(cameras: Sequence[CameraResult], models, layout: str,
+                  max_gap_s: float = 0.5) -> Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
+    """One world skeleton per person from all cameras (:mod:`vp3d_ros.geometry.fusion`):
+    frames of one instant grouped by stamp (within 0.4 of a frame period), persons matched
+    across cameras, each person's track triangulated with outlier-view rejection, its gaps
+    filled from the cameras' lifted skeletons, zero-phase smoothed. ``models``: one calibrated
+    camera per entry of ``cameras``. -> {instant stamp: {person: (17x3 world, 17 conf)}}."""
+    from .geometry import fusion as F
+    from .geometry import world as W
+    from .instants import InstantGrouper
+    names = [str(i) for i in range(len(cameras))]
+    sizes = [{fr.size for fr in cam.frames} for cam in cameras]
+    models = [m.with_image_size(*next(iter(sz))) if len(sz) == 1 else m
+              for m, sz in zip(models, sizes)]
+    stamps = sorted({fr.stamp_ns for cam in cameras for fr in cam.frames})
+    period = float(np.median(np.diff(stamps))) if len(stamps) > 1 else 1e9 / 30
+    periods = [np.median(np.diff([fr.stamp_ns for fr in cam.frames]))
+               for cam in cameras if len(cam.frames) > 1]
+    period = float(min(periods)) if periods else period
+    grouper = InstantGrouper(names, 0.4 * period * 1e-9, float('inf'))
+    events = sorted((fr.stamp_ns, c, fr) for c, cam in enumerate(cameras) for fr in cam.frames)
+    instants = []
+    for ns, c, fr in events:
+        instants += grouper.add(names[c], ns, fr, 0.0)
+    instants += grouper.flush()
+
+    def kp_of(fr, pid):
+        k, w = fr.people[pid]
+        if layout == 'coco':
+            k, w = W.coco_to_h36m_2d(k, w)
+        return np.concatenate([k, np.asarray(w)[:, None]], -1)
+
+    # persons across cameras, then across instants (nearest root within 0.5 m)
+    tracks: Dict[int, list] = {}   # fused id -> [(instant index, {camera: pid})]
+    last_root: Dict[int, Tuple[int, np.ndarray]] = {}
+    for i, inst in enumerate(instants):
+        people = [{pid: kp_of(inst.frames[n], pid) for pid in inst.frames[n].people}
+                  if n in inst.frames else {} for n in names]
+        for group in F.associate(models, people):
+            kp = np.full((len(names), 17, 3), np.nan)
+            for c, pid in group.items():
+                kp[c] = people[c][pid]
+            X = F.triangulate(models, kp)
+            ok = np.all(np.isfinite(X), -1)
+            if not ok.any():
+                continue
+            root = X[0] if ok[0] else X[ok].mean(0)
+            near = [(np.linalg.norm(r - root), f) for f, (j, r) in last_root.items()
+                    if j < i and (instants[i].stamp_ns - instants[j].stamp_ns) <= max_gap_s * 1e9]
+            fid = min(near)[1] if near and min(near)[0] < 0.5 else len(tracks)
+            tracks.setdefault(fid, []).append((i, group))
+            last_root[fid] = (i, root)
+    out: Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]] = {}
+    for fid, members in tracks.items():
+        idx = [i for i, _ in members]
+        kp = np.full((len(names), len(idx), 17, 3), np.nan)
+        lifted = [np.full((len(idx), 17, 3), np.nan) for _ in names]
+        for k, (i, group) in enumerate(members):
+            inst = instants[i]
+            for c, pid in group.items():
+                kp[c, k] = kp_of(inst.frames[names[c]], pid)
+                pose = cameras[c].poses.get(inst.stamps[names[c]], {}).get(pid)
+                if pose is not None:
+                    lifted[c][k] = pose.pose
+        lifted = [p if np.isfinite(p).any() else None for p in lifted]
+        fps = 1e9 / period
+        fused = F.fuse_sequence(models, kp, fps, lifted)
+        views = fused.views
+        for k, i in enumerate(idx):
+            if np.isfinite(fused.points[k]).all():
+                conf = np.where(fused.filled[k], 0.3, 0.5 + 0.5 * np.minimum(views[k], 4) / 4)
+                out.setdefault(instants[i].stamp_ns, {})[fid] = (fused.points[k], conf)
+    return out
+
+
 # -- output --------------------------------------------------------------------------------
 def _cloud_bytes(points, confidence, ids, stamp_ns: int, frame_id: str) -> bytes:
     from .records import make_cloud
@@ -436,7 +511,8 @@ def _cloud_bytes(points, confidence, ids, stamp_ns: int, frame_id: str) -> bytes
     return bytes(bag_io.typestore().serialize_cdr(msg, CLOUD_TYPE))
 
 
-def _messages(cameras: Sequence[CameraResult], layout_joints: int, world_frame: str = 'world'):
+def _messages(cameras: Sequence[CameraResult], layout_joints: int, world_frame: str = 'world',
+              fused=None):
     """(stamp, topic, payload builder) for every output message, in stamp order."""
     entries = []
     for ci, cam in enumerate(cameras):
@@ -461,6 +537,12 @@ def _messages(cameras: Sequence[CameraResult], layout_joints: int, world_frame: 
             conf = np.array([by_id[i][1] for i in ids]).reshape(len(ids), 17)
             entries.append((stamp, ci, 2, 0, prefix + 'skeleton_3d/world',
                             (pts, conf, ids, stamp, world_frame)))
+    for stamp, by_id in (fused or {}).items():
+        ids = sorted(by_id)
+        pts = np.array([by_id[i][0] for i in ids]).reshape(len(ids), 17, 3)
+        conf = np.array([by_id[i][1] for i in ids]).reshape(len(ids), 17)
+        entries.append((stamp, len(cameras), 3, 0, '/skeleton_3d/fused',
+                        (pts, conf, ids, stamp, world_frame)))
     entries.sort(key=lambda e: e[:4])
     for stamp, _, _, _, topic, args in entries:
         yield stamp, topic, args
@@ -475,7 +557,7 @@ def _check_out(out: Path) -> None:
 
 
 def write_bag(out: Path, storage: str, metadata: dict, cameras: Sequence[CameraResult],
-              layout_joints: int, world_frame: str = 'world') -> None:
+              layout_joints: int, world_frame: str = 'world', fused=None) -> None:
     """Write under a hidden sibling, rename into place when complete; remove on failure."""
     _check_out(out)
     try:
@@ -492,7 +574,9 @@ def write_bag(out: Path, storage: str, metadata: dict, cameras: Sequence[CameraR
                 writer.add_topic(prefix + 'skeleton_3d', CLOUD_TYPE)
                 if cam.world:
                     writer.add_topic(prefix + 'skeleton_3d/world', CLOUD_TYPE)
-            for stamp, topic, args in _messages(cameras, layout_joints, world_frame):
+            if fused:
+                writer.add_topic('/skeleton_3d/fused', CLOUD_TYPE)
+            for stamp, topic, args in _messages(cameras, layout_joints, world_frame, fused):
                 writer.write(topic, stamp, _cloud_bytes(*args))
         os.rename(tmp / out.name, out)
         tmp.rmdir()
@@ -532,17 +616,29 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     from .lifter_config import model_provenance, resolve_lifter
 
     t0 = time.perf_counter()
-    src, out = Path(input_path), Path(out_bag)
+    several = isinstance(input_path, (list, tuple))
+    inputs = [Path(p) for p in input_path] if several else [Path(input_path)]
+    if not inputs:
+        raise OfflineError('no input given')
+    src, out = inputs[0], Path(out_bag)
     if mode not in ('causal', 'symmetric'):
         raise OfflineError(f"mode must be 'causal' or 'symmetric', not {mode!r}")
     if storage not in bag_io.STORAGES:
         raise OfflineError(f"storage must be 'mcap' or 'sqlite3', not {storage!r}")
     if max_frames is not None and max_frames < 0:
         raise OfflineError(f'max_frames must be >= 0, got {max_frames}')
-    if not src.exists():
-        raise OfflineError(f'{src}: no such file or directory')
-    if not os.access(src, os.R_OK):
-        raise OfflineError(f'{src}: not readable (permissions)')
+    for path in inputs:
+        if not path.exists():
+            raise OfflineError(f'{path}: no such file or directory')
+        if not os.access(path, os.R_OK):
+            raise OfflineError(f'{path}: not readable (permissions)')
+    if len(inputs) > 1:
+        if any(_is_bag(p) for p in inputs):
+            raise OfflineError('several inputs must all be video files, one per synchronised '
+                               'camera (a multi-camera bag is given on its own)')
+        if camera_name:
+            raise OfflineError('--camera-name applies to a single input; several videos are '
+                               'named from their files (balancing_cam01.mp4 -> cam01)')
     _check_out(out)
     rig = None
     if calibration:
@@ -569,7 +665,13 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
 
     bag = None
     try:
-        if _is_bag(src):
+        if len(inputs) > 1:
+            sources = [video_source(p, None, frame_id, max_frames or None) for p in inputs]
+            names = [s_.name for s_ in sources]
+            if len(set(names)) != len(names):
+                raise OfflineError(f'the videos give camera names {names}: each camera needs its '
+                                   'own (name the files ..._cam01.mp4, ..._cam02.mp4, ...)')
+        elif _is_bag(src):
             try:
                 bag = bag_io.open_bag(src)
             except bag_io.BagError as e:
@@ -589,8 +691,10 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
 
     for cam in cameras:
         cam.poses = lift_frames(cam.frames, lifter, max_gap_frames, max_gap_s, min_confidence)
+    fused = None
     if rig is not None:
         from .geometry.calibration import CalibrationError, find_camera
+        models = []
         for cam in cameras:
             try:
                 model = find_camera(rig, cam.name) if (cam.name or len(rig) != 1) \
@@ -604,8 +708,15 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
                                            max_gap_s)
             except CalibrationError as e:
                 raise OfflineError(f'camera {cam.name!r}: {e}') from None
+            models.append(model)
+        if len(cameras) >= 2:   # one fused world skeleton per person from all cameras
+            try:
+                fused = fuse_in_world(cameras, models, layout, max_gap_s)
+            except CalibrationError as e:
+                raise OfflineError(f'fusion: {e}') from None
     params = {
-        'input': str(src.resolve()), 'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
+        'input': (str(src.resolve()) if len(inputs) == 1
+                  else [str(p.resolve()) for p in inputs]), 'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
         'channels': ckpt.arch.channels, 'causal': ckpt.arch.causal, 'input_layout': layout,
         'flip': flip, 'backend': backend, 'task_file': task_file or '', 'num_poses': num_poses,
         'subject': subject, 'track_gate': track_gate, 'track_max_age': track_max_age,
@@ -618,7 +729,7 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, flip), params, {},
                                      producer=PRODUCER)
     try:
-        write_bag(out, storage, meta, cameras, lifter.layout.num_joints, world_frame)
+        write_bag(out, storage, meta, cameras, lifter.layout.num_joints, world_frame, fused)
     except bag_io.BagError as e:
         raise OfflineError(str(e)) from None
 

@@ -5,6 +5,7 @@ Examples::
 
     vp3d-offline clip.mp4 --out session_landmarks --camera-name cam01
     vp3d-offline cameras.mcap --topics /cam01/image /cam02/image/compressed --storage sqlite3
+    vp3d-offline rig_cam01.mp4 rig_cam02.mp4 rig_cam03.mp4 --calibration calib.toml  # + fused
     vp3d-export session_landmarks --out-dir exports     # then: CSV, OpenSim TRC, npz
 
 (From a clone without activating .venv: ``make offline VIDEO=clip.mp4 OUT=session_landmarks``,
@@ -23,8 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='vp3d-offline', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split('\n\n', 1)[1])
-    p.add_argument('input', help='video file, or rosbag2 bag (directory, .mcap or .db3) with '
-                                 'sensor_msgs/Image or CompressedImage topics')
+    p.add_argument('input', nargs='+',
+                   help='video file, or rosbag2 bag (directory, .mcap or .db3) with '
+                        'sensor_msgs/Image or CompressedImage topics; or several videos of '
+                        'synchronised cameras (one camera each, named from the file: '
+                        '..._cam01.mp4 -> cam01); with --calibration and two or more cameras '
+                        'the bag also holds /skeleton_3d/fused (one world skeleton per person '
+                        'from all cameras)')
     p.add_argument('--out', default=None,
                    help='output bag (a new directory; default: <input name>_landmarks here)')
     p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap',
@@ -102,10 +108,12 @@ def main(argv=None) -> int:
     from ..allocator import keep_large_buffers
     from ..offline import OfflineError, process
     keep_large_buffers()  # per-frame image buffers: reuse heap memory (see allocator.py)
-    out = args.out or f'{Path(args.input.rstrip("/")).stem or "offline"}_landmarks'
+    first = args.input[0]
+    out = args.out or f'{Path(first.rstrip("/")).stem or "offline"}_landmarks'
     try:
         summary = process(
-            args.input, out, checkpoint=args.checkpoint, mode=args.mode,
+            args.input[0] if len(args.input) == 1 else args.input, out,
+            checkpoint=args.checkpoint, mode=args.mode,
             filter_widths=args.filter_widths, channels=args.channels, causal=args.causal,
             layout=args.layout, flip=not args.no_flip, device=args.device,
             backend=args.backend, task_file=args.task_file, num_poses=args.num_poses,
