@@ -252,3 +252,58 @@ def test_fusion_node_on_real_four_camera_frames(rig):  # noqa: F811
     np.testing.assert_allclose(out, want, atol=1e-4)   # float32 cloud
     for p in poses + [fusion]:
         assert 'Traceback' not in p.log()
+
+
+def test_fusion_node_lifted_prior_when_one_camera_left(rig, tmp_path):  # noqa: F811
+    """Three cameras lose the person for ten frames: the fused skeleton goes on from the
+    remaining camera's lifted skeleton_3d (camera frame, root-relative), placed on its rays."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Header
+    from vp3d_ros.geometry.calibration import save_calibration_toml
+    from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    start, client, tmp = rig
+    cams = _rig()
+    calib = save_calibration_toml({c.name: c for c in cams}, tmp / 'calib.toml')
+    scene = _scene()[:, 0]
+    node = start('fusion_node', '-p', f'cameras:=[{",".join(CAMS)}]',
+                 '-p', f'calibration:={calib}', '-p', 'max_wait_s:=0.3')
+    client.collect(PointCloud2, '/skeleton_3d/fused', latched=True)
+    latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pubs = {c: client.node.create_publisher(PointCloud2, f'/{c}/keypoints_2d', latched)
+            for c in CAMS}
+    lift = {c: client.node.create_publisher(PointCloud2, f'/{c}/skeleton_3d', latched)
+            for c in CAMS}
+    for pub in list(pubs.values()) + list(lift.values()):
+        assert client.wait_for_subscribers(pub, 1, 60), node.log()
+    base = 7 * SEC
+    lost = range(20, 30)
+    for i in range(N):
+        ns = base + i * PERIOD_NS
+        for c, name in enumerate(CAMS):
+            header = Header(frame_id=f'{name}_optical')
+            header.stamp.sec, header.stamp.nanosec = divmod(ns, SEC)
+            rel = cams[c].to_camera(scene[i]) - cams[c].to_camera(scene[i, :1])
+            lift[name].publish(keypoints_to_cloud(header, rel[None], np.ones((1, 17)), [0]))
+            if c > 0 and i in lost:   # the person is gone from cameras 2-4
+                msg = keypoints_to_cloud(header, np.zeros((0, 17, 2)), np.zeros((0, 17)), [])
+            else:
+                msg = keypoints_to_cloud(header, cams[c].project(scene[i])[None],
+                                         np.ones((1, 17)), [0])
+            pubs[name].publish(msg)
+        time.sleep(PERIOD_NS / SEC)
+    want = [base + i * PERIOD_NS for i in range(N)]
+    assert client.wait_for(lambda: set(want) <= set(stamps_ns(
+        client.messages('/skeleton_3d/fused'))), 30), node.log()
+    got = dict(zip(stamps_ns(client.messages('/skeleton_3d/fused')),
+                   client.messages('/skeleton_3d/fused')))
+    for i in lost:
+        people = cloud_to_keypoints(got[want[i]], 17)
+        assert len(people) == 1
+        pos, conf = next(iter(people.values()))
+        assert np.isfinite(pos).all(), i          # every joint, though one camera sees it
+        assert np.allclose(conf, 0.3)             # marked as filled
+        assert np.linalg.norm(pos - scene[i], axis=-1).mean() < 0.05
+    node.stop()
+    assert 'Traceback' not in node.log()
