@@ -23,6 +23,10 @@ BENCHMARKS = [
      ['--quick'] if QUICK else []),
     ("person tracking: identity switches vs the detector's output order", 'tracking.py',
      ['--quick'] if QUICK else []),
+    ('multi-view fusion: world MPJPE vs plain triangulation; real 4-camera clip', 'fusion.py',
+     ['--max-frames', '300', '--causal-frames', '200'] if QUICK else []),
+    ('multi-view fusion live: 4 cameras x 30 fps over DDS', 'fusion_live.py',
+     ['--seconds', '5'] if QUICK else []),
 ]
 
 
