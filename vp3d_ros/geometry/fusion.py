@@ -29,7 +29,7 @@ Pure numpy (+ cv2 through ``normalize_pixels``, scipy for the offline filter); n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -41,7 +41,9 @@ ROOT = 0  # H36M-17 hip
 
 @dataclass
 class FusionConfig:
-    """Knobs of :func:`fuse_sequence` and :class:`CausalFuser` (defaults as Pose2Sim's)."""
+    """Knobs of :func:`fuse_sequence` and :class:`CausalFuser`. Rejection threshold and
+    low-pass (15 px; 4th order, 6 Hz) are Pose2Sim's defaults; the One-Euro settings were
+    tuned on held-out motion capture (benchmarks/fusion.py)."""
     threshold_px: float = 15.0   # reprojection error above which views are dropped
     max_error_px: float = 30.0   # a point still worse than this is treated as not seen
     min_views: int = 2
