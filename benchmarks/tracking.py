@@ -46,15 +46,15 @@ ACTIONS = ('walking', 'walkingtogether', 'walkingdog', 'directions', 'discussion
 
 # -- metrics ---------------------------------------------------------------------------------
 def count_switches(frames, apart=None):
-    """frames: per frame {true person: output id}. A switch: a person's id differs from the
-    one they had when last output, or an id passes to another person. -> (all, in frames
-    where ``apart``)."""
+    """frames: per frame {true person: output id}. Identity switches as CLEAR-MOT counts
+    them: a person's id differs from the one they had when last output (two people trading
+    ids are two switches). -> (all, in frames where ``apart``)."""
     total = in_apart = 0
-    last, owner = {}, {}
+    last = {}
     for f, frame in enumerate(frames):
         for p, i in frame.items():
-            s = int(p in last and last[p] != i) + int(owner.get(i, p) != p)
-            owner[i], last[p] = p, i
+            s = int(p in last and last[p] != i)
+            last[p] = i
             total += s
             in_apart += s if apart is not None and apart[f] else 0
     return total, in_apart
