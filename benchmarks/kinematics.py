@@ -6,7 +6,8 @@ Human3.6M S8 (held out from the lifter's training; ../shared/data/mocap/h36m17/h
 50 fps, z up, metres), turned to OpenSim's Y up. The model is scaled once per condition
 from the first 3 s of ``directions_1`` (the subject stands), then IK runs on the first
 ``--seconds`` of each sequence, each turned about the vertical to face +X on average
-(vp3d_ros.kinematics.pipeline.face_forward, as vp3d-kinematics does).
+and with implausible limb markers dropped (vp3d_ros.kinematics.pipeline.prepare_markers,
+as vp3d-kinematics does).
 
 1. IK marker error on the ground-truth joint centres: RMS over all markers, the leg markers
    (hips, knees, ankles) and per marker; goal <= 2 cm, legs <= 1.5 cm. IK time per frame
@@ -49,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vp3d_ros.kinematics import ik, require_opensim, scaling  # noqa: E402
-from vp3d_ros.kinematics.pipeline import face_forward  # noqa: E402
+from vp3d_ros.kinematics.pipeline import prepare_markers  # noqa: E402
 from vp3d_ros.kinematics.markers import (H36M_MARKERS, Markers, static_window,  # noqa: E402
                                          write_trc, zup_to_yup)
 from vp3d_ros.kinematics.report import marker_error_table  # noqa: E402
@@ -59,7 +60,8 @@ DEFAULT_SEQUENCES = ('walking_1', 'directions_1', 'sittingdown_1', 'greeting_1',
 ANGLES = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l', 'hip_adduction_r',
           'hip_adduction_l', 'pelvis_tilt', 'L5_S1_Flex_Ext', 'arm_flex_r', 'arm_flex_l',
           'elbow_flex_r', 'elbow_flex_l')
-GIMBAL = {'arm_flex_r': 'arm_add_r', 'arm_flex_l': 'arm_add_l'}   # flexion ~ axial rotation in abduction
+# with the arm abducted, flexion turns about nearly the humerus's own axis
+GIMBAL = {'arm_flex_r': 'arm_add_r', 'arm_flex_l': 'arm_add_l'}
 LEGS = ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')
 
 
@@ -145,8 +147,8 @@ def main(argv=None) -> int:
     angles = {}
     for cond in args.conditions:
         static = data['directions_1'][:int(3 * rate)].astype(np.float64)
-        sm, _ = face_forward(Markers(np.arange(len(static)) / rate, H36M_MARKERS,
-                                     zup_to_yup(perturb(static, cond, rate, rng))))
+        sm, _, _ = prepare_markers(Markers(np.arange(len(static)) / rate, H36M_MARKERS,
+                                           zup_to_yup(perturb(static, cond, rate, rng))))
         trc = write_trc(sm, tmp / f'static_{cond}.trc')
         frames = static_window(sm)
         sc = scaling.scale(sm, trc, frames, tmp / f'S8_{cond}_scaled.osim',
@@ -154,8 +156,8 @@ def main(argv=None) -> int:
         per_seq, errs, wall, cpu, nframes = {}, [], 0.0, 0.0, 0
         for seq in args.sequences:
             x = data[seq][:int(args.seconds * rate)].astype(np.float64)
-            m, _ = face_forward(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
-                                        zup_to_yup(perturb(x, cond, rate, rng))))
+            m, _, dropped = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
+                                                    zup_to_yup(perturb(x, cond, rate, rng))))
             t0 = time.perf_counter()
             r = ik.solve(sc.model_path, m)
             print(f'{cond:9s} {seq:16s} {len(x)} frames {time.perf_counter() - t0:6.1f} s '
@@ -166,7 +168,8 @@ def main(argv=None) -> int:
             cpu += r.cpu_seconds_per_frame * len(x)
             nframes += len(x)
             e = r.marker_errors
-            per_seq[seq] = {'marker_rms_cm': 100 * float(np.sqrt(np.nanmean(e ** 2)))}
+            per_seq[seq] = {'marker_rms_cm': 100 * float(np.sqrt(np.nanmean(e ** 2))),
+                            'markers_dropped_frames': dropped}
         e = np.concatenate(errs)
         legs = [r.marker_names.index(n) for n in LEGS]
         table = marker_error_table(r._replace(marker_errors=e))
@@ -197,12 +200,14 @@ def main(argv=None) -> int:
     # ranges of the reference angles, so the RMSEs can be read against the motion
     if 'clean' in args.conditions:
         results['clean_angle_range_deg'] = {
-            a: [round(float(np.min(np.concatenate([angles[('clean', s)][a] for s in args.sequences]))), 1),
-                round(float(np.max(np.concatenate([angles[('clean', s)][a] for s in args.sequences]))), 1)]
+            a: [round(float(np.min(np.concatenate([angles[('clean', s)][a]
+                                                   for s in args.sequences]))), 1),
+                round(float(np.max(np.concatenate([angles[('clean', s)][a]
+                                                   for s in args.sequences]))), 1)]
             for a in ANGLES}
     if args.live and 'clean' in args.conditions:
         x = data['walking_1'][:args.live].astype(np.float64)
-        m, _ = face_forward(Markers(np.arange(len(x)) / rate, H36M_MARKERS, zup_to_yup(x)))
+        m, _, _ = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS, zup_to_yup(x)))
         model_path = tmp / 'S8_clean_scaled.osim'
         offline = ik.solve(model_path, m)
         live = ik.FrameIK(model_path, H36M_MARKERS)
@@ -212,7 +217,8 @@ def main(argv=None) -> int:
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         q = np.array(q)
         q[:, live.rotational] = np.degrees(q[:, live.rotational])
-        diff = {a: round(float(np.abs(q[:, live.coordinates.index(a)] - offline.column(a)).max()), 3)
+        diff = {a: round(float(np.abs(q[:, live.coordinates.index(a)]
+                                      - offline.column(a)).max()), 3)
                 for a in ('hip_flexion_r', 'knee_angle_r', 'knee_angle_l', 'elbow_flex_r')}
         results['live'] = {'frames': len(x), 'fps_wall': len(x) / wall, 'fps_cpu': len(x) / cpu,
                            'ms_per_frame_cpu': 1e3 * cpu / len(x),

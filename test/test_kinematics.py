@@ -90,6 +90,11 @@ def _synthetic_trc(path: Path) -> dict:
     return {c: np.degrees(v) for c, v in truth.items()}
 
 
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.kinematics', *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope='module')
 def cli_run(tmp_path_factory):
     if not HAVE_OPENSIM:
@@ -105,6 +110,19 @@ def cli_run(tmp_path_factory):
 
 
 # --- pure helpers (no OpenSim) ---------------------------------------------------------
+
+@needs_opensim
+def test_opensim_reads_our_trc_with_the_last_marker_missing(tmp_path):
+    from vp3d_ros.kinematics import require_opensim
+    osim = require_opensim()
+    xyz = np.random.default_rng(3).normal(size=(3, 17, 3))
+    xyz[1, 16] = np.nan                                   # RWrist, the last column
+    path = km.write_trc(km.Markers(np.arange(3) / 10, km.H36M_MARKERS, xyz), tmp_path / 'a.trc')
+    table = osim.TimeSeriesTableVec3(str(path))
+    assert table.getNumRows() == 3
+    assert np.isnan(table.getRowAtIndex(1).getElt(0, 16).to_numpy()).all()
+    assert np.allclose(table.getRowAtIndex(2).getElt(0, 16).to_numpy(), xyz[2, 16], atol=1e-6)
+
 
 def test_trc_round_trip_keeps_missing_markers_and_reads_units(tmp_path):
     t = np.arange(5) / 50.0
@@ -131,6 +149,31 @@ def test_reads_the_world_trc_vp3d_export_writes(tmp_path):
     m = km.read_trc(records.write_world_trc(track, tmp_path / 'w.trc'))
     assert m.names == km.H36M_MARKERS and np.allclose(m.times, np.arange(4) / 30, atol=1e-6)
     assert np.allclose(m.xyz, km.zup_to_yup(pos), atol=1e-6)   # same axes as records' export
+
+
+def test_implausible_limb_markers_are_dropped():
+    t = np.arange(20) / 20.0
+    xyz = np.zeros((20, 17, 3))
+    n = km.H36M_MARKERS
+    xyz[:, n.index('RShoulder')] = [0, 1.4, 0.2]
+    xyz[:, n.index('RElbow')] = [0, 1.12, 0.2]
+    xyz[:, n.index('RWrist')] = [0, 0.87, 0.2]
+    xyz[5, n.index('RWrist')] = [0, 1.04, 0.2]      # forearm 8 cm instead of 25
+    out, dropped = km.drop_implausible(km.Markers(t, n, xyz))
+    assert dropped == {'RWrist': 1}
+    assert np.isnan(out.xyz[5, n.index('RWrist')]).all()
+    assert np.isfinite(np.delete(out.xyz, 5, axis=0)).all()
+
+
+def test_heading_is_measured_and_turned_to_face_plus_x():
+    n = km.H36M_MARKERS
+    xyz = np.zeros((3, 17, 3))
+    xyz[:, n.index('RHip')] = [0, 0.9, 0.13]         # facing +X: right hip towards +Z
+    xyz[:, n.index('LHip')] = [0, 0.9, -0.13]
+    m = km.rotate_about_vertical(km.Markers(np.arange(3.0), n, xyz), 50.0)
+    assert abs(km.heading_deg(m) + 50.0) < 1e-6
+    back = km.rotate_about_vertical(m, km.heading_deg(m))
+    assert abs(km.heading_deg(back)) < 1e-6 and np.allclose(back.xyz, xyz)
 
 
 def test_zup_to_yup_is_a_rotation_that_lifts_z():
@@ -268,8 +311,7 @@ def test_bag_without_a_world_track_is_refused(tmp_path):
         for k in range(5):
             w.write_msg('/cam01/skeleton_3d', 10**9 + k * 10**7,
                         records.make_cloud(np.zeros((17, 3)), np.ones(17), [0], 10**9 + k * 10**7))
-    res = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.kinematics', str(tmp_path / 'cam_only'),
-                          '--out-dir', str(tmp_path / 'o')], capture_output=True, text=True, timeout=120)
+    res = _cli(tmp_path / 'cam_only', '--out-dir', tmp_path / 'o')
     assert res.returncode == 2
     assert 'no world-frame H36M-17 track' in res.stderr
 
@@ -277,13 +319,10 @@ def test_bag_without_a_world_track_is_refused(tmp_path):
 @needs_opensim
 def test_npy_world_joints_need_fps_and_shape(tmp_path):
     np.save(tmp_path / 'w.npy', np.zeros((10, 17, 3)))
-    res = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.kinematics', str(tmp_path / 'w.npy'),
-                          '--out-dir', str(tmp_path / 'o')], capture_output=True, text=True, timeout=120)
+    res = _cli(tmp_path / 'w.npy', '--out-dir', tmp_path / 'o')
     assert res.returncode == 2 and '--fps' in res.stderr
     np.save(tmp_path / 'bad.npy', np.zeros((10, 16, 3)))
-    res = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.kinematics', str(tmp_path / 'bad.npy'),
-                          '--fps', '50', '--out-dir', str(tmp_path / 'o')], capture_output=True,
-                         text=True, timeout=120)
+    res = _cli(tmp_path / 'bad.npy', '--fps', '50', '--out-dir', tmp_path / 'o')
     assert res.returncode == 2 and '(T, 17, 3)' in res.stderr
 
 
@@ -315,20 +354,22 @@ def test_kinematics_node_publishes_joint_states_over_dds(cli_run, tmp_path):
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
         pub = client.node.create_publisher(PointCloud2, '/skeleton_3d/fused', qos)
         assert client.wait_for_subscribers(pub, 1, 60)
-        assert client.wait_for(lambda: client.node.count_publishers('/kinematics/joint_states') >= 1, 60)
+        assert client.wait_for(
+            lambda: client.node.count_publishers('/kinematics/joint_states') >= 1, 60)
         for k in frames:
             ns = 10**9 + int(round(m.times[k] * 1e9))
             header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id='world')
             pub.publish(keypoints_to_cloud(header, zup[k][None], np.ones((1, 17)), [0]))
-        assert client.wait_for(lambda: len(client.messages('/kinematics/joint_states')) >= len(frames),
-                               180), (len(client.messages('/kinematics/joint_states')), node.log())
+        got = lambda: len(client.messages('/kinematics/joint_states'))  # noqa: E731
+        assert client.wait_for(lambda: got() >= len(frames), 180), (got(), node.log())
     finally:
         client.close()
         node.stop()
     msgs = client.messages('/kinematics/joint_states')
     mot = read_mot(out / 'synthetic_squat.mot')
     for k, msg in zip(frames, msgs):
-        assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == 10**9 + int(round(m.times[k] * 1e9))
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        assert stamp == 10**9 + int(round(m.times[k] * 1e9))
         q = dict(zip(msg.name, msg.position))
         for c in ('hip_flexion_r', 'knee_angle_r', 'knee_angle_l', 'elbow_flex_r'):
             assert abs(np.degrees(q[c]) - mot[c][k]) < 2.0, (c, k, np.degrees(q[c]), mot[c][k])

@@ -1,4 +1,4 @@
-"""Joint angles from H36M-17 skeletons with OpenSim: scale a full-body model, then inverse kinematics.
+"""Joint angles from H36M-17 skeletons with OpenSim: scale a full-body model, then IK.
 
 ``opensim`` is an optional dependency (the PyPI wheel, 4.6): nothing here imports it at
 package import; :func:`require_opensim` does, and says how to install it when it is missing.

@@ -7,7 +7,7 @@ and the same code serves live use (:class:`FrameIK`).
 from __future__ import annotations
 
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Sequence, Tuple
 
 import numpy as np
 
@@ -77,7 +77,8 @@ def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
     state = model.initSystem()
     coords, cnames, rot = _coordinate_info(osim, model)
     # the solver keeps references to these: they must outlive it (SWIG does not know)
-    table, weights, priors = _table(osim, markers), _weights(osim, markers.names), _priors(osim, model)
+    table, weights = _table(osim, markers), _weights(osim, markers.names)
+    priors = _priors(osim, model)
     mref = osim.MarkersReference(table, weights)
     solver = osim.InverseKinematicsSolver(model, mref, priors, float('inf'))
     solver.setAccuracy(accuracy)
@@ -135,7 +136,8 @@ class FrameIK:
                 m = Markers(np.array([t]), self.marker_names, np.asarray(xyz, float)[None])
                 kmodel.place_pelvis(self.model, m, 0)
                 self.state = self.model.initSystem()
-        table = _table(osim, Markers(np.array([t]), self.marker_names, np.asarray(xyz, float)[None]))
+        one = Markers(np.array([t]), self.marker_names, np.asarray(xyz, float)[None])
+        table = _table(osim, one)
         mref = osim.MarkersReference(table, self._weights)
         priors = _priors(osim, self.model)
         solver = osim.InverseKinematicsSolver(self.model, mref, priors, float('inf'))

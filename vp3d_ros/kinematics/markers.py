@@ -69,7 +69,9 @@ def read_trc(path) -> Markers:
 
 
 def write_trc(markers: Markers, path) -> Path:
-    """OpenSim TRC in metres; missing markers as blank cells (OpenSim reads them as NaN)."""
+    """OpenSim TRC in metres; missing markers as NaN cells. Not blank: OpenSim's TRC reader
+    drops trailing empty cells, so a frame whose last marker (RWrist) is missing was refused
+    ("Unexpected number of columns ... Expected = 53. Received = 52")."""
     path = Path(path)
     rate = markers.rate or 1.0
     n, m = len(markers.times), len(markers.names)
@@ -82,43 +84,53 @@ def write_trc(markers: Markers, path) -> Path:
     for t in range(n):
         cells = [str(t + 1), f'{markers.times[t]:.6f}']
         for p in markers.xyz[t]:
-            cells += [f'{v:.6f}' for v in p] if np.all(np.isfinite(p)) else ['', '', '']
+            cells += [f'{v:.6f}' for v in p] if np.all(np.isfinite(p)) else ['NaN'] * 3
         lines.append('\t'.join(cells))
     path.write_text('\n'.join(lines) + '\n')
     return path
 
 
-def static_window(markers: Markers, search_s: float = 3.0, window_s: float = 0.5) -> Tuple[int, int]:
+def static_window(markers: Markers, search_s: float = 3.0,
+                  window_s: float = 0.5) -> Tuple[int, int]:
     """Frames [a, b) of the stillest ``window_s`` in the first ``search_s`` seconds.
 
-    Stillness: the mean marker speed over the window; frames with a missing marker do not
-    qualify. Scaling and marker placement average over this window (the subject is meant to
-    stand at the start; see :func:`window_speed` for how still it was).
+    Stillness: the mean marker speed over the window. A frame qualifies when it has the
+    three pelvis markers and misses at most two others (a limb marker dropped by
+    :func:`drop_implausible` is no reason to give up the standing start). Scaling and marker
+    placement average over this window (the subject is meant to stand at the start; see
+    :func:`window_speed` for how still it was). At least two frames (OpenSim averages over
+    a time range).
     """
     t = markers.times
     rate = markers.rate or 1.0
-    w = max(1, int(round(window_s * rate)))
+    w = min(len(t), max(2, int(round(window_s * rate))))
     end = int(np.searchsorted(t, t[0] + search_s, side='right'))
-    end = max(end, min(len(t), w))
-    complete = np.all(np.isfinite(markers.xyz), axis=(1, 2))
+    end = max(end, w)
+    present = np.all(np.isfinite(markers.xyz), axis=-1)               # (T, M)
+    pelvis = [markers.names.index(n) for n in ('Hip', 'RHip', 'LHip') if n in markers.names]
+    ok = present[:, pelvis].all(axis=1) & (present.sum(axis=1) >= len(markers.names) - 2)
     speed = np.full(len(t), np.inf)
     if len(t) > 1:
-        v = np.linalg.norm(np.diff(markers.xyz, axis=0), axis=-1).mean(-1) * rate
+        d = np.linalg.norm(np.diff(markers.xyz, axis=0), axis=-1)    # (T-1, M), NaN if missing
+        with np.errstate(invalid='ignore'):
+            v = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=-1) * rate
         speed[1:] = np.where(np.isfinite(v), v, np.inf)
         speed[0] = speed[1]
     best, best_cost = None, np.inf
     for a in range(0, max(1, end - w + 1)):
         b = a + w
-        if b > len(t) or not complete[a:b].all():
+        if b > len(t) or not ok[a:b].all():
             continue
         cost = float(speed[a:b].mean())
         if cost < best_cost:
             best, best_cost = (a, b), cost
-    if best is None:  # no complete window at the start: the first complete frames anywhere
-        idx = np.flatnonzero(complete)
+    if best is None:  # no usable window at the start: the first usable frames anywhere
+        idx = np.flatnonzero(ok)
         if not len(idx):
-            raise ValueError('no frame has all markers: cannot scale the model')
-        return int(idx[0]), int(idx[0]) + 1
+            raise ValueError('no frame has the pelvis markers and all but two others: '
+                             'cannot scale the model')
+        a = int(idx[0])
+        return a, min(len(t), a + 2) if len(t) > 1 else a + 1
     return best
 
 
@@ -149,3 +161,35 @@ def rotate_about_vertical(markers: Markers, degrees: float) -> Markers:
     a = np.radians(degrees)
     r = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
     return markers._replace(xyz=markers.xyz @ r.T)
+
+
+# (parent, child) joint centres a rigid segment joins: the child is the one dropped
+LIMB_BONES = (('RHip', 'RKnee'), ('RKnee', 'RFoot'), ('LHip', 'LKnee'), ('LKnee', 'LFoot'),
+              ('RShoulder', 'RElbow'), ('RElbow', 'RWrist'),
+              ('LShoulder', 'LElbow'), ('LElbow', 'LWrist'))
+
+
+def drop_implausible(markers: Markers, tolerance: float = 0.35):
+    """(markers, {marker: frames dropped}): a limb marker whose segment is more than
+    ``tolerance`` (fraction) longer or shorter than that segment's median length over the
+    track is set missing in that frame.
+
+    A model's segments are rigid; a monocular lifter's are not (the demo clip's right forearm
+    measures 8 to 29 cm as the hand swings towards the camera). IK would bend the model to
+    reach such a point (elbow pinned at its 150 degree stop); without it the joint is left to
+    the other markers and the previous pose."""
+    xyz = markers.xyz.copy()
+    dropped = {}
+    n = markers.names
+    for a, b in LIMB_BONES:
+        if a not in n or b not in n:
+            continue
+        length = np.linalg.norm(xyz[:, n.index(b)] - xyz[:, n.index(a)], axis=-1)
+        med = np.nanmedian(length) if np.isfinite(length).any() else np.nan
+        if not np.isfinite(med) or med <= 0:
+            continue
+        bad = np.abs(length / med - 1.0) > tolerance
+        if bad.any():
+            xyz[bad, n.index(b)] = np.nan
+            dropped[b] = dropped.get(b, 0) + int(bad.sum())
+    return markers._replace(xyz=xyz), dropped

@@ -15,8 +15,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import require_opensim
-from .markers import (H36M_MARKERS, Markers, heading_deg, read_trc, rotate_about_vertical,
-                      static_window, window_speed, write_trc, zup_to_yup)
+from .markers import (H36M_MARKERS, Markers, drop_implausible, heading_deg, read_trc,
+                      rotate_about_vertical, static_window, window_speed, write_trc, zup_to_yup)
 
 WORLD_HINTS = ('fused', 'world')
 
@@ -38,7 +38,8 @@ def input_name(path) -> str:
 def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None) -> tuple:
     """(Markers with Y up, description of the source). TRC: as is (Y up, its units);
     a ``.npy`` (T, 17, 3) of world joints, REP-103 z up (``vp3d-lift --frame world``), at
-    ``fps``; a bag: the fused (``/skeleton_3d/fused``) or else a world (``/<cam>/skeleton_3d/world``)
+    ``fps``; a bag: the fused (``/skeleton_3d/fused``) or else a world
+    (``/<cam>/skeleton_3d/world``)
     H36M-17 track, the person seen in most frames, REP-103 z up turned to Y up."""
     p = Path(path)
     if p.is_file() and p.suffix.lower() == '.npy':
@@ -85,16 +86,24 @@ def face_forward(markers: Markers):
     return rotate_about_vertical(markers, turn), turn
 
 
+def prepare_markers(markers: Markers, bone_tolerance: float = 0.35):
+    """What IK is given: (markers facing +X with implausible limb markers dropped, the turn
+    in degrees, {marker: frames dropped})."""
+    markers, turn = face_forward(markers)
+    markers, dropped = drop_implausible(markers, bone_tolerance)
+    return markers, turn, dropped
+
+
 def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
         model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0,
-        fps: Optional[float] = None) -> Outputs:
+        fps: Optional[float] = None, bone_tolerance: float = 0.35) -> Outputs:
     require_opensim()
     from . import ik, report, scaling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = input_name(input_path)
     markers, source = load_markers(input_path, topic, fps)
-    markers, turn = face_forward(markers)
+    markers, turn, dropped = prepare_markers(markers, bone_tolerance)
     frames = static_window(markers, static_search_s)
     with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:
         if Path(input_path).suffix.lower() == '.trc':
@@ -114,6 +123,8 @@ def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[floa
         'scaled_model': str(scaled), 'scaling': sc.method, 'scale_factors': sc.factors,
         'static_window_s': list(sc.window),
         'turned_about_vertical_deg': turn,
+        'markers_dropped_frames': dropped,
+        'bone_length_tolerance': bone_tolerance,
         'static_window_marker_speed_m_s': window_speed(markers, *frames),
         'height_m': height, 'mass_kg': mass,
         'opensim_version': require_opensim().GetVersion(),

@@ -64,8 +64,9 @@ def plot(result: IKResult, path, title: str = '') -> Path:
         for name, colour in zip(names, ('tab:red', 'tab:blue')):
             if name not in result.coordinates:
                 continue
-            side = {'pelvis_tilt': 'pelvis tilt', 'L5_S1_Flex_Ext': 'lumbar flexion (trunk on pelvis)'
-                    }.get(name) or {'_r': 'right', '_l': 'left'}.get(name[-2:], name)
+            side = {'pelvis_tilt': 'pelvis tilt',
+                    'L5_S1_Flex_Ext': 'lumbar flexion (trunk on pelvis)'}.get(name) \
+                or {'_r': 'right', '_l': 'left'}.get(name[-2:], name)
             style = '--' if name in result.locked else '-'
             ax.plot(result.times, result.column(name), style, color=colour, lw=1.2, label=side)
             if name in result.locked:
@@ -98,7 +99,8 @@ def marker_error_table(result: IKResult) -> Dict[str, Dict[str, float]]:
 def summary(result: IKResult, extra: dict) -> dict:
     per = marker_error_table(result)
     e = result.marker_errors[np.isfinite(result.marker_errors)]
-    legs = [n for n in result.marker_names if n in ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')]
+    legs = [n for n in result.marker_names
+            if n in ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')]
     le = result.marker_errors[:, [result.marker_names.index(n) for n in legs]]
     le = le[np.isfinite(le)]
     return {
@@ -116,7 +118,8 @@ def summary(result: IKResult, extra: dict) -> dict:
 
 
 def summary_text(s: dict) -> str:
-    lines = [f"{s.get('input', '')}: {s['frames']} frames, IK {1e3 * s['ik_seconds_per_frame']:.1f} ms/frame "
+    lines = [f"{s.get('input', '')}: {s['frames']} frames, "
+             f"IK {1e3 * s['ik_seconds_per_frame']:.1f} ms/frame "
              f"({1e3 * s['ik_cpu_seconds_per_frame']:.1f} ms CPU)",
              f"marker error RMS {100 * (s['marker_rms_m'] or float('nan')):.2f} cm "
              f"(legs {100 * (s['leg_marker_rms_m'] or float('nan')):.2f} cm), "
@@ -124,6 +127,10 @@ def summary_text(s: dict) -> str:
              'per marker (RMS / max, cm):']
     for name, m in s['markers'].items():
         lines.append(f"  {name:10s} {100 * m['rms_m']:6.2f} {100 * m['max_m']:6.2f}")
+    if s.get('markers_dropped_frames'):
+        lines.append('dropped (segment length off its median by more than '
+                     f"{100 * s.get('bone_length_tolerance', 0):.0f}%), frames: " +
+                     ', '.join(f'{k} {v}' for k, v in s['markers_dropped_frames'].items()))
     lines.append('not measured (held): ' + ', '.join(s['not_measured']))
     lines.append('inferred through priors: ' + ', '.join(s['inferred']))
     return '\n'.join(lines)

@@ -1,4 +1,5 @@
-"""Scale the model to the subject: segment factors from joint-centre distances, then marker placement.
+"""Scale the model to the subject: segment factors from joint-centre distances, then
+marker placement.
 
 OpenSim's ScaleTool does both steps. The segment factors are measured here (numpy) and
 handed to it as a manual scale set, so one rule covers both ways of sizing a subject:
@@ -37,7 +38,8 @@ MEASUREMENTS = {
     'upper_arm': ((('RShoulder', 'RElbow'), ('LShoulder', 'LElbow')),
                   {'humerus_r': 'XYZ', 'humerus_l': 'XYZ'}),
     'forearm': ((('RElbow', 'RWrist'), ('LElbow', 'LWrist')),
-                {b: 'XYZ' for b in ('ulna_r', 'radius_r', 'hand_r', 'ulna_l', 'radius_l', 'hand_l')}),
+                {b: 'XYZ' for b in ('ulna_r', 'radius_r', 'hand_r',
+                                    'ulna_l', 'radius_l', 'hand_l')}),
 }
 
 
@@ -86,7 +88,8 @@ def body_scales(factors: Dict[str, float], bodies: Sequence[str]) -> Dict[str, T
 
 
 def _ik_tasks(indent: str = '\t\t\t\t') -> str:
-    rows = [f'{indent}<IKMarkerTask name="{n}"><apply>true</apply><weight>{w}</weight></IKMarkerTask>'
+    rows = [f'{indent}<IKMarkerTask name="{n}"><apply>true</apply><weight>{w}</weight>'
+            '</IKMarkerTask>'
             for n, w in kmodel.MARKER_WEIGHTS.items()]
     rows += [f'{indent}<IKCoordinateTask name="{n}"><apply>true</apply><weight>{w}</weight>'
              f'<value_type>manual_value</value_type><value>0</value></IKCoordinateTask>'
@@ -100,6 +103,7 @@ def setup_xml(name: str, generic: Path, trc: Path, window: Tuple[float, float],
         f'\t\t\t\t<Scale><scales>{sx:.6f} {sy:.6f} {sz:.6f}</scales><segment>{body}</segment>'
         f'<apply>true</apply></Scale>' for body, (sx, sy, sz) in scales.items())
     t0, t1 = window
+    preserve = 'true' if mass is not None else 'false'
     return f'''<?xml version="1.0" encoding="UTF-8" ?>
 <OpenSimDocument Version="40000">
 	<ScaleTool name="{name}">
@@ -123,7 +127,7 @@ def setup_xml(name: str, generic: Path, trc: Path, window: Tuple[float, float],
 			</ScaleSet>
 			<marker_file>{trc}</marker_file>
 			<time_range> {t0:.6f} {t1:.6f}</time_range>
-			<preserve_mass_distribution>{'true' if mass is not None else 'false'}</preserve_mass_distribution>
+			<preserve_mass_distribution>{preserve}</preserve_mass_distribution>
 			<output_model_file>Unassigned</output_model_file>
 			<output_scale_file>Unassigned</output_scale_file>
 		</ModelScaler>

@@ -55,7 +55,8 @@ class KinematicsNode(Node):
         try:
             self.solver = ik.FrameIK(model or None, H36M_MARKERS)
         except Exception as e:  # noqa: BLE001 - OpenSim raises RuntimeError subclasses
-            raise ConfigError(f'kinematics: cannot load model {model or "(bundled)"}: {e}') from None
+            raise ConfigError(f'kinematics: cannot load model {model or "(bundled)"}: '
+                              f'{e}') from None
         self.names = list(self.solver.coordinates)
         self.throttle = Throttle(5.0)
         self.last_ms = float('nan')
