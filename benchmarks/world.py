@@ -104,7 +104,7 @@ def mocap_benchmark(max_frames, lifter):
                     pl = W.place_skeletons(rel, px, cam, subject_height_m=h, fps=clip.fps,
                                            floor_z=floor)
                     res[key] = _errs(W.to_world(pl.poses_cam, cam), gt)
-                    if key == 'world' and clip.name == 'walking_1' and name == 'camera1':
+                    if key == 'world' and clip.name == 'walking_1' and name.endswith('camera1'):
                         opensim_check(W.to_world(pl.poses_cam, cam), clip.fps,
                                       'S8_walking_1_camera1', os.path.join(ROOT, 'out', 'world'))
                     if floor is not None:
