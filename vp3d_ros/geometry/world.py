@@ -21,12 +21,16 @@ z forward, metres, Hip at 0). This module puts them where the person is:
    smoothed as direction (lightly) and log depth (more), robustly, zero-phase offline (a
    running median removes spikes, then a Gaussian) or causal for live use (level + trend
    filters with clipped innovations: no look-ahead and no lag on steady motion).
-4. **World** (:func:`to_world`): ``X_world = R^T (X_cam - t)`` with the calibration's
+4. **Floor** (:func:`floor_depth_scale`, offline): when the calibration's world has its
+   floor at a known height (Pose2Sim / Qualisys / Human3.6M: z = 0), the feet standing on
+   it tell the depth independently of the skeleton's size; with a subject height both cues
+   are combined (geometric mean of the two depth factors).
+5. **World** (:func:`to_world`): ``X_world = R^T (X_cam - t)`` with the calibration's
    world -> camera ``R, t``.
-5. **No calibration** (:func:`estimate_ground`): the camera's pitch, roll and height above
-   the floor from the subject: gravity is the mean body axis (shins, thighs, trunk) over
-   upright standing frames, the floor lies the foot-joint height below the lowest feet
-   along it. The result is a :class:`~vp3d_ros.geometry.calibration.Camera` whose world
+6. **No calibration** (:func:`estimate_ground`): the camera's pitch, roll and height above
+   the floor from the subject: gravity is the mean body axis (feet midpoint -> Hip and
+   Hip -> Thorax) over upright standing frames, the floor lies the foot-joint height below
+   the lowest feet along it. The result is a :class:`~vp3d_ros.geometry.calibration.Camera` whose world
    frame is REP-103 (x forward = the optical axis on the floor, y left, z up), origin on
    the floor under the camera, so the same :func:`to_world` applies.
 
@@ -412,7 +416,8 @@ class GroundEstimate:
     up_cam: np.ndarray        # (3,) unit up vector in the camera frame
     height_m: float           # camera centre above the floor
     pitch_deg: float          # optical axis below the horizon (positive = looking down)
-    roll_deg: float           # image x axis above the horizon (positive = clockwise image)
+    roll_deg: float           # image x axis above the horizon (positive: the image's right
+                              # side is higher than its left)
     standing_frames: int      # frames the estimate used
     camera: Camera            # world (REP-103, z up, floor z = 0) -> camera
 
