@@ -151,6 +151,7 @@ def test_ground_estimated_without_calibration():
     assert abs(g.height_m - 2.2) < 0.05
     fwd_down = math.degrees(math.asin(-np.array([0, 0, 1.0]) @ true_up))
     assert abs(g.pitch_deg - fwd_down) < 1.0 and g.pitch_deg > 10
+    assert abs(g.roll_deg - math.degrees(math.asin(true_up[0]))) < 1.0 and g.roll_deg > 0.5
     assert g.standing_frames > 50
     # The estimated world is z up with the floor at z = 0: feet on it, head above.
     w = g.camera.to_world(x_cam)
