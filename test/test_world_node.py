@@ -67,3 +67,16 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
         assert np.allclose(conf, 0.9, atol=1e-6)
         # exact inputs: the causal root filter tracks the walk without lag
         assert np.linalg.norm(pos - track[i], axis=-1).max() < 0.02, (i, pos[0], track[i, 0])
+
+
+def test_rig_and_launch_start_the_world_node_with_a_calibration():
+    from vp3d_ros.rig import plan
+    specs = {s.name: s for s in plan(['cam01'], calibration='/x/calib.toml')}
+    assert 'world' in specs and 'fusion' not in specs          # one camera: no fusion
+    cmd = ' '.join(specs['world'].command('params.yaml', []))
+    assert 'vp3d_ros.nodes.world_node' in cmd and 'calibration:=/x/calib.toml' in cmd
+    assert 'cameras:=[cam01]' in cmd
+    assert 'world' not in {s.name for s in plan(['cam01'])}
+    import pathlib
+    launch = (pathlib.Path(__file__).resolve().parent.parent / 'launch' / 'vp3d.launch.py').read_text()
+    assert "executable='world_node'" in launch
