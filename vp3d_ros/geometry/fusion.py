@@ -91,10 +91,22 @@ def normalized(cameras: Sequence[Camera], px: np.ndarray) -> np.ndarray:
     return np.stack([cam.normalize_pixels(p) for cam, p in zip(cameras, px)])
 
 
+_EXTRINSICS: Dict[tuple, tuple] = {}
+
+
 def _stack_extrinsics(cameras: Sequence[Camera]):
+    """(R (C,3,3), t (C,3), f (C,2)) of a camera list, cached: the live path asks for the same
+    rig every frame (the cache holds the cameras, so their ids stay theirs)."""
+    key = tuple(id(c) for c in cameras)
+    hit = _EXTRINSICS.get(key)
+    if hit is not None:
+        return hit[0]
     R = np.stack([c.R for c in cameras])           # (C, 3, 3)
     t = np.stack([c.t for c in cameras])           # (C, 3)
     f = np.array([[c.K[0, 0], c.K[1, 1]] for c in cameras])  # (C, 2)
+    if len(_EXTRINSICS) > 64:
+        _EXTRINSICS.clear()
+    _EXTRINSICS[key] = ((R, t, f), list(cameras))
     return R, t, f
 
 
@@ -102,15 +114,16 @@ def _solve(R, t, xn, w):
     """Weighted linear solve. R (C,3,3), t (C,3), xn (C,N,2), w (C,N,2) row weights (>= 0)
     -> (N, 3) and a mask of well-posed solves."""
     # rows: (x r3 - r1) . X = t1 - x t3 ; (y r3 - r2) . X = t2 - y t3
-    xz = np.nan_to_num(xn)
+    xz = np.where(np.isfinite(xn), xn, 0.0)
     a = xz[..., :, None] * R[:, None, 2, None, :] - R[:, None, :2, :]   # (C, N, 2, 3)
     b = t[:, None, :2] - xz * t[:, None, 2, None]                        # (C, N, 2)
     w2 = w * w
-    M = np.einsum('cnr,cnri,cnrj->nij', w2, a, a)
-    v = np.einsum('cnr,cnri,cnr->ni', w2, a, b)
-    # relative conditioning: two rays at an angle give a full-rank M
-    tr = np.trace(M, axis1=1, axis2=2)
+    wa = w2[..., None] * a
+    M = np.einsum('cnri,cnrj->nij', wa, a)
+    v = np.einsum('cnri,cnr->ni', wa, b)
+    tr = M[:, 0, 0] + M[:, 1, 1] + M[:, 2, 2]
     det = np.linalg.det(M)
+    # relative conditioning: two rays at an angle give a full-rank M
     ok = (tr > 0) & (det > 1e-9 * np.maximum(tr, 1e-300) ** 3)
     M[~ok] = np.eye(3)
     v[~ok] = 0

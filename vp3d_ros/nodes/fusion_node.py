@@ -195,7 +195,8 @@ class FusionNode(Node):
             prev = self.last_ns.get(cam)
             if prev is not None and 0 < ns - prev < SEC_NS:
                 self.periods.append(ns - prev)
-                if len(self.periods) >= 3:
+                if len(self.periods) >= 3 and (len(self.periods) < 16
+                                               or self.diag.counts['received'] % 16 == 0):
                     period = float(np.median(self.periods))
                     self.grouper.tol_ns = int(min(max(0.4 * period, 2e6), 5e7))
             self.last_ns[cam] = ns
