@@ -167,6 +167,13 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
     floor = None if (args.no_floor or not calibrated) else args.floor_z
     placed = world.place_skeletons(rel, kp2, camera, w, args.subject_height, args.fps,
                                    floor_z=floor)
+    if floor is not None:
+        print('vp3d-lift: ' + (f'depth from the feet on the floor (z = {floor:g})'
+                               + (' and the subject height' if args.subject_height else '')
+                               if placed.floor_scale is not None else
+                               f'floor (z = {floor:g}) not used: the feet do not stand on it '
+                               "or the world's z is not up; depth from the skeleton size"),
+              file=sys.stderr)
     if not calibrated:
         ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
         camera = ground.camera
