@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='vp3d-kinematics', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split('\n\n', 1)[1])
-    p.add_argument('input', metavar='BAG|TRC', help='TRC file (Y up) or LandmarkRecord bag')
+    p.add_argument('input', metavar='BAG|TRC',
+                   help='TRC file (Y up), LandmarkRecord bag, or .npy world joints (with --fps)')
     p.add_argument('--out-dir', required=True, help='directory for the outputs (created if needed)')
     p.add_argument('--height', type=float, default=None, metavar='M',
                    help='subject height in metres: scale every segment by height / 1.70 m '
