@@ -209,7 +209,8 @@ def triangulate(cams, kps, confs):
                 if not np.isfinite(xn[t, j]).all() or w[t, j] <= 0:
                     continue
                 P = np.concatenate([c.R, c.t[:, None]], 1)
-                rows += [w[t, j] * (xn[t, j, 0] * P[2] - P[0]), w[t, j] * (xn[t, j, 1] * P[2] - P[1])]
+                rows += [w[t, j] * (xn[t, j, 0] * P[2] - P[0]),
+                         w[t, j] * (xn[t, j, 1] * P[2] - P[1])]
             if len(rows) >= 4:
                 v = np.linalg.svd(np.array(rows))[2][-1]
                 X[t, j] = v[:3] / v[3]

@@ -78,5 +78,6 @@ def test_rig_and_launch_start_the_world_node_with_a_calibration():
     assert 'cameras:=[cam01]' in cmd
     assert 'world' not in {s.name for s in plan(['cam01'])}
     import pathlib
-    launch = (pathlib.Path(__file__).resolve().parent.parent / 'launch' / 'vp3d.launch.py').read_text()
+    root = pathlib.Path(__file__).resolve().parent.parent
+    launch = (root / 'launch' / 'vp3d.launch.py').read_text()
     assert "executable='world_node'" in launch

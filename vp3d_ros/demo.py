@@ -197,8 +197,8 @@ def main(argv=None) -> int:
     print(f'demo: offline run on every frame of the same clip ({a.mode} lifter, as the live '
           'run) ...')
     off_bag = os.path.join(a.out, 'offline_landmarks')
-    summary = process(a.video, off_bag, checkpoint=checkpoint, mode=a.mode, progress=sys.stderr.isatty(),
-                      calibration=a.calibration or None)
+    summary = process(a.video, off_bag, checkpoint=checkpoint, mode=a.mode,
+                      progress=sys.stderr.isatty(), calibration=a.calibration or None)
     off_tracks = records.read_landmark_tracks(off_bag)
     off_world = [t for t in off_tracks if records.is_world_track(t)]
     off3 = [t for t in off_tracks if t.dims == 3 and not records.is_world_track(t)]

@@ -30,7 +30,7 @@ z forward, metres, Hip at 0). This module puts them where the person is:
 6. **No calibration** (:func:`estimate_ground`): the camera's pitch, roll and height above
    the floor from the subject: gravity is the mean body axis (feet midpoint -> Hip and
    Hip -> Thorax) over upright standing frames, the floor lies the foot-joint height below
-   the lowest feet along it. The result is a :class:`~vp3d_ros.geometry.calibration.Camera` whose world
+   the lowest feet along it. The result is a :class:`~.calibration.Camera` whose world
    frame is REP-103 (x forward = the optical axis on the floor, y left, z up), origin on
    the floor under the camera, so the same :func:`to_world` applies.
 
