@@ -52,7 +52,7 @@ from ..lifter_config import model_provenance, resolve_lifter
 from .markers import skeleton_markers
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from ..windowing import TrackWindow
-from .common import ConfigError, Throttle, declare, run_node, steady_timer
+from .common import ConfigError, Throttle, declare, exit_process, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
 
 # One latched message a topic: pose2d's image size, this node's model announcement.
@@ -540,7 +540,7 @@ def _idle(track: TrackWindow) -> bool:
 
 
 def main(args=None):
-    raise SystemExit(run_node(LifterNode, args))
+    exit_process(run_node(LifterNode, args))
 
 
 if __name__ == '__main__':
