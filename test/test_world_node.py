@@ -13,49 +13,63 @@ from test_world import lab_camera, walking_track
 
 pytest.importorskip('rclpy')
 
-N = 40
+N = 60
 PERIOD_NS = SEC // 30
 
 
 def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
+    """cam01: exact skeletons, floor cue off: every frame within 2 cm. cam02: the same scene
+    with a lifter that sees the subject 15 % too small (so too close), floor cue on (a
+    second node): the feet on the floor put it back."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
-    from vp3d_ros.geometry.calibration import save_calibration_toml
+    from vp3d_ros.geometry import world as W
+    from vp3d_ros.geometry.calibration import Camera, save_calibration_toml
     from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
     start, client, tmp = rig
     cam = lab_camera()
-    calib = save_calibration_toml({'cam_01': cam}, tmp / 'calib.toml')
+    cam2 = Camera('cam_02', cam.K, cam.dist, cam.R, cam.t, cam.size)
+    calib = save_calibration_toml({'cam_01': cam, 'cam_02': cam2}, tmp / 'calib.toml')
     track = walking_track(N, fps=30.0)
     node = start('world_node', '-p', 'cameras:=[cam01]', '-p', f'calibration:={calib}',
-                 '-p', 'world_frame:=lab')
-    client.collect(PointCloud2, '/cam01/skeleton_3d/world', latched=True)
+                 '-p', 'world_frame:=lab', '-p', 'use_floor:=false')
+    node2 = start('world_node', '-r', '__node:=world_floor', '-p', 'cameras:=[cam02]',
+                  '-p', f'calibration:={calib}', name='world_floor')
     latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    pub2d = client.node.create_publisher(PointCloud2, '/cam01/keypoints_2d', latched)
-    pub3d = client.node.create_publisher(PointCloud2, '/cam01/skeleton_3d', latched)
-    for pub in (pub2d, pub3d):
-        assert client.wait_for_subscribers(pub, 1, 60), node.log()
+    pubs = {}
+    for c in ('cam01', 'cam02'):
+        client.collect(PointCloud2, f'/{c}/skeleton_3d/world', latched=True)
+        pubs[c] = (client.node.create_publisher(PointCloud2, f'/{c}/keypoints_2d', latched),
+                   client.node.create_publisher(PointCloud2, f'/{c}/skeleton_3d', latched))
+    for (p2, p3), n in zip(pubs.values(), (node, node2)):
+        for pub in (p2, p3):
+            assert client.wait_for_subscribers(pub, 1, 60), n.log()
     base = 7 * SEC
     x_cam = cam.to_camera(track)
     for i in range(N):
         ns = base + i * PERIOD_NS
-        header = Header(frame_id='cam01_optical')
+        header = Header(frame_id='cam_optical')
         header.stamp.sec, header.stamp.nanosec = divmod(ns, SEC)
         px = cam.project(track[i])
-        msg2d = keypoints_to_cloud(header, px[None], np.ones((1, 17)), [4])
         rel = x_cam[i] - x_cam[i, :1]
-        msg3d = keypoints_to_cloud(header, rel[None], np.full((1, 17), 0.9), [4])
-        if i % 5 == 0:      # the topics are not ordered: a skeleton may come before its 2D
-            pub3d.publish(msg3d)
-            time.sleep(0.02)
-            pub2d.publish(msg2d)
-        else:
-            pub2d.publish(msg2d)
-            pub3d.publish(msg3d)
+        for c, scale in (('cam01', 1.0), ('cam02', 0.85)):
+            pub2d, pub3d = pubs[c]
+            msg2d = keypoints_to_cloud(header, px[None], np.ones((1, 17)), [4])
+            msg3d = keypoints_to_cloud(header, scale * rel[None], np.full((1, 17), 0.9), [4])
+            if i % 5 == 0:   # the topics are not ordered: a skeleton may come before its 2D
+                pub3d.publish(msg3d)
+                time.sleep(0.02)
+                pub2d.publish(msg2d)
+            else:
+                pub2d.publish(msg2d)
+                pub3d.publish(msg3d)
         time.sleep(0.005)
-    assert client.wait_for(lambda: len(client.messages('/cam01/skeleton_3d/world')) >= N, 30), \
-        f'{len(client.messages("/cam01/skeleton_3d/world"))} of {N}\n' + node.log()
+    for c, n in (('cam01', node), ('cam02', node2)):
+        topic = f'/{c}/skeleton_3d/world'
+        assert client.wait_for(lambda: len(client.messages(topic)) >= N, 30), \
+            f'{c}: {len(client.messages(topic))} of {N}\n' + n.log()
     msgs = client.messages('/cam01/skeleton_3d/world')
     assert stamps_ns(msgs) == [base + i * PERIOD_NS for i in range(N)]
     for i, msg in enumerate(msgs):
@@ -67,6 +81,15 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
         assert np.allclose(conf, 0.9, atol=1e-6)
         # exact inputs: the causal root filter tracks the walk without lag
         assert np.linalg.norm(pos - track[i], axis=-1).max() < 0.02, (i, pos[0], track[i, 0])
+    floor = [cloud_to_keypoints(m, 17)[4][0] for m in client.messages('/cam02/skeleton_3d/world')]
+    err = np.linalg.norm(np.stack(floor)[:, 0] - track[:, 0], axis=-1)
+    # what the small skeleton gives without the floor (same geometry, offline, no smoothing)
+    small = (x_cam - x_cam[:, :1]) * 0.85
+    no_floor = W.lift_to_world(small, cam.project(track), cam, smoothing='none')
+    err_no_floor = np.linalg.norm(no_floor[:, 0] - track[:, 0], axis=-1)
+    settled = slice(N // 2, None)   # after 1 s: the floor cue waits 0.5 s, then settles
+    assert np.median(err_no_floor[settled]) > 0.3
+    assert np.median(err[settled]) < 0.12, np.round(err, 3)
 
 
 def test_rig_and_launch_start_the_world_node_with_a_calibration():

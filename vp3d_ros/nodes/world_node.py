@@ -10,11 +10,15 @@ causally per (camera, person) track (level + trend filters: no look-ahead), then
 the world (``X_world = R^T (X_cam - t)``). Pixels are read in the images pose2d saw
 (``keypoints_2d/image_info``): the calibration is scaled to a downscaled stream. A skeleton
 whose 2D frame has not arrived yet waits for it up to ``max_wait_s``. Markers on
-``/<cam>/skeleton_3d/world/markers``. The floor cue of the offline tools (vp3d-lift) needs
-seconds of look-ahead and is not used here.
+``/<cam>/skeleton_3d/world/markers``. With ``use_floor`` the feet standing on the world's
+floor (``floor_z``) also tell the depth, as offline but from the past only
+(:class:`~vp3d_ros.geometry.world.CausalFloorScale`: the low quantile of the last 2 s);
+skipped by itself while the world's z is not the body's up or the floor disagrees with the
+skeleton's size.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from typing import Dict, Tuple
@@ -42,8 +46,9 @@ def _ns(stamp) -> int:
 
 
 class _Track:
-    def __init__(self, fps: float):
+    def __init__(self, fps: float, floor=None):
         self.filter = W.CausalRootFilter(fps)
+        self.floor = floor
         self.last_ns = 0
 
 
@@ -61,6 +66,10 @@ class WorldNode(Node):
         self.fps = p('fps', 30.0, 'camera frame rate, for the time constants of the root filter')
         self.track_timeout_s = p('track_timeout_s', 1.0, 'a person unseen this long starts a '
                                  'fresh root filter')
+        self.use_floor = p('use_floor', True, "also take the depth from the feet standing on "
+                           "the world's floor (skipped by itself when it does not fit)")
+        self.floor_z = p('floor_z', 0.0, "height of the floor in the calibration's world "
+                         '(Pose2Sim, Qualisys, Human3.6M: 0)')
         self.max_wait_s = p('max_wait_s', 0.5, 'a skeleton_3d frame whose keypoints_2d has not '
                             'arrived yet waits this long for it (the topics are not ordered)')
         names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
@@ -181,12 +190,21 @@ class WorldNode(Node):
             t = W.solve_root(rel[None], kp[None], camera, conf[None])[0]
             track = self.tracks.get((cam, pid))
             if track is None:
-                track = self.tracks[(cam, pid)] = _Track(float(self.fps))
+                floor = W.CausalFloorScale(camera, float(self.floor_z), float(self.fps)) \
+                    if self.use_floor else None
+                track = self.tracks[(cam, pid)] = _Track(float(self.fps), floor)
             track.last_ns = ns
             root = track.filter.step(t)
             if not np.isfinite(root).all():
                 continue
-            pts.append(camera.to_world(rel + root))
+            placed = rel + root
+            if track.floor is not None:
+                f = track.floor.step(placed)
+                if self.height > 0:   # two depth cues: the subject's size and the floor
+                    placed = rel + root * math.sqrt(f)
+                else:
+                    placed = placed * f
+            pts.append(camera.to_world(placed))
             confs.append(conf3)
             ids.append(pid)
         header = Header(stamp=msg.header.stamp, frame_id=self.world_frame)
@@ -211,7 +229,9 @@ class WorldNode(Node):
 
     def _diag_extra(self):
         return {'frames_placed': self.placed, 'frames_unmatched': self.unmatched,
-                'tracks': len(self.tracks)}
+                'tracks': len(self.tracks),
+                'tracks_on_floor': sum(1 for t in self.tracks.values()
+                                       if t.floor is not None and t.floor.active)}
 
 
 def main(args=None):
