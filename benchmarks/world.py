@@ -14,6 +14,8 @@
      ground truth);
    - world (floor): the same, depth from the feet on the floor (world z = 0), with the
      subject's height: the geometric mean of both depth cues (what vp3d-lift does).
+   - live: the world node's causal path (per-frame root, level + trend filter, causal floor
+     cue over the past 2 s), lifter scale, without and with the floor.
    The floor cue assumes a foot on the floor within every 2 s; where both feet stay up
    longer (sittingdown: on the floor, legs raised; walkingdog: the true lower foot is a
    median 14 cm up) it errs.
@@ -110,6 +112,9 @@ def mocap_benchmark(max_frames, lifter):
                     if floor is not None:
                         res['floor_used'] = res.get('floor_used', True) and \
                             pl.floor_scale is not None
+                for key, floor in (('live', False), ('live_floor', True)):
+                    res[key] = _errs(cam.to_world(live_placement(rel, px, cam, clip.fps, floor)),
+                                     gt)
                 # No calibration: intrinsics only (K, distortion), extrinsics estimated.
                 from vp3d_ros.geometry.calibration import Camera
                 intr = Camera(name, cam.K, cam.dist, size=cam.size)
@@ -123,6 +128,21 @@ def mocap_benchmark(max_frames, lifter):
                 res['gt_cam'] = gt_cam
                 rows.append(res)
     return rows
+
+
+def live_placement(rel, px, cam, fps, floor):
+    """What the world node does, frame by frame: per-frame root, causal root filter, causal
+    floor cue (lifter scale)."""
+    rel = rel - rel[:, :1]
+    t = W.solve_root(rel, px, cam)
+    filt = W.CausalRootFilter(fps)
+    fl = W.CausalFloorScale(cam, 0.0, fps) if floor else None
+    out = np.empty_like(rel)
+    for i in range(len(rel)):
+        out[i] = rel[i] + filt.step(t[i])
+        if fl is not None:
+            out[i] *= fl.step(out[i])
+    return out
 
 
 def _errs(pw, gt):
@@ -144,7 +164,9 @@ def summarise_mocap(rows):
         for key, label in (('base', 'per-frame LS through K'),
                            ('nofloor', 'world, lifter scale, no floor'),
                            ('nofloor_h', 'world, height, no floor'),
-                           ('world', 'world (floor)'), ('height', 'world + height (floor)')):
+                           ('world', 'world (floor)'), ('height', 'world + height (floor)'),
+                           ('live', 'live (causal), no floor'),
+                           ('live_floor', 'live (causal), floor')):
             out[(src, key)] = (agg(sel, key, 0), agg(sel, key, 1))
             print(f'{src:6s} {label:30s} {out[(src, key)][0]:8.0f} {out[(src, key)][1]:13.0f}')
         fu = sum(r['floor_used'] for r in sel)
