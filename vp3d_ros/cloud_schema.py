@@ -57,15 +57,28 @@ def pack(points: np.ndarray, confidence: np.ndarray, person_ids: Sequence[int] =
     return table.tobytes()
 
 
+class Persons(dict):
+    """{person_id: (positions, confidence)}; ``total``: persons in the cloud, including
+    those left out by ``max_persons``."""
+    total = 0
+
+
 def unpack(data: bytes, field_names: Sequence[str], field_offsets: Sequence[int],
-           point_step: int, num_points: int, num_joints: int = None
-           ) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+           point_step: int, num_points: int, num_joints: int = None,
+           max_persons: int = None) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
     """Cloud payload -> {person_id: (positions (J, D), confidence (J,))}.
 
     Accepts any FLOAT32 field order/offsets (not only ours), checks that the named fields
-    exist and that the payload length fits; joints come back in joint-index order.
+    exist once each and that the payload length fits; joints come back in joint-index order.
+    Points are grouped by person with one sort (cost linear-logarithmic in the points, not
+    points x persons: 150,000 one-joint persons took 8 s with a scan per person).
+    ``max_persons``: keep only the most confident that many persons (sum of confidences),
+    chosen before any per-person work, so a flood of ids costs one sort.
     """
     names = list(field_names)
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:  # which one would be read? refuse rather than guess
+        raise ValueError(f'cloud has duplicated fields {dups} (fields {names})')
     dims = 3 if 'z' in names else 2
     needed = list(layout_for(dims).names)
     missing = [n for n in needed if n not in names]
@@ -75,7 +88,7 @@ def unpack(data: bytes, field_names: Sequence[str], field_offsets: Sequence[int]
         raise ValueError(f'cloud payload has {len(data)} bytes, expected '
                          f'{num_points} x {point_step}')
     if num_points == 0:
-        return {}
+        return Persons()
     raw = np.frombuffer(bytes(data[:num_points * point_step]), dtype=np.uint8)
     raw = raw.reshape(num_points, point_step)
     cols = {}
@@ -87,17 +100,29 @@ def unpack(data: bytes, field_names: Sequence[str], field_offsets: Sequence[int]
     person = cols['person']
     if not (np.all(np.isfinite(joint)) and np.all(np.isfinite(person))):
         raise ValueError('joint/person indices are not finite')
-    out = {}
-    for pid in np.unique(person):
-        sel = np.nonzero(person == pid)[0]
+    conf = cols['confidence']
+    order = np.argsort(person, kind='stable')
+    pids, starts, counts = np.unique(person[order], return_index=True, return_counts=True)
+    total = len(pids)
+    if max_persons is not None and len(pids) > max_persons:
+        weight = np.add.reduceat(np.nan_to_num(conf[order], nan=0.0, posinf=0.0, neginf=0.0),
+                                 starts)
+        keep = np.sort(np.argsort(-weight, kind='stable')[:max_persons])
+        pids, starts, counts = pids[keep], starts[keep], counts[keep]
+    out = Persons()
+    out.total = total
+    for pid, start, count in zip(pids, starts, counts):
+        sel = order[start:start + count]
         jidx = joint[sel].astype(int)
         n = num_joints if num_joints is not None else int(jidx.max()) + 1
         if np.any(jidx < 0) or np.any(jidx >= n) or len(np.unique(jidx)) != len(jidx):
-            raise ValueError(f'person {int(pid)}: joint indices {sorted(jidx.tolist())} are not '
+            shown = sorted(jidx.tolist())
+            shown = shown if len(shown) <= 40 else shown[:40] + ['...']
+            raise ValueError(f'person {int(pid)}: joint indices {shown} are not '
                              f'a set of distinct joints in [0, {n})')
         p_arr = np.full((n, dims), np.nan)
         c_arr = np.zeros(n)
         p_arr[jidx] = pos[sel]
-        c_arr[jidx] = cols['confidence'][sel]
+        c_arr[jidx] = conf[sel]
         out[int(pid)] = (p_arr, c_arr)
     return out

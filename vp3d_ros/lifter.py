@@ -28,6 +28,13 @@ from .model import StreamingState, TemporalModel, push_streams
 from .skeletons import H36M17, get_layout
 
 
+# The largest normalised coordinate (image widths from the centre, x2) a live lifter takes:
+# 50 image widths. Its layers keep the last receptive field of their inputs, so a single
+# absurd value would spoil that many later poses; TrackWindow already holds joints more
+# than one image size outside the image, this is the lifter's own guard.
+MAX_NORMALIZED = 100.0
+
+
 def normalize_screen(keypoints: np.ndarray, width: float, height: float) -> np.ndarray:
     """Pixels -> [-1, 1] along x, aspect-preserving along y (upstream convention)."""
     if width <= 0 or height <= 0:
@@ -194,10 +201,20 @@ class StreamingLifter(_LifterBase):
         kp = np.asarray(keypoints_px, dtype=np.float64)
         if kp.shape != (self.layout.num_joints, 2):
             raise ValueError(f'expected ({self.layout.num_joints}, 2) keypoints, got {kp.shape}')
+        self._check_bounded(kp)
         if self.block == 1 and not defer:
             return self.push_many(kp[None])
         self._queued.append(kp)
         return self._flush_queue() if self.due and not defer else []
+
+    def _check_bounded(self, kp: np.ndarray) -> None:
+        """Refuse a frame before it reaches the layers' state: non-finite or absurdly far
+        keypoints would corrupt the receptive field's worth of poses after it too."""
+        norm = normalize_screen(kp, self.width, self.height)
+        if not np.all(np.isfinite(norm)) or np.abs(norm).max(initial=0.0) > MAX_NORMALIZED:
+            raise ValueError(f'keypoints not finite or more than {MAX_NORMALIZED / 2:.0f} image '
+                             f'widths from the image ({self.width:.0f}x{self.height:.0f}): '
+                             'frame refused, the window is unchanged')
 
     def _take_queued(self) -> Optional[torch.Tensor]:
         """Empty the queue into network input (see :meth:`_prepare`); None if it was empty."""
@@ -222,7 +239,10 @@ class StreamingLifter(_LifterBase):
     def push_many(self, keypoints_px: np.ndarray) -> List:
         """Several frames (K, J, 2) at once: the same poses as K pushes, but each layer's
         weights are read once per call (worth it for large models, at K-1 frames latency)."""
-        return self._feed(self._prepare(np.asarray(keypoints_px, dtype=np.float64)))
+        kp = np.asarray(keypoints_px, dtype=np.float64)
+        if kp.ndim == 3:
+            self._check_bounded(kp)
+        return self._feed(self._prepare(kp))
 
     def finish(self) -> List:
         """Edge-pad the end of the stream; returns the poses still owed, then resets."""

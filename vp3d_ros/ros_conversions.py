@@ -161,17 +161,101 @@ MAX_DECODED_PIXELS = 100_000_000  # a 100 MP frame is no camera's; a forged head
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
+# Formats cv2.imdecode would also take, by their first bytes: refused by name. A WebP
+# labelled 'jpeg' declaring 12000x12000 took pose2d from 370 MB to 1.19 GB for 2.5 s.
+_OTHER_FORMATS = ((b'RIFF', 'WebP (RIFF)'), (b'II*\x00', 'TIFF'), (b'MM\x00*', 'TIFF'),
+                  (b'\x00\x00\x00\x0cjP  ', 'JPEG 2000'), (b'\xff\x4f\xff\x51', 'JPEG 2000'),
+                  (b'\x76\x2f\x31\x01', 'OpenEXR'), (b'BM', 'BMP'), (b'GIF8', 'GIF'),
+                  (b'#?RADIANCE', 'Radiance HDR'), (b'#?RGBE', 'Radiance HDR'),
+                  (b'\x59\xa6\x6a\x95', 'Sun raster'), (b'PF', 'PFM'), (b'Pf', 'PFM'))
+# The most pixels one byte of a camera's compressed frame can stand for. Huffman-coded JPEG
+# needs at least a bit per 8x8 block (a DC code; baseline also an end-of-block code): at most
+# 512 pixels a byte (a black 4000x3000 frame, optimised: 255); deflate compresses at most
+# 1032:1 (a black 8-bit PNG: 1021 pixels a byte). Twice those: a 629-byte JPEG claiming
+# 10000x9999 is refused from its header, before the decoder allocates 300 MB for it.
+JPEG_MAX_PIXELS_PER_BYTE = 1024
+DEFLATE_MAX_RATIO = 2064
+# JPEG frame types accepted: Huffman baseline, extended and progressive (what cameras and
+# encoders write). Arithmetic-coded, lossless and hierarchical JPEG are refused: no camera
+# sends them, and arithmetic coding defeats the bound above.
+_JPEG_SOF_OK = {0xC0: 'baseline', 0xC1: 'extended', 0xC2: 'progressive'}
+
+
+def _image_kind(buf: np.ndarray) -> str:
+    """'jpeg' or 'png' from the first bytes, else ImageConversionError naming what it is."""
+    head = buf[:16].tobytes()
+    if head[:3] == b'\xff\xd8\xff':
+        return 'jpeg'
+    if head[:8] == PNG_SIGNATURE:
+        return 'png'
+    what = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), None)
+    if what is None and len(head) >= 2 and head[:1] == b'P' and head[1:2] in b'1234567':
+        what = 'PxM (netpbm)'
+    return what or 'unknown'
+
+
+def _jpeg_frame(buf: np.ndarray) -> Tuple[int, int, int]:
+    """(width, height, SOF marker) from a JPEG's frame header, walking the markers before it
+    (cheap: no entropy-coded data comes before the frame header)."""
+    data, pos, n = buf, 2, buf.size
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            raise ImageConversionError(f'corrupt JPEG header, no marker at byte {pos}')
+        marker = int(data[pos + 1])
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = (int(data[pos + 2]) << 8) | int(data[pos + 3])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > n or length < 8:
+                break
+            h = (int(data[pos + 5]) << 8) | int(data[pos + 6])
+            w = (int(data[pos + 7]) << 8) | int(data[pos + 8])
+            return w, h, marker
+        if marker in (0xDA, 0xD9) or length < 2:
+            break
+        pos += 2 + length
+    raise ImageConversionError(f'corrupt JPEG header, no frame header (SOF) in its first '
+                               f'{min(pos, n)} bytes')
+
+
+def _png_raw_bytes(buf: np.ndarray, w: int, h: int) -> int:
+    """Bytes of filtered scanlines a w x h PNG inflates to (IHDR bit depth and colour type)."""
+    depth, colour = int(buf[24]), int(buf[25])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 1)
+    return h * (1 + (w * channels * max(1, depth) + 7) // 8)
+
+
 def _compressed_size(buf: np.ndarray) -> Optional[Tuple[int, int]]:
-    """(width, height) from a JPEG or PNG header without decoding, None if unknown."""
+    """(width, height) from a JPEG or PNG header without decoding, None if unknown.
+
+    Refuses (ImageConversionError) a header claiming more pixels than the data can hold
+    (see JPEG_MAX_PIXELS_PER_BYTE, DEFLATE_MAX_RATIO) or a JPEG frame type no camera sends."""
     head = buf[:33].tobytes()
-    if head[:8] == PNG_SIGNATURE and len(head) >= 24:
-        return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
-    if head[:2] == b'\xff\xd8' and simplejpeg is not None:
-        try:
-            h, w = simplejpeg.decode_jpeg_header(buf)[:2]
-            return int(w), int(h)
-        except ValueError as e:
-            raise ImageConversionError(f'corrupt JPEG header, {e}') from e
+    if head[:8] == PNG_SIGNATURE and len(head) >= 26:
+        w, h = int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+        if w * h <= MAX_DECODED_PIXELS and _png_raw_bytes(buf, w, h) > DEFLATE_MAX_RATIO * buf.size:
+            raise ImageConversionError(f'compressed image claims {w}x{h} pixels in only '
+                                       f'{buf.size} bytes (more than deflate can compress): '
+                                       'a forged or damaged PNG header, refused')
+        return w, h
+    if head[:2] == b'\xff\xd8':
+        w, h, sof = _jpeg_frame(buf)
+        if sof not in _JPEG_SOF_OK:
+            raise ImageConversionError(f'JPEG frame type 0x{sof:02X} (arithmetic-coded, lossless '
+                                       'or hierarchical) is not accepted: only baseline, '
+                                       'extended and progressive Huffman JPEG')
+        if w * h == 0:
+            raise ImageConversionError(f'corrupt JPEG header, frame size {w}x{h}')
+        if w * h <= MAX_DECODED_PIXELS and w * h > JPEG_MAX_PIXELS_PER_BYTE * buf.size:
+            raise ImageConversionError(f'compressed image claims {w}x{h} pixels in only '
+                                       f'{buf.size} bytes (at most {JPEG_MAX_PIXELS_PER_BYTE} '
+                                       'pixels a byte in a Huffman JPEG): a forged or damaged '
+                                       'JPEG header, refused')
+        return w, h
     return None
 
 
@@ -214,6 +298,12 @@ def compressed_to_numpy(msg: CompressedImage, desired: str = 'rgb8') -> np.ndarr
     buf = _byte_array(msg.data)
     if buf.size == 0:
         raise ImageConversionError('compressed image has no data')
+    kind = _image_kind(buf)
+    if kind not in ('jpeg', 'png'):
+        raise ImageConversionError(
+            f'cannot decode compressed image (format {msg.format!r}, {buf.size} bytes): its data '
+            f'is {"not an image format known here" if kind == "unknown" else kind}, and only '
+            'JPEG and PNG (what CompressedImage carries for cameras) are accepted')
     size = _compressed_size(buf)
     if size is not None and size[0] * size[1] > MAX_DECODED_PIXELS:
         raise ImageConversionError(f'compressed image claims {size[0]}x{size[1]} pixels, more '
@@ -280,12 +370,25 @@ def keypoints_to_cloud(header: Optional[Header], points: np.ndarray, confidence:
     return msg
 
 
-def cloud_to_keypoints(msg: PointCloud2, num_joints: int = 17
-                       ) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+# Points a keypoint/skeleton cloud may have unless a caller says otherwise: 100 persons of
+# 33 joints. Work per message must be bounded by something a frame can hold.
+MAX_CLOUD_POINTS = 100 * 33
+
+
+def cloud_to_keypoints(msg: PointCloud2, num_joints: int = 17,
+                       max_points: Optional[int] = MAX_CLOUD_POINTS,
+                       max_persons: int = None) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
     """PointCloud2 -> {person_id: (positions (J, D), confidence (J,))}.
 
-    Joints a person lacks come back as NaN positions with confidence 0.
+    Joints a person lacks come back as NaN positions with confidence 0. ``max_points``:
+    a cloud with more points is refused before its payload is read (one large message must
+    not stall every camera one executor serves; None: no limit); ``max_persons``: only the
+    most confident that many persons are unpacked (see :func:`cloud_schema.unpack`).
     """
+    names = [f.name for f in msg.fields]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:  # the dict below would keep the last, the unpacker read the first
+        raise ValueError(f'cloud has duplicated fields {dups}: refused (fields {names})')
     fields = {f.name: f for f in msg.fields}
     dims = 3 if 'z' in fields else 2
     needed = cloud_schema.layout_for(dims).names
@@ -303,6 +406,9 @@ def cloud_to_keypoints(msg: PointCloud2, num_joints: int = 17
     if msg.is_bigendian:
         raise ValueError('big-endian point clouds are not supported')
     h, w, row_step = int(msg.height), int(msg.width), int(msg.row_step)
+    if max_points is not None and h * w > max_points:
+        raise ValueError(f'cloud of {h * w} points refused: more than {max_points} (more '
+                         'persons than any frame holds)')
     if row_step < w * step:
         raise ValueError(f'row_step {row_step} < width {w} x point_step {step}')
     buf = _byte_array(msg.data)
@@ -316,4 +422,5 @@ def cloud_to_keypoints(msg: PointCloud2, num_joints: int = 17
         return {}
     payload = buf.reshape(h, row_step)[:, :w * step].tobytes()
     return cloud_schema.unpack(payload, [f.name for f in msg.fields],
-                               [f.offset for f in msg.fields], step, h * w, num_joints)
+                               [f.offset for f in msg.fields], step, h * w, num_joints,
+                               max_persons)

@@ -11,6 +11,10 @@ A track is one person seen by one camera. Rules (what a rig needs):
 - Long gaps, time running backwards (a replayed bag looping) and an image-size change
   end the segment: the window is finished with upstream edge padding (so the last frames
   still get poses) and restarted. Duplicate stamps are ignored.
+- A joint more than ``OUTSIDE_IMAGE`` image sizes outside the image (a finite but absurd
+  coordinate, e.g. 3e38 px) is no detection: it is held like a weak joint and counted
+  (``stats.out_of_image``). Lifted, one such value made that frame and the next receptive
+  field's worth of skeletons come out at 1e33 m: what enters the window must stay bounded.
 """
 from __future__ import annotations
 
@@ -38,7 +42,54 @@ class WindowStats:
     bridged: int = 0
     resets: int = 0
     duplicates: int = 0
+    out_of_image: int = 0  # joints refused for lying far outside the image
     last_reset_reason: str = ''
+
+
+# Joints this many image widths/heights beyond the image border are not detections. MediaPipe
+# places occluded or cut-off joints just outside the frame (a fraction of its size), never
+# a whole image size away.
+OUTSIDE_IMAGE = 1.0
+
+
+def outside_image(keypoints: np.ndarray, image_size: Tuple[float, float],
+                  margin: float = OUTSIDE_IMAGE) -> np.ndarray:
+    """(J, 2) pixels -> (J,) bool: finite joints further than ``margin`` image sizes outside
+    the image (non-finite ones are not flagged here; they are handled as weak joints)."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    w, h = float(image_size[0]), float(image_size[1])
+    lo = np.array([-margin * w, -margin * h])
+    hi = np.array([(1 + margin) * w, (1 + margin) * h])
+    with np.errstate(invalid='ignore'):
+        return np.all(np.isfinite(kp), axis=1) & np.any((kp < lo) | (kp > hi), axis=1)
+
+
+# Plausible stamps (live, wall-clock time): after 1970-01-02 (sec 0 nsec 1, or the int32
+# minimum of 1901, is a clock never set or a garbage header) and at most a day ahead of the
+# local clock (the int32 maximum, 2038-01-19, is a garbage header too).
+EARLIEST_STAMP_NS = 86_400 * 1_000_000_000
+FUTURE_SLACK_NS = 86_400 * 1_000_000_000
+
+
+def stamp_problem(stamp_ns: int, now_ns: int, sim_time: bool = False) -> Optional[Tuple[str, str]]:
+    """('refuse' | 'warn', why) for an implausible header stamp, None for a plausible one.
+
+    Refused: negative stamps (the int32 seconds of 1901), zero, and with the wall clock
+    (not ``use_sim_time``) anything before 1970-01-02. Far in the future (more than a day
+    ahead of ``now_ns``, wall clock only): a warning, the frame is kept (a camera clock set
+    wrong loses nothing), but the window restarts when time then goes back."""
+    if stamp_ns < 0:
+        return 'refuse', 'negative stamp (before 1970)'
+    if stamp_ns == 0:
+        return 'refuse', 'zero stamp'
+    if sim_time:
+        return None
+    if stamp_ns < EARLIEST_STAMP_NS:
+        return 'refuse', 'stamp before 1970-01-02 (a clock never set?)'
+    if now_ns and stamp_ns - now_ns > FUTURE_SLACK_NS:
+        return 'warn', (f'stamp {(stamp_ns - now_ns) / 86_400e9:.1f} days ahead of this '
+                        "machine's clock")
+    return None
 
 
 class TrackWindow:
@@ -89,10 +140,11 @@ class TrackWindow:
         return out
 
     def _push(self, stamp, kp, conf, bridged=False, defer=False) -> List[LiftedPose]:
+        # Offline segment buffers take no ``defer``: only live lifters are ever deferred.
+        # Pushed before its stamp is kept: a frame the lifter refuses leaves no stamp behind.
+        results = self.lifter.push(kp, defer=True) if defer else self.lifter.push(kp)
         self._stamps.append((stamp, conf, bridged))
         self.stats.bridged += int(bridged)
-        # Offline segment buffers take no ``defer``: only live lifters are ever deferred.
-        results = self.lifter.push(kp, defer=True) if defer else self.lifter.push(kp)
         return self.collect(results)
 
     def add(self, stamp_ns: int, keypoints: Optional[np.ndarray], confidence: Optional[np.ndarray],
@@ -139,7 +191,8 @@ class TrackWindow:
         return out
 
     def _clean(self, keypoints, confidence):
-        """Non-finite or weak joints hold their last confident value; None if nobody is there."""
+        """Non-finite, weak or far-outside-the-image joints hold their last confident value;
+        None if nobody is there."""
         if keypoints is None:
             return None, None
         kp = np.array(keypoints, dtype=np.float64)
@@ -147,7 +200,12 @@ class TrackWindow:
         # which would otherwise be published as an infinitely confident joint).
         conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0, posinf=0.0,
                              neginf=0.0)
-        bad = ~np.all(np.isfinite(kp), axis=1) | (conf < self.min_confidence)
+        far = outside_image(kp, self.size)
+        if far.any():
+            self.stats.out_of_image += int(far.sum())
+            conf = conf.copy()
+            conf[far] = 0.0  # published as what it is: no detection
+        bad = ~np.all(np.isfinite(kp), axis=1) | far | (conf < self.min_confidence)
         if bad.all():
             return None, None
         if bad.any():

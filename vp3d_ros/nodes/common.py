@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import re
 import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict, Optional
+from collections import OrderedDict, deque
+from typing import Any, Callable, Deque, Dict, Optional
 
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -63,23 +65,53 @@ def steady_timer(node: Node, period_s: float, callback):
     return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
-class Throttle:
-    """At most one log line per key per period: a broken stream must not flood the log.
+def problem_kind(text: str, limit: int = 48) -> str:
+    """A log key for a kind of problem: ``text`` without what varies from message to message
+    (quoted strings, bracketed lists and parentheses, numbers), cut to ``limit`` characters.
+    Keyed by the full text, a stream sending a new encoding string (or size, or field list)
+    on every frame got one log line per frame."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]|\([^)]*\)|\d+", '#', str(text))
+    return text[:limit]
 
-    Call it to ask whether a line may be logged now, or use :meth:`log`, which also says how
-    many lines of that kind were held back since the last one.
+
+class Throttle:
+    """At most one log line per key per period, and at most ``max_lines`` lines per period
+    over all keys: a broken stream must not flood the log.
+
+    Keys should name a kind of problem (:func:`problem_kind`), not carry the varying text;
+    the key table keeps the ``max_keys`` most recently used keys (least recently used
+    forgotten first), so even keys that do vary cannot grow memory, and the overall budget
+    bounds the lines they give. Call it to ask whether a line may be logged now, or use
+    :meth:`log`, which also says how many lines of that kind were held back since the last one.
     """
 
-    def __init__(self, period_s: float = 5.0):
+    def __init__(self, period_s: float = 5.0, max_keys: int = 64, max_lines: int = 20):
         self.period_s = period_s
-        self._last: Dict[str, float] = {}
+        self.max_keys = max_keys
+        self.max_lines = max_lines
+        self._last: 'OrderedDict[str, float]' = OrderedDict()
         self.suppressed: Dict[str, int] = {}
+        self._recent: Deque[float] = deque()  # times of the lines let through, last period
+        self.held_over_budget = 0  # lines held back by the overall budget
 
     def __call__(self, key: str) -> bool:
         now = time.monotonic()
-        if now - self._last.get(key, -1e18) >= self.period_s:
-            self._last[key] = now
-            return True
+        last = self._last.get(key)
+        while self._recent and now - self._recent[0] >= self.period_s:
+            self._recent.popleft()
+        if last is None or now - last >= self.period_s:
+            if len(self._recent) < self.max_lines:
+                self._last[key] = now
+                self._last.move_to_end(key)
+                self._recent.append(now)
+                while len(self._last) > self.max_keys:
+                    old, _ = self._last.popitem(last=False)
+                    self.suppressed.pop(old, None)
+                return True
+            self.held_over_budget += 1
+            if last is None:  # not in the table: nothing to count it against
+                return False
+        self._last.move_to_end(key)
         self.suppressed[key] = self.suppressed.get(key, 0) + 1
         return False
 

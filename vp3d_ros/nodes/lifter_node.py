@@ -33,7 +33,6 @@ DDS matching is still under way come from the publisher's history instead of bei
 from __future__ import annotations
 
 import json
-import re
 import os
 import time
 from collections import deque
@@ -51,9 +50,15 @@ from ..lifter import StreamingLifter, lift_queued
 from ..lifter_config import model_provenance, resolve_lifter
 from .markers import skeleton_markers
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from ..windowing import TrackWindow
-from .common import ConfigError, Throttle, declare, exit_process, run_node, steady_timer
+from ..windowing import TrackWindow, stamp_problem
+from .common import (ConfigError, Throttle, declare, exit_process, problem_kind, run_node,
+                     steady_timer)
 from .diagnostics import NodeDiagnostics
+
+# A keypoints_2d cloud with more points than this many times max_persons whole persons is
+# refused before it is read: one such message (150,000 one-joint persons) stalled every
+# camera of the node for 8 s.
+MAX_CLOUD_FACTOR = 4
 
 # One latched message a topic: pose2d's image size, this node's model announcement.
 LATCHED_ONE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -190,6 +195,7 @@ class LifterNode(Node):
             raise ConfigError(f'lifter: max_persons must be >= 1, got {self.max_persons}')
         self.throttle = Throttle()
         self.resets = 0
+        self.out_of_image = 0  # joints refused for lying far outside their image
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
         self._due: list = []  # (camera, receive time, persons) of frames queued, not lifted
@@ -255,9 +261,16 @@ class LifterNode(Node):
                  for c in self.cameras for pid, t in c.tracks.items()}
         rf = self.ckpt.arch.receptive_field
         return {'tracks': sum(len(c.tracks) for c in self.cameras), 'resets': self.resets,
+                'joints_out_of_image': self.out_of_image,
                 'window_fill': max(fills.values(), default=0), 'receptive_field': rf,
                 'waiting_for_camera_info': sum(len(c.waiting) for c in self.cameras),
                 'streams_per_pass': round(self.streams_lifted / max(1, self.passes), 2), **fills}
+
+    def _sim_time(self) -> bool:
+        try:
+            return bool(self.get_parameter('use_sim_time').value)
+        except Exception:  # noqa: BLE001 - not declared: wall clock
+            return False
 
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,
@@ -397,22 +410,34 @@ class LifterNode(Node):
         """Validate and lift one frame; the number of persons lifted, None if refused."""
         where = cam.name or '.'
         try:
-            people = cloud_to_keypoints(msg, num_joints=17)
+            # Work per message is bounded: more points than MAX_CLOUD_FACTOR x max_persons
+            # persons is refused unread, and only the max_persons most confident are unpacked.
+            people = cloud_to_keypoints(
+                msg, num_joints=17, max_points=MAX_CLOUD_FACTOR * int(self.max_persons) * 17,
+                max_persons=int(self.max_persons))
             dims = {kp.shape[1] for kp, _ in people.values()}
             if dims - {2}:
                 raise ValueError('cloud carries 3D points (has a z field); keypoints_2d must '
                                  'be a 2D keypoint cloud (is a skeleton_3d topic remapped?)')
         except ValueError as e:
             self.diag.error()
-            self._warn(f'cloud-{cam.name}-{re.sub(r"[0-9]+", "#", str(e))[:40]}',
+            self._warn(f'cloud-{cam.name}-{problem_kind(e)}',
                        f'{where}: bad keypoints_2d skipped: {e}')
             return None
         stamp = _ns(msg.header.stamp)
-        if stamp == 0:
+        problem = stamp_problem(stamp, time.time_ns(), self._sim_time())
+        if problem is not None and problem[0] == 'refuse':
             self.diag.dropped()
-            self._warn(f'zero-{cam.name}', f'{where}: keypoints with a zero stamp dropped (is the '
-                       'camera driver stamping its images? use_sim_time without /clock?)')
+            self._warn(f'stamp-{cam.name}-{problem[1][:12]}',
+                       f'{where}: keypoints with a {problem[1]} dropped (stamp '
+                       f'{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}; is the camera '
+                       'driver stamping its images? use_sim_time without /clock?)')
             return None
+        if problem is not None:
+            self._warn(f'future-{cam.name}', f'{where}: keypoints stamped '
+                       f'{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: {problem[1]}; '
+                       'lifted, but check the camera clock (time going back afterwards '
+                       'restarts the windows)')
         if cam.last_stamp is not None:
             if stamp == cam.last_stamp:
                 self.diag.dropped()
@@ -431,12 +456,10 @@ class LifterNode(Node):
             return None
         cam.last_stamp = stamp
         cam.frame_id = msg.header.frame_id
-        if len(people) > self.max_persons:
-            keep = sorted(people, key=lambda pid: -float(np.nansum(people[pid][1])))
-            keep = set(keep[:self.max_persons])
-            self._warn(f'persons-{cam.name}', f'{where}: {len(people)} persons in one frame, '
+        total = getattr(people, 'total', len(people))
+        if total > len(people):  # cloud_to_keypoints kept the most confident max_persons
+            self._warn(f'persons-{cam.name}', f'{where}: {total} persons in one frame, '
                        f'lifting the {self.max_persons} most confident (max_persons)')
-            people = {pid: v for pid, v in people.items() if pid in keep}
         self._queue(cam, 0, self.model, people, stamp, size)
         if cam.pub_fast is not None:
             self._queue(cam, 1, self.fast_model, people, stamp, size)
@@ -452,8 +475,16 @@ class LifterNode(Node):
                 track = tracks[pid] = TrackWindow(self._make_lifter(model), self.max_gap_frames,
                                                   self.max_gap_s, self.min_conf)
             kp, conf = people.get(pid, (None, None))
-            resets = track.stats.resets
+            resets, far = track.stats.resets, track.stats.out_of_image
             poses = track.add(stamp, kp, conf, size, defer=True)
+            far = track.stats.out_of_image - far
+            if far and out == 0:
+                self.out_of_image += far
+                self._warn(f'far-{cam.name}', f'{cam.name or "."}: {far} joint(s) of person '
+                           f'{pid} lie more than one image size outside the {size[0]}x{size[1]} '
+                           'image: treated as not detected (held), not lifted '
+                           f'({self.out_of_image} such joints so far; joints_out_of_image in '
+                           '/diagnostics)')
             if poses:
                 cam.owed[out].setdefault(pid, []).extend(poses)
             self.resets += track.stats.resets - resets

@@ -9,7 +9,10 @@ Bad input never stops the node: an image that cannot be decoded (unsupported enc
 sizes inconsistent with the data, empty, truncated, corrupt compressed data) is skipped with
 a rate-limited warning per kind of fault and counted in /diagnostics ``errors``. A change of
 image size or stamps going backwards (a bag looping) restart the MediaPipe tracker, whose
-state belongs to the old geometry/time line.
+state belongs to the old geometry/time line; at most one restart per ``SIZE_RESTART_MIN_S``
+for size changes (frames of yet another size sooner than that are skipped and counted as
+dropped). Log lines are rate-limited per kind of problem (the varying text, such as an
+encoding string, is not part of the key).
 
 ``keypoints_2d/image_info`` (sensor_msgs/CameraInfo, reliable + transient-local, depth 1):
 the size of the images the keypoints are in, published before the first keypoints and again
@@ -25,7 +28,6 @@ recovered and ended.
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Optional
@@ -39,9 +41,20 @@ from .. import ros_conversions
 from ..keypoint_mapping import map_mediapipe
 from ..ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
                                keypoints_to_cloud)
-from .common import ConfigError, Throttle, declare, run_node
+from .common import ConfigError, Throttle, declare, problem_kind, run_node
 from .diagnostics import NodeDiagnostics
 
+# At most one MediaPipe restart per this many seconds for image size changes: a size that
+# changed on every frame rebuilt the graph on every frame. Frames of a new size arriving
+# sooner are skipped (counted as dropped) while frames of the current size go on.
+SIZE_RESTART_MIN_S = 2.0
+
+
+def fault_kind(e: Exception) -> str:
+    """The rate-limit key of an image that cannot be decoded: the kind of fault, without
+    what varies (an encoding or format string, sizes), so that a stream sending a new
+    encoding string on every frame gets one line per period, not one per frame."""
+    return 'decode-' + problem_kind(str(e)).split(':')[0]
 
 class Pose2dNode(Node):
     def __init__(self, **kwargs):
@@ -120,6 +133,7 @@ class Pose2dNode(Node):
         self._cv = threading.Condition()
         self._running = True
         self._size = None
+        self._size_restart = -1e18  # monotonic time of the last restart for a size change
         self._last_ms = -1
         self._last_stamp_ns = None
         self._worker = threading.Thread(target=self._work, name='pose2d-worker', daemon=True)
@@ -178,9 +192,9 @@ class Pose2dNode(Node):
             self.diag.error()
             # One rate limit per kind of fault (numbers stripped), so a stream broken one
             # way cannot hide that it is also broken another way.
-            kind = re.sub(r'\d+', '#', str(e).split(':')[0])
+            kind = fault_kind(e)
             stamp = msg.header.stamp
-            self.throttle.log(self.get_logger().warning, f'decode-{kind}',
+            self.throttle.log(self.get_logger().warning, kind,
                               f'bad image skipped (stamp {stamp.sec}.{stamp.nanosec:09d}, '
                               f'frame_id {msg.header.frame_id!r}): {e}')
             return None
@@ -209,7 +223,18 @@ class Pose2dNode(Node):
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         if self._size is not None and self._size != (w, h):
             change = f'{self._size[0]}x{self._size[1]} -> {w}x{h}'
-            self._restart_tracker(f'image size changed {change}', f'size-{change}')
+            now = time.monotonic()
+            if now - self._size_restart < SIZE_RESTART_MIN_S:
+                # A size that changes on every frame must not rebuild MediaPipe every frame.
+                self.diag.dropped()
+                self.throttle.log(self.get_logger().warning, 'size-unstable',
+                                  f'image size changed again ({change}) within '
+                                  f'{SIZE_RESTART_MIN_S:.0f} s of the last tracker restart: '
+                                  f'frame skipped (at most one restart per '
+                                  f'{SIZE_RESTART_MIN_S:.0f} s; frames of the current size go on)')
+                return
+            self._size_restart = now
+            self._restart_tracker(f'image size changed {change}', 'size-change')
         elif self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
             back_s = (self._last_stamp_ns - stamp_ns) / 1e9
             self._restart_tracker(f'time went backwards by {back_s:.3f} s (bag looping?)',

@@ -1,0 +1,252 @@
+"""Hostile inputs against the pure core (issue 17): no single input may corrupt later output,
+no single message may cost more than its size, refusals are cheap and say why."""
+import numpy as np
+import pytest
+
+from conftest import randomize_model
+from vp3d_ros import cloud_schema
+from vp3d_ros.lifter import StreamingLifter, lift_queued
+from vp3d_ros.model import Architecture, build_model
+from vp3d_ros.windowing import TrackWindow, outside_image
+
+MS = 1_000_000
+SIZE = (640, 480)
+
+
+def _frames(T, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(100, 500, size=(T, 17, 2)), np.full((T, 17), 0.9)
+
+
+def _run(model, kp, conf, block=1):
+    maker = lambda w, h: StreamingLifter(model, 'h36m', width=w, height=h, block=block)  # noqa
+    win = TrackWindow(maker, max_gap_frames=5)
+    out = []
+    for t in range(len(kp)):
+        out += win.add(t * 33 * MS, kp[t], conf[t], SIZE, defer=block > 1)
+        if block > 1:
+            out += win.collect(lift_queued([win.lifter])[0])
+    out += win.finish()
+    assert [p.stamp_ns for p in out] == [t * 33 * MS for t in range(len(kp))]
+    return np.stack([p.pose for p in out]), win
+
+
+@pytest.mark.parametrize('causal,block', [(True, 1), (False, 1), (False, 4)])
+def test_one_absurd_coordinate_does_not_poison_the_window(causal, block):
+    """A hip at x = 3e38 px (finite) is no detection: that frame is lifted as if the hip were
+    missing (held), and every frame after the receptive field equals the clean run's."""
+    model = randomize_model(build_model(Architecture((3, 3, 3), 16, causal)), seed=2)
+    rf = model.arch.receptive_field
+    kp, conf = _frames(100)
+    bad = 40
+    clean, _ = _run(model, kp, conf, block)
+    poisoned_kp = kp.copy()
+    poisoned_kp[bad, 0, 0] = 3e38
+    poisoned, win = _run(model, poisoned_kp, conf, block)
+    missing_kp = kp.copy()
+    missing_kp[bad, 0] = np.nan  # what the absurd joint must count as: not detected
+    missing, _ = _run(model, missing_kp, conf, block)
+    assert win.stats.out_of_image == 1
+    assert np.all(np.isfinite(poisoned)) and np.abs(poisoned).max() < 1e3
+    assert np.abs(poisoned - missing).max() < 1e-6
+    assert np.abs(poisoned[bad + rf:] - clean[bad + rf:]).max() < 1e-6
+    assert np.abs(poisoned[:bad - rf] - clean[:bad - rf]).max() < 1e-6  # future context
+
+
+def test_joint_bounds_one_image_size_outside():
+    kp = np.array([[320, 240], [-600, 240], [-700, 240], [1280, 960], [1281, 240],
+                   [320, 960.5], [np.nan, 0], [3e38, 0]], dtype=float)
+    assert outside_image(kp, SIZE).tolist() == [False, False, True, False, True, True,
+                                                False, True]
+
+
+def test_streaming_lifter_refuses_absurd_frames_without_touching_its_state():
+    """The lifter's own guard: a frame refused raises before reaching the layers' state, so
+    the stream goes on exactly as if it had never been pushed."""
+    model = randomize_model(build_model(Architecture((3, 3), 16, True)), seed=3)
+    kp, _ = _frames(12, seed=4)
+    ref = StreamingLifter(model, 'h36m', width=640, height=480)
+    got = StreamingLifter(model, 'h36m', width=640, height=480)
+    want, have = [], []
+    for t in range(12):
+        if t == 5:
+            for bad in (3e38, np.inf, np.nan):
+                frame = kp[t].copy()
+                frame[0, 0] = bad
+                with pytest.raises(ValueError, match='refused'):
+                    got.push(frame)
+                with pytest.raises(ValueError, match='refused'):
+                    got.push(frame, defer=True)
+                with pytest.raises(ValueError, match='refused'):
+                    got.push_many(frame[None])
+        want += ref.push(kp[t])
+        have += got.push(kp[t])
+    assert [i for i, _ in have] == [i for i, _ in want] == list(range(12))
+    assert max(np.abs(a - b).max() for (_, a), (_, b) in zip(have, want)) == 0
+
+
+def _cloud(points, conf, joint, person):
+    table = np.stack([points[:, 0], points[:, 1], conf, joint, person], axis=1).astype('<f4')
+    return table.tobytes()
+
+
+def test_unpack_groups_by_sort_and_keeps_the_most_confident():
+    """Points in any order give the same persons; ``max_persons`` keeps the most confident
+    (sum of confidences) and reports how many there were."""
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 600, size=(5, 17, 2))
+    conf = np.tile(np.linspace(0.1, 0.9, 5)[:, None], (1, 17))
+    data = cloud_schema.pack(pts, conf, [7, 3, 11, 5, 2])
+    layout = cloud_schema.layout_for(2)
+    table = np.frombuffer(data, '<f4').reshape(85, 5)
+    shuffled = table[rng.permutation(85)].tobytes()
+    for payload in (data, shuffled):
+        got = cloud_schema.unpack(payload, layout.names, layout.offsets, layout.point_step, 85, 17)
+        assert sorted(got) == [2, 3, 5, 7, 11] and got.total == 5
+        for k, pid in enumerate([7, 3, 11, 5, 2]):
+            assert np.allclose(got[pid][0], pts[k].astype('<f4'))
+        top = cloud_schema.unpack(payload, layout.names, layout.offsets, layout.point_step, 85,
+                                  17, max_persons=2)
+        assert sorted(top) == [2, 5] and top.total == 5  # confidences 0.9 and 0.7
+
+
+def test_flood_of_one_joint_persons_is_capped_before_per_person_work():
+    """150,000 one-joint persons (the issue's 8 s stall): unpacked with max_persons, only
+    that many come back; with the node's point cap the cloud is refused before unpacking.
+    (Timing: benchmarks/hostile_inputs.py.)"""
+    from sensor_msgs.msg import PointField, PointCloud2
+    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    n = 150_000
+    rng = np.random.default_rng(1)
+    data = _cloud(rng.uniform(0, 600, (n, 2)), rng.uniform(0, 1, n), np.zeros(n),
+                  rng.permutation(n).astype(float))
+    layout = cloud_schema.layout_for(2)
+    got = cloud_schema.unpack(data, layout.names, layout.offsets, layout.point_step, n, 17,
+                              max_persons=20)
+    assert len(got) == 20 and got.total == n
+    msg = PointCloud2(height=1, width=n, point_step=20, row_step=20 * n, is_dense=True)
+    msg.fields = [PointField(name=f, offset=o, datatype=PointField.FLOAT32, count=1)
+                  for f, o in zip(layout.names, layout.offsets)]
+    msg.data = data
+    with pytest.raises(ValueError, match='150000 points refused: more than 1360'):
+        cloud_to_keypoints(msg, 17, max_points=1360, max_persons=20)
+
+
+def test_duplicated_field_names_are_refused():
+    """Two ``person`` fields: the dict of fields kept the last, the unpacker read the first,
+    and 17 one-joint persons were lifted silently."""
+    from sensor_msgs.msg import PointField, PointCloud2
+    from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    rng = np.random.default_rng(2)
+    msg = keypoints_to_cloud(None, rng.uniform(0, 600, (1, 17, 2)), np.full((1, 17), 0.9))
+    assert list(cloud_to_keypoints(msg)) == [0]
+    msg.fields = list(msg.fields) + [PointField(name='person', offset=12,
+                                                datatype=PointField.FLOAT32, count=1)]
+    with pytest.raises(ValueError, match=r"duplicated fields \['person'\]"):
+        cloud_to_keypoints(msg)
+    layout = cloud_schema.layout_for(2)
+    with pytest.raises(ValueError, match='duplicated fields'):
+        cloud_schema.unpack(bytes(msg.data), list(layout.names) + ['person'],
+                            list(layout.offsets) + [12], 20, 17, 17)
+
+
+def _compressed(data: bytes, fmt='jpeg'):
+    import array
+    from sensor_msgs.msg import CompressedImage
+    msg = CompressedImage(format=fmt)
+    msg.data = array.array('B', data)
+    return msg
+
+
+def _patch_jpeg_size(data: bytes, w: int, h: int, sof: int = None) -> bytes:
+    from vp3d_ros.ros_conversions import _jpeg_frame
+    buf = np.frombuffer(data, np.uint8)
+    _, _, marker = _jpeg_frame(buf)
+    pos = data.index(bytes([0xFF, marker]))
+    out = bytearray(data)
+    out[pos + 5:pos + 9] = h.to_bytes(2, 'big') + w.to_bytes(2, 'big')
+    if sof is not None:
+        out[pos + 1] = sof
+    return bytes(out)
+
+
+def test_compressed_images_other_than_jpeg_png_are_refused_by_their_magic():
+    """cv2.imdecode also decodes WebP, TIFF, PxM, JPEG 2000, EXR...: each refused by name
+    before any decoder sees it, whatever the format string says."""
+    import cv2
+    from vp3d_ros.ros_conversions import ImageConversionError, compressed_to_numpy
+    img = np.zeros((64, 64, 3), np.uint8)
+    crafted = {
+        'WebP': b'RIFF\x2c\x15\x00\x00WEBPVP8 ' + bytes(5000),
+        'TIFF': b'II*\x00\x08\x00\x00\x00' + bytes(200),
+        'PxM': b'P6\n12000 12000\n255\n' + bytes(100),
+        'JPEG 2000': b'\x00\x00\x00\x0cjP  \r\n\x87\n' + bytes(200),
+        'OpenEXR': b'\x76\x2f\x31\x01' + bytes(200),
+    }
+    ok, webp = cv2.imencode('.webp', img)
+    if ok:
+        crafted['WebP (RIFF)'] = webp.tobytes()
+    for name, data in crafted.items():
+        with pytest.raises(ImageConversionError, match=f'its data is {name.split()[0]}.*only '
+                                                       'JPEG and PNG'):
+            compressed_to_numpy(_compressed(data, 'rgb8; jpeg compressed bgr8'))
+
+
+def test_forged_sizes_are_refused_from_the_header_before_decoding():
+    """A 629-byte JPEG claiming 10000x9999 (0.75 s and +245 MB before refusal on main) and a
+    small PNG claiming a size deflate cannot hold are refused from their headers; arithmetic-
+    coded JPEG (which would defeat the bound) is refused; the most compressible frames a
+    camera can send (black, optimised/progressive JPEG, maximum-compression PNG) still decode."""
+    import cv2
+    from vp3d_ros.ros_conversions import ImageConversionError, compressed_to_numpy
+    ok, small = cv2.imencode('.jpg', np.zeros((16, 16, 3), np.uint8))
+    forged = _patch_jpeg_size(small.tobytes(), 10000, 9999)
+    assert len(forged) < 1000
+    with pytest.raises(ImageConversionError, match='claims 10000x9999 pixels in only .* forged'):
+        compressed_to_numpy(_compressed(forged))
+    with pytest.raises(ImageConversionError, match='frame type 0xC9'):
+        compressed_to_numpy(_compressed(_patch_jpeg_size(small.tobytes(), 16, 16, sof=0xC9)))
+    ok, png = cv2.imencode('.png', np.zeros((16, 16), np.uint8))
+    bad = bytearray(png.tobytes())
+    bad[16:24] = (9000).to_bytes(4, 'big') * 2
+    with pytest.raises(ImageConversionError, match='claims 9000x9000 pixels in only'):
+        compressed_to_numpy(_compressed(bytes(bad), 'png'))
+    black = np.zeros((1080, 1920, 3), np.uint8)
+    for ext, params in (('.jpg', [cv2.IMWRITE_JPEG_OPTIMIZE, 1]),
+                        ('.jpg', [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_OPTIMIZE, 1]),
+                        ('.png', [cv2.IMWRITE_PNG_COMPRESSION, 9])):
+        for frame in (black, black[..., 0]):
+            ok, enc = cv2.imencode(ext, frame, params)
+            got = compressed_to_numpy(_compressed(enc.tobytes(), ext[1:]))
+            assert got.shape == (1080, 1920, 3) and got.max() == 0
+
+
+def test_log_flood_through_varying_text_is_bounded():
+    """300 frames, each with a different encoding string (also with ':' and quotes in it),
+    or a different compressed format string: one log line per kind in the period, not 300;
+    the key table stays bounded even for keys that do vary."""
+    from sensor_msgs.msg import Image
+    from vp3d_ros.nodes.common import Throttle
+    from vp3d_ros.nodes.pose2d_node import fault_kind
+    from vp3d_ros.ros_conversions import ImageConversionError, compressed_to_numpy, image_to_numpy
+    throttle = Throttle(period_s=60.0)
+    lines = []
+
+    def sink(text):  # what a logger method would print
+        lines.append(text)
+    for i in range(300):
+        msg = Image(height=2, width=2, step=6, encoding=f"enc{i}:'x{i}\"; 7x{i}")
+        msg.data = bytes(12)
+        with pytest.raises(ImageConversionError) as err:
+            image_to_numpy(msg)
+        throttle.log(sink, fault_kind(err.value), f'bad image skipped: {err.value}')
+    for i in range(300):
+        with pytest.raises(ImageConversionError) as err:
+            compressed_to_numpy(_compressed(bytes([i % 256]) * 40, f'fmt{i}; {i}x{i}'))
+        throttle.log(sink, fault_kind(err.value), f'bad image skipped: {err.value}')
+    assert len(lines) == 2, lines
+    assert sum(throttle.suppressed.values()) == 598
+    flood = Throttle(period_s=60.0, max_keys=64, max_lines=20)
+    got = [flood.log(sink, f'key-{i}', 'x') for i in range(1000)]
+    assert sum(got) == 20 and len(flood._last) <= 64 and len(flood.suppressed) <= 64
+    assert flood.held_over_budget == 980
