@@ -186,7 +186,7 @@ def main(argv=None) -> int:
             'frames': nframes,
         }
         if cond != 'clean' and 'clean' in args.conditions:
-            rmse = {}
+            rmse, bias = {}, {}
             for a in ANGLES:
                 d = np.concatenate([angles[(cond, s)][a] - angles[('clean', s)][a]
                                     for s in args.sequences])
@@ -195,7 +195,9 @@ def main(argv=None) -> int:
                                            for s in args.sequences])
                     d = d[keep]
                 rmse[a] = round(float(np.sqrt(np.mean(d ** 2))), 2)
+                bias[a] = round(float(np.mean(d)), 2)
             entry['angle_rmse_deg_vs_clean'] = rmse
+            entry['angle_mean_error_deg_vs_clean'] = bias
         results['conditions'][cond] = entry
     # ranges of the reference angles, so the RMSEs can be read against the motion
     if 'clean' in args.conditions:
