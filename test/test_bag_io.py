@@ -356,3 +356,75 @@ def test_foreign_type_and_lost_metadata_yaml(tmp_path, storage):
     assert not list((tmp_path / 'b').glob('*.unindexed'))
     with open_bag(tmp_path / 'b') as bag:
         assert [m.a for *_, m in bag.read_messages(['/foo'])] == [0, 1, 2]
+
+
+_UNWRITABLE = textwrap.dedent('''
+    import os, sys
+    sys.path.insert(0, sys.argv[1])
+    from test_bag_io import cloud, raw, T3, CLOUD
+    from vp3d_ros.bag_io import BagError, BagWriter
+    bag = os.path.join(sys.argv[2], 'bag')
+    w = BagWriter(bag, storage=sys.argv[3], split_max_bytes=20_000, flush_interval_s=0.0)
+    w.add_topic(T3, CLOUD)
+    for i in range(1000):
+        if i == 5:  # the bag directory becomes unwritable while recording
+            os.chmod(bag, 0o555)
+            for part in os.listdir(bag):
+                os.chmod(os.path.join(bag, part), 0o555)
+        try:
+            w.write(T3, 10**9 + i * 10**8, raw(cloud(i)[0]))
+        except BagError as e:
+            print('ERROR:', e)
+            break
+''')
+
+
+def _without_dac_override():
+    """Root, but subject to file permissions like any user: drop CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH from the capability bounding set before exec (prctl
+    PR_CAPBSET_DROP), so the exec'ed writer's effective set lacks them."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:
+            os._exit(77)
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_unwritable_bag_directory_names_its_cause(tmp_path, storage):
+    """The bag directory becomes unwritable while recording (EACCES): the error says
+    "permission denied" and to make the directory writable, not "free disk space". The
+    writer runs without the capability that lets root ignore directory permissions."""
+    import shutil
+    work = str(tmp_path / 'w')
+    os.mkdir(work)
+    try:
+        root = os.geteuid() == 0
+        res = subprocess.run([sys.executable, '-c', _UNWRITABLE, os.path.join(REPO, 'test'), work,
+                              storage], capture_output=True, text=True, timeout=120,
+                             preexec_fn=_without_dac_override if root else None,
+                             env={**os.environ, 'PYTHONPATH': REPO})
+        if res.returncode == 77:
+            pytest.skip('cannot drop CAP_DAC_OVERRIDE here (no CAP_SETPCAP)')
+        assert 'ERROR:' in res.stdout, res.stdout + res.stderr
+        err = res.stdout.split('ERROR:', 1)[1]
+        assert 'permission denied' in err and 'make the bag directory writable again' in err, err
+        assert 'free disk space' not in err.lower() and 'free space' not in err.lower(), err
+    finally:
+        for d, _, _ in os.walk(work):
+            os.chmod(d, 0o755)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_io_cause_by_errno():
+    """Real errors from real system calls, mapped to their cause and advice."""
+    try:
+        with open('/dev/full', 'w') as f:  # ENOSPC, as on a full disk
+            f.write('x')
+            f.flush()
+    except OSError as e:
+        full = e
+    assert bag_io.io_cause(full) == ('the disk is full', 'free disk space')
+    assert bag_io.io_cause(BagError('x'))[1] != 'free disk space'
+    for code, words in ((13, 'permission denied'), (30, 'read-only'), (5, 'input/output')):
+        assert words in bag_io.io_cause(OSError(code, os.strerror(code)))[0]

@@ -1,5 +1,7 @@
 """Hostile inputs against the pure core (issue 17): no single input may corrupt later output,
 no single message may cost more than its size, refusals are cheap and say why."""
+import time
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from vp3d_ros import cloud_schema
 from vp3d_ros.lifter import StreamingLifter, lift_queued
 from vp3d_ros.model import Architecture, build_model
 from vp3d_ros.windowing import TrackWindow, outside_image
+from test_robustness_common import rig  # noqa: F401,E402  (fixture)
 
 MS = 1_000_000
 SIZE = (640, 480)
@@ -250,3 +253,123 @@ def test_log_flood_through_varying_text_is_bounded():
     got = [flood.log(sink, f'key-{i}', 'x') for i in range(1000)]
     assert sum(got) == 20 and len(flood._last) <= 64 and len(flood.suppressed) <= 64
     assert flood.held_over_budget == 980
+
+
+def test_stamp_plausibility():
+    """int32 limits of a header stamp (1901, 2038) and sec 0 nsec 1: refused or warned;
+    under use_sim_time any positive stamp is a time."""
+    from vp3d_ros.windowing import stamp_problem
+    sec = 1_000_000_000
+    now = 1_790_000_000 * sec  # 2026
+    assert stamp_problem(-2 ** 31 * sec, now)[0] == 'refuse'  # 1901-12-13
+    assert stamp_problem(-2 ** 31 * sec, now, sim_time=True)[0] == 'refuse'
+    assert stamp_problem(0, now) == ('refuse', 'zero stamp')
+    assert stamp_problem(1, now)[0] == 'refuse'  # sec 0, nsec 1
+    assert stamp_problem(1, now, sim_time=True) is None
+    assert stamp_problem(sec - 1, now)[0] == 'refuse'
+    assert stamp_problem(sec, now) is None  # synthetic times (bags, tests) are times too
+    assert stamp_problem(now, now) is None and stamp_problem(now + 3600 * sec, now) is None
+    kind, why = stamp_problem((2 ** 31 - 1) * sec, now)  # 2038-01-19
+    assert kind == 'warn' and 'days ahead' in why
+    assert stamp_problem((2 ** 31 - 1) * sec, now, sim_time=True) is None
+
+
+def test_lifter_over_dds_absurd_coordinate_floods_and_stamps(rig, make_checkpoint):
+    """A real lifter process serving two cameras fed the same poses; camera 1 also gets a
+    hip at x = 3e38 px, a cloud of 150,000 one-joint persons, a cloud with two ``person``
+    fields and stamps at the int32 limits. Camera 1's skeletons after the receptive field
+    equal camera 2's, each refusal is logged once with its reason, the next normal frame
+    is lifted at once, and /diagnostics counts the joint refused."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import PointCloud2, PointField
+    from ros_harness import stamps_ns
+    from test_robustness_common import (SEC, assert_alive_and_clean, cloud, diag_values,
+                                        handshake, pose_at, reliable)
+    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    start, client, _ = rig
+    ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
+    lift = start('lifter_node', '-p', 'cameras:=[cam01, cam02]', '-p', f'checkpoint:={ckpt}',
+                 '-p', 'filter_widths:=[3, 3, 3]', '-p', 'channels:=32', '-p', 'causal:=true',
+                 '-p', 'image_width:=1000', '-p', 'image_height:=1000',
+                 '-p', 'idle_flush_s:=30.0', name='lifter')
+    cams = ('cam01', 'cam02')
+    for c in cams:
+        client.collect(PointCloud2, f'/{c}/skeleton_3d')
+    client.collect(DiagnosticArray, '/diagnostics')
+    pubs = {c: client.node.create_publisher(PointCloud2, f'/{c}/keypoints_2d', reliable(50))
+            for c in cams}
+    assert lift.wait_for_log('lifter ready', 90), lift.log()
+    for c in cams:
+        assert client.wait_for_subscribers(pubs[c], 1, 60), 'lifter never subscribed'
+    t0 = 5000 * SEC
+    used = []
+    for c in cams:
+        used += handshake(client, pubs[c], lambda ns: cloud(ns, pose_at(0)), t0,
+                          f'/{c}/skeleton_3d')
+    step = SEC // 30
+    stamps = [max(used) + (i + 1) * step for i in range(45)]
+    bad = 8
+    for i, ns in enumerate(stamps):
+        for c in cams:
+            pose = pose_at(i)
+            if c == 'cam01' and i == bad:
+                pose[0, 0] = 3e38
+            pubs[c].publish(cloud(ns, pose))
+        time.sleep(0.02)
+
+    def lifted(c, ns):
+        return ns in stamps_ns(client.messages(f'/{c}/skeleton_3d'))
+
+    assert client.wait_for(lambda: all(lifted(c, stamps[-1]) for c in cams), 30), lift.log()
+
+    def skeleton(c, ns):
+        msgs = [m for m in client.messages(f'/{c}/skeleton_3d') if stamps_ns([m]) == [ns]]
+        assert len(msgs) == 1, (c, ns, len(msgs))
+        return cloud_to_keypoints(msgs[0])[0][0]
+
+    assert np.all(np.isfinite(skeleton('cam01', stamps[bad])))
+    assert np.abs(skeleton('cam01', stamps[bad])).max() < 10
+    rf = 27
+    for ns in stamps[bad + rf:]:
+        assert np.abs(skeleton('cam01', ns) - skeleton('cam02', ns)).max() < 1e-5
+    assert lift.wait_for_log('lie more than one image size outside the 1000x1000 image', 10)
+    assert client.wait_for(
+        lambda: int(diag_values(client, '/lifter').get('joints_out_of_image', 0)) == 1, 10), \
+        diag_values(client, '/lifter')
+
+    # One huge cloud, one with two person fields, stamps at the int32 limits: each refused
+    # (or warned) once with its reason; the next normal frame is lifted within a second.
+    pub = pubs['cam01']
+    n = 150_000
+    flood = cloud(stamps[-1] + step, np.zeros((1, 17, 2)))
+    table = np.zeros((n, 5), '<f4')
+    table[:, 4] = np.arange(n)
+    flood.width, flood.row_step, flood.data = n, 20 * n, table.tobytes()
+    dup = cloud(stamps[-1] + 2 * step, pose_at(1))
+    dup.fields = list(dup.fields) + [PointField(name='person', offset=12,
+                                                datatype=PointField.FLOAT32, count=1)]
+    tiny = cloud(1, pose_at(2))  # sec 0, nsec 1
+    old = cloud(0, pose_at(3))
+    old.header.stamp.sec = -2 ** 31  # 1901
+    future = cloud(0, pose_at(4))
+    future.header.stamp.sec = 2 ** 31 - 1  # 2038
+    for msg in (flood, dup, tiny, old, future):
+        pub.publish(msg)
+    texts = ('cloud of 150000 points refused: more than 1360',
+             "duplicated fields ['person']",
+             'keypoints with a stamp in the first second of 1970',
+             'keypoints with a negative stamp (before 1970) dropped',
+             "days ahead of this machine's clock")
+    for text in texts:
+        assert lift.wait_for_log(text, 20), f'no line for {text!r}:\n{lift.log()}'
+    later = stamps[-1] + 3 * step
+    pub.publish(cloud(later, pose_at(5)))  # (the flood alone took 22 s here before)
+    assert client.wait_for(lambda: lifted('cam01', later), 5), lift.log()
+    assert lifted('cam01', (2 ** 31 - 1) * SEC)  # the future stamp was lifted, with a warning
+    assert not lifted('cam01', 1) and not lifted('cam01', flood.header.stamp.sec * SEC
+                                                 + flood.header.stamp.nanosec)
+    log = lift.log()
+    for text in texts:
+        assert log.count(text) == 1, (text, log)
+    assert np.all(np.isfinite(skeleton('cam01', later)))
+    assert_alive_and_clean(lift)

@@ -44,10 +44,13 @@ message (the open transaction is rolled back); for MCAP every complete chunk (th
 record at the end is discarded). The custom data is restored from the side file.
 On a write/flush/close error (disk full, EFBIG, ...) the writer does the same itself: it
 saves what is still safe to save, aborts, reindexes the part from disk and raises
-``BagError`` saying how many messages were kept (or to run ``reindex`` once space is free).
+``BagError`` saying how many messages were kept (or to run ``reindex`` once the disk is
+writable again) and the cause by its errno (disk full, permission denied, read-only file
+system, I/O error; ``io_cause``) with the matching advice.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import heapq
 import json
@@ -126,6 +129,40 @@ def decode_metadata(custom: Optional[Dict[str, str]]) -> Dict[str, Any]:
     return out
 
 
+# What to do about a failing write, by cause: "free disk space" was the advice for every
+# error, also for a directory that had become unwritable.
+_CAUSES = {
+    errno.ENOSPC: ('the disk is full', 'free disk space'),
+    errno.EDQUOT: ('the disk quota is used up', 'free space within the quota'),
+    errno.EACCES: ('permission denied', 'make the bag directory writable again'),
+    errno.EPERM: ('operation not permitted', 'make the bag directory writable again'),
+    errno.EROFS: ('the file system is read-only (remounted read-only after disk errors?)',
+                  'check the disk and remount it read-write'),
+    errno.EIO: ('an input/output error (a failing or removed disk?)', 'check the disk'),
+    errno.ENOENT: ('the bag directory was removed', 'do not delete a bag while recording'),
+}
+_SQLITE_CAUSES = {'SQLITE_FULL': errno.ENOSPC, 'SQLITE_READONLY': errno.EACCES,
+                  'SQLITE_PERM': errno.EPERM, 'SQLITE_IOERR': errno.EIO,
+                  'SQLITE_CANTOPEN': errno.EACCES}
+
+
+def io_cause(err: BaseException) -> Tuple[str, str]:
+    """(what went wrong, what to do) for an error writing a bag: its errno (an OSError
+    anywhere in the exception's chain) or SQLite's error code; unknown causes say so."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        code = getattr(err, 'errno', None)
+        if isinstance(err, OSError) and code in _CAUSES:
+            return _CAUSES[code]
+        name = getattr(err, 'sqlite_errorname', '') or ''
+        for prefix, mapped in _SQLITE_CAUSES.items():
+            if name.startswith(prefix):
+                return _CAUSES[mapped]
+        err = err.__cause__ or err.__context__
+    return ('an error writing the bag', 'check the output directory and disk')
+
+
 def _check_output_path(path: Path) -> None:
     """Fail before any data is accepted if ``path`` cannot become a new bag."""
     if path.exists() or path.is_symlink():
@@ -139,8 +176,9 @@ def _check_output_path(path: Path) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix='.vp3d_probe_', dir=anc))
     except OSError as e:
-        raise BagError(f'cannot write under {anc} ({e.strerror}): choose a writable output '
-                       f'directory or fix its permissions/free space') from None
+        what, todo = io_cause(e)
+        raise BagError(f'cannot write under {anc} ({e.strerror}: {what}): {todo}, or choose '
+                       'another output directory') from None
 
 
 def _flush_storage(storage) -> None:
@@ -202,7 +240,8 @@ class BagWriter:
         except (OSError, sqlite3.Error, WriterError) as e:
             self._writer = None
             writer.abort()
-            raise BagError(f'cannot start bag {part}: {e}') from e
+            what, todo = io_cause(e)
+            raise BagError(f'cannot start bag {part}: {e} ({what}: {todo})') from e
         self.parts.append(part)
         self._part_msgs = 0
         self._part_bytes = 0
@@ -331,10 +370,11 @@ class BagWriter:
             rec = _reindex_one(part, keep_original=False)
             kept = f'{part} was indexed and keeps {rec.messages} messages'
         except (BagError, OSError) as e:
-            kept = (f'{part} could not be indexed ({e}); free space, then run '
+            kept = (f'{part} could not be indexed ({e}); once it is writable again, run '
                     f'vp3d_ros.bag_io.reindex({str(part)!r}) to recover the flushed messages')
-        raise BagError(f'{doing} failed ({err}); {kept}. Free disk space or choose another '
-                       f'output path to record further') from err
+        what, todo = io_cause(err)
+        raise BagError(f'{doing} failed ({err}): {what}; {kept}. To record further: {todo}, '
+                       'or choose another output path') from err
 
     def close(self) -> None:
         """Finish the bag (index, metadata.yaml). Safe to call twice."""
