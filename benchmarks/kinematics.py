@@ -4,7 +4,8 @@
 
 Human3.6M S8 (held out from the lifter's training; ../shared/data/mocap/h36m17/h36m_S8.npz,
 50 fps, z up, metres), turned to OpenSim's Y up. The model is scaled once per condition
-from the first 3 s of ``directions_1`` (the subject stands), then IK runs on the first
+from ``directions_1`` (its standing window as vp3d-kinematics picks it: arms hanging, still,
+at 4-5 s; the take opens with a T-pose), then IK runs on the first
 ``--seconds`` of each sequence, each turned about the vertical to face +X on average
 and with implausible limb markers dropped (vp3d_ros.kinematics.pipeline.prepare_markers,
 as vp3d-kinematics does).
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
                'opensim': osim.GetVersion(), 'conditions': {}}
     angles = {}
     for cond in args.conditions:
-        static = data['directions_1'][:int(3 * rate)].astype(np.float64)
+        static = data['directions_1'].astype(np.float64)   # the CLI searches the whole input
         sm, _, _ = prepare_markers(Markers(np.arange(len(static)) / rate, H36M_MARKERS,
                                            zup_to_yup(perturb(static, cond, rate, rng))))
         trc = write_trc(sm, tmp / f'static_{cond}.trc')
@@ -175,6 +176,7 @@ def main(argv=None) -> int:
         table = marker_error_table(r._replace(marker_errors=e))
         entry = {
             'scale_factors': sc.factors,
+            'static_window_s': list(sc.window),
             'marker_rms_cm': 100 * float(np.sqrt(np.nanmean(e ** 2))),
             'leg_marker_rms_cm': 100 * float(np.sqrt(np.nanmean(e[:, legs] ** 2))),
             'marker_max_cm': 100 * float(np.nanmax(e)),

@@ -151,6 +151,32 @@ def test_reads_the_world_trc_vp3d_export_writes(tmp_path):
     assert np.allclose(m.xyz, km.zup_to_yup(pos), atol=1e-6)   # same axes as records' export
 
 
+def _stick_figure(arms_down: bool) -> np.ndarray:
+    """(17, 3) joint centres, Y up, facing +X."""
+    j = {'Hip': (0, 0.95, 0), 'RHip': (0, 0.95, 0.13), 'LHip': (0, 0.95, -0.13),
+         'RKnee': (0, 0.5, 0.13), 'LKnee': (0, 0.5, -0.13), 'RFoot': (0, 0.08, 0.13),
+         'LFoot': (0, 0.08, -0.13), 'Spine': (0, 1.18, 0), 'Thorax': (0, 1.42, 0),
+         'Neck_Nose': (0.05, 1.52, 0), 'Head': (0, 1.62, 0),
+         'RShoulder': (0, 1.38, 0.15), 'LShoulder': (0, 1.38, -0.15)}
+    for s, z in (('R', 1), ('L', -1)):
+        if arms_down:
+            j[f'{s}Elbow'], j[f'{s}Wrist'] = (0, 1.1, z * 0.17), (0, 0.85, z * 0.18)
+        else:   # T-pose
+            j[f'{s}Elbow'], j[f'{s}Wrist'] = (0, 1.38, z * 0.43), (0, 1.38, z * 0.68)
+    return np.array([j[n] for n in km.H36M_MARKERS], dtype=float)
+
+
+def test_standing_window_prefers_arms_down_over_an_opening_t_pose():
+    t = np.arange(200) / 50.0
+    xyz = np.repeat(_stick_figure(False)[None], 200, axis=0)      # 0-2 s: still T-pose
+    rng = np.random.default_rng(4)
+    xyz[100:150] = _stick_figure(True) + rng.normal(scale=0.01, size=(50, 17, 3))  # moving
+    xyz[150:] = _stick_figure(True)                                 # 3-4 s: still, arms down
+    a, b = km.static_window(km.Markers(t, km.H36M_MARKERS, xyz), search_s=3.0)
+    assert a >= 150 and b - a == 25
+    assert km.neutral_frames(km.Markers(t, km.H36M_MARKERS, xyz))[150:].all()
+
+
 def test_implausible_limb_markers_are_dropped():
     t = np.arange(20) / 20.0
     xyz = np.zeros((20, 17, 3))

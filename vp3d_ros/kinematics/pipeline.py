@@ -15,8 +15,9 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import require_opensim
-from .markers import (H36M_MARKERS, Markers, drop_implausible, heading_deg, read_trc,
-                      rotate_about_vertical, static_window, window_speed, write_trc, zup_to_yup)
+from .markers import (H36M_MARKERS, Markers, drop_implausible, heading_deg, neutral_frames,
+                      read_trc, rotate_about_vertical, static_window, window_speed, write_trc,
+                      zup_to_yup)
 
 WORLD_HINTS = ('fused', 'world')
 
@@ -122,6 +123,7 @@ def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[floa
         'model': str(model_file or 'vp3d_h36m17.osim (Pose2Sim simple model, BSD-3-Clause)'),
         'scaled_model': str(scaled), 'scaling': sc.method, 'scale_factors': sc.factors,
         'static_window_s': list(sc.window),
+        'static_window_neutral_posture': bool(neutral_frames(markers)[frames[0]:frames[1]].all()),
         'turned_about_vertical_deg': turn,
         'markers_dropped_frames': dropped,
         'bone_length_tolerance': bone_tolerance,
