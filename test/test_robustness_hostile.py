@@ -373,3 +373,114 @@ def test_lifter_over_dds_absurd_coordinate_floods_and_stamps(rig, make_checkpoin
         assert log.count(text) == 1, (text, log)
     assert np.all(np.isfinite(skeleton('cam01', later)))
     assert_alive_and_clean(lift)
+
+
+def test_stamp_gaps_count_frames_missing():
+    from vp3d_ros.windowing import StampGaps
+    rng = np.random.default_rng(5)
+    period = 33_333_333
+    stamps = np.arange(3000) * period + rng.integers(-2_000_000, 2_000_000, 3000)
+    keep = np.ones(3000, bool)
+    keep[100:150] = False  # 50 in a row
+    keep[rng.choice(np.arange(200, 3000), 400, replace=False)] = False  # scattered
+    gaps = StampGaps(max_gap_ns=500_000_000)
+    for s in stamps[keep]:
+        gaps.add(int(s))
+    assert gaps.missing == 400  # 50 in a row is a 1.7 s pause (> max_gap), not loss
+    assert gaps.add(int(stamps[-1]) + 30 * 10**9) == 0  # a pause
+    # A long stamp gap between frames that arrived 1 ms apart: a backlog dropped, not a pause
+    gaps.add(int(stamps[-1]) + 31 * 10**9, received_ns=10**9)
+    assert gaps.add(int(stamps[-1]) + 32 * 10**9, received_ns=10**9 + 10**6) in (29, 30)  # jitter
+    assert gaps.add(5) == 0 and gaps.period_ns is None  # backwards: a new sequence
+
+
+def test_lifter_over_dds_reports_keypoints_lost_under_flood(rig, make_checkpoint):
+    """2000 keypoint frames as fast as Python publishes them (0.5 ms apart in stamps): what
+    DDS drops from the lifter's queue (keep-last 50; no message_lost event for that) is
+    counted from the stamp sequence: lifted + keypoints_missing accounts for every frame,
+    and the loss is said in the log."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import PointCloud2
+    from ros_harness import stamps_ns
+    from test_robustness_common import (SEC, assert_alive_and_clean, cloud, diag_values,
+                                        handshake, lifter_args, pose_at, reliable)
+    start, client, _ = rig
+    ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
+    lift = start('lifter_node', *lifter_args(ckpt, 1000, 1000), '-p', 'idle_flush_s:=30.0',
+                 name='lifter')
+    client.collect(PointCloud2, '/cam01/skeleton_3d')
+    client.collect(DiagnosticArray, '/diagnostics')
+    pub = client.node.create_publisher(PointCloud2, '/cam01/keypoints_2d', reliable(50))
+    assert lift.wait_for_log('lifter ready', 90), lift.log()
+    assert client.wait_for_subscribers(pub, 1, 60), 'lifter never subscribed'
+    used = handshake(client, pub, lambda ns: cloud(ns, pose_at(0)), 6000 * SEC,
+                     '/cam01/skeleton_3d')
+    n, step, warm = 2000, SEC // 2000, 20
+    stamps = [max(used) + SEC + i * step for i in range(n)]
+    msgs = [cloud(ns, pose_at(i)) for i, ns in enumerate(stamps)]
+    for msg in msgs[:warm]:  # the camera's rate, while the lifter keeps up
+        pub.publish(msg)
+        time.sleep(0.02)
+    for msg in msgs[warm:]:  # then a flood at that rate
+        pub.publish(msg)
+    assert client.wait_for(
+        lambda: stamps[-1] in stamps_ns(client.messages('/cam01/skeleton_3d')), 60), lift.log()
+    flood = set(stamps)
+    lifted = len(flood & set(stamps_ns(client.messages('/cam01/skeleton_3d'))))
+
+    def accounted():
+        v = diag_values(client, '/lifter')
+        return lifted + int(v.get('keypoints_missing', -n)) >= n - 10
+
+    got = sorted(stamps.index(s) for s in flood & set(stamps_ns(client.messages('/cam01/skeleton_3d'))))
+    assert client.wait_for(accounted, 10), (lifted, got, {k: v for k, v in diag_values(client, '/lifter').items() if 'missing' in k or k == 'received'})
+    missing = int(diag_values(client, '/lifter')['keypoints_missing'])
+    assert lifted + missing <= n  # never more missing than were sent
+    if lifted < n:  # DDS dropped some (the usual case here): said in the log
+        assert missing > 0 and lift.wait_for_log('keypoints_2d frame(s) missing before stamp', 5)
+    assert_alive_and_clean(lift)
+
+
+def test_pose2d_over_dds_varying_text_and_flapping_size_log_bounded(rig):
+    """300 images, each with a different (unsupported) encoding string, then 40 frames
+    whose size flips on every frame, to a real pose2d: one log line for the encodings (not
+    300), at most one MediaPipe restart per SIZE_RESTART_MIN_S, and a good frame
+    afterwards is still answered with keypoints."""
+    from sensor_msgs.msg import Image, PointCloud2
+    from ros_harness import stamps_ns
+    from test_robustness_common import (SEC, assert_alive_and_clean, clip_frames, image,
+                                        reliable, send_until, set_stamp)
+    from vp3d_ros.nodes.pose2d_node import SIZE_RESTART_MIN_S
+    start, client, _ = rig
+    pose = start('pose2d_node', '-r', '__ns:=/cam01', name='pose2d')
+    client.collect(PointCloud2, '/cam01/keypoints_2d')
+    pub = client.node.create_publisher(Image, '/cam01/image', reliable(5))
+    assert pose.wait_for_log('pose2d ready', 90), pose.log()
+    assert client.wait_for_subscribers(pub, 1, 60), 'pose2d never subscribed'
+    frames = clip_frames(2)
+    t = 3000 * SEC
+
+    def answered(ns):
+        return ns in stamps_ns(client.messages('/cam01/keypoints_2d'))
+
+    assert send_until(client, pub, image(frames[0], t), lambda: answered(t)), pose.log()
+    for i in range(300):
+        msg = Image(height=2, width=2, step=6, encoding=f"enc{i}:'{i}'")
+        msg.data = bytes(12)
+        pub.publish(set_stamp(msg, t + (i + 1) * SEC // 1000))
+        time.sleep(0.005)
+    began = time.monotonic()
+    for i in range(40):
+        size = (64, 96) if i % 2 else (96, 64)
+        small = np.zeros((size[1], size[0], 3), np.uint8)
+        pub.publish(image(small, t + SEC + i * SEC // 30))
+        time.sleep(0.02)
+    took = time.monotonic() - began
+    t_good = t + 10 * SEC
+    assert send_until(client, pub, image(frames[1], t_good), lambda: answered(t_good)), pose.log()
+    log = pose.log()
+    assert 1 <= log.count('unsupported image encoding') <= 2, log
+    restarts = log.count('pose tracker restarted')
+    assert 1 <= restarts <= 2 + (took + 4) / SIZE_RESTART_MIN_S, log  # (+ the good frame's)
+    assert log.count('image size changed again') == 1, log
+    assert_alive_and_clean(pose)

@@ -94,6 +94,67 @@ def stamp_problem(stamp_ns: int, now_ns: int, sim_time: bool = False) -> Optiona
     return None
 
 
+class StampGaps:
+    """Frames missing from one camera's stamp sequence, by the camera's own period.
+
+    DDS drops samples silently where a reader's keep-last history overflows (Fast DDS
+    reports no ``message_lost`` event for that: measured, 1995 of 2000 lost, no event), so
+    the loss is read from the stamps: an interval of k periods means k - 1 frames missing.
+    The period is a low quantile of the recent intervals between consecutive frames,
+    learned while the stream is whole (gaps do not enter it, so a long flood with heavy
+    loss is still measured against the rate from before it); after ``relearn`` gapped
+    intervals in a row the camera is taken to have changed its rate and the period is
+    learned again. A longer interval than ``max_gap_ns`` is a pause, not loss, unless the
+    two frames arrived much closer together than their stamps are (a backlog being dropped:
+    ``received_ns``, the local receive times); time going backwards starts afresh. Frames an
+    upstream node dropped on purpose (pose2d's ``dropped``) are gaps here too."""
+
+    def __init__(self, max_gap_ns: int, window: int = 64, min_intervals: int = 8,
+                 relearn: int = 256):
+        self.max_gap_ns = int(max_gap_ns)
+        self.min_intervals = min_intervals
+        self.relearn = relearn
+        self._normal: Deque[int] = deque(maxlen=window)  # intervals of consecutive frames
+        self._gapped = 0  # gapped intervals in a row
+        self._last: Optional[int] = None
+        self._last_rx: Optional[int] = None
+        self.missing = 0
+
+    @property
+    def period_ns(self) -> Optional[float]:
+        if len(self._normal) < self.min_intervals:
+            return None
+        return float(np.quantile(np.asarray(self._normal), 0.2))
+
+    def add(self, stamp_ns: int, received_ns: Optional[int] = None) -> int:
+        """One received stamp -> frames missing just before it (0 when not known)."""
+        last, self._last = self._last, stamp_ns
+        last_rx, self._last_rx = self._last_rx, received_ns
+        if last is None or stamp_ns == last:
+            return 0
+        if stamp_ns < last:  # a bag looping, a restart: a new sequence
+            self._normal.clear()
+            self._gapped = 0
+            return 0
+        d = stamp_ns - last
+        period = self.period_ns
+        if period is None or d < 1.5 * period:
+            self._normal.append(d)
+            self._gapped = 0
+            return 0
+        if d > self.max_gap_ns and (received_ns is None or last_rx is None
+                                    or received_ns - last_rx > d / 2):
+            return 0  # the stream paused (it arrived as slowly as it was stamped)
+        self._gapped += 1
+        if self._gapped >= self.relearn:  # the camera's rate changed: learn it again
+            self._normal.clear()
+            self._gapped = 0
+            return 0
+        n = int(round(d / period)) - 1
+        self.missing += n
+        return n
+
+
 class TrackWindow:
     def __init__(self, make_lifter: Callable[[float, float], StreamingLifter],
                  max_gap_frames: int = 10, max_gap_s: float = 0.5, min_confidence: float = 0.2):

@@ -50,7 +50,7 @@ from ..lifter import StreamingLifter, lift_queued
 from ..lifter_config import model_provenance, resolve_lifter
 from .markers import skeleton_markers
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from ..windowing import TrackWindow, stamp_problem
+from ..windowing import StampGaps, TrackWindow, stamp_problem
 from .common import (ConfigError, Throttle, declare, exit_process, problem_kind, run_node,
                      steady_timer)
 from .diagnostics import NodeDiagnostics
@@ -106,6 +106,8 @@ class _Camera:
         self.last_stamp: Optional[int] = None  # newest accepted stamp (ns)
         # 2D frames that arrived before an image size was known (discovery races at start-up).
         self.waiting = deque(maxlen=120)
+        # Frames missing from the stamp sequence (lost in DDS, or dropped upstream).
+        self.gaps = StampGaps(int(node.max_gap_s * 1e9))
 
     def outputs(self):
         """(tracks, publisher, with markers) of the main model and the low-latency one."""
@@ -196,6 +198,7 @@ class LifterNode(Node):
         self.throttle = Throttle()
         self.resets = 0
         self.out_of_image = 0  # joints refused for lying far outside their image
+        self.frames_missing = 0  # keypoints_2d frames missing from the stamp sequences
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
         self._due: list = []  # (camera, receive time, persons) of frames queued, not lifted
@@ -262,6 +265,8 @@ class LifterNode(Node):
         rf = self.ckpt.arch.receptive_field
         return {'tracks': sum(len(c.tracks) for c in self.cameras), 'resets': self.resets,
                 'joints_out_of_image': self.out_of_image,
+                'keypoints_missing': self.frames_missing,
+                **{f'keypoints_missing/{c.name or "."}': c.gaps.missing for c in self.cameras},
                 'window_fill': max(fills.values(), default=0), 'receptive_field': rf,
                 'waiting_for_camera_info': sum(len(c.waiting) for c in self.cameras),
                 'streams_per_pass': round(self.streams_lifted / max(1, self.passes), 2), **fills}
@@ -354,6 +359,7 @@ class LifterNode(Node):
         if not held:
             self.diag.received()
             cam.last_rx = time.monotonic()
+            self._count_missing(cam, msg)
         try:
             persons = self._accept(cam, msg)
         except Exception as e:  # noqa: BLE001 - one bad frame, not a dead lifter
@@ -366,6 +372,22 @@ class LifterNode(Node):
             self._lift_due()
         elif self._due_timer.is_canceled():
             self._due_timer.reset()
+
+    def _count_missing(self, cam: _Camera, msg):
+        """Frames missing before this one in the camera's stamp sequence: DDS drops what
+        overflows the subscription's queue (50) without a word, so it is counted here."""
+        stamp = _ns(msg.header.stamp)
+        if stamp_problem(stamp, 0, sim_time=True) is not None:
+            return
+        n = cam.gaps.add(stamp, time.monotonic_ns())
+        if n:
+            self.frames_missing += n
+            self._warn(f'missing-{cam.name}', f'{cam.name or "."}: {n} keypoints_2d frame(s) '
+                       f'missing before stamp {stamp / 1e9:.6f} s (one expected every '
+                       f'{cam.gaps.period_ns / 1e6:.1f} ms): lost in DDS while this node fell '
+                       "behind (its queue holds 50), or dropped upstream (pose2d's dropped "
+                       f'count); {cam.gaps.missing} missing so far (keypoints_missing in '
+                       '/diagnostics)')
 
     def _failed(self, cam: _Camera, e: Exception):
         self.diag.error()

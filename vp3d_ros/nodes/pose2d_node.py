@@ -199,7 +199,7 @@ class Pose2dNode(Node):
                               f'frame_id {msg.header.frame_id!r}): {e}')
             return None
 
-    def _restart_tracker(self, why: str, key: str = 'restart'):
+    def _restart_tracker(self, why: str, key: Optional[str] = 'restart'):
         """A fresh MediaPipe graph: its tracking ROI and smoothing belong to the old stream."""
         from ..pose_estimation import create_estimator
         old, self.estimator = self.estimator, None
@@ -210,7 +210,10 @@ class Pose2dNode(Node):
         self.estimator = create_estimator(**self._estimator_args)
         self._last_ms = -1
         self.tracking.reset()  # person tracks belong to the old stream too: new ids
-        self.throttle.log(self.get_logger().info, key, f'{why}: pose tracker restarted')
+        if key is None:  # already rate-limited by the caller: every restart is said
+            self.get_logger().info(f'{why}: pose tracker restarted')
+        else:
+            self.throttle.log(self.get_logger().info, key, f'{why}: pose tracker restarted')
 
     def _process(self, msg):
         t0 = time.perf_counter()
@@ -234,7 +237,7 @@ class Pose2dNode(Node):
                                   f'{SIZE_RESTART_MIN_S:.0f} s; frames of the current size go on)')
                 return
             self._size_restart = now
-            self._restart_tracker(f'image size changed {change}', 'size-change')
+            self._restart_tracker(f'image size changed {change}', None)
         elif self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
             back_s = (self._last_stamp_ns - stamp_ns) / 1e9
             self._restart_tracker(f'time went backwards by {back_s:.3f} s (bag looping?)',
