@@ -20,9 +20,14 @@ mode; see ``lifter_config.model_provenance``) is announced once as JSON on ``~/m
 the recorder writes it into the bag's ``vp3d.checkpoint``.
 
 Robustness rules (a rig sends everything): a cloud that is not a 2D keypoint cloud (missing
-or non-FLOAT32 fields, a payload that does not fit its point count, 3D points) is skipped
-with a rate-limited warning; non-finite joints are held or treated as a missing person;
-frames with a zero stamp or a stamp already seen are dropped (counted in /diagnostics);
+or non-FLOAT32 or duplicated fields, a payload that does not fit its point count, 3D points,
+more than ``MAX_CLOUD_FACTOR`` x max_persons persons' points) is skipped with a rate-limited
+warning; non-finite joints and joints more than one image size outside the image are held
+or treated as a missing person (``joints_out_of_image``); frames with an implausible stamp
+(negative, zero, sec 0 without use_sim_time; see ``windowing.stamp_problem``) or a stamp
+already seen are dropped (counted in /diagnostics), stamps a day ahead of the clock warned;
+frames missing from a camera's stamp sequence (DDS drops what overflows the queue without
+an event) are counted as ``keypoints_missing`` and logged;
 stamps going backwards, long stamp gaps and a camera gone quiet for ``idle_flush_s`` end
 the windows (owed poses are published first), so a restarted pose2d or a looping bag starts
 clean. Tracks of persons that are gone are dropped, so a flood of person ids cannot grow
