@@ -26,10 +26,10 @@ VIDEOS = [DATA / f'balancing_cam0{i}.mp4' for i in range(1, 5)]
 CALIB = DATA / 'balancing_calib_qualisys.toml'
 
 
-def detect(video: Path, name: str):
+def detect(video: Path, name: str, max_frames=None):
     """(T, 17, 3) pixels + confidence (NaN where nobody was found), image size."""
     from .offline import _run_pose, video_source
-    res = _run_pose([video_source(video, name, None, None)], 'h36m', False)[0]
+    res = _run_pose([video_source(video, name, None, max_frames)], 'h36m', False)[0]
     kp = np.full((len(res.frames), 17, 3), np.nan)
     for t, f in enumerate(res.frames):
         if f.people:
@@ -50,6 +50,7 @@ def main(argv=None) -> int:
                                  description=__doc__.splitlines()[0])
     ap.add_argument('--out', default='demo_output/fusion', help='output folder')
     ap.add_argument('--columns', type=int, default=5, help='frames in the picture')
+    ap.add_argument('--max-frames', type=int, default=None, help='only the first N frames')
     ap.add_argument('--reuse', action='store_true',
                     help="reuse the 2D keypoints a previous run left in --out (MediaPipe is slow)")
     a = ap.parse_args(argv)
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
             cap = cv2.VideoCapture(str(v))
             size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         else:
-            kp, size = detect(v, name)
+            kp, size = detect(v, name, a.max_frames)
         kps.append(kp)
         cams.append(find_camera(rig, name).with_image_size(*size))
         np.save(out / f'keypoints_{name}.npy', kp)
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
         if not ok:
             break
         frames.append(bgr)
-    pick = np.linspace(10, T - 10, a.columns).astype(int)
+    pick = np.linspace(min(10, T // 4), T - 1 - min(10, T // 4), a.columns).astype(int)
     top = strip([frames[i] for i in pick], [kp[0, i, :, :2] for i in pick],
                 [kp[0, i, :, 2] for i in pick], [lifted[0][i] if lifted[0] is not None else None
                                                  for i in pick],
