@@ -428,3 +428,28 @@ def test_io_cause_by_errno():
     assert bag_io.io_cause(BagError('x'))[1] != 'free disk space'
     for code, words in ((13, 'permission denied'), (30, 'read-only'), (5, 'input/output')):
         assert words in bag_io.io_cause(OSError(code, os.strerror(code)))[0]
+
+
+def test_read_only_file_system_names_its_cause(tmp_path):
+    """A bag directory on a file system mounted read-only (what the kernel does after disk
+    errors): the error says "read-only" and what to check, not "free disk space". Needs
+    mount (root/CAP_SYS_ADMIN): a small tmpfs remounted read-only. (Mid-recording, a remount
+    is refused while the bag's files are open; the same errno mapping, io_cause, words the
+    write errors: test_unwritable_bag_directory_names_its_cause.)"""
+    mnt = tmp_path / 'mnt'
+    mnt.mkdir()
+    try:
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(mnt)], check=True,
+                       capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip('cannot mount a tmpfs here (needs CAP_SYS_ADMIN)')
+    try:
+        subprocess.run(['mount', '-o', 'remount,ro', str(mnt)], check=True,
+                       capture_output=True, timeout=10)
+        with pytest.raises(BagError) as err:
+            BagWriter(mnt / 'bag')
+        text = str(err.value)
+        assert 'Read-only file system' in text and 'remount it read-write' in text, text
+        assert 'free' not in text.lower(), text
+    finally:
+        subprocess.run(['umount', '-l', str(mnt)], capture_output=True, timeout=10)
