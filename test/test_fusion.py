@@ -347,3 +347,28 @@ def test_fusion_demo_runs(tmp_path):
     cli = np.load(out / 'cli.npy')
     assert cli.shape == (16, 17, 3) and np.isfinite(cli).all()
     assert np.linalg.norm(cli - fused, axis=-1).mean() < 0.05   # demo adds the lifted prior only
+
+
+def test_cli_lifted_fills_lost_joint(rig, motion, tmp_path):
+    """--lifted NAME=POSES.npy (camera frame, root-relative, e.g. from vp3d-lift) recovers the
+    joint no two cameras see, which comes back NaN without it."""
+    calib = save_calibration_toml({c.name: c for c in rig}, tmp_path / 'calib.toml')
+    px = _project(rig, motion)
+    px[1:, :, 7] = np.nan
+    files = []
+    for i in range(4):
+        np.save(tmp_path / f'k{i}.npy', px[i])
+        files.append(f'cam_0{i + 1}={tmp_path / f"k{i}.npy"}')
+    rel = rig[0].to_camera(motion) - rig[0].to_camera(motion[:, :1])
+    np.save(tmp_path / 'lifted1.npy', rel)
+    out = tmp_path / 'out.npy'
+    r = _cli('--calibration', calib, '--keypoints', *files, '--lifted',
+             f'cam01={tmp_path / "lifted1.npy"}', '--out', out)
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)
+    assert np.isfinite(got).all()
+    assert np.linalg.norm(got[:, 7] - motion[:, 7], axis=-1).mean() < 0.01
+    np.save(tmp_path / 'short.npy', rel[:5])
+    r = _cli('--calibration', calib, '--keypoints', *files, '--lifted',
+             f'cam01={tmp_path / "short.npy"}', '--out', out)
+    assert r.returncode == 2 and 'frames' in r.stderr
