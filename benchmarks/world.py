@@ -296,8 +296,9 @@ def real_benchmark(lifter, floor=True):
 def opensim_check(world, fps, name, out_dir):
     """A world track exported as TRC (OpenSim's axes) and loaded with the opensim wheel as a
     marker table: marker ranges (metres) show whether it stands upright and moves."""
-    try:
-        import opensim
+    from vp3d_ros.kinematics import require_opensim
+    try:   # restores the LD_LIBRARY_PATH the wheel's import overwrites
+        opensim = require_opensim()
     except ImportError:
         print('opensim not installed: no OpenSim check')
         return None
