@@ -1,21 +1,21 @@
 """Multi-view fusion accuracy: held-out motion capture through four calibrated cameras, and
 the real 4-camera lab clip.
 
-Synthetic (ground truth known): the held-out Human3.6M subject S8 (and, with ``--cmu``, the
-six held-out CMU clips) projected through the four Human3.6M cameras of subject S1
+Synthetic (ground truth known): the held-out Human3.6M subject S8 (and, with ``--cmu``, the six
+held-out CMU clips) projected through the four Human3.6M cameras of subject S1
 (``../shared/data/cameras/h36m_cameras.json``: intrinsics with their lens distortion, poses
 relative to the capture centre, moved so the capture centre sits under the subject's mean
-position; the mocap world is z up with the floor at 0, as Human3.6M's). Conditions: clean 2D;
-5 px Gaussian noise (per axis); 5 px + 10 % of the detections dropped at random; 5 px + one
-camera losing the person for one second per sequence; 5 px + 5 % gross outliers (40-120 px
-off, full confidence); 5 px + three of the four cameras losing the person for one second. Methods, same 2D, same run: plain DLT triangulation (every view
-alike, no rejection, no temporal stage; NaN with fewer than two views), robust triangulation
-(weighted, outlier views rejected, no temporal stage), fusion offline (robust + gap filling
-+ zero-phase low-pass) and fusion live (causal); in the last condition also both with the lifted prior (the shipped
-symmetric lifter on the remaining camera's 2D, rotated into the world); with 5 px noise also
-each camera alone (its lifted skeletons placed in the world by vp3d_ros.geometry.world).
-Reported: absolute world MPJPE (mm) over the
-joints each method recovers, and the share of joints it recovers.
+position; the mocap world is z up with the floor at 0, as Human3.6M's). Conditions: clean 2D; 5
+px Gaussian noise (per axis); 5 px + 10 % of the detections dropped at random; 5 px + one
+camera losing the person for one second per sequence; 5 px + 5 % gross outliers (40-120 px off,
+full confidence); 5 px + three of the four cameras losing the person for one second. Methods,
+same 2D, same run: plain DLT triangulation (every view alike, no rejection, no temporal stage;
+NaN with fewer than two views), robust triangulation (weighted, outlier views rejected, no
+temporal stage), fusion offline (robust + gap filling + zero-phase low-pass) and fusion live
+(causal); in the last condition also both with the lifted prior (the shipped symmetric lifter
+on the remaining camera's 2D, rotated into the world); with 5 px noise also each camera alone
+(its lifted skeletons placed in the world by vp3d_ros.geometry.world). Reported: absolute world
+MPJPE (mm) over the joints each method recovers, and the share of joints it recovers.
 
 Real clip (``../shared/data/video/pose2sim_balancing``, 60 fps, Qualisys calibration):
 MediaPipe 2D of each camera (the offline path's detect_2d, cached in ``--cache``), fused
@@ -45,6 +45,16 @@ SHARED = os.path.join(os.path.dirname(REPO), 'shared', 'data')
 MOCAP = os.path.join(SHARED, 'mocap', 'h36m17')
 H36M_CAMERAS = os.path.join(SHARED, 'cameras', 'h36m_cameras.json')
 CLIP_DIR = os.path.join(SHARED, 'video', 'pose2sim_balancing')
+BUNDLED = os.path.join(REPO, 'vp3d_ros', 'data')
+
+
+def clip_files():
+    """(videos by camera name, calibration) of the 4-camera clip: shared data, else bundled."""
+    if os.path.isdir(CLIP_DIR):
+        return ({f'cam0{i}': os.path.join(CLIP_DIR, f'cam0{i}.mp4') for i in range(1, 5)},
+                os.path.join(CLIP_DIR, 'Calib_qualisys.toml'))
+    return ({f'cam0{i}': os.path.join(BUNDLED, f'balancing_cam0{i}.mp4') for i in range(1, 5)},
+            os.path.join(BUNDLED, 'balancing_calib_qualisys.toml'))
 
 
 # ----------------------------------------------------------------------------- synthetic rig
@@ -104,7 +114,8 @@ def observe(cams, X, fps, condition, rng):
     # keep detections inside the image, as a detector would
     for c, cam in enumerate(cams):
         w, h = cam.size
-        out = (px[c, ..., 0] < 0) | (px[c, ..., 0] >= w) | (px[c, ..., 1] < 0) | (px[c, ..., 1] >= h)
+        out = ((px[c, ..., 0] < 0) | (px[c, ..., 0] >= w)
+               | (px[c, ..., 1] < 0) | (px[c, ..., 1] >= h))
         px[c][out] = np.nan
     return px
 
@@ -218,7 +229,8 @@ def per_frame_cost(n=400):
     cams = [rig[f'S1_camera{i}'] for i in range(1, 5)]
     centre = capture_centre(cams)
     X = np.random.default_rng(1).normal(0, 0.3, (n, 17, 3)) + centre
-    px = np.stack([c.project(X) for c in cams]) + np.random.default_rng(2).normal(0, 5, (4, n, 17, 2))
+    px = np.stack([c.project(X) for c in cams])
+    px = px + np.random.default_rng(2).normal(0, 5, px.shape)
     fz = F.CausalFuser(cams)
     ts, cpu = [], []
     for i in range(n):
@@ -245,7 +257,7 @@ def real_keypoints(cache):
         if not os.path.exists(path):
             from pathlib import Path
             from vp3d_ros.offline import _run_pose, video_source
-            src = video_source(Path(CLIP_DIR) / f'{name}.mp4', name, None, None)
+            src = video_source(Path(clip_files()[0][name]), name, None, None)
             res = _run_pose([src], 'h36m', False)[0]
             kp = np.full((len(res.frames), 17, 2), np.nan)
             conf = np.zeros((len(res.frames), 17))
@@ -266,10 +278,11 @@ def bone_cv(P):
 
 
 def real_clip(args):
-    if not os.path.isdir(CLIP_DIR):
-        print('real clip: ../shared/data/video/pose2sim_balancing absent; skipped')
+    videos, calib = clip_files()
+    if not all(os.path.isfile(v) for v in videos.values()):
+        print('real clip: 4-camera clip absent; skipped')
         return
-    rig = load_calibration(os.path.join(CLIP_DIR, 'Calib_qualisys.toml'))
+    rig = load_calibration(calib)
     data = real_keypoints(args.cache)
     names = sorted(data)
     cams = [find_camera(rig, n).with_image_size(*data[n][2]) for n in names]

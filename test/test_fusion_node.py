@@ -172,7 +172,8 @@ def _four_camera_clip():
 def test_fusion_node_on_real_four_camera_frames(rig):  # noqa: F811
     """Real frames of the 4-camera clip through four pose2d processes (real MediaPipe, frames
     downscaled to 270x480 so the node scales the calibration) and the fusion node over DDS: one
-    fused skeleton per instant, upright in the calibration's z-up world, a foot near the floor, and equal to the core's causal fusion of the same keypoints."""
+    fused skeleton per instant, upright in the calibration's z-up world, a foot near the floor,
+    and equal to the core's causal fusion of the same keypoints."""
     import cv2
     from sensor_msgs.msg import PointCloud2
     from test_robustness_common import handshake, image, reliable

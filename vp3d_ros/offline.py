@@ -716,7 +716,8 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
                 raise OfflineError(f'fusion: {e}') from None
     params = {
         'input': (str(src.resolve()) if len(inputs) == 1
-                  else [str(p.resolve()) for p in inputs]), 'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
+                  else [str(p.resolve()) for p in inputs]),
+        'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
         'channels': ckpt.arch.channels, 'causal': ckpt.arch.causal, 'input_layout': layout,
         'flip': flip, 'backend': backend, 'task_file': task_file or '', 'num_poses': num_poses,
         'subject': subject, 'track_gate': track_gate, 'track_max_age': track_max_age,

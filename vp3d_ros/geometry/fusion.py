@@ -367,8 +367,9 @@ def fill_gaps(points: np.ndarray, prior: Optional[np.ndarray] = None,
     them (over a second lost by three of four cameras: 35 mm on held-out motion capture,
     against 58 mm placing on the remaining camera's rays); at the ends of the sequence, where
     one side is missing, ``place(scaled prior, known translations) -> (T, 3)``
-    (:func:`place_by_cameras`: the rays of the cameras that still see the person). Without a prior (or where it cannot be placed): linear
-    interpolation over gaps up to ``max_gap`` frames."""
+    (:func:`place_by_cameras`: the rays of the cameras that still see the person). Without a
+    prior (or where it cannot be placed): linear interpolation over gaps up to ``max_gap``
+    frames."""
     pts = np.array(points, dtype=np.float64)
     T, J, _ = pts.shape
     if prior is not None and np.isfinite(prior).any():

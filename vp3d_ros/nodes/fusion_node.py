@@ -3,14 +3,15 @@
 absolute positions in metres, stamped with the instant).
 
 Pixels are read in the images pose2d saw (``keypoints_2d/image_info``): the calibration is
-scaled to a downscaled stream. Frames of one instant are grouped by stamp (:mod:`vp3d_ros.instants`: ``sync_tolerance_s``,
-late cameras waited for up to ``max_wait_s``, then fused without them), persons are matched
-across cameras (:func:`vp3d_ros.geometry.fusion.associate`), each person is triangulated with
-outlier-view rejection and filtered causally (:class:`~vp3d_ros.geometry.fusion.CausalFuser`);
-joints fewer than two cameras see are filled from that camera's lifted ``skeleton_3d`` (rotated
-into the world) when the lifter runs, else held briefly. Joints that cannot be recovered are
-left out of the cloud. Markers on ``/skeleton_3d/fused/markers``; /diagnostics adds cameras
-used per joint, reprojection error, late and incomplete instants.
+scaled to a downscaled stream. Frames of one instant are grouped by stamp
+(:mod:`vp3d_ros.instants`: ``sync_tolerance_s``, late cameras waited for up to ``max_wait_s``,
+then fused without them), persons are matched across cameras
+(:func:`vp3d_ros.geometry.fusion.associate`), each person is triangulated with outlier-view
+rejection and filtered causally (:class:`~vp3d_ros.geometry.fusion.CausalFuser`); joints fewer
+than two cameras see are filled from that camera's lifted ``skeleton_3d`` (rotated into the
+world) when the lifter runs, else held briefly. Joints that cannot be recovered are left out of
+the cloud. Markers on ``/skeleton_3d/fused/markers``; /diagnostics adds cameras used per joint,
+reprojection error, late and incomplete instants.
 """
 from __future__ import annotations
 
@@ -126,7 +127,8 @@ class FusionNode(Node):
         steady_timer(self, 0.5, self._connect)
         steady_timer(self, 0.02, self._poll)
         self.get_logger().info(
-            f'fusing {len(names)} cameras ({", ".join(f"{n}={self.models[n].name}" for n in names)})'
+            f'fusing {len(names)} cameras '
+            f'({", ".join(f"{n}={self.models[n].name}" for n in names)})'
             f' from {calibration} into /skeleton_3d/fused (frame {self.world_frame!r})')
 
     # -------------------------------------------------------------- subscriptions
