@@ -169,12 +169,15 @@ def _stick_figure(arms_down: bool) -> np.ndarray:
 def test_standing_window_prefers_arms_down_over_an_opening_t_pose():
     t = np.arange(200) / 50.0
     xyz = np.repeat(_stick_figure(False)[None], 200, axis=0)      # 0-2 s: still T-pose
-    rng = np.random.default_rng(4)
-    xyz[100:150] = _stick_figure(True) + rng.normal(scale=0.01, size=(50, 17, 3))  # moving
+    walk = np.zeros((50, 1, 3))
+    walk[:, 0, 0] = np.linspace(-0.5, 0.0, 50)                      # 2-3 s: walking at 0.5 m/s
+    xyz[100:150] = _stick_figure(True) + walk
     xyz[150:] = _stick_figure(True)                                 # 3-4 s: still, arms down
+    rng = np.random.default_rng(4)
+    xyz = xyz + rng.normal(scale=0.02, size=xyz.shape)              # 2 cm jitter throughout
     a, b = km.static_window(km.Markers(t, km.H36M_MARKERS, xyz), search_s=3.0)
     assert a >= 150 and b - a == 25
-    assert km.neutral_frames(km.Markers(t, km.H36M_MARKERS, xyz))[150:].all()
+    assert km.neutral_frames(km.Markers(t, km.H36M_MARKERS, xyz))[150:].mean() > 0.9
 
 
 def test_implausible_limb_markers_are_dropped():

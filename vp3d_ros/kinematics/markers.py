@@ -128,10 +128,11 @@ def static_window(markers: Markers, search_s: float = 3.0,
     Stillness: the mean marker speed over the window. A frame qualifies when it has the
     three pelvis markers and misses at most two others (a limb marker dropped by
     :func:`drop_implausible` is no reason to give up the standing start). Windows in the
-    neutral standing posture (:func:`neutral_frames`) and still (mean marker speed under
-    ``STILL_M_S``) come first: in the first ``search_s`` seconds, else anywhere in the track
-    (Human3.6M takes open with a T-pose), else the stillest window of the first
-    ``search_s`` seconds whatever the posture.
+    neutral standing posture (:func:`neutral_frames`, in 80% of their frames) and still (mean
+    marker speed of the track smoothed over 0.1 s under ``STILL_M_S``) come first: in the
+    first ``search_s`` seconds, else anywhere in the track (Human3.6M takes open with a
+    T-pose), else the stillest window of the first ``search_s`` seconds whatever the
+    posture.
     Scaling and marker placement average over this window (see :func:`window_speed` for how
     still it was). At least two frames (OpenSim averages over a time range).
     """
@@ -145,25 +146,30 @@ def static_window(markers: Markers, search_s: float = 3.0,
     ok = present[:, pelvis].all(axis=1) & (present.sum(axis=1) >= len(markers.names) - 2)
     speed = np.full(len(t), np.inf)
     if len(t) > 1:
-        d = np.linalg.norm(np.diff(markers.xyz, axis=0), axis=-1)    # (T-1, M), NaN if missing
+        # speed of the track smoothed over ~0.1 s: frame-to-frame jitter (2 cm of noise is
+        # 1.4 m/s at 50 fps) must not hide a standing subject
+        sm = _smooth(markers.xyz, 0.1 * rate)
+        d = np.linalg.norm(np.diff(sm, axis=0), axis=-1)    # (T-1, M), NaN if missing
         with np.errstate(invalid='ignore'):
             v = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=-1) * rate
         speed[1:] = np.where(np.isfinite(v), v, np.inf)
         speed[0] = speed[1]
-    neutral = ok & neutral_frames(markers)
+    neutral = neutral_frames(markers)
 
-    def stillest(usable, stop, max_speed=np.inf):
+    def stillest(usable, stop, max_speed=np.inf, posture=None):
         best, best_cost = None, max_speed
         for a in range(0, max(1, stop - w + 1)):
             b = a + w
             if b > len(t) or not usable[a:b].all():
+                continue
+            if posture is not None and posture[a:b].mean() < 0.8:   # noise tips a few frames
                 continue
             cost = float(speed[a:b].mean())
             if cost < best_cost:
                 best, best_cost = (a, b), cost
         return best
 
-    best = (stillest(neutral, end, STILL_M_S) or stillest(neutral, len(t), STILL_M_S)
+    best = (stillest(ok, end, STILL_M_S, neutral) or stillest(ok, len(t), STILL_M_S, neutral)
             or stillest(ok, end))
     if best is None:  # no usable window at the start: the first usable frames anywhere
         idx = np.flatnonzero(ok)
@@ -173,6 +179,20 @@ def static_window(markers: Markers, search_s: float = 3.0,
         a = int(idx[0])
         return a, min(len(t), a + 2) if len(t) > 1 else a + 1
     return best
+
+
+def _smooth(xyz: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Gaussian low-pass along time (edges padded with the end values; NaN stays NaN)."""
+    if sigma_frames < 0.5 or len(xyz) < 3:
+        return xyz
+    r = int(np.ceil(3 * sigma_frames))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma_frames) ** 2)
+    k /= k.sum()
+    pad = np.concatenate([np.repeat(xyz[:1], r, 0), xyz, np.repeat(xyz[-1:], r, 0)])
+    out = np.zeros_like(xyz)
+    for i, w in enumerate(k):
+        out += w * pad[i:i + len(xyz)]
+    return out
 
 
 def window_speed(markers: Markers, a: int, b: int) -> float:
