@@ -64,30 +64,27 @@ def outside_image(keypoints: np.ndarray, image_size: Tuple[float, float],
         return np.all(np.isfinite(kp), axis=1) & np.any((kp < lo) | (kp > hi), axis=1)
 
 
-# Plausible stamps (live, wall-clock time): not negative (the int32 seconds of 1901), not
-# in the first second of 1970 (sec 0: a header never stamped, e.g. sec 0 nsec 1), at most a
-# day ahead of the local clock (the int32 maximum, 2038-01-19, is a garbage header too).
-# Small synthetic times (a bag or test stamped from 1000 s) are kept: nothing here needs
-# the stamps to be near the clock, only ordered.
-EARLIEST_STAMP_NS = 1_000_000_000
+# Plausible stamps: not negative (the int32 seconds of 1901), not zero (a header never
+# stamped); at most a day ahead of the local clock, or a warning (the int32 maximum,
+# 2038-01-19, is a garbage header too). Small times are kept on purpose: video time starts
+# at 0 (video_source's stamp_source 'video', vp3d-offline bags of videos, simulations), so
+# 'sec 0, nsec 1' is the second frame of a video, not an unstamped header. Nothing here
+# needs the stamps to be near the clock, only ordered.
 FUTURE_SLACK_NS = 86_400 * 1_000_000_000
 
 
 def stamp_problem(stamp_ns: int, now_ns: int, sim_time: bool = False) -> Optional[Tuple[str, str]]:
     """('refuse' | 'warn', why) for an implausible header stamp, None for a plausible one.
 
-    Refused: negative stamps (1901), zero, and with the wall clock (not ``use_sim_time``,
-    where a simulation starts at 0) stamps in the first second of 1970 (sec 0). More than a
-    day ahead of ``now_ns`` (wall clock only): a warning, the frame is kept (a camera clock
-    set wrong loses nothing), but the windows restart when time then goes back."""
+    Refused: negative stamps (1901) and zero. More than a day ahead of ``now_ns`` (wall
+    clock only, not ``use_sim_time``): a warning, the frame is kept (a camera clock set
+    wrong loses nothing), but the windows restart when time then goes back."""
     if stamp_ns < 0:
         return 'refuse', 'negative stamp (before 1970)'
     if stamp_ns == 0:
         return 'refuse', 'zero stamp'
     if sim_time:
         return None
-    if stamp_ns < EARLIEST_STAMP_NS:
-        return 'refuse', 'stamp in the first second of 1970 (sec 0: a header never stamped?)'
     if now_ns and stamp_ns - now_ns > FUTURE_SLACK_NS:
         return 'warn', (f'stamp {(stamp_ns - now_ns) / 86_400e9:.1f} days ahead of this '
                         "machine's clock")

@@ -24,7 +24,7 @@ or non-FLOAT32 or duplicated fields, a payload that does not fit its point count
 more than ``MAX_CLOUD_FACTOR`` x max_persons persons' points) is skipped with a rate-limited
 warning; non-finite joints and joints more than one image size outside the image are held
 or treated as a missing person (``joints_out_of_image``); frames with an implausible stamp
-(negative, zero, sec 0 without use_sim_time; see ``windowing.stamp_problem``) or a stamp
+(negative or zero; see ``windowing.stamp_problem``) or a stamp
 already seen are dropped (counted in /diagnostics), stamps a day ahead of the clock warned;
 frames missing from a camera's stamp sequence (DDS drops what overflows the queue without
 an event) are counted as ``keypoints_missing`` and logged;
