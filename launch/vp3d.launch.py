@@ -3,6 +3,7 @@
   ros2 launch vp3d_ros vp3d.launch.py cameras:=cam01,cam02 record:=true
   ros2 launch vp3d_ros vp3d.launch.py video:=/path/clip.mp4       # a video as camera 'cam01'
 
+The node set comes from ``vp3d_ros.topology`` (as for ``python -m vp3d_ros.rig``).
 Cameras are namespaces: pose2d in /<cam> reads /<cam>/<image_topic> (default image_raw)
 and /<cam>/camera_info, and publishes /<cam>/keypoints_2d; the lifter publishes
 /<cam>/skeleton_3d. Parameters come from config/vp3d.yaml (or params_file:=...); the
@@ -13,56 +14,32 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from vp3d_ros.topology import RigOptions, parse_cameras, plan_nodes
 
 
 def _nodes(context):
     arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    cameras = [c.strip().strip('/') for c in arg('cameras').split(',') if c.strip()]
-    if not cameras:
-        raise RuntimeError('cameras:= needs at least one camera namespace')
-    params_file = arg('params_file')
-    sim = {'use_sim_time': arg('use_sim_time').lower() == 'true'}
     arch = {}
     if arg('filter_widths'):
         arch['filter_widths'] = [int(x) for x in arg('filter_widths').replace(',', ' ').split()]
     if arg('channels'):
         arch['channels'] = int(arg('channels'))
     if arg('causal'):
-        arch['causal'] = arg('causal')
-    lifter_params = {'cameras': cameras, 'checkpoint': arg('checkpoint'), 'mode': arg('mode'), **arch}
-    actions = []
-    video = arg('video')
-    record = arg('record').lower() == 'true'
-    if video:
-        actions.append(Node(package='vp3d_ros', executable='video_source', name='video_source',
-                            namespace=cameras[0], output='screen',
-                            parameters=[params_file, sim, {
-                                'video': video, 'loop': arg('loop') == 'true',
-                                # play once the pipeline is up (and recording), not into the void
-                                'wait_for_topics': ['keypoints_2d'] + (
-                                    [f'/{cameras[0]}/skeleton_3d'] if record else [])}],
-                            remappings=[('image', arg('image_topic'))]))
-    for cam in cameras:
-        actions.append(Node(package='vp3d_ros', executable='pose2d_node', name='pose2d',
-                            namespace=cam, output='screen', parameters=[params_file, sim],
-                            remappings=[('image', arg('image_topic'))]))
-    actions.append(Node(package='vp3d_ros', executable='lifter_node', name='lifter',
-                        output='screen', parameters=[params_file, sim, lifter_params]))
-    actions.append(Node(package='vp3d_ros', executable='recorder_node', name='recorder',
-                        output='screen', condition=IfCondition(LaunchConfiguration('record')),
-                        parameters=[params_file, sim, {'bag_dir': arg('bag_dir')}]))
-    if arg('calibration'):  # each camera's skeleton in the world: /<cam>/skeleton_3d/world
-        actions.append(Node(package='vp3d_ros', executable='world_node', name='world',
-                            output='screen', parameters=[params_file, sim, {
-                                'cameras': cameras, 'calibration': arg('calibration')}]))
-    if arg('calibration') and len(cameras) >= 2:  # one fused world skeleton from all cameras
-        actions.append(Node(package='vp3d_ros', executable='fusion_node', name='fusion',
-                            output='screen', parameters=[params_file, sim, {
-                                'cameras': cameras, 'calibration': arg('calibration')}]))
-    return actions
+        arch['causal'] = arg('causal')  # 'true' | 'false' (the node reads it dynamically)
+    opts = RigOptions(cameras=parse_cameras(arg('cameras')), video=arg('video') or None,
+                      loop=arg('loop').lower() == 'true',
+                      record=arg('record').lower() == 'true', bag_dir=arg('bag_dir'),
+                      checkpoint=arg('checkpoint'), mode=arg('mode'),
+                      image_topic=arg('image_topic'), calibration=arg('calibration'),
+                      lifter_arch=arch)
+    common = [arg('params_file'), {'use_sim_time': arg('use_sim_time').lower() == 'true'}]
+    return [Node(package='vp3d_ros', executable=n.executable, name=n.name,
+                 namespace=n.namespace or None, output='screen',
+                 parameters=common + [n.params], remappings=list(n.remaps))
+            for n in plan_nodes(opts)]
 
 
 def generate_launch_description():

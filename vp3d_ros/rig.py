@@ -1,8 +1,9 @@
 """Start the vp3d_ros nodes from the YAML config without ``ros2 launch``.
 
 The launch file is the way on a full ROS 2 install; where ``launch``/``ros2`` are missing
-(e.g. the PyPI ROS wheels) this starts the same nodes, with the same parameter file and the
-same namespaces/remappings, as ``ros2 run``-style processes::
+(e.g. the PyPI ROS wheels) this starts the same nodes (both take them from
+:mod:`vp3d_ros.topology`), with the same parameter file and the same
+namespaces/remappings, as ``ros2 run``-style processes::
 
     python -m vp3d_ros.rig --cameras cam01 --video clip.mp4 --record --bag-dir bags
 
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 from typing import List, Optional
+
+from .topology import NodePlan, RigOptions, parse_cameras, plan_nodes, ros_args
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,51 +37,32 @@ def default_params_file() -> str:
 
 
 class NodeSpec:
-    def __init__(self, module: str, name: str, namespace: str = '', params=(), remaps=()):
-        self.module, self.name, self.namespace = module, name, namespace
-        self.params, self.remaps = list(params), list(remaps)
+    """A planned node (:mod:`vp3d_ros.topology`) as a ``python -m`` process, with extra
+    ``name:=value`` overrides (tests and the demo shorten clips, name bags, ...)."""
+
+    def __init__(self, plan: NodePlan, params=()):
+        self.plan = plan
+        self.module, self.name, self.namespace = plan.module, plan.name, plan.namespace
+        self.params = list(params)
 
     def command(self, params_file: str, extra: List[str]) -> List[str]:
-        cmd = [sys.executable, '-m', f'vp3d_ros.nodes.{self.module}', '--ros-args',
-               '-r', f'__node:={self.name}', '--params-file', params_file]
-        if self.namespace:
-            cmd += ['-r', f'__ns:=/{self.namespace}']
-        for a, b in self.remaps:
-            cmd += ['-r', f'{a}:={b}']
-        for p in self.params + extra:
-            cmd += ['-p', p]
-        return cmd
+        return [sys.executable, '-m', f'vp3d_ros.nodes.{self.module}',
+                *ros_args(self.plan, params_file, self.params + list(extra))]
 
 
 def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
          bag_dir: str = 'vp3d_bags', checkpoint: str = '', mode: str = 'causal',
          image_topic: str = 'image_raw', use_sim_time: bool = False,
          video_params=(), lifter_params=(), recorder_params=(),
-         calibration: str = '', fusion_params=()) -> List[NodeSpec]:
-    """The same node set as launch/vp3d.launch.py."""
-    specs = []
-    if video is not None:
-        specs.append(NodeSpec('video_source_node', 'video_source', cameras[0],
-                              [f'video:={video}'] * bool(video) + [
-                                  'wait_for_topics:=[keypoints_2d'
-                                  + (f', /{cameras[0]}/skeleton_3d]' if record else ']'),
-                                  *video_params],
-                              [('image', image_topic)]))
-    for cam in cameras:
-        specs.append(NodeSpec('pose2d_node', 'pose2d', cam, [], [('image', image_topic)]))
-    ckpt = [f'checkpoint:={checkpoint}'] if checkpoint else []
-    specs.append(NodeSpec('lifter_node', 'lifter', '', [
-        f'cameras:=[{", ".join(cameras)}]', f'mode:={mode}', *ckpt, *lifter_params]))
-    if record:
-        specs.append(NodeSpec('recorder_node', 'recorder', '', [
-            f'bag_dir:={bag_dir}', *recorder_params]))
-    if calibration:  # each camera's skeleton in the world: /<cam>/skeleton_3d/world
-        specs.append(NodeSpec('world_node', 'world', '', [
-            f'cameras:=[{", ".join(cameras)}]', f'calibration:={calibration}']))
-    if calibration and len(cameras) >= 2:  # one fused world skeleton from all cameras
-        specs.append(NodeSpec('fusion_node', 'fusion', '', [
-            f'cameras:=[{", ".join(cameras)}]', f'calibration:={calibration}', *fusion_params]))
-    return specs
+         calibration: str = '', fusion_params=(), loop: bool = False) -> List[NodeSpec]:
+    """The launch file's node set (:func:`vp3d_ros.topology.plan_nodes`) as processes;
+    ``*_params``: extra ``name:=value`` overrides of that node."""
+    extra = {'video_source': video_params, 'lifter': lifter_params,
+             'recorder': recorder_params, 'fusion': fusion_params}
+    opts = RigOptions(cameras=list(cameras), video=video, loop=loop, record=record,
+                      bag_dir=bag_dir, checkpoint=checkpoint, mode=mode, image_topic=image_topic,
+                      calibration=calibration)
+    return [NodeSpec(p, extra.get(p.name, ())) for p in plan_nodes(opts)]
 
 
 class Rig:
@@ -139,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument('--video', default=None,
                     help="play a video as the first camera ('' = bundled clip; default: none, "
                          'images come from your camera drivers)')
+    ap.add_argument('--loop', action='store_true', help='with --video: loop the video')
     ap.add_argument('--params-file', default=None,
                     help='node parameters YAML (default: the package\'s config/vp3d.yaml)')
     ap.add_argument('--checkpoint', default='',
@@ -157,9 +142,12 @@ def main(argv=None) -> int:
                          '(/<cam>/skeleton_3d/world), and with two or more cameras the fusion '
                          'node (/skeleton_3d/fused)')
     a = ap.parse_args(argv)
-    cams = [c.strip().strip('/') for c in a.cameras.split(',') if c.strip()]
+    try:
+        cams = parse_cameras(a.cameras)
+    except ValueError as e:
+        ap.error(str(e))
     rig = Rig(plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic,
-                   calibration=a.calibration),
+                   calibration=a.calibration, loop=a.loop),
               a.params_file or default_params_file(), use_sim_time=a.use_sim_time)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
