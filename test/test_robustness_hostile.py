@@ -483,3 +483,50 @@ def test_pose2d_over_dds_varying_text_and_flapping_size_log_bounded(rig):
     assert 1 <= restarts <= 2 + (took + 4) / SIZE_RESTART_MIN_S, log  # (+ the good frame's)
     assert log.count('image size changed again') == 1, log
     assert_alive_and_clean(pose)
+
+
+def test_pose2d_over_dds_decompression_bombs_refused_without_memory(rig):
+    """A real pose2d on compressed input: a WebP labelled 'jpeg' declaring 12000x12000 and a
+    631-byte JPEG claiming 10000x9999 are refused by name with no memory spike (on main:
+    370 MB -> 1.19 GB, and +245 MB), and the next good frame is answered."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage, PointCloud2
+    from ros_harness import stamps_ns
+    from test_robustness_common import (SEC, assert_alive_and_clean, clip_frames, reliable,
+                                        send_until, set_stamp)
+    from vp3d_ros.ros_conversions import numpy_to_compressed
+    start, client, _ = rig
+    pose = start('pose2d_node', '-r', '__ns:=/cam01', '-p', 'compressed:=true', name='pose2d')
+    client.collect(PointCloud2, '/cam01/keypoints_2d')
+    pub = client.node.create_publisher(CompressedImage, '/cam01/image/compressed', reliable(5))
+    assert pose.wait_for_log('pose2d ready', 90), pose.log()
+    assert client.wait_for_subscribers(pub, 1, 60), 'pose2d never subscribed'
+    frames = clip_frames(2)
+    t = 4000 * SEC
+
+    def answered(ns):
+        return ns in stamps_ns(client.messages('/cam01/keypoints_2d'))
+
+    good = set_stamp(numpy_to_compressed(frames[0], 'jpeg'), t)
+    assert send_until(client, pub, good, lambda: answered(t)), pose.log()
+    rss0 = pose.rss_kb()
+    # A WebP lossless header declaring 12000x12000 (14-bit width-1, height-1 after the 0x2f
+    # signature byte), 5.5 kB in all, as in the report.
+    bits = (12000 - 1) | ((12000 - 1) << 14)
+    webp = (b'RIFF' + (5500 - 8).to_bytes(4, 'little') + b'WEBPVP8L'
+            + (5500 - 20).to_bytes(4, 'little') + b'\x2f' + bits.to_bytes(4, 'little'))
+    webp += bytes(5500 - len(webp))
+    ok, small = cv2.imencode('.jpg', np.zeros((16, 16, 3), np.uint8))
+    bombs = [_compressed(webp, 'rgb8; jpeg compressed bgr8'),
+             _compressed(_patch_jpeg_size(small.tobytes(), 10000, 9999), 'jpeg')]
+    for k, msg in enumerate(bombs * 5):
+        pub.publish(set_stamp(msg, t + (k + 1) * SEC // 100))
+        time.sleep(0.05)
+    for text in ('its data is WebP', 'claims 10000x9999 pixels in only'):
+        assert pose.wait_for_log(text, 20), pose.log()
+    t_good = t + SEC
+    good = set_stamp(numpy_to_compressed(frames[1], 'jpeg'), t_good)
+    assert send_until(client, pub, good, lambda: answered(t_good)), pose.log()
+    grew_mb = (pose.rss_kb() - rss0) / 1024
+    assert grew_mb < 50, f'pose2d grew {grew_mb:.0f} MB'
+    assert_alive_and_clean(pose)
