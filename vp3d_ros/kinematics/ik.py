@@ -58,6 +58,48 @@ def _table(osim, markers: Markers):
     return table
 
 
+ARM_RETRY_M = 0.08   # an elbow or wrist this far off: try the arm again from hanging
+ARMS = {'l': ('arm_flex_l', 'arm_add_l', 'arm_rot_l', 'elbow_flex_l'),
+        'r': ('arm_flex_r', 'arm_add_r', 'arm_rot_r', 'elbow_flex_r')}
+ARM_MARKERS = {'l': ('LElbow', 'LWrist'), 'r': ('RElbow', 'RWrist')}
+
+
+def _weighted_cost(errors: np.ndarray, names) -> float:
+    e = np.nan_to_num(errors, nan=0.0)
+    return float(sum(kmodel.MARKER_WEIGHTS.get(n, 1.0) * v * v for n, v in zip(names, e)))
+
+
+def _retry_arms(model, solver, state, coords, errs, mnames, current: np.ndarray) -> np.ndarray:
+    """Tracking from the previous pose can keep an arm in a wrong branch: the shoulder's
+    Euler angles (flexion, adduction, rotation) are singular with the arm held sideways
+    (S8 opens every take in a T-pose), and from there the arm reached its marker by
+    flexing to the 180 degree stop (wrist 27 cm off for seconds). When an elbow or wrist
+    is more than ARM_RETRY_M off, that arm is solved again from hanging (its coordinates
+    at their defaults); the better of the two fits is kept."""
+    bad = [side for side, ms in ARM_MARKERS.items()
+           if any(m in mnames and np.nan_to_num(current[mnames.index(m)]) > ARM_RETRY_M
+                  for m in ms)]
+    if not bad:
+        return current
+    before = _weighted_cost(current, mnames)
+    q = state.getQ()
+    saved = [q.get(i) for i in range(q.size())]
+    for side in bad:
+        for c in ARMS[side]:
+            if coords.contains(c):
+                coords.get(c).setValue(state, coords.get(c).getDefaultValue(), False)
+    solver.assemble(state)
+    solver.computeCurrentMarkerErrors(errs)
+    retried = np.array([errs.getElt(i) for i in range(len(mnames))])
+    if _weighted_cost(retried, mnames) < before:
+        return retried
+    q = state.updQ()
+    for i, v in enumerate(saved):
+        q.set(i, v)
+    model.realizePosition(state)
+    return current
+
+
 def _coordinate_info(osim, model):
     coords = model.getCoordinateSet()
     names, rot = [], []
@@ -97,9 +139,10 @@ def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
             col = [markers.names.index(m) for m in mnames]
         else:
             solver.track(state)
-        values[k] = [coords.get(i).getValue(state) for i in range(len(cnames))]
         solver.computeCurrentMarkerErrors(errs)
-        errors[k] = [errs.getElt(i) for i in range(n_m)]
+        errors[k] = _retry_arms(model, solver, state, coords, errs, mnames,
+                                np.array([errs.getElt(i) for i in range(n_m)]))
+        values[k] = [coords.get(i).getValue(state) for i in range(len(cnames))]
     dt = (time.perf_counter() - t0) / max(n, 1)
     dc = (time.process_time() - c0) / max(n, 1)
     errors[~present[:, col]] = np.nan
@@ -144,6 +187,11 @@ class FrameIK:
         solver.setAccuracy(self.accuracy)
         self.state.setTime(float(t))
         solver.assemble(self.state)
+        errs = osim.SimTKArrayDouble()
+        solver.computeCurrentMarkerErrors(errs)
+        mnames = tuple(solver.getMarkerNameForIndex(i) for i in range(solver.getNumMarkersInUse()))
+        _retry_arms(self.model, solver, self.state, self._coords, errs, mnames,
+                    np.array([errs.getElt(i) for i in range(len(mnames))]))
         self._started = True
         return np.array([self._coords.get(i).getValue(self.state)
                          for i in range(len(self.coordinates))])
