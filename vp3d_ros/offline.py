@@ -279,40 +279,24 @@ def _bag_frames(bag, topic: str, info_topic: Optional[str], max_frames: Optional
 def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout: str,
               on_frame: Callable[[int], None] = lambda n: None,
               make_tracking: Optional[Callable[[], object]] = None) -> List[Frame2D]:
-    """MediaPipe on every frame, as pose2d: same mapping, same person tracking (ids =
-    track ids, the chosen subject(s); ``make_tracking`` builds a
-    :class:`~vp3d_ros.tracking.PeopleTracking`, default all persons), same tracker restarts
-    (image size change, stamps going backwards), keypoints rounded to the cloud's float32."""
-    from .keypoint_mapping import map_mediapipe
+    """MediaPipe on every frame through pose2d's own 2D stage
+    (:class:`~vp3d_ros.pose_stage.PoseStage`: mapping, person tracking, restarts;
+    ``make_tracking`` builds a :class:`~vp3d_ros.tracking.PeopleTracking`, default all
+    persons), keypoints rounded to the cloud's float32."""
+    from .pose_stage import PoseStage
     from .tracking import PeopleTracking
     out: List[Frame2D] = []
-    tracking = (make_tracking or PeopleTracking)()
-    estimator = make_estimator()
-    last_ms, last_stamp, last_size = -1, None, None
+    stage = PoseStage(make_estimator, layout, (make_tracking or PeopleTracking)())
     try:
         for stamp, frame_id, rgb, info_size in source.frames():
-            h, w = rgb.shape[:2]
-            if (last_size is not None and last_size != (w, h)) or \
-                    (last_stamp is not None and stamp < last_stamp):
-                estimator.close()
-                estimator, last_ms = make_estimator(), -1
-                tracking.reset()
-            last_size, last_stamp = (w, h), stamp
-            ms = max(stamp // 1_000_000, last_ms + 1)  # the video graph needs increasing stamps
-            last_ms = ms
-            people = estimator.process(rgb, ms)
-            n = len(people)
-            lm = np.array([p.landmarks_px for p in people], dtype=np.float64).reshape(n, 33, 2)
-            vis = np.array([p.visibility for p in people], dtype=np.float64).reshape(n, 33)
-            kp, conf = map_mediapipe(lm, vis, layout)
-            keep, ids = tracking.step(kp, conf, info_size or (w, h), stamp / 1e9)
-            kp = kp.astype(np.float32).astype(np.float64)
-            conf = conf.astype(np.float32).astype(np.float64)
-            out.append(Frame2D(int(stamp), frame_id, info_size or (w, h),
-                               {i: (kp[k], conf[k]) for k, i in zip(keep, ids)}))
+            det = stage.process(rgb, stamp, info_size)
+            kp = det.keypoints.astype(np.float32).astype(np.float64)
+            conf = det.confidence.astype(np.float32).astype(np.float64)
+            out.append(Frame2D(int(stamp), frame_id, info_size or det.size,
+                               {i: (kp[k], conf[k]) for k, i in enumerate(det.ids)}))
             on_frame(len(out))
     finally:
-        estimator.close()
+        stage.close()
     return out
 
 

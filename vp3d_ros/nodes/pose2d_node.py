@@ -38,7 +38,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from .. import ros_conversions
-from ..keypoint_mapping import map_mediapipe
+from ..pose_stage import PoseStage
 from ..ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
                                keypoints_to_cloud)
 from .common import ConfigError, Throttle, declare, problem_kind, run_node
@@ -101,7 +101,8 @@ class Pose2dNode(Node):
             min_tracking_confidence=min_track, min_presence_confidence=min_presence,
             num_poses=num_poses, video_mode=True)
         try:
-            self.estimator = create_estimator(**self._estimator_args)
+            self.stage = PoseStage(lambda: create_estimator(**self._estimator_args), self.layout,
+                                   self.tracking, size_restart_min_s=SIZE_RESTART_MIN_S)
         except (PoseEstimationError, ValueError, OSError) as e:
             raise ConfigError(f'pose2d: {e}') from e
 
@@ -132,10 +133,6 @@ class Pose2dNode(Node):
         self._slot: Optional[object] = None
         self._cv = threading.Condition()
         self._running = True
-        self._size = None
-        self._size_restart = -1e18  # monotonic time of the last restart for a size change
-        self._last_ms = -1
-        self._last_stamp_ns = None
         self._worker = threading.Thread(target=self._work, name='pose2d-worker', daemon=True)
         self._worker.start()
         if compressed and ros_conversions.simplejpeg is None:
@@ -199,87 +196,62 @@ class Pose2dNode(Node):
                               f'frame_id {msg.header.frame_id!r}): {e}')
             return None
 
-    def _restart_tracker(self, why: str, key: Optional[str] = 'restart'):
-        """A fresh MediaPipe graph: its tracking ROI and smoothing belong to the old stream."""
-        from ..pose_estimation import create_estimator
-        old, self.estimator = self.estimator, None
-        try:
-            old.close()
-        except Exception:  # noqa: BLE001 - the new graph matters, not the old one's exit
-            pass
-        self.estimator = create_estimator(**self._estimator_args)
-        self._last_ms = -1
-        self.tracking.reset()  # person tracks belong to the old stream too: new ids
-        if key is None:  # already rate-limited by the caller: every restart is said
-            self.get_logger().info(f'{why}: pose tracker restarted')
-        else:
-            self.throttle.log(self.get_logger().info, key, f'{why}: pose tracker restarted')
-
     def _process(self, msg):
         t0 = time.perf_counter()
         rgb = self._decode(msg)
         if rgb is None:
             return
-        if self.estimator is None:  # a restart failed earlier: try again
-            self._restart_tracker('no pose tracker')
         h, w = rgb.shape[:2]
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if self._size is not None and self._size != (w, h):
-            change = f'{self._size[0]}x{self._size[1]} -> {w}x{h}'
-            now = time.monotonic()
-            if now - self._size_restart < SIZE_RESTART_MIN_S:
-                # A size that changes on every frame must not rebuild MediaPipe every frame.
-                self.diag.dropped()
-                self.throttle.log(self.get_logger().warning, 'size-unstable',
-                                  f'image size changed again ({change}) within '
-                                  f'{SIZE_RESTART_MIN_S:.0f} s of the last tracker restart: '
-                                  f'frame skipped (at most one restart per '
-                                  f'{SIZE_RESTART_MIN_S:.0f} s; frames of the current size go on)')
-                return
-            self._size_restart = now
-            self._restart_tracker(f'image size changed {change}', None)
-        elif self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
-            back_s = (self._last_stamp_ns - stamp_ns) / 1e9
-            self._restart_tracker(f'time went backwards by {back_s:.3f} s (bag looping?)',
-                                  'backwards')
-        self._size = (w, h)
-        self._last_stamp_ns = stamp_ns
         if self.camera_size and tuple(self.camera_size) != (w, h):
             self.throttle.log(self.get_logger().error, 'size',
                               f'camera_info says {self.camera_size[0]}x{self.camera_size[1]} '
                               f'but images are {w}x{h}; the lifter will refuse these frames '
                               'until they agree')
-        stamp_ms = msg.header.stamp.sec * 1000 + msg.header.stamp.nanosec // 1_000_000
-        stamp_ms = max(stamp_ms, self._last_ms + 1)  # the video graph needs increasing stamps
-        self._last_ms = stamp_ms
+        old_size = self.stage.size
+        try:
+            det = self.stage.process(rgb, stamp_ns)
+        finally:
+            self._log_restart()
+        if det is None:
+            # A size that changes on every frame must not rebuild MediaPipe every frame.
+            self.diag.dropped()
+            self.throttle.log(self.get_logger().warning, 'size-unstable',
+                              f'image size changed again ({old_size[0]}x{old_size[1]} -> '
+                              f'{w}x{h}) within {SIZE_RESTART_MIN_S:.0f} s of the last tracker '
+                              f'restart: frame skipped (at most one restart per '
+                              f'{SIZE_RESTART_MIN_S:.0f} s; frames of the current size go on)')
+            return
         if self._size_sent != (w, h):  # before the keypoints it describes
             self.pub_size.publish(CameraInfo(header=msg.header, width=w, height=h))
             self._size_sent = (w, h)
-        people = self.estimator.process(rgb, stamp_ms)
-        n = len(people)
-        lm = np.array([p.landmarks_px for p in people]).reshape(n, 33, 2)
-        vis = np.array([p.visibility for p in people]).reshape(n, 33)
-        kp, conf = map_mediapipe(lm, vis, self.layout)
-        # person = track id (vp3d_ros.tracking), only the chosen subject(s)
-        keep, ids = self.tracking.step(kp, conf, (w, h), stamp_ns / 1e9)
-        kp, conf, lm, vis = kp[keep], conf[keep], lm[keep], vis[keep]
-        people, n = [people[k] for k in keep], len(keep)
-        self.pub.publish(keypoints_to_cloud(msg.header, kp, conf, ids))
+        ids = det.ids
+        self.pub.publish(keypoints_to_cloud(msg.header, det.keypoints, det.confidence, ids))
         if self.pub_33 is not None:
-            self.pub_33.publish(keypoints_to_cloud(msg.header, lm, vis, ids))
+            self.pub_33.publish(keypoints_to_cloud(msg.header, det.landmarks, det.visibility, ids))
         if self.pub_world is not None:
-            world = np.array([p.world_landmarks if p.world_landmarks is not None
-                              else np.full((33, 3), np.nan) for p in people]).reshape(n, 33, 3)
-            self.pub_world.publish(keypoints_to_cloud(msg.header, np.nan_to_num(world), vis, ids))
-        self.diag.processed(time.perf_counter() - t0, persons=n)
+            self.pub_world.publish(keypoints_to_cloud(msg.header, np.nan_to_num(det.world),
+                                                      det.visibility, ids))
+        self.diag.processed(time.perf_counter() - t0, persons=len(ids))
+
+    def _log_restart(self):
+        """Say why the stage restarted MediaPipe (size changes, already at most one per
+        SIZE_RESTART_MIN_S, every time; the others rate-limited)."""
+        r = self.stage.restarted
+        if r is None:
+            return
+        if r.kind == 'size':
+            self.get_logger().info(f'{r.why}: pose tracker restarted')
+        else:
+            self.throttle.log(self.get_logger().info, 'backwards' if r.kind == 'backwards'
+                              else 'restart', f'{r.why}: pose tracker restarted')
 
     def close(self):
         with self._cv:
             self._running = False
             self._cv.notify_all()
         self._worker.join(timeout=5)
-        if self.estimator is not None:
-            self.estimator.close()
+        self.stage.close()
 
 
 def main(args=None):

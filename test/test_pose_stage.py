@@ -1,0 +1,50 @@
+"""The 2D stage pose2d and vp3d-offline share (vp3d_ros.pose_stage), on real MediaPipe and
+real frames of the bundled clip: persons found and tracked, and the restart rules."""
+import cv2
+import numpy as np
+
+from conftest import CLIP
+from vp3d_ros.pose_estimation import create_estimator
+from vp3d_ros.pose_stage import PoseStage
+from vp3d_ros.tracking import PeopleTracking
+
+MS = 1_000_000
+
+
+def _frames(n):
+    cap = cv2.VideoCapture(CLIP)
+    out = []
+    while len(out) < n:
+        ok, bgr = cap.read()
+        assert ok
+        out.append(cv2.cvtColor(cv2.resize(bgr, (270, 480)), cv2.COLOR_BGR2RGB))
+    return out
+
+
+def test_stage_tracks_the_person_and_restarts_where_mediapipe_must():
+    now = [0.0]
+    stage = PoseStage(lambda: create_estimator('legacy', video_mode=True), 'h36m',
+                      PeopleTracking(), size_restart_min_s=2.0, clock=lambda: now[0])
+    frames = _frames(4)
+    try:
+        first = [stage.process(f, (i + 1) * 33 * MS) for i, f in enumerate(frames[:3])]
+        assert all(d.ids == first[0].ids and len(d.ids) == 1 for d in first)
+        assert first[0].keypoints.shape == (1, 17, 2) and first[0].landmarks.shape == (1, 33, 2)
+        assert np.all(first[0].world[np.isfinite(first[0].world)] < 5)   # metres
+        assert stage.restarted is None and first[0].size == (270, 480)
+        # a new size restarts MediaPipe and the tracks (a new id) ...
+        big = cv2.resize(frames[3], (540, 960))
+        d = stage.process(big, 200 * MS)
+        assert stage.restarted.kind == 'size' and d.ids and d.ids[0] > first[0].ids[0]
+        assert np.median(d.keypoints[0] / first[-1].keypoints[0]) > 1.8   # pixels of 540x960
+        # ... but not again within size_restart_min_s: that frame is skipped
+        assert stage.process(frames[3], 233 * MS) is None
+        now[0] = 2.5
+        assert stage.process(frames[3], 266 * MS) is not None and stage.restarted.kind == 'size'
+        # stamps going backwards (a looping bag): restarted, the graph's ms still increase
+        d = stage.process(frames[0], 33 * MS)
+        assert stage.restarted.kind == 'backwards' and len(d.ids) == 1
+        d = stage.process(frames[1], 66 * MS)
+        assert stage.restarted is None and len(d.ids) == 1
+    finally:
+        stage.close()
