@@ -57,6 +57,36 @@ def pack(points: np.ndarray, confidence: np.ndarray, person_ids: Sequence[int] =
     return table.tobytes()
 
 
+class CloudBody(NamedTuple):
+    """A keypoint cloud but its header, for any PointCloud2 class (rclpy's for the nodes,
+    rosbags' for the offline writer): the one place clouds are built."""
+    width: int
+    fields: Tuple[Tuple[str, int], ...]   # (name, offset), all FLOAT32, count 1
+    point_step: int
+    data: bytes
+
+    @property
+    def row_step(self) -> int:
+        return self.point_step * self.width
+
+
+def build(points: np.ndarray, confidence: np.ndarray, person_ids: Sequence[int] = None
+          ) -> CloudBody:
+    """(P, J, D) or (J, D) keypoints + confidences -> the cloud's layout and payload."""
+    points = np.asarray(points, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if points.ndim == 2:
+        points, confidence = points[None], confidence[None]
+    if points.ndim != 3:
+        raise ValueError(f'points must be (P, J, D), got {points.shape}')
+    p, j, d = points.shape
+    if confidence.shape != (p, j):
+        raise ValueError(f'confidence shape {confidence.shape} does not match points ({p}, {j})')
+    layout = layout_for(d)
+    return CloudBody(p * j, tuple(zip(layout.names, layout.offsets)), layout.point_step,
+                     pack(points, confidence, person_ids))
+
+
 class Persons(dict):
     """{person_id: (positions, confidence)}; ``total``: persons in the cloud, including
     those left out by ``max_persons``."""

@@ -68,20 +68,15 @@ def make_cloud(points, confidence, person_ids=None, stamp_ns: int = 0, frame_id:
     """(P, J, D) keypoints -> rosbags PointCloud2 in the cloud_schema layout."""
     types = bag_io.typestore().types
     field_cls, header_cls = types['sensor_msgs/msg/PointField'], types['std_msgs/msg/Header']
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim == 2:
-        points, confidence = points[None], np.asarray(confidence)[None]
-    layout = cloud_schema.layout_for(points.shape[-1])
-    data = cloud_schema.pack(points, confidence, person_ids)
-    n = points.shape[0] * points.shape[1]
+    body = cloud_schema.build(points, confidence, person_ids)
     stamp = types['builtin_interfaces/msg/Time'](sec=int(stamp_ns) // 10**9,
                                                  nanosec=int(stamp_ns) % 10**9)
     return types[CLOUD_TYPE](
-        header=header_cls(stamp=stamp, frame_id=frame_id), height=1, width=n,
+        header=header_cls(stamp=stamp, frame_id=frame_id), height=1, width=body.width,
         fields=[field_cls(name=nm, offset=off, datatype=cloud_schema.FLOAT32, count=1)
-                for nm, off in zip(layout.names, layout.offsets)],
-        is_bigendian=False, point_step=layout.point_step, row_step=layout.point_step * n,
-        data=np.frombuffer(data, dtype=np.uint8), is_dense=True)
+                for nm, off in body.fields],
+        is_bigendian=False, point_step=body.point_step, row_step=body.row_step,
+        data=np.frombuffer(body.data, dtype=np.uint8), is_dense=True)
 
 
 def _joint_names(topic: str, dims: int, num_joints: int, meta: dict) -> Tuple[str, ...]:

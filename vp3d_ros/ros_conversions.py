@@ -346,27 +346,17 @@ def numpy_to_compressed(arr_rgb: np.ndarray, fmt: str = 'jpeg', header: Optional
 def keypoints_to_cloud(header: Optional[Header], points: np.ndarray, confidence: np.ndarray,
                        person_ids=None) -> PointCloud2:
     """(P, J, D) keypoints + (P, J) confidences -> PointCloud2 in the cloud_schema layout."""
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim == 2:
-        points = points[None]
-        confidence = np.asarray(confidence)[None]
-    if points.ndim != 3:
-        raise ValueError(f'points must be (P, J, D), got {points.shape}')
-    p, j, d = points.shape
-    confidence = np.asarray(confidence, dtype=np.float64)
-    if confidence.shape != (p, j):
-        raise ValueError(f'confidence shape {confidence.shape} does not match points ({p}, {j})')
-    layout = cloud_schema.layout_for(d)
+    body = cloud_schema.build(points, confidence, person_ids)
     msg = PointCloud2()
     msg.header = header if header is not None else Header()
-    msg.height, msg.width = 1, p * j
+    msg.height, msg.width = 1, body.width
     msg.fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1)
-                  for n, o in zip(layout.names, layout.offsets)]
+                  for n, o in body.fields]
     msg.is_bigendian = False
-    msg.point_step = layout.point_step
-    msg.row_step = layout.point_step * p * j
+    msg.point_step = body.point_step
+    msg.row_step = body.row_step
     msg.is_dense = True
-    msg.data = _to_msg_bytes(cloud_schema.pack(points, confidence, person_ids))
+    msg.data = _to_msg_bytes(body.data)
     return msg
 
 
