@@ -213,6 +213,41 @@ def find_camera(rig: Mapping[str, Camera], name: str) -> Camera:
     raise CalibrationError(f'camera name {name!r} is ambiguous in the calibration ({have})')
 
 
+class RigCameras:
+    """A rig's calibrated cameras by namespace (``cam01`` -> the file's ``cam_01``), each
+    scaled to the image size its pose2d reports (a downscaled stream), or refused while
+    that size does not fit the calibration (another aspect ratio)."""
+
+    def __init__(self, rig: Mapping[str, Camera], names: Sequence[str]):
+        self.base = {n: find_camera(rig, n) for n in names}
+        self.current = dict(self.base)
+        self.refused = set()
+
+    @classmethod
+    def from_file(cls, path, names: Sequence[str]) -> 'RigCameras':
+        return cls(load_calibration(path), names)
+
+    def __getitem__(self, name: str) -> Camera:
+        return self.current[name]
+
+    def usable(self, name: str) -> bool:
+        return name not in self.refused
+
+    def image_size(self, name: str, width: int, height: int) -> Optional[str]:
+        """The size of ``name``'s images: None when its camera now fits them, else why not
+        (the camera is refused until a size that fits arrives)."""
+        try:
+            self.current[name] = self.base[name].with_image_size(int(width), int(height))
+        except CalibrationError as e:
+            self.refused.add(name)
+            return str(e)
+        self.refused.discard(name)
+        return None
+
+    def describe(self) -> str:
+        return ', '.join(f'{n}={c.name}' for n, c in self.base.items())
+
+
 # ----------------------------------------------------------------------------- readers
 
 def _rotation(value, where: str) -> np.ndarray:

@@ -28,7 +28,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import fusion as F
-from ..geometry.calibration import CalibrationError, find_camera, load_calibration
+from ..geometry.calibration import CalibrationError, RigCameras
 from ..instants import InstantGrouper
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from .common import ConfigError, Throttle, declare, run_node, steady_timer
@@ -87,8 +87,7 @@ class FusionNode(Node):
             raise ConfigError('fusion: parameter calibration is required (a calibration file '
                               'with every camera)')
         try:
-            rig = load_calibration(calibration)
-            self.models = {n: find_camera(rig, n) for n in names}
+            self.cameras = RigCameras.from_file(calibration, names)
         except CalibrationError as e:
             raise ConfigError(f'fusion: {e}') from None
         self.names = names
@@ -102,7 +101,6 @@ class FusionNode(Node):
         self.next_pid = 0
         self.lifted: Dict[str, Dict[int, tuple]] = {n: {} for n in names}  # pid -> (ns, pose)
         self.incomplete = 0
-        self.refused = set()
         self.fused = 0
         self.last_views = np.zeros(J, int)
         self.last_error = float('nan')
@@ -113,7 +111,6 @@ class FusionNode(Node):
         self.diag = NodeDiagnostics(self, 'fusion', extra=self._diag_extra)
         self.subs, self.qos = {}, {}
         self.topics = {n: self.resolve_topic_name(f'/{n}/keypoints_2d') for n in names}
-        self.base_models = dict(self.models)
         one = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for n in names:   # the size of the images pose2d's keypoints are in
@@ -128,7 +125,7 @@ class FusionNode(Node):
         steady_timer(self, 0.02, self._poll)
         self.get_logger().info(
             f'fusing {len(names)} cameras '
-            f'({", ".join(f"{n}={self.models[n].name}" for n in names)})'
+            f'({self.cameras.describe()})'
             f' from {calibration} into /skeleton_3d/fused (frame {self.world_frame!r})')
 
     # -------------------------------------------------------------- subscriptions
@@ -161,13 +158,9 @@ class FusionNode(Node):
         camera refused (another aspect ratio) until a size that fits arrives."""
         if not msg.width or not msg.height:
             return
-        try:
-            self.models[cam] = self.base_models[cam].with_image_size(int(msg.width),
-                                                                     int(msg.height))
-            self.refused.discard(cam)
-        except CalibrationError as e:
-            self.refused.add(cam)
-            self.get_logger().error(f'{cam}: {e}; its keypoints are not fused')
+        why = self.cameras.image_size(cam, msg.width, msg.height)
+        if why:
+            self.get_logger().error(f'{cam}: {why}; its keypoints are not fused')
 
     def on_lifted(self, cam: str, msg: PointCloud2):
         try:
@@ -191,7 +184,7 @@ class FusionNode(Node):
             return
         people = {pid: np.concatenate([kp[:, :2], conf[:, None]], -1)
                   for pid, (kp, conf) in people.items() if kp.shape[1] == 2}
-        if cam in self.refused:
+        if not self.cameras.usable(cam):
             people = {}
         if self.auto_tol:
             prev = self.last_ns.get(cam)
@@ -216,7 +209,7 @@ class FusionNode(Node):
     # -------------------------------------------------------------- fusion
     def _fuse(self, inst):
         t0 = time.perf_counter()
-        cams = [self.models[n] for n in self.names]
+        cams = [self.cameras[n] for n in self.names]
         if len(inst.frames) < len(self.names):
             self.incomplete += 1
         people = [inst.frames.get(n, {}) for n in self.names]

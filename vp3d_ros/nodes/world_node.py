@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import world as W
-from ..geometry.calibration import CalibrationError, find_camera, load_calibration
+from ..geometry.calibration import CalibrationError, RigCameras
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from .common import ConfigError, Throttle, declare, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
@@ -82,13 +82,10 @@ class WorldNode(Node):
         if self.height < 0:
             raise ConfigError(f'world: subject_height_m must be >= 0, got {self.height}')
         try:
-            rig = load_calibration(calibration)
-            self.base_models = {n: find_camera(rig, n) for n in names}
+            self.cameras = RigCameras.from_file(calibration, names)
         except CalibrationError as e:
             raise ConfigError(f'world: {e}') from None
-        self.models = dict(self.base_models)
         self.names = names
-        self.refused = set()
         self.throttle = Throttle(5.0)
         self.frames_2d: Dict[str, OrderedDict] = {n: OrderedDict() for n in names}
         self.pending: Dict[str, OrderedDict] = {n: OrderedDict() for n in names}  # ns -> (msg, t)
@@ -114,19 +111,15 @@ class WorldNode(Node):
         steady_timer(self, 1.0, self._forget)
         steady_timer(self, 0.05, self._expire)
         self.get_logger().info(
-            f'world skeletons of {", ".join(f"{n}={self.base_models[n].name}" for n in names)} '
+            f'world skeletons of {self.cameras.describe()} '
             f'from {calibration} on /<cam>/skeleton_3d/world (frame {self.world_frame!r})')
 
     def on_image_info(self, cam: str, msg: CameraInfo):
         if not msg.width or not msg.height:
             return
-        try:
-            self.models[cam] = self.base_models[cam].with_image_size(int(msg.width),
-                                                                     int(msg.height))
-            self.refused.discard(cam)
-        except CalibrationError as e:
-            self.refused.add(cam)
-            self.get_logger().error(f'{cam}: {e}; no world skeletons from it')
+        why = self.cameras.image_size(cam, msg.width, msg.height)
+        if why:
+            self.get_logger().error(f'{cam}: {why}; no world skeletons from it')
 
     def on_keypoints(self, cam: str, msg: PointCloud2):
         try:
@@ -158,7 +151,7 @@ class WorldNode(Node):
 
     def on_skeleton(self, cam: str, msg: PointCloud2):
         ns = _ns(msg.header.stamp)
-        if ns not in self.frames_2d[cam] and cam not in self.refused:
+        if ns not in self.frames_2d[cam] and self.cameras.usable(cam):
             self.pending[cam][ns] = (msg, time.monotonic())   # its 2D is still on its way
             while len(self.pending[cam]) > KEEP_FRAMES:
                 self.pending[cam].popitem(last=False)
@@ -173,11 +166,11 @@ class WorldNode(Node):
                               f'{cam}: skeleton_3d skipped: {e}')
             return
         frame = self.frames_2d[cam].get(ns)
-        if frame is None or cam in self.refused:
+        if frame is None or not self.cameras.usable(cam):
             self.unmatched += 1
             self.diag.dropped()
             return
-        camera = self.models[cam]
+        camera = self.cameras[cam]
         pts, confs, ids = [], [], []
         for pid, (pose, conf3) in people.items():
             if pose.shape[1] != 3 or pid not in frame or not np.isfinite(pose).all():
