@@ -263,6 +263,11 @@ def test_world_trc_opens_upright_and_moving_in_opensim(tmp_path):
     assert abs(np.median(foot[:, 1]) - 0.08) < 0.01             # feet on the floor
     assert np.linalg.norm(hip[-1] - hip[0]) > 1.0                # moving through the room
     assert table.getTableMetaDataAsString('Units') == 'm'
+    # a frame whose last marker (RWrist) is missing still reads, as missing (NaN)
+    tr.positions[10, -1] = np.nan
+    table = opensim.TimeSeriesTableVec3(str(write_world_trc(tr, tmp_path / 'gap.trc')))
+    assert table.getNumRows() == 100
+    assert np.isnan(table.getDependentColumn('RWrist')[10].get(0))
 
 
 def test_export_cli_writes_world_topics_in_opensim_axes(tmp_path):

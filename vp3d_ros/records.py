@@ -264,7 +264,9 @@ def write_trc(track: Track, path, note: str = '') -> Path:
     for t in range(n_frames):
         cells = [str(t + 1), f'{track.stamps_s[t] - t0:.6f}']
         for p in track.positions[t]:
-            cells += ['', '', ''] if not np.all(np.isfinite(p)) else [f'{v:.9g}' for v in p]
+            # A missing marker is NaN, not blank: OpenSim's TRC reader drops trailing blank
+            # cells and refuses a frame whose last marker is missing.
+            cells += ['NaN'] * 3 if not np.all(np.isfinite(p)) else [f'{v:.9g}' for v in p]
         lines.append('\t'.join(cells))
     path.write_text('\n'.join(lines) + '\n')
     return path
