@@ -197,7 +197,9 @@ def sidecar_dict(arch: Architecture, kind: str, bank: MotionBank, train_clips: S
         },
         'training': info,
         'augmentation': 'random virtual pinhole cameras (3-7 m, 0.8-2 m high, any yaw, '
-                        'slight pitch/roll, focal 0.55-1.5 x long image side, portrait and '
+                        'slight pitch/roll; a share of lab-rig cameras 2-3.6 m high and '
+                        '2.5-4.5 m away, pitched steeply down: see training.rig_cameras; '
+                        'focal 0.55-1.5 x long image side, portrait and '
                         'landscape, off-centre subjects), bone lengths scaled per limb '
                         '0.85-1.15 x global 0.87-1.12 in 3D before projection, detector-like '
                         '2D noise (jitter, outliers, dropped joints, leg swaps, timing '
@@ -271,6 +273,9 @@ def train(args) -> Dict:
             args.prior_minutes = float(prev.get('minutes', 0.0))
         if not args.prior_frames:
             args.prior_frames = int(prev.get('output_frames_seen', 0))
+        args.history = list(prev.get('history') or []) or [
+            {k: prev.get(k) for k in ('command', 'git_commit', 'minutes', 'iterations', 'seed')
+             if prev.get(k) is not None}]
         args.resume_note = (f"resumed from {os.path.basename(args.resume)} "
                             f"({args.prior_minutes:g} min earlier: {prev.get('command', '?')})")
         print(f'resumed from {args.resume} ({start_iter} iterations)', flush=True)
@@ -320,6 +325,13 @@ def train(args) -> Dict:
                            'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
             'seed': args.seed,
             'resumed_from': getattr(args, 'resume_note', None),
+            # every run that made these weights, oldest first, this one last
+            'history': list(getattr(args, 'history', [])) + [{
+                'command': 'python -m vp3d_ros.training.train ' + ' '.join(sys.argv[1:]),
+                'git_commit': _git_commit(), 'minutes': round(elapsed / 60, 1),
+                'iterations': it, 'seed': args.seed, 'threads': args.threads,
+                'device': device, 'lr': args.lr, 'bone_weight': args.bone_weight,
+                'rig_prob': args.rig_prob}],
             'final': final,
         })
         epoch = int((frames_seen + args.prior_frames) // max(total_train_frames, 1))
