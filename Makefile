@@ -7,10 +7,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env demo demo-fusion test bench offline export process help _video _bag
+.PHONY: env demo demo-fusion demo-angles test bench offline export process help _video _bag
 help:
 	@echo 'make demo [ARGS="--video clip.mp4"]   live system + offline run (bundled clip or yours) -> demo_output/'
 	@echo 'make demo-fusion [ARGS=...]          the 4-camera clip fused into one world skeleton -> demo_output/fusion/'
+	@echo 'make demo-angles [ARGS=...]          joint angles (OpenSim IK) of the bundled clip -> demo_output/kinematics/'
 	@echo 'make test                             the whole test suite'
 	@echo 'make process VIDEO=clip.mp4 [OUT=name] video -> name/ (bag) -> name_export/ (CSV, TRC, npz)'
 	@echo 'make offline VIDEO=clip.mp4 [OUT=bag] [ARGS=...]   vp3d-offline (ARGS: vp3d-offline --help)'
@@ -25,6 +26,9 @@ demo: env
 
 demo-fusion: env
 	$(PY) -m vp3d_ros.fusion_demo $(ARGS)
+
+demo-angles: env
+	$(PY) tools/kinematics_demo.py $(ARGS)
 
 test: env
 	source scripts/ros_env.sh && $(PY) -m pytest -q test $(ARGS)
