@@ -36,6 +36,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import bag_io
+from .track_rules import DEFAULT as RULES
 from .windowing import LiftedPose, TrackWindow
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -346,8 +347,9 @@ class SegmentBuffer:
         return list(enumerate(np.concatenate(poses)))
 
 
-def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = 10,
-                max_gap_s: float = 0.5, min_confidence: float = 0.2, chunk: int = 8192
+def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = RULES.max_gap_frames,
+                max_gap_s: float = RULES.max_gap_s, min_confidence: float = RULES.min_confidence,
+                chunk: int = 8192
                 ) -> Dict[int, Dict[int, LiftedPose]]:
     """Every person track of one camera -> {stamp: {person: pose}}, with the live gap rules."""
     tracks: Dict[int, TrackWindow] = {}
@@ -374,7 +376,8 @@ def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = 10,
 
 def place_in_world(cam: CameraResult, camera, layout: str,
                    subject_height_m: Optional[float] = None, floor_z: Optional[float] = 0.0,
-                   max_gap_s: float = 0.5) -> Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
+                   max_gap_s: float = RULES.max_gap_s
+                   ) -> Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
     """Each person's lifted track of one camera in the calibration's world
     (:mod:`vp3d_ros.geometry.world`, offline: zero-phase smoothing, the floor cue), one
     segment per run of poses without a gap longer than ``max_gap_s``."""
@@ -414,7 +417,8 @@ def place_in_world(cam: CameraResult, camera, layout: str,
 
 
 def fuse_in_world(cameras: Sequence[CameraResult], models, layout: str,
-                  max_gap_s: float = 0.5) -> Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
+                  max_gap_s: float = RULES.max_gap_s
+                  ) -> Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
     """One world skeleton per person from all cameras (:mod:`vp3d_ros.geometry.fusion`):
     frames of one instant grouped by stamp (within 0.4 of a frame period), persons matched
     across cameras, each person's track triangulated with outlier-view rejection, its gaps
@@ -582,8 +586,9 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
             track_max_age: int = 30, storage: str = 'mcap',
             topics: Optional[Sequence[str]] = None,
             camera_name: Optional[str] = None, frame_id: Optional[str] = None,
-            max_frames: Optional[int] = None, max_gap_frames: int = 10, max_gap_s: float = 0.5,
-            min_confidence: float = 0.2, progress: bool = False,
+            max_frames: Optional[int] = None, max_gap_frames: int = RULES.max_gap_frames,
+            max_gap_s: float = RULES.max_gap_s, min_confidence: float = RULES.min_confidence,
+            progress: bool = False,
             calibration: Optional[str] = None, subject_height_m: Optional[float] = None,
             world_frame: str = 'world', floor_z: Optional[float] = 0.0) -> OfflineSummary:
     """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError.

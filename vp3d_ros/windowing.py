@@ -25,6 +25,7 @@ from typing import Callable, Deque, List, Optional, Tuple
 import numpy as np
 
 from .lifter import StreamingLifter
+from .track_rules import DEFAULT as RULES
 
 
 @dataclass
@@ -154,7 +155,8 @@ class StampGaps:
 
 class TrackWindow:
     def __init__(self, make_lifter: Callable[[float, float], StreamingLifter],
-                 max_gap_frames: int = 10, max_gap_s: float = 0.5, min_confidence: float = 0.2):
+                 max_gap_frames: int = RULES.max_gap_frames, max_gap_s: float = RULES.max_gap_s,
+                 min_confidence: float = RULES.min_confidence):
         self._make = make_lifter
         self.max_gap_frames = max_gap_frames
         self.max_gap_ns = int(max_gap_s * 1e9)

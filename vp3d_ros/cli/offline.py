@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..track_rules import DEFAULT as RULES, TrackRules
 from .lift import _widths
 
 
@@ -64,12 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--device', default='cpu',
                    help="torch device for the lifter: 'cpu' (default) or 'cuda' / 'cuda:0' "
                         'where torch was installed with GPU support')
-    g.add_argument('--max-gap-frames', type=int, default=10,
-                   help='missing-person frames bridged by interpolation (as the lifter node)')
-    g.add_argument('--max-gap-s', type=float, default=0.5,
-                   help='a longer gap in stamps splits the sequence (as the lifter node)')
-    g.add_argument('--min-confidence', type=float, default=0.2,
-                   help='weaker joints hold their last position (as the lifter node)')
+    for name, kind in (('max_gap_frames', int), ('max_gap_s', float), ('min_confidence', float)):
+        g.add_argument('--' + name.replace('_', '-'), type=kind, default=getattr(RULES, name),
+                       help=f'{TrackRules.HELP[name]} (as the lifter node; default %(default)s)')
     w = p.add_argument_group('world frame (vp3d_ros.geometry.world)')
     w.add_argument('--calibration', default=None, metavar='FILE',
                    help='camera calibration (Pose2Sim/Anipose .toml, .json, .yaml, OpenCV): '

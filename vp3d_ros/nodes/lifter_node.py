@@ -55,6 +55,7 @@ from ..lifter import StreamingLifter, lift_queued
 from ..lifter_config import model_provenance, resolve_lifter
 from .markers import skeleton_markers
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+from ..track_rules import DEFAULT as RULES
 from ..windowing import StampGaps, TrackWindow, stamp_problem
 from .common import (ConfigError, Throttle, declare, exit_process, problem_kind, run_node,
                      steady_timer)
@@ -150,9 +151,10 @@ class LifterNode(Node):
                               '(1 = lift every frame as it arrives)')
         self.width = p('image_width', 0, 'image width in pixels when no camera_info is published')
         self.height = p('image_height', 0, 'image height in pixels when no camera_info is published')
-        self.max_gap_frames = p('max_gap_frames', 10, 'missing-person frames bridged by interpolation')
-        self.max_gap_s = p('max_gap_s', 0.5, 'a longer gap in stamps restarts the window')
-        self.min_conf = p('min_confidence', 0.2, 'joints below this hold their last position')
+        self.max_gap_frames = p('max_gap_frames', RULES.max_gap_frames,
+                                RULES.HELP['max_gap_frames'])
+        self.max_gap_s = p('max_gap_s', RULES.max_gap_s, RULES.HELP['max_gap_s'])
+        self.min_conf = p('min_confidence', RULES.min_confidence, RULES.HELP['min_confidence'])
         self.idle_flush_s = p('idle_flush_s', 1.0, 'flush owed poses when a camera goes quiet (s)')
         self.max_persons = p('max_persons', 20, 'persons lifted per frame at most (the most '
                              'confident); protects memory and latency from a flood of ids')

@@ -1,0 +1,26 @@
+"""The rules that turn a person's 2D track into lifter windows, declared once.
+
+Live (lifter node parameters), offline (``vp3d-offline`` options, ``offline.process``) and
+the windows themselves (:class:`vp3d_ros.windowing.TrackWindow`) take their defaults from
+:data:`DEFAULT`, so the two paths cannot drift apart. No torch, no ROS: a CLI's ``--help``
+reads it without loading a model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrackRules:
+    max_gap_frames: int = 10      # missing-person frames bridged by interpolation
+    max_gap_s: float = 0.5        # a longer gap in stamps ends the window (a new segment)
+    min_confidence: float = 0.2   # weaker joints hold their last position
+
+    HELP = {
+        'max_gap_frames': 'missing-person frames bridged by interpolation',
+        'max_gap_s': 'a longer gap in stamps restarts the window',
+        'min_confidence': 'joints below this hold their last position',
+    }
+
+
+DEFAULT = TrackRules()
