@@ -25,6 +25,10 @@ from torch import nn
 
 from .dense import PACK_MIN_BYTES, DenseLayer
 
+# Most frames lifted in one pass (a stream's ring holds a window plus this): the lifter
+# node's block_frames and the shared passes of due streams are bounded by it.
+MAX_BLOCK = 64
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -199,7 +203,7 @@ class StreamingKernels:
     through :func:`streaming_kernels`, which keeps one per model (4 cameras of a
     1024-channel model would otherwise hold 4 copies of its 67 MB of weights)."""
 
-    def __init__(self, model: TemporalModel, max_block: int = 64):
+    def __init__(self, model: TemporalModel, max_block: int = MAX_BLOCK):
         if model.training:
             raise ValueError('streaming needs an eval-mode model (BatchNorm running stats)')
         self.arch = model.arch
@@ -253,7 +257,7 @@ def _fold(weight: torch.Tensor, bn: nn.BatchNorm1d):
 _KERNELS: 'weakref.WeakKeyDictionary[TemporalModel, tuple]' = weakref.WeakKeyDictionary()
 
 
-def streaming_kernels(model: TemporalModel, max_block: int = 64) -> StreamingKernels:
+def streaming_kernels(model: TemporalModel, max_block: int = MAX_BLOCK) -> StreamingKernels:
     """The model's shared :class:`StreamingKernels`, rebuilt if its weights changed since
     (any in-place change, e.g. ``load_state_dict``, bumps a tensor's version)."""
     version = (max_block, DEFER_MIN_BYTES, tuple(t._version for t in model.state_dict().values()))
@@ -290,7 +294,7 @@ class StreamingState:
       :class:`~vp3d_ros.dense.DenseLayer` call.
     """
 
-    def __init__(self, model: TemporalModel, max_block: int = 64):
+    def __init__(self, model: TemporalModel, max_block: int = MAX_BLOCK):
         self.kernels = streaming_kernels(model, max_block)
         self.reset()
 

@@ -53,13 +53,14 @@ from visualization_msgs.msg import MarkerArray
 from ..checkpoint import CheckpointError, read_sidecar
 from ..lifter import StreamingLifter, lift_queued
 from ..lifter_config import model_provenance, resolve_lifter
-from .markers import skeleton_markers
+from ..model import MAX_BLOCK
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from ..track_rules import DEFAULT as RULES
 from ..windowing import StampGaps, TrackWindow, stamp_problem
 from .common import (ConfigError, Throttle, declare, exit_process, problem_kind, run_node,
                      steady_timer)
 from .diagnostics import NodeDiagnostics
+from .markers import skeleton_markers
 
 # A keypoints_2d cloud with more points than this many times max_persons whole persons is
 # refused before it is read: one such message (150,000 one-joint persons) stalled every
@@ -146,9 +147,9 @@ class LifterNode(Node):
         self.block_frames = p('block_frames', 1, 'lift this many frames per pass: the same poses, '
                               'up to block_frames-1 frames later, for much less CPU per frame with '
                               'large (1024-channel) models, whose weights are read once per pass')
-        if not 1 <= int(self.block_frames) <= 64:
-            raise ConfigError(f'lifter: block_frames must be 1..64, got {self.block_frames} '
-                              '(1 = lift every frame as it arrives)')
+        if not 1 <= int(self.block_frames) <= MAX_BLOCK:
+            raise ConfigError(f'lifter: block_frames must be 1..{MAX_BLOCK}, got '
+                              f'{self.block_frames} (1 = lift every frame as it arrives)')
         self.width = p('image_width', 0, 'image width in pixels when no camera_info is published')
         self.height = p('image_height', 0, 'image height in pixels when no camera_info is published')
         self.max_gap_frames = p('max_gap_frames', RULES.max_gap_frames,
