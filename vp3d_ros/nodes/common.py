@@ -320,6 +320,24 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     return code
 
 
+def rig_cameras(node: str, cameras, calibration: str, min_cameras: int = 1):
+    """(names, RigCameras) of a node serving calibrated cameras (world, fusion): distinct
+    namespaces, a calibration file that has each of them; else a ConfigError naming why."""
+    from ..geometry.calibration import CalibrationError, RigCameras
+    names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
+    if len(names) < min_cameras or len(set(names)) != len(names):
+        what = 'at least two distinct' if min_cameras == 2 else 'distinct'
+        raise ConfigError(f'{node}: cameras must name {what} camera namespaces, got '
+                          f'{list(cameras)}')
+    if not calibration:
+        raise ConfigError(f'{node}: parameter calibration is required (a calibration file '
+                          'with every camera)')
+    try:
+        return names, RigCameras.from_file(calibration, names)
+    except CalibrationError as e:
+        raise ConfigError(f'{node}: {e}') from None
+
+
 def exit_process(code: int) -> None:
     """End a node process that has shut down cleanly, without the interpreter's teardown.
 

@@ -28,10 +28,9 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import fusion as F
-from ..geometry.calibration import CalibrationError, RigCameras
 from ..instants import InstantGrouper
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from .common import ConfigError, Throttle, declare, run_node, steady_timer
+from .common import Throttle, declare, rig_cameras, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
@@ -79,17 +78,7 @@ class FusionNode(Node):
                                'root moves less than this between instants')
         self.person_timeout_s = p('person_timeout_s', 1.0, 'a person unseen this long is '
                                   'forgotten')
-        names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ConfigError(f'fusion: cameras must name at least two distinct camera '
-                              f'namespaces, got {list(cameras)}')
-        if not calibration:
-            raise ConfigError('fusion: parameter calibration is required (a calibration file '
-                              'with every camera)')
-        try:
-            self.cameras = RigCameras.from_file(calibration, names)
-        except CalibrationError as e:
-            raise ConfigError(f'fusion: {e}') from None
+        names, self.cameras = rig_cameras('fusion', cameras, calibration, min_cameras=2)
         self.names = names
         self.config = F.FusionConfig(threshold_px=float(self.threshold_px))
         self.auto_tol = not tol > 0

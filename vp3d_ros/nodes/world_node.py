@@ -31,9 +31,8 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import world as W
-from ..geometry.calibration import CalibrationError, RigCameras
 from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from .common import ConfigError, Throttle, declare, run_node, steady_timer
+from .common import ConfigError, Throttle, declare, rig_cameras, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
@@ -72,19 +71,9 @@ class WorldNode(Node):
                          '(Pose2Sim, Qualisys, Human3.6M: 0)')
         self.max_wait_s = p('max_wait_s', 0.5, 'a skeleton_3d frame whose keypoints_2d has not '
                             'arrived yet waits this long for it (the topics are not ordered)')
-        names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
-        if not names or len(set(names)) != len(names):
-            raise ConfigError(f'world: cameras must name distinct camera namespaces, got '
-                              f'{list(cameras)}')
-        if not calibration:
-            raise ConfigError('world: parameter calibration is required (a calibration file '
-                              'with every camera)')
         if self.height < 0:
             raise ConfigError(f'world: subject_height_m must be >= 0, got {self.height}')
-        try:
-            self.cameras = RigCameras.from_file(calibration, names)
-        except CalibrationError as e:
-            raise ConfigError(f'world: {e}') from None
+        names, self.cameras = rig_cameras('world', cameras, calibration)
         self.names = names
         self.throttle = Throttle(5.0)
         self.frames_2d: Dict[str, OrderedDict] = {n: OrderedDict() for n in names}
