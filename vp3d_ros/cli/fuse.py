@@ -16,6 +16,8 @@ import sys
 
 import numpy as np
 
+from ..geometry.fusion import FusionConfig
+
 PROG = 'vp3d-fuse'
 
 
@@ -39,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--fps', type=float, default=30.0,
                    help='frame rate of the keypoints (temporal filter and gap limit; '
                         'default 30)')
-    p.add_argument('--threshold-px', type=float, default=15.0,
-                   help='reprojection error above which a view is dropped (default 15)')
+    p.add_argument('--threshold-px', type=float, default=FusionConfig.threshold_px,
+                   help='reprojection error above which a view is dropped (default %(default)s)')
     p.add_argument('--no-smooth', action='store_true',
                    help='no temporal low-pass (gaps are still filled)')
     p.add_argument('--causal', action='store_true',

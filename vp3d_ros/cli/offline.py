@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ..track_rules import DEFAULT as RULES, TrackRules
+from ..tracking import TrackerConfig
 from .lift import _widths
 
 
@@ -91,11 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="whom to keep of the tracked persons (person = track id): 'all' "
                         "(default), or one subject: 'largest', 'central', 'region:x0,y0,x1,y1' "
                         "(nearest that box, normalised image coordinates) or 'track:<id>'")
-    m.add_argument('--track-gate', type=float, default=0.5,
+    m.add_argument('--track-gate', type=float, default=TrackerConfig.gate,
                    help="a detection joins a track within this mean joint distance of the "
-                        "track's prediction, in person sizes (default 0.5)")
-    m.add_argument('--track-max-age', type=int, default=30,
-                   help='frames a person may go unseen and keep their id (default 30)')
+                        "track's prediction, in person sizes (default %(default)s)")
+    m.add_argument('--track-max-age', type=int, default=TrackerConfig.max_age,
+                   help='frames a person may go unseen and keep their id (default %(default)s)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
                    help='progress line on stderr when it is a terminal (default: on)')
     return p
