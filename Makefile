@@ -22,10 +22,10 @@ env:
 	bash scripts/setup_env.sh
 
 demo: env
-	source scripts/ros_env.sh && $(PY) -m vp3d_ros.demo $(ARGS)
+	source scripts/ros_env.sh && $(PY) -m vp3d_ros.apps.demo $(ARGS)
 
 demo-fusion: env
-	$(PY) -m vp3d_ros.fusion_demo $(ARGS)
+	$(PY) -m vp3d_ros.apps.fusion_demo $(ARGS)
 
 demo-angles: env
 	$(PY) tools/kinematics_demo.py $(ARGS)

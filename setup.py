@@ -28,6 +28,7 @@ setup(
         'console_scripts': [
             'vp3d-lift = vp3d_ros.cli.lift:main',
             'vp3d-fuse = vp3d_ros.cli.fuse:main',
+            'vp3d-rig = vp3d_ros.apps.rig:main',
             'pose2d_node = vp3d_ros.nodes.pose2d_node:main',
             'lifter_node = vp3d_ros.nodes.lifter_node:main',
             'fusion_node = vp3d_ros.nodes.fusion_node:main',
@@ -37,7 +38,7 @@ setup(
             'vp3d-export = vp3d_ros.cli.export:main',
             'vp3d-offline = vp3d_ros.cli.offline:main',
             'offline = vp3d_ros.cli.offline:main',
-            'vp3d-make-pose-task = vp3d_ros.pose_task_bundle:main',
+            'vp3d-make-pose-task = vp3d_ros.vision.pose_task_bundle:main',
             'vp3d-kinematics = vp3d_ros.cli.kinematics:main',
             'kinematics_node = vp3d_ros.nodes.kinematics_node:main',
         ],

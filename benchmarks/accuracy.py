@@ -11,7 +11,7 @@ leg swaps, 0.1-frame timing jitter; "noisy").
 
 Methods:
 - causal / symmetric: the shipped checkpoints (``vp3d_ros/models``), flip test-time
-  augmentation, as :class:`vp3d_ros.lifter.SequenceLifter` runs them;
+  augmentation, as :class:`vp3d_ros.core.lifter.SequenceLifter` runs them;
 - single-frame: a [1, 1, 1] model with the same channel count, trained here for
   ``--baseline-minutes`` with the same data pipeline (no temporal context);
 - placeholder: 2D root-relative pixels scaled so that the median 2D person height equals
@@ -38,9 +38,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from vp3d_ros.checkpoint import load_checkpoint  # noqa: E402
-from vp3d_ros.lifter import SequenceLifter  # noqa: E402
-from vp3d_ros.lifter_config import DEFAULT_CHECKPOINTS  # noqa: E402
+from vp3d_ros.core.checkpoint import load_checkpoint  # noqa: E402
+from vp3d_ros.core.lifter import SequenceLifter  # noqa: E402
+from vp3d_ros.core.lifter_config import DEFAULT_CHECKPOINTS  # noqa: E402
 from vp3d_ros.training import metrics as M, synth  # noqa: E402
 from vp3d_ros.training.data import DEFAULT_DATA_DIR, load_clips, split_clips  # noqa: E402
 from vp3d_ros.training.train import build_parser, make_eval_set, train  # noqa: E402

@@ -8,7 +8,7 @@ from sensor_msgs.msg import Image, PointCloud2
 
 
 def main():
-    from vp3d_ros.allocator import keep_large_buffers
+    from vp3d_ros.core.allocator import keep_large_buffers
     from vp3d_ros.nodes.common import make_executor
     keep_large_buffers()  # as the vp3d_ros nodes do
     rclpy.init()

@@ -39,7 +39,7 @@ sys.path.insert(0, REPO)
 
 from vp3d_ros.geometry import fusion as F  # noqa: E402
 from vp3d_ros.geometry.calibration import Camera, find_camera, load_calibration  # noqa: E402
-from vp3d_ros.skeletons import H36M17  # noqa: E402
+from vp3d_ros.core.skeletons import H36M17  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(REPO), 'shared', 'data')
 MOCAP = os.path.join(SHARED, 'mocap', 'h36m17')
@@ -130,8 +130,8 @@ def synthetic(args):
                'offline + lifted prior', 'live + lifted prior')
     lifter = None
     if args.lifted:
-        from vp3d_ros.lifter import SequenceLifter
-        from vp3d_ros.lifter_config import resolve_lifter
+        from vp3d_ros.core.lifter import SequenceLifter
+        from vp3d_ros.core.lifter_config import resolve_lifter
         ck, layout = resolve_lifter(None, default_kind='symmetric')
         lifter = SequenceLifter(ck.build(), layout)
     gap_err = {m: [] for m in methods}
@@ -256,7 +256,7 @@ def real_keypoints(cache):
         path = os.path.join(cache, f'pose2sim_balancing_{name}_mp2d.npz')
         if not os.path.exists(path):
             from pathlib import Path
-            from vp3d_ros.offline import _run_pose, video_source
+            from vp3d_ros.apps.offline import _run_pose, video_source
             src = video_source(Path(clip_files()[0][name]), name, None, None)
             res = _run_pose([src], 'h36m', False)[0]
             kp = np.full((len(res.frames), 17, 2), np.nan)

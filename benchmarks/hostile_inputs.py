@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main():
     from sensor_msgs.msg import CompressedImage
-    from vp3d_ros import cloud_schema
-    from vp3d_ros.ros_conversions import ImageConversionError, compressed_to_numpy
+    from vp3d_ros.core import cloud_schema
+    from vp3d_ros.nodes.ros_conversions import ImageConversionError, compressed_to_numpy
     n = 150_000
     rng = np.random.default_rng(1)
     table = np.stack([rng.uniform(0, 600, n), rng.uniform(0, 600, n), rng.uniform(0, 1, n),

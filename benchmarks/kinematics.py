@@ -75,8 +75,8 @@ def _pipeline():
     """(the four S8 cameras, the shipped symmetric lifter), built once."""
     if not _PIPE:
         from vp3d_ros.geometry.calibration import load_calibration
-        from vp3d_ros.lifter import SequenceLifter
-        from vp3d_ros.lifter_config import resolve_lifter
+        from vp3d_ros.core.lifter import SequenceLifter
+        from vp3d_ros.core.lifter_config import resolve_lifter
         rig = load_calibration(CAMERAS_JSON)
         _PIPE['cams'] = [c for n, c in sorted(rig.items()) if n.startswith('S8_')]
         ck, layout = resolve_lifter(None, default_kind='symmetric')

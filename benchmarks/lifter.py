@@ -25,8 +25,8 @@ import time
 import numpy as np
 import torch
 
-from vp3d_ros.lifter import SequenceLifter, StreamingLifter, lift_queued
-from vp3d_ros.model import Architecture, build_model, streaming_kernels
+from vp3d_ros.core.lifter import SequenceLifter, StreamingLifter, lift_queued
+from vp3d_ros.core.model import Architecture, build_model, streaming_kernels
 
 
 def per_frame(fn, frames, warmup=5, times=None):

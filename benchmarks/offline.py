@@ -17,7 +17,7 @@ from common import CLIP
 
 
 def bare(path, max_frames):
-    from vp3d_ros.pose_estimation import create_estimator
+    from vp3d_ros.vision.pose_estimation import create_estimator
     est = create_estimator('legacy', video_mode=True)
     cap = cv2.VideoCapture(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
@@ -35,14 +35,14 @@ def bare(path, max_frames):
 
 
 def main(argv=None):
-    from vp3d_ros.allocator import keep_large_buffers
+    from vp3d_ros.core.allocator import keep_large_buffers
     keep_large_buffers()  # as the nodes and vp3d-offline do: the baselines get it too
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--video', default=CLIP)
     ap.add_argument('--frames', type=int, default=None)
     ap.add_argument('--repeat', type=int, default=2, help='alternate runs, best of each')
     a = ap.parse_args(argv)
-    from vp3d_ros.offline import process
+    from vp3d_ros.apps.offline import process
     best_bare, best_off = 0.0, 0.0
     for _ in range(a.repeat):
         fps_bare, n = bare(a.video, a.frames)

@@ -26,7 +26,7 @@ from common import REPO, Session, clip_frames, pct
 
 
 def bare_loop(frames):
-    from vp3d_ros.pose_estimation import create_estimator
+    from vp3d_ros.vision.pose_estimation import create_estimator
     est = create_estimator('legacy', video_mode=True)
     times = []
     for i, f in enumerate(frames):
@@ -40,7 +40,7 @@ def bare_loop(frames):
 def node_run(frames, with_lifter: bool, bare_fps: float = 30.0):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from vp3d_ros.ros_conversions import numpy_to_image
+    from vp3d_ros.nodes.ros_conversions import numpy_to_image
     h, w = frames[0].shape[:2]
     with Session() as s:
         params = os.path.join(REPO, 'config', 'vp3d.yaml')
@@ -124,7 +124,7 @@ def latency_interleaved(frames, blocks: int = 5, skip: int = 3):
     ``skip`` frames of each block (tracker (re)start) left out on both sides."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from vp3d_ros.ros_conversions import numpy_to_image
+    from vp3d_ros.nodes.ros_conversions import numpy_to_image
     h, w = frames[0].shape[:2]
     bare, sk_lat, kp_lat = [], [], []
     with Session() as s:
@@ -167,7 +167,7 @@ def echo_run(frames):
     import sys
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
-    from vp3d_ros.ros_conversions import numpy_to_image
+    from vp3d_ros.nodes.ros_conversions import numpy_to_image
     with Session() as s:
         log = open(os.path.join(s.tmp, 'echo.log'), 'w')
         proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'benchmarks', 'echo_node.py')],
@@ -197,7 +197,7 @@ def echo_run(frames):
 
 
 def main(argv=None):
-    from vp3d_ros.allocator import keep_large_buffers
+    from vp3d_ros.core.allocator import keep_large_buffers
     keep_large_buffers()  # as the nodes and vp3d-offline do: the baselines get it too
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--frames', type=int, default=300)

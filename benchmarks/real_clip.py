@@ -47,7 +47,7 @@ def detect(path: str, cache_dir: str = ''):
     if key and os.path.isfile(key):
         d = np.load(key)
         return d['px'], d['conf'], d['world'], tuple(d['size']), float(d['fps'])
-    from vp3d_ros.pose_estimation import create_estimator
+    from vp3d_ros.vision.pose_estimation import create_estimator
     cap = cv2.VideoCapture(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     est = create_estimator('legacy', video_mode=True)
@@ -98,9 +98,9 @@ def main(argv=None):
     sys.path.insert(0, REPO)
     from vp3d_ros.geometry.calibration import find_camera, load_calibration
     from vp3d_ros.geometry.fusion import robust_triangulate
-    from vp3d_ros.keypoint_mapping import mediapipe_to_h36m
-    from vp3d_ros.lifter import SequenceLifter
-    from vp3d_ros.lifter_config import resolve_lifter
+    from vp3d_ros.core.keypoint_mapping import mediapipe_to_h36m
+    from vp3d_ros.core.lifter import SequenceLifter
+    from vp3d_ros.core.lifter_config import resolve_lifter
 
     lifters = {}
     for kind, path in (('symmetric', a.symmetric), ('causal', a.causal)):

@@ -21,8 +21,8 @@ def run_rate(rate: float, seconds: float, storage: str):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
-    from vp3d_ros.bag_io import open_bag
-    from vp3d_ros.ros_conversions import keypoints_to_cloud
+    from vp3d_ros.io.bag_io import open_bag
+    from vp3d_ros.nodes.ros_conversions import keypoints_to_cloud
     with Session() as s:
         rec = s.start('recorder_node', '-p', f'bag_dir:={s.tmp}', '-p', 'bag_name:=bench',
                       '-p', f'storage:={storage}', '-p', 'topics:=[/cam01/skeleton_3d]')

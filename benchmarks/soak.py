@@ -57,8 +57,8 @@ def main(argv=None):
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from vp3d_ros.bag_io import open_bag
-    from vp3d_ros.ros_conversions import numpy_to_image
+    from vp3d_ros.io.bag_io import open_bag
+    from vp3d_ros.nodes.ros_conversions import numpy_to_image
 
     cams = [f'cam{i + 1:02d}' for i in range(a.cameras)]
     clips = [os.path.join(SHARED, f'{c}.mp4') for c in cams]

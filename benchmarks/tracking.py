@@ -1,4 +1,4 @@
-"""Person identities: identity switches per 100 frames, tracker (vp3d_ros.tracking) against
+"""Person identities: identity switches per 100 frames, tracker (vp3d_ros.core.tracking) against
 the detector's own output order, in the same run, and what a switch costs in 3D.
 
     python benchmarks/tracking.py [--data ../shared/data/mocap/h36m17] [--quick]
@@ -37,7 +37,7 @@ import numpy as np
 
 from common import CLIP, REPO
 
-from vp3d_ros.tracking import PeopleTracking  # noqa: E402
+from vp3d_ros.core.tracking import PeopleTracking  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(REPO), 'shared', 'data', 'mocap', 'h36m17', 'h36m_S8.npz')
 W, H = 1280, 720
@@ -82,7 +82,7 @@ def scene(seq_a, seq_b, n, eye):
     b = seq_b[:n] - [*seq_b[:n, 0, :2].mean(0), 0]
     # Mirrored (left and right joints swapped, so it is still a human body): they walk the
     # other way, 1.5 m further away.
-    from vp3d_ros.skeletons import H36M17
+    from vp3d_ros.core.skeletons import H36M17
     b = (b * [-1, 1, 1])[:, list(H36M17.flip_permutation())] + [0, 1.5, 0]
     centre = np.concatenate([a, b], 1)[:, 0].mean(0)
     to_cam, project = look_at(eye + [centre[0], centre[1], 0],
@@ -147,7 +147,7 @@ def tracked_ids(frames, fps):
 def lifted_mpjpe(frames, assigned, cam, lifter, fps):
     """Lift every output id's track (live gap rules) -> MPJPE (mm) per true person against
     the person each detection belongs to, root-relative in the camera frame."""
-    from vp3d_ros.offline import Frame2D, lift_frames
+    from vp3d_ros.apps.offline import Frame2D, lift_frames
     f2d = []
     for f, (dets, ids) in enumerate(zip(frames, assigned)):
         by_p = {p: (kp, c) for p, kp, c in dets}
@@ -224,9 +224,9 @@ def assemble(frames, n, slot_w=270, h=480, gap=60):
 def real(task_file, n, picture=None, lifter=None):
     import cv2
     from common import clip_frames
-    from vp3d_ros.keypoint_mapping import map_mediapipe
-    from vp3d_ros.offline import Frame2D, lift_frames
-    from vp3d_ros.pose_estimation import create_estimator
+    from vp3d_ros.core.keypoint_mapping import map_mediapipe
+    from vp3d_ros.apps.offline import Frame2D, lift_frames
+    from vp3d_ros.vision.pose_estimation import create_estimator
     frames, where = assemble([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in clip_frames()], n)
     tracking = PeopleTracking()
     order, tracked, shots, f2d = [], [], [], {'order': [], 'tracker': []}
@@ -273,7 +273,7 @@ COLOURS = [(60, 76, 231), (113, 204, 46), (219, 152, 52), (15, 196, 241), (182, 
 
 def draw(bgr, kp, ids, frame):
     import cv2
-    from vp3d_ros.skeletons import H36M17
+    from vp3d_ros.core.skeletons import H36M17
     for pts, pid in zip(kp, ids):
         c = COLOURS[pid % len(COLOURS)]
         for a, b in H36M17.bones:
@@ -300,8 +300,8 @@ def main(argv=None):
     if not a.no_lift:
         import torch
         torch.set_num_threads(1)
-        from vp3d_ros.lifter import SequenceLifter
-        from vp3d_ros.lifter_config import resolve_lifter
+        from vp3d_ros.core.lifter import SequenceLifter
+        from vp3d_ros.core.lifter_config import resolve_lifter
         ckpt, layout = resolve_lifter(None, default_kind='symmetric')
         lifter = SequenceLifter(ckpt.build('cpu'), input_layout=layout)
     if os.path.isfile(a.data):
@@ -313,7 +313,7 @@ def main(argv=None):
     else:
         print(f'{a.data} not found: synthetic crossings skipped')
 
-    from vp3d_ros.pose_task_bundle import build_pose_task
+    from vp3d_ros.vision.pose_task_bundle import build_pose_task
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         task = str(build_pose_task(os.path.join(tmp, 'pose_landmarker_full.task')))

@@ -190,8 +190,8 @@ def mediapipe_2d(video):
         d = np.load(cache)
         return d['kp'], d['conf'], float(d['fps']), tuple(d['size'])
     import cv2
-    from vp3d_ros.keypoint_mapping import mediapipe_to_h36m
-    from vp3d_ros.pose_estimation import create_estimator
+    from vp3d_ros.core.keypoint_mapping import mediapipe_to_h36m
+    from vp3d_ros.vision.pose_estimation import create_estimator
     cap = cv2.VideoCapture(video)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     est = create_estimator('legacy', video_mode=True)
@@ -302,8 +302,8 @@ def opensim_check(world, fps, name, out_dir):
     except ImportError:
         print('opensim not installed: no OpenSim check')
         return None
-    from vp3d_ros.records import Track, write_world_trc
-    from vp3d_ros.skeletons import H36M17
+    from vp3d_ros.io.records import Track, write_world_trc
+    from vp3d_ros.core.skeletons import H36M17
     os.makedirs(out_dir, exist_ok=True)
     ok = np.isfinite(world).all((1, 2))
     tr = Track(f'/{name}/skeleton_3d/world', 0, H36M17.joints, np.arange(len(world))[ok] / fps,
@@ -332,8 +332,8 @@ def main(argv=None):
     ap.add_argument('--skip-real', action='store_true')
     ap.add_argument('--skip-mocap', action='store_true')
     a = ap.parse_args(argv)
-    from vp3d_ros.lifter import SequenceLifter
-    from vp3d_ros.lifter_config import resolve_lifter
+    from vp3d_ros.core.lifter import SequenceLifter
+    from vp3d_ros.core.lifter_config import resolve_lifter
     ck, layout = resolve_lifter(None, default_kind='symmetric')
     lifter = SequenceLifter(ck.build(), layout)
     t0 = time.time()

@@ -3,7 +3,7 @@
   ros2 launch vp3d_ros vp3d.launch.py cameras:=cam01,cam02 record:=true
   ros2 launch vp3d_ros vp3d.launch.py video:=/path/clip.mp4       # a video as camera 'cam01'
 
-The node set comes from ``vp3d_ros.topology`` (as for ``python -m vp3d_ros.rig``).
+The node set comes from ``vp3d_ros.core.topology`` (as for ``python -m vp3d_ros.apps.rig``).
 Cameras are namespaces: pose2d in /<cam> reads /<cam>/<image_topic> (default image_raw)
 and /<cam>/camera_info, and publishes /<cam>/keypoints_2d; the lifter publishes
 /<cam>/skeleton_3d. Parameters come from config/vp3d.yaml (or params_file:=...); the
@@ -17,7 +17,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from vp3d_ros.topology import RigOptions, parse_cameras, plan_nodes
+from vp3d_ros.core.topology import RigOptions, parse_cameras, plan_nodes
 
 
 def _nodes(context):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, Iterable, Optional
 
-from vp3d_ros.bag_io import open_bag
+from vp3d_ros.io.bag_io import open_bag
 from vp3d_ros.nodes.common import message_class
 
 

@@ -65,8 +65,8 @@ def randomize_model(model, seed=0):
 def make_checkpoint(tmp_path):
     """make_checkpoint(filter_widths, channels, causal, official=True) -> (path, model)."""
     import torch
-    from vp3d_ros.checkpoint import save_checkpoint
-    from vp3d_ros.model import Architecture, build_model
+    from vp3d_ros.core.checkpoint import save_checkpoint
+    from vp3d_ros.core.model import Architecture, build_model
 
     def make(filter_widths=(3, 3, 3), channels=32, causal=False, official=True, seed=0,
              name=None, legacy_format=False):

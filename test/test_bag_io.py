@@ -11,8 +11,9 @@ import yaml
 from rosbags.interfaces import MessageDefinitionFormat
 from rosbags.rosbag2 import Reader
 
-from vp3d_ros import bag_io, cloud_schema
-from vp3d_ros.bag_io import BagError, BagWriter, open_bag, reindex
+from vp3d_ros.io import bag_io
+from vp3d_ros.core import cloud_schema
+from vp3d_ros.io.bag_io import BagError, BagWriter, open_bag, reindex
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOUD = 'sensor_msgs/msg/PointCloud2'
@@ -263,7 +264,7 @@ CHILD = textwrap.dedent('''
     sys.path.insert(0, {repo!r})
     sys.path.insert(0, {testdir!r})
     from test_bag_io import cloud, raw, T3, CLOUD
-    from vp3d_ros.bag_io import BagWriter
+    from vp3d_ros.io.bag_io import BagWriter
     w = BagWriter({path!r}, storage={storage!r}, metadata={{'vp3d.layout_3d': 'h36m'}},
                   flush_interval_s={interval!r}, split_max_bytes={split!r})
     w.add_topic(T3, CLOUD)
@@ -313,7 +314,7 @@ def test_reindex_of_file_size_limit(tmp_path):
         sys.path.insert(0, {REPO!r}); sys.path.insert(0, {os.path.dirname(__file__)!r})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         from test_bag_io import cloud, raw, T3, CLOUD
-        from vp3d_ros.bag_io import BagWriter, BagError
+        from vp3d_ros.io.bag_io import BagWriter, BagError
         w = BagWriter({str(tmp_path / 'rec')!r}, flush_interval_s=0.0)
         w.add_topic(T3, CLOUD)
         resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
@@ -362,7 +363,7 @@ _UNWRITABLE = textwrap.dedent('''
     import os, sys
     sys.path.insert(0, sys.argv[1])
     from test_bag_io import cloud, raw, T3, CLOUD
-    from vp3d_ros.bag_io import BagError, BagWriter
+    from vp3d_ros.io.bag_io import BagError, BagWriter
     bag = os.path.join(sys.argv[2], 'bag')
     w = BagWriter(bag, storage=sys.argv[3], split_max_bytes=20_000, flush_interval_s=0.0)
     w.add_topic(T3, CLOUD)

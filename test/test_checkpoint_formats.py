@@ -27,10 +27,10 @@ import torch
 
 from conftest import randomize_model
 from test_robustness_common import rig  # noqa: F401  (fixture)
-from vp3d_ros.checkpoint import (TRAINING_STATE_GLOBALS, CheckpointError, DiscardedState,
+from vp3d_ros.core.checkpoint import (TRAINING_STATE_GLOBALS, CheckpointError, DiscardedState,
                                  _torch_load, load_checkpoint)
-from vp3d_ros.lifter import SequenceLifter, StreamingLifter, lift_queued
-from vp3d_ros.model import Architecture, build_model
+from vp3d_ros.core.lifter import SequenceLifter, StreamingLifter, lift_queued
+from vp3d_ros.core.model import Architecture, build_model
 
 FW, CH = (3, 3, 3), 32
 RS_CTOR_2018 = getattr(np.random, '__RandomState_ctor')  # numpy 1.1x's reducer, kept by 1.26
@@ -420,7 +420,7 @@ def test_lifter_node_trajectory_parameter(rig, tmp_path):
     from ros_harness import stamps_ns
     from test_robustness_common import (SEC, assert_alive_and_clean, cloud, handshake, lifter_args,
                                         pose_at, reliable)
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     start, client, _ = rig
     path = tmp_path / 'semi.bin'
     write_run_py_checkpoint(path, 'numpy1.1x', legacy=True, causal=True)

@@ -34,7 +34,7 @@ def test_every_option_is_described(prog):
 
 
 def test_rig_options_are_described():
-    r = subprocess.run([sys.executable, '-m', 'vp3d_ros.rig', '--help'], cwd=REPO,
+    r = subprocess.run([sys.executable, '-m', 'vp3d_ros.apps.rig', '--help'], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert '--bag-dir' in r.stdout and undescribed(r.stdout) == [], r.stdout

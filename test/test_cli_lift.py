@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from vp3d_ros.lifter import SequenceLifter
+from vp3d_ros.core.lifter import SequenceLifter
 
 
 def run_lift(*args):

@@ -2,9 +2,9 @@
 live/offline difference only when there is one."""
 import numpy as np
 
-from vp3d_ros.demo import LIVE_OFFSET_S, agreement, agreement_line, live_line
-from vp3d_ros.records import Track
-from vp3d_ros.skeletons import H36M17
+from vp3d_ros.apps.demo import LIVE_OFFSET_S, agreement, agreement_line, live_line
+from vp3d_ros.io.records import Track
+from vp3d_ros.core.skeletons import H36M17
 
 
 def track(stamps, positions):

@@ -231,7 +231,7 @@ def test_cli_lost_joint_is_nan(rig, motion, tmp_path):
 
 
 def test_instant_grouping():
-    from vp3d_ros.instants import InstantGrouper
+    from vp3d_ros.core.instants import InstantGrouper
     ms = 1_000_000
     g = InstantGrouper(['a', 'b', 'c'], tolerance_s=0.010, max_wait_s=0.1)
     assert g.add('a', 1000 * ms, 'a0', 0.0) == []
@@ -297,7 +297,7 @@ def test_offline_several_videos_fused(tmp_path):
     """vp3d-offline on the bundled 4-camera clip (real MediaPipe) with its calibration: the bag
     holds /skeleton_3d/fused, a world track upright on the floor, exported to OpenSim TRC."""
     from pathlib import Path
-    from vp3d_ros.records import is_world_track, read_landmark_tracks
+    from vp3d_ros.io.records import is_world_track, read_landmark_tracks
     data = Path(__file__).resolve().parent.parent / 'vp3d_ros' / 'data'
     videos = [data / f'balancing_cam0{i}.mp4' for i in range(1, 5)]
     calib = data / 'balancing_calib_qualisys.toml'
@@ -330,7 +330,7 @@ def test_fusion_demo_runs(tmp_path):
     the shipped lifter): fused track, per-camera 2D that vp3d-fuse reads, and the picture."""
     import cv2
     out = tmp_path / 'demo'
-    r = subprocess.run([sys.executable, '-m', 'vp3d_ros.fusion_demo', '--out', str(out),
+    r = subprocess.run([sys.executable, '-m', 'vp3d_ros.apps.fusion_demo', '--out', str(out),
                         '--max-frames', '16', '--columns', '2'],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -340,7 +340,7 @@ def test_fusion_demo_runs(tmp_path):
     img = cv2.imread(str(out / 'fusion_strip.png'))
     assert img is not None and img.shape[0] > 400 and img.std() > 10
     # the saved 2D goes through the CLI contract to the same kind of track
-    from vp3d_ros.fusion_demo import CALIB
+    from vp3d_ros.apps.fusion_demo import CALIB
     kps = [f'cam0{i}={out / f"keypoints_cam0{i}.npy"}' for i in range(1, 5)]
     r = _cli('--calibration', CALIB, '--keypoints', *kps, '--fps', 60, '--out', out / 'cli.npy')
     assert r.returncode == 0, r.stderr

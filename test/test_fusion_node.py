@@ -44,7 +44,7 @@ def test_fusion_node_fuses_instants(rig, tmp_path):  # noqa: F811
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
     from vp3d_ros.geometry.calibration import save_calibration_toml
-    from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
     start, client, tmp = rig
     cams = _rig()
     calib = save_calibration_toml({c.name: c for c in cams}, tmp / 'calib.toml')
@@ -130,7 +130,7 @@ def test_fusion_node_fuses_instants(rig, tmp_path):  # noqa: F811
     node.stop()
     # recorded, and read back as a world track (what vp3d-export writes in OpenSim's axes)
     assert rec.stop() == 0, rec.log()
-    from vp3d_ros.records import is_world_track, read_landmark_tracks
+    from vp3d_ros.io.records import is_world_track, read_landmark_tracks
     tracks = [t for t in read_landmark_tracks(tmp / 'fused_bag') if t.topic == '/skeleton_3d/fused']
     assert len(tracks) == 2 and all(is_world_track(t) for t in tracks)
     for t in tracks:
@@ -179,7 +179,7 @@ def test_fusion_node_on_real_four_camera_frames(rig):  # noqa: F811
     from test_robustness_common import handshake, image, reliable
     from vp3d_ros.geometry import fusion as F
     from vp3d_ros.geometry.calibration import find_camera, load_calibration
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     found = _four_camera_clip()
     if found is None:
         pytest.skip('4-camera clip not available (vp3d_ros/data/balancing_* or ../shared)')
@@ -262,7 +262,7 @@ def test_fusion_node_lifted_prior_when_one_camera_left(rig, tmp_path):  # noqa: 
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
     from vp3d_ros.geometry.calibration import save_calibration_toml
-    from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
     start, client, tmp = rig
     cams = _rig()
     calib = save_calibration_toml({c.name: c for c in cams}, tmp / 'calib.toml')

@@ -80,10 +80,10 @@ def _drive(client, camera, frames, t0):
 
 def _reference(ckpt, kp_msgs, size):
     """The same keypoints lifted at ``size`` with the same gap rules (offline.lift_frames)."""
-    from vp3d_ros.checkpoint import load_checkpoint
-    from vp3d_ros.lifter import SequenceLifter
-    from vp3d_ros.offline import Frame2D, lift_frames
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.core.checkpoint import load_checkpoint
+    from vp3d_ros.core.lifter import SequenceLifter
+    from vp3d_ros.apps.offline import Frame2D, lift_frames
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     loaded = load_checkpoint(ckpt, filter_widths=(3, 3, 3), channels=32, causal=True)
     lifter = SequenceLifter(loaded.build(), input_layout='h36m', flip=True)
     frames = {}
@@ -94,7 +94,7 @@ def _reference(ckpt, kp_msgs, size):
 
 
 def _assert_right_scale(live, ref):
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     for msg in live:
         ns = stamps_ns([msg])[0]
         got = cloud_to_keypoints(msg)
@@ -153,8 +153,8 @@ def test_bag_names_the_model_the_lifter_loaded(rig, make_checkpoint):
     """Recorder first (told a checkpoint it no longer uses), then a lifter on a non-default
     symmetric checkpoint: the bag's metadata names the lifter's file, hash and architecture."""
     from std_msgs.msg import String
-    from vp3d_ros.bag_io import open_bag
-    from vp3d_ros.hashing import file_sha256
+    from vp3d_ros.io.bag_io import open_bag
+    from vp3d_ros.core.hashing import file_sha256
     start, client, tmp = rig
     ckpt, _ = make_checkpoint((3, 3), 16, causal=False, name='custom_symmetric.bin')
     other, _ = make_checkpoint((3, 3, 3), 32, causal=True, name='other.bin')

@@ -141,8 +141,8 @@ def test_trc_round_trip_keeps_missing_markers_and_reads_units(tmp_path):
 
 
 def test_reads_the_world_trc_vp3d_export_writes(tmp_path):
-    from vp3d_ros import records
-    from vp3d_ros.skeletons import H36M17
+    from vp3d_ros.io import records
+    from vp3d_ros.core.skeletons import H36M17
     pos = np.random.default_rng(2).normal(size=(4, 17, 3))
     track = records.Track('/cam01/skeleton_3d/world', 0, H36M17.joints, 5 + np.arange(4) / 30,
                           pos, np.ones((4, 17)))
@@ -246,8 +246,8 @@ def test_cli_says_how_to_install_opensim_when_missing(tmp_path):
 def _write_bag(path: Path, trc: Path, stride: int = 2):
     """A LandmarkRecord bag: the TRC's markers as /skeleton_3d/fused (REP-103, z up) and a
     camera-frame /cam01/skeleton_3d (root-relative, must not be used)."""
-    from vp3d_ros import bag_io, records
-    from vp3d_ros.bag_io import BagWriter
+    from vp3d_ros.io import bag_io, records
+    from vp3d_ros.io.bag_io import BagWriter
     m = km.read_trc(trc)
     zup = m.xyz[::stride] @ km.ZUP_TO_YUP          # inverse rotation: Y up -> z up
     with BagWriter(path, metadata={bag_io.META_FORMAT: 'LandmarkRecord/1'}) as w:
@@ -333,8 +333,8 @@ def test_bag_with_a_fused_track_gives_the_same_angles(cli_run, tmp_path):
 
 @needs_opensim
 def test_bag_without_a_world_track_is_refused(tmp_path):
-    from vp3d_ros import bag_io, records
-    from vp3d_ros.bag_io import BagWriter
+    from vp3d_ros.io import bag_io, records
+    from vp3d_ros.io.bag_io import BagWriter
     with BagWriter(tmp_path / 'cam_only', metadata={bag_io.META_FORMAT: 'LandmarkRecord/1'}) as w:
         w.add_topic('/cam01/skeleton_3d', records.CLOUD_TYPE)
         for k in range(5):
@@ -365,7 +365,7 @@ def test_kinematics_node_publishes_joint_states_over_dds(cli_run, tmp_path):
     from builtin_interfaces.msg import Time
     from ros_harness import Client, NodeProcess, ros_env, unique_domain_id
     from vp3d_ros.kinematics.report import read_mot
-    from vp3d_ros.ros_conversions import keypoints_to_cloud
+    from vp3d_ros.nodes.ros_conversions import keypoints_to_cloud
     proc, out, _ = cli_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = km.read_trc(out.parent / 'synthetic_squat.trc')

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from vp3d_ros.checkpoint import CheckpointError, load_checkpoint
-from vp3d_ros.lifter import SequenceLifter, StreamingLifter, normalize_screen
-from vp3d_ros.model import Architecture, TemporalModel, build_model
-from vp3d_ros.skeletons import COCO17, H36M17
+from vp3d_ros.core.checkpoint import CheckpointError, load_checkpoint
+from vp3d_ros.core.lifter import SequenceLifter, StreamingLifter, normalize_screen
+from vp3d_ros.core.model import Architecture, TemporalModel, build_model
+from vp3d_ros.core.skeletons import COCO17, H36M17
 
 RELEASED = [((3, 3, 3), False), ((3, 3, 3, 3), False), ((3, 3, 3, 3, 3), False),
             ((3, 3, 3, 3, 3), True)]
@@ -19,7 +19,7 @@ RELEASED = [((3, 3, 3), False), ((3, 3, 3, 3), False), ((3, 3, 3, 3, 3), False),
 def taps(request, monkeypatch):
     """Run a streaming test twice: every layer applying its taps at once (small models), and
     every layer deferring its earlier taps (what large, memory-bound models do)."""
-    from vp3d_ros import model
+    from vp3d_ros.core import model
     monkeypatch.setattr(model, 'DEFER_MIN_BYTES', 0 if request.param == 'deferred' else 2 ** 62)
     return request.param
 
@@ -285,7 +285,7 @@ def test_deferred_taps_over_ring_wraparounds_and_odd_blocks(fw, monkeypatch):
     every size and lengths that wrap the rings at every offset (the end padding included)
     still give the whole-sequence poses."""
     from conftest import randomize_model
-    from vp3d_ros import model as model_module
+    from vp3d_ros.core import model as model_module
     monkeypatch.setattr(model_module, 'DEFER_MIN_BYTES', 0)
     model = randomize_model(build_model(Architecture(fw, 32, causal=False)), seed=7)
     for block in range(1, 6):
@@ -338,7 +338,7 @@ def test_block_option_is_checked():
 def test_dense_layer_packed_kernel_matches_plain_product():
     """Large kernels use oneDNN's prepacked product for several rows (flip: 2): the same
     result as F.linear, for any row count, with and without the ReLU."""
-    from vp3d_ros import dense
+    from vp3d_ros.core import dense
     if dense._packed_ops() is None:
         pytest.skip('this torch build has no oneDNN prepacked linear')
     gen = torch.Generator().manual_seed(0)
@@ -355,7 +355,7 @@ def test_dense_layer_packed_kernel_matches_plain_product():
 
 
 def test_dense_layer_keeps_small_kernels_plain_and_falls_back(monkeypatch):
-    from vp3d_ros import dense
+    from vp3d_ros.core import dense
     small = dense.DenseLayer(torch.ones(64, 96), torch.zeros(64))
     assert not small.is_packed  # fits in cache: the plain product is faster
     monkeypatch.setattr(dense, '_packed_ops', lambda: None)  # a torch without oneDNN
@@ -368,8 +368,8 @@ def test_streaming_with_packed_kernels_equals_whole_sequence():
     """A model wide enough for deferred taps and packed kernels (512 channels) streams the
     same poses."""
     from conftest import randomize_model
-    from vp3d_ros.dense import _packed_ops
-    from vp3d_ros.model import streaming_kernels
+    from vp3d_ros.core.dense import _packed_ops
+    from vp3d_ros.core.model import streaming_kernels
     model = randomize_model(build_model(Architecture((3, 3, 3), 512, causal=True)), seed=3)
     layers = streaming_kernels(model).layers
     assert [layer.deferred for layer in layers] == [False, True, True]  # expand: 512x34x3
@@ -404,7 +404,7 @@ def test_lifting_queued_frames_of_several_streams_together_changes_nothing(causa
     when the streams start at different times, one queues a burst of frames (a bridged
     gap), one waits for a full block and one belongs to another model."""
     from conftest import randomize_model
-    from vp3d_ros.lifter import lift_queued
+    from vp3d_ros.core.lifter import lift_queued
     model = randomize_model(build_model(Architecture((3, 3, 3), 32, causal)), seed=7)
     other = randomize_model(build_model(Architecture((3, 3), 16, causal)), seed=8)
     rng = np.random.default_rng(7)

@@ -10,7 +10,7 @@ NOISE_MARKERS = ('inference_feedback_manager.cc', 'landmark_projection_calculato
 
 POSE = f"""
 import sys, cv2
-from vp3d_ros.pose_estimation import create_estimator
+from vp3d_ros.vision.pose_estimation import create_estimator
 ok, bgr = cv2.VideoCapture({CLIP!r}).read()
 with create_estimator('legacy') as est:
     for i in range(3):
@@ -41,7 +41,7 @@ def test_other_lines_and_crash_output_pass():
     code = r"""
 import faulthandler, os, sys, ctypes
 faulthandler.enable()
-from vp3d_ros.native_log_filter import filter_native_stderr, installed
+from vp3d_ros.vision.native_log_filter import filter_native_stderr, installed
 assert filter_native_stderr() and installed()
 os.write(2, b'I0000 00:00:1796551863.546923    9981 task_runner.cc:85] GPU suport is not available\n')
 os.write(2, b'W0000 00:00:1796551811.111914    8740 inference_feedback_manager.cc:114] Feedback\n')

@@ -39,7 +39,7 @@ def publish_lockstep(client, frames, topic='/cam01/image', wait_topic='/cam01/ke
     time.sleep(0.5)
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo
-    from vp3d_ros.ros_conversions import numpy_to_image
+    from vp3d_ros.nodes.ros_conversions import numpy_to_image
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     pub = client.node.create_publisher(type(numpy_to_image(frames[0])), topic, qos)
     info_pub = client.node.create_publisher(CameraInfo, '/cam01/camera_info', qos)
@@ -92,8 +92,8 @@ def checkpoint_params(path, causal, fw='[3, 3, 3]'):
 def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
     from sensor_msgs.msg import PointCloud2
     from visualization_msgs.msg import MarkerArray
-    from vp3d_ros.bag_io import open_bag
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.io.bag_io import open_bag
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     start, client, tmp = rig
     ckpt, _ = make_checkpoint((3, 3, 3), 32, causal)
     params = os.path.join(REPO, 'config', 'vp3d.yaml')
@@ -147,7 +147,7 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
         got = sorted(recorded[topic], key=lambda m: stamps_ns([m]))
         assert len(got) == len(seen) and all(a == b for a, b in zip(got, sorted(seen, key=lambda m: stamps_ns([m]))))
     # The bag names what the lifter loaded (its ~/model announcement), not a recorder parameter.
-    from vp3d_ros.hashing import file_sha256
+    from vp3d_ros.core.hashing import file_sha256
     assert meta['vp3d.checkpoint']['path'] == os.path.abspath(ckpt)
     assert meta['vp3d.checkpoint']['sha256'] == file_sha256(ckpt)
     assert meta['vp3d.checkpoint']['causal'] is causal and meta['vp3d.layout_2d'] == 'h36m'
@@ -156,7 +156,7 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
 def test_parameter_file_changes_behaviour(rig, clip_frames, make_checkpoint, tmp_path):
     """A params file switching pose2d to COCO keypoints plus the 33 landmarks."""
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     start, client, tmp = rig
     params = tmp_path / 'coco.yaml'
     params.write_text(yaml.safe_dump({'/**/pose2d': {'ros__parameters': {

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import CLIP, REPO
 from ros_harness import Client, NodeProcess, ros_env, stamps_ns, unique_domain_id
-from vp3d_ros import bag_io
-from vp3d_ros.bag_io import BagWriter, open_bag
+from vp3d_ros.io import bag_io
+from vp3d_ros.io.bag_io import BagWriter, open_bag
 from vp3d_ros.cli.offline import main as offline_main
-from vp3d_ros.offline import (Frame2D, Progress, camera_name_from_file,
+from vp3d_ros.apps.offline import (Frame2D, Progress, camera_name_from_file,
                               lift_frames, process)
 
 N_CLIP = 24          # frames of the bundled clip (1080x1920, 60 fps)
@@ -84,9 +84,9 @@ def test_clip_frames_stamps_and_determinism(clip_run, tmp_path, capsys):
 def test_clip_bag_round_trip(clip_run):
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.checkpoint import file_sha256
-    from vp3d_ros.records import read_landmark_tracks
-    from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    from vp3d_ros.core.checkpoint import file_sha256
+    from vp3d_ros.io.records import read_landmark_tracks
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
     ckpt, path, _ = clip_run
     with open_bag(path) as bag:
         assert bag.storage == 'mcap'
@@ -134,7 +134,7 @@ def test_live_lifter_node_matches_offline(clip_run, tmp_path):
     """The offline bag's keypoints replayed into a real lifter node (same symmetric
     checkpoint): its skeleton_3d equals the offline one."""
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     from bag_replay import BagReplay
     ckpt, path, _ = clip_run
     env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
@@ -187,9 +187,9 @@ def test_live_lifter_node_matches_offline(clip_run, tmp_path):
 def test_lift_frames_equals_track_window_streaming(make_checkpoint):
     """Same gap rules and poses as the live path (TrackWindow + StreamingLifter) on 2D with
     short gaps, a long gap, a jump in time, weak joints and a second person."""
-    from vp3d_ros.checkpoint import load_checkpoint
-    from vp3d_ros.lifter import SequenceLifter, StreamingLifter
-    from vp3d_ros.windowing import TrackWindow
+    from vp3d_ros.core.checkpoint import load_checkpoint
+    from vp3d_ros.core.lifter import SequenceLifter, StreamingLifter
+    from vp3d_ros.core.windowing import TrackWindow
     ckpt, _ = make_checkpoint(FW, CH, causal=False)
     model = load_checkpoint(ckpt).build()
     rng = np.random.default_rng(3)
@@ -237,8 +237,8 @@ def test_lift_frames_equals_track_window_streaming(make_checkpoint):
 
 def _live_track_poses(model, frames, max_gap_frames=10, block=1, defer=False):
     """The live lifter's path over the same frames: {stamp: {person: pose}}."""
-    from vp3d_ros.lifter import StreamingLifter, lift_queued
-    from vp3d_ros.windowing import TrackWindow
+    from vp3d_ros.core.lifter import StreamingLifter, lift_queued
+    from vp3d_ros.core.windowing import TrackWindow
     tracks, live = {}, {}
 
     def keep(pid, poses):
@@ -276,10 +276,10 @@ def test_person_leaving_the_scene_ends_the_track(make_checkpoint, tmp_path, case
     when the gap exceeds the limit, and the end of the run (or a later reset) finishes an
     empty window. Offline must lift the 20 frames and write the bag, like the live path
     (the offline buffer crashed on the empty window: ValueError, no bag)."""
-    from vp3d_ros.checkpoint import load_checkpoint
-    from vp3d_ros.lifter import SequenceLifter
-    from vp3d_ros.offline import CameraResult, write_bag
-    from vp3d_ros.records import read_landmark_tracks
+    from vp3d_ros.core.checkpoint import load_checkpoint
+    from vp3d_ros.core.lifter import SequenceLifter
+    from vp3d_ros.apps.offline import CameraResult, write_bag
+    from vp3d_ros.io.records import read_landmark_tracks
     ckpt, _ = make_checkpoint(FW, CH, causal=False)
     model = load_checkpoint(ckpt).build()
     rng = np.random.default_rng(11)
@@ -476,7 +476,7 @@ def test_camera_bag_replay_through_live_nodes(rig, make_checkpoint, tmp_path):
     the same keypoints_2d messages and the same skeletons."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     from bag_replay import BagReplay
     start, client = rig
     ckpt, _ = make_checkpoint(FW, CH, causal=False)
@@ -610,7 +610,7 @@ def test_bad_options_exit_2(make_checkpoint, tmp_path, capsys, clip_run):
 
 
 def test_failure_while_writing_removes_the_partial_bag(make_checkpoint, tmp_path, monkeypatch):
-    import vp3d_ros.offline as offline
+    import vp3d_ros.apps.offline as offline
     ckpt, _ = make_checkpoint(FW, CH, causal=False)
     real, calls = offline._cloud_bytes, []
 
@@ -660,7 +660,7 @@ class Block:
         if name.split('.')[0] in ('rclpy', 'sensor_msgs', 'std_msgs'):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
-from vp3d_ros.offline import process
+from vp3d_ros.apps.offline import process
 s = process({CLIP!r}, {str(tmp_path / 'b')!r}, checkpoint={ckpt!r}, max_frames=3)
 assert s.frames == 3, s
 assert not any(m.split('.')[0] in ('rclpy', 'sensor_msgs') for m in sys.modules)

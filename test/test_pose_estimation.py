@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import CLIP, REPO
-from vp3d_ros.keypoint_mapping import mediapipe_to_coco, mediapipe_to_h36m
-from vp3d_ros.pose_estimation import (LegacyPoseEstimator, PoseDetection, PoseEstimationError,
+from vp3d_ros.core.keypoint_mapping import mediapipe_to_coco, mediapipe_to_h36m
+from vp3d_ros.vision.pose_estimation import (LegacyPoseEstimator, PoseDetection, PoseEstimationError,
                                       TasksPoseEstimator, create_estimator,
                                       legacy_model_available)
-from vp3d_ros.pose_task_bundle import DETECTOR_NAME, LANDMARKER_NAME, build_pose_task, main
-from vp3d_ros.skeletons import COCO17, H36M17, MEDIAPIPE33
+from vp3d_ros.vision.pose_task_bundle import DETECTOR_NAME, LANDMARKER_NAME, build_pose_task, main
+from vp3d_ros.core.skeletons import COCO17, H36M17, MEDIAPIPE33
 
 FRAME_IDS = (0, 33, 66, 99)
 NOSE, L_SH, R_SH, L_HIP, R_HIP = (MEDIAPIPE33.index(n) for n in (
@@ -187,7 +187,7 @@ def test_make_pose_task_cli(tmp_path):
 
 def test_modules_import_without_mediapipe():
     code = ('import sys; sys.modules["mediapipe"] = None; '
-            'import vp3d_ros.pose_estimation, vp3d_ros.pose_task_bundle; print("ok")')
+            'import vp3d_ros.vision.pose_estimation, vp3d_ros.vision.pose_task_bundle; print("ok")')
     r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == 'ok', r.stderr

@@ -1,12 +1,12 @@
-"""The 2D stage pose2d and vp3d-offline share (vp3d_ros.pose_stage), on real MediaPipe and
+"""The 2D stage pose2d and vp3d-offline share (vp3d_ros.vision.pose_stage), on real MediaPipe and
 real frames of the bundled clip: persons found and tracked, and the restart rules."""
 import cv2
 import numpy as np
 
 from conftest import CLIP
-from vp3d_ros.pose_estimation import create_estimator
-from vp3d_ros.pose_stage import PoseStage
-from vp3d_ros.tracking import PeopleTracking
+from vp3d_ros.vision.pose_estimation import create_estimator
+from vp3d_ros.vision.pose_stage import PoseStage
+from vp3d_ros.core.tracking import PeopleTracking
 
 MS = 1_000_000
 

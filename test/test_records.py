@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from vp3d_ros import bag_io, records
-from vp3d_ros.bag_io import BagWriter
+from vp3d_ros.io import bag_io, records
+from vp3d_ros.io.bag_io import BagWriter
 from vp3d_ros.cli.export import main as export_main
-from vp3d_ros.records import Track
-from vp3d_ros.skeletons import COCO17, H36M17
+from vp3d_ros.io.records import Track
+from vp3d_ros.core.skeletons import COCO17, H36M17
 
 CLOUD = 'sensor_msgs/msg/PointCloud2'
 C1_3D, C1_2D, C2_3D = '/cam01/skeleton_3d', '/cam01/keypoints_2d', '/cam02/skeleton_3d'

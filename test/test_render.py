@@ -1,8 +1,8 @@
 """The demo picture's 3D panels: orientation of front/side views, upright world poses, labels."""
 import numpy as np
 
-from vp3d_ros.render import SPAN_M, panel_points, render_3d, strip
-from vp3d_ros.skeletons import H36M17
+from vp3d_ros.vision.render import SPAN_M, panel_points, render_3d, strip
+from vp3d_ros.core.skeletons import H36M17
 
 HEAD, RFOOT, LFOOT, RWRIST = (H36M17.joints.index(j) for j in ('Head', 'RFoot', 'LFoot', 'RWrist'))
 

@@ -1,4 +1,4 @@
-"""The launch file's node set started from the YAML without ros2 launch (vp3d_ros.rig):
+"""The launch file's node set started from the YAML without ros2 launch (vp3d_ros.apps.rig):
 video_source plays the bundled clip as camera cam01, the nodes process it, the recorder's
 bag holds the result."""
 import os
@@ -14,7 +14,7 @@ from ros_harness import ros_env, unique_domain_id
 
 
 def test_rig_plays_video_through_pipeline_into_bag(tmp_path, make_checkpoint):
-    from vp3d_ros.bag_io import open_bag
+    from vp3d_ros.io.bag_io import open_bag
     ckpt, _ = make_checkpoint((3, 3, 3), 32, causal=True)
     env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
     log = open(tmp_path / 'rig.log', 'w')
@@ -22,7 +22,7 @@ def test_rig_plays_video_through_pipeline_into_bag(tmp_path, make_checkpoint):
     proc = subprocess.Popen(
         [sys.executable, '-c', f'''
 import sys
-from vp3d_ros import rig
+from vp3d_ros.apps import rig
 specs = rig.plan(['cam01'], video='', record=True, bag_dir={str(tmp_path)!r}, checkpoint={ckpt!r},
                  video_params=['max_frames:=12', 'rate:=6.0', 'stamp_source:=video'],
                  recorder_params=['bag_name:=rig_bag'])

@@ -103,7 +103,7 @@ def set_stamp(msg, ns: int, frame_id: str = 'cam01_optical'):
 
 
 def image(frame, ns: int):
-    from vp3d_ros.ros_conversions import numpy_to_image
+    from vp3d_ros.nodes.ros_conversions import numpy_to_image
     return set_stamp(numpy_to_image(frame, 'rgb8'), ns)
 
 
@@ -147,7 +147,7 @@ def cloud(ns: int, poses, conf=None, ids=None, frame_id='cam01_optical'):
     """(P, J, D) or (J, D) pixel poses -> keypoints cloud (our schema) stamped ``ns``."""
     from builtin_interfaces.msg import Time
     from std_msgs.msg import Header
-    from vp3d_ros.ros_conversions import keypoints_to_cloud
+    from vp3d_ros.nodes.ros_conversions import keypoints_to_cloud
     poses = np.asarray(poses, dtype=np.float64)
     poses = poses[None] if poses.ndim == 2 else poses
     conf = np.full(poses.shape[:2], 0.9) if conf is None else np.asarray(conf).reshape(poses.shape[:2])

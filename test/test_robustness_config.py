@@ -99,7 +99,7 @@ def test_recorder_starts_without_importing_torch():
     import subprocess
     import sys
     code = ('import sys; import vp3d_ros.nodes.recorder_node as r; '
-            'from vp3d_ros.lifter_config import DEFAULT_CHECKPOINTS as D; '
+            'from vp3d_ros.core.lifter_config import DEFAULT_CHECKPOINTS as D; '
             'assert "torch" not in sys.modules, "torch imported"; '
             'print(sorted(D), all(p.endswith(".bin") for p in D.values()))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,

@@ -32,7 +32,7 @@ def _bag_stamps(path, topics=(KP, SK)):
     """{topic: [header stamp ns]} and {topic: [deserialized rclpy message]} of a bag on disk."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.bag_io import open_bag
+    from vp3d_ros.io.bag_io import open_bag
     stamps, msgs = {t: [] for t in topics}, {t: [] for t in topics}
     with open_bag(path) as bag:
         for topic, _, _, raw in bag.messages(list(topics)):
@@ -52,7 +52,7 @@ def _wait_recorded(client, names, n, timeout=30):
 def test_recorder_sigint_sigterm_complete_sigkill_recoverable(rig):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.bag_io import BagError, open_bag, reindex
+    from vp3d_ros.io.bag_io import BagError, open_bag, reindex
     start, client, tmp = rig
     names = {'rec_int': 'mcap', 'rec_term': 'sqlite3', 'rec_kill': 'mcap',
              'rec_kill_db': 'sqlite3'}
@@ -113,7 +113,7 @@ def _limit_disk(path, size_kb):
 def test_recorder_disk_full_keeps_data_and_rig_running(rig):
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.bag_io import reindex
+    from vp3d_ros.io.bag_io import reindex
     start, client, tmp = rig
     small = tmp / 'small_disk'
     umount = _limit_disk(small, 1024)
@@ -236,7 +236,7 @@ def test_pose2d_killed_and_restarted_mid_stream(rig, make_checkpoint):
         lift.log()
     assert 'cam01: no keypoints for' in lift.log() and 'windows restarted' in lift.log()
     sk = [m for m in client.messages(SK) if stamps_ns([m])[0] in after]
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     assert all(np.all(np.isfinite(cloud_to_keypoints(m)[0][0])) for m in sk)
     for proc in (lift, rec, pose_b):
         assert_alive_and_clean(proc)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import randomize_model
-from vp3d_ros import cloud_schema
-from vp3d_ros.lifter import StreamingLifter, lift_queued
-from vp3d_ros.model import Architecture, build_model
-from vp3d_ros.windowing import TrackWindow, outside_image
+from vp3d_ros.core import cloud_schema
+from vp3d_ros.core.lifter import StreamingLifter, lift_queued
+from vp3d_ros.core.model import Architecture, build_model
+from vp3d_ros.core.windowing import TrackWindow, outside_image
 from test_robustness_common import rig  # noqa: F401,E402  (fixture)
 
 MS = 1_000_000
@@ -118,7 +118,7 @@ def test_flood_of_one_joint_persons_is_capped_before_per_person_work():
     that many come back; with the node's point cap the cloud is refused before unpacking.
     (Timing: benchmarks/hostile_inputs.py.)"""
     from sensor_msgs.msg import PointField, PointCloud2
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     n = 150_000
     rng = np.random.default_rng(1)
     data = _cloud(rng.uniform(0, 600, (n, 2)), rng.uniform(0, 1, n), np.zeros(n),
@@ -139,7 +139,7 @@ def test_duplicated_field_names_are_refused():
     """Two ``person`` fields: the dict of fields kept the last, the unpacker read the first,
     and 17 one-joint persons were lifted silently."""
     from sensor_msgs.msg import PointField, PointCloud2
-    from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
     rng = np.random.default_rng(2)
     msg = keypoints_to_cloud(None, rng.uniform(0, 600, (1, 17, 2)), np.full((1, 17), 0.9))
     assert list(cloud_to_keypoints(msg)) == [0]
@@ -162,7 +162,7 @@ def _compressed(data: bytes, fmt='jpeg'):
 
 
 def _patch_jpeg_size(data: bytes, w: int, h: int, sof: int = None) -> bytes:
-    from vp3d_ros.ros_conversions import _jpeg_frame
+    from vp3d_ros.nodes.ros_conversions import _jpeg_frame
     buf = np.frombuffer(data, np.uint8)
     _, _, marker = _jpeg_frame(buf)
     pos = data.index(bytes([0xFF, marker]))
@@ -177,7 +177,7 @@ def test_compressed_images_other_than_jpeg_png_are_refused_by_their_magic():
     """cv2.imdecode also decodes WebP, TIFF, PxM, JPEG 2000, EXR...: each refused by name
     before any decoder sees it, whatever the format string says."""
     import cv2
-    from vp3d_ros.ros_conversions import ImageConversionError, compressed_to_numpy
+    from vp3d_ros.nodes.ros_conversions import ImageConversionError, compressed_to_numpy
     img = np.zeros((64, 64, 3), np.uint8)
     crafted = {
         'WebP': b'RIFF\x2c\x15\x00\x00WEBPVP8 ' + bytes(5000),
@@ -201,7 +201,7 @@ def test_forged_sizes_are_refused_from_the_header_before_decoding():
     coded JPEG (which would defeat the bound) is refused; the most compressible frames a
     camera can send (black, optimised/progressive JPEG, maximum-compression PNG) still decode."""
     import cv2
-    from vp3d_ros.ros_conversions import ImageConversionError, compressed_to_numpy
+    from vp3d_ros.nodes.ros_conversions import ImageConversionError, compressed_to_numpy
     ok, small = cv2.imencode('.jpg', np.zeros((16, 16, 3), np.uint8))
     forged = _patch_jpeg_size(small.tobytes(), 10000, 9999)
     assert len(forged) < 1000
@@ -231,7 +231,7 @@ def test_log_flood_through_varying_text_is_bounded():
     from sensor_msgs.msg import Image
     from vp3d_ros.nodes.common import Throttle
     from vp3d_ros.nodes.pose2d_node import fault_kind
-    from vp3d_ros.ros_conversions import ImageConversionError, compressed_to_numpy, image_to_numpy
+    from vp3d_ros.nodes.ros_conversions import ImageConversionError, compressed_to_numpy, image_to_numpy
     throttle = Throttle(period_s=60.0)
     lines = []
 
@@ -258,7 +258,7 @@ def test_log_flood_through_varying_text_is_bounded():
 def test_stamp_plausibility():
     """int32 limits of a header stamp (1901, 2038): refused or warned; sec 0 nsec 1 is
     video time (kept); under use_sim_time any positive stamp is a time."""
-    from vp3d_ros.windowing import stamp_problem
+    from vp3d_ros.core.windowing import stamp_problem
     sec = 1_000_000_000
     now = 1_790_000_000 * sec  # 2026
     assert stamp_problem(-2 ** 31 * sec, now)[0] == 'refuse'  # 1901-12-13
@@ -287,7 +287,7 @@ def test_lifter_over_dds_absurd_coordinate_floods_and_stamps(rig, make_checkpoin
     from ros_harness import stamps_ns
     from test_robustness_common import (SEC, assert_alive_and_clean, cloud, diag_values,
                                         handshake, pose_at, reliable)
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     start, client, _ = rig
     ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
     lift = start('lifter_node', '-p', 'cameras:=[cam01, cam02]', '-p', f'checkpoint:={ckpt}',
@@ -376,7 +376,7 @@ def test_lifter_over_dds_absurd_coordinate_floods_and_stamps(rig, make_checkpoin
 
 
 def test_stamp_gaps_count_frames_missing():
-    from vp3d_ros.windowing import StampGaps
+    from vp3d_ros.core.windowing import StampGaps
     rng = np.random.default_rng(5)
     period = 33_333_333
     stamps = np.arange(3000) * period + rng.integers(-2_000_000, 2_000_000, 3000)
@@ -494,7 +494,7 @@ def test_pose2d_over_dds_decompression_bombs_refused_without_memory(rig):
     from ros_harness import stamps_ns
     from test_robustness_common import (SEC, assert_alive_and_clean, clip_frames, reliable,
                                         send_until, set_stamp)
-    from vp3d_ros.ros_conversions import numpy_to_compressed
+    from vp3d_ros.nodes.ros_conversions import numpy_to_compressed
     start, client, _ = rig
     pose = start('pose2d_node', '-r', '__ns:=/cam01', '-p', 'compressed:=true', name='pose2d')
     client.collect(PointCloud2, '/cam01/keypoints_2d')

@@ -19,7 +19,7 @@ STEP = SEC // 30
 
 
 def _skeletons(client, ns):
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     msgs = [m for m in client.messages(SK) if stamps_ns([m]) == [ns]]
     assert msgs, f'no skeleton for stamp {ns}'
     return cloud_to_keypoints(msgs[-1])
@@ -158,7 +158,7 @@ BASE33 = np.concatenate([pose_at(0), pose_at(0)[:16] + 5])[None]
 
 def _poses_by_stamp(client, ns: str) -> dict:
     """{stamp: pose of the first person} of what arrived on /<ns>/skeleton_3d."""
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     return {stamps_ns([m])[0]: cloud_to_keypoints(m)[0][0]
             for m in client.messages(f'/{ns}/skeleton_3d')}
 
@@ -210,7 +210,7 @@ def test_cameras_due_together_share_passes_and_get_their_own_poses(rig, make_che
     over the same frames)."""
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.lifter import SequenceLifter
+    from vp3d_ros.core.lifter import SequenceLifter
     start, client, _ = rig
     ckpt, model = make_checkpoint((3, 3, 3), 32, True)
     cams = ['c1', 'c2', 'c3', 'c4']

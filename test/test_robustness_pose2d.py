@@ -27,7 +27,7 @@ def _raw(frame_bytes, width, height, step, encoding='rgb8', ns=0):
 
 
 def _people(msg):
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     return cloud_to_keypoints(msg)
 
 
@@ -154,7 +154,7 @@ def test_pose2d_survives_bad_images_size_change_and_burst(rig):
 def test_pose2d_survives_corrupt_compressed_images(rig):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CompressedImage, PointCloud2
-    from vp3d_ros.ros_conversions import numpy_to_compressed
+    from vp3d_ros.nodes.ros_conversions import numpy_to_compressed
     start, client, _ = rig
     pose = start('pose2d_node', '-r', '__ns:=/cam01', '-p', 'compressed:=true', name='pose2d')
     client.collect(PointCloud2, KP)

@@ -24,7 +24,7 @@ def test_time_anomalies_and_sim_time_with_and_without_clock(rig, make_checkpoint
     from diagnostic_msgs.msg import DiagnosticArray
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, PointCloud2
-    from vp3d_ros.bag_io import open_bag
+    from vp3d_ros.io.bag_io import open_bag
     start, client, tmp = rig
     ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
     sim = ('-p', 'use_sim_time:=true')
@@ -155,5 +155,5 @@ def _time(ns):
 
 
 def _poses(msg):
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     return np.array([p for p, _ in cloud_to_keypoints(msg).values()])

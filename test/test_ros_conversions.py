@@ -7,8 +7,8 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from vp3d_ros import cloud_schema
-from vp3d_ros.ros_conversions import (ImageConversionError, cloud_to_keypoints,
+from vp3d_ros.core import cloud_schema
+from vp3d_ros.nodes.ros_conversions import (ImageConversionError, cloud_to_keypoints,
                                       compressed_to_numpy, image_to_numpy,
                                       keypoints_to_cloud, numpy_to_compressed, numpy_to_image)
 

@@ -30,7 +30,7 @@ def test_launch_double_sigint_shuts_down_cleanly_with_every_pose(rig, make_check
                                                                    tmp_path):
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import PointCloud2
-    from vp3d_ros.bag_io import open_bag
+    from vp3d_ros.io.bag_io import open_bag
     start, client, _ = rig
     ckpt, _ = make_checkpoint((3, 3, 3), 32, causal=False)
     leader = []

@@ -1,13 +1,13 @@
-"""One description of the rig's node set (vp3d_ros.topology), used by the launch file and
-by ``python -m vp3d_ros.rig``: what starts for which options, and the processes' arguments."""
+"""One description of the rig's node set (vp3d_ros.core.topology), used by the launch file and
+by ``python -m vp3d_ros.apps.rig``: what starts for which options, and the processes' arguments."""
 import ast
 import os
 
 import pytest
 
 from conftest import REPO
-from vp3d_ros import rig
-from vp3d_ros.topology import RigOptions, param_arg, parse_cameras, plan_nodes, ros_args
+from vp3d_ros.apps import rig
+from vp3d_ros.core.topology import RigOptions, param_arg, parse_cameras, plan_nodes, ros_args
 
 
 def _names(opts):

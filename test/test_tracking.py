@@ -1,4 +1,4 @@
-"""Person tracking (vp3d_ros.tracking): identities through crossings, exits and entries,
+"""Person tracking (vp3d_ros.core.tracking): identities through crossings, exits and entries,
 lifecycle, subject selection; offline 2D stage and lifter windows per track; one real
 MediaPipe run on two people (the bundled clip beside its mirrored copy)."""
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from conftest import CLIP
 from test_robustness_common import rig  # noqa: F401  (fixture)
-from vp3d_ros.tracking import (CONFIRMED, LOST, PeopleTracking, PersonTracker, SubjectSelector,
+from vp3d_ros.core.tracking import (CONFIRMED, LOST, PeopleTracking, PersonTracker, SubjectSelector,
                                TrackerConfig)
 
 # A standing H36M-17 skeleton (metres, z up, facing -y), joints in H36M order.
@@ -249,9 +249,9 @@ def test_bad_config_is_refused(kwargs):
 def test_offline_lifting_ends_a_track_and_starts_the_next(make_checkpoint):
     # The lifter side: tracks leave and arrive as different ids, so the offline lifter (the
     # live gap rules) gives each its own segment instead of interpolating across them.
-    from vp3d_ros.lifter import SequenceLifter
-    from vp3d_ros.checkpoint import load_checkpoint
-    from vp3d_ros.offline import Frame2D, lift_frames
+    from vp3d_ros.core.lifter import SequenceLifter
+    from vp3d_ros.core.checkpoint import load_checkpoint
+    from vp3d_ros.apps.offline import Frame2D, lift_frames
     ckpt, _ = make_checkpoint((3, 3), 16, causal=False)
     lifter = SequenceLifter(load_checkpoint(ckpt).build('cpu'))
     tracking = PeopleTracking()
@@ -279,9 +279,9 @@ def test_real_mediapipe_two_people_keep_their_ids(tmp_path):
     # two real people. MediaPipe's detections are handed over in a random order each frame,
     # as a detector's output order is arbitrary; each person keeps one id over the clip.
     cv2 = pytest.importorskip('cv2')
-    from vp3d_ros.keypoint_mapping import map_mediapipe
-    from vp3d_ros.pose_estimation import create_estimator
-    from vp3d_ros.pose_task_bundle import build_pose_task
+    from vp3d_ros.core.keypoint_mapping import map_mediapipe
+    from vp3d_ros.vision.pose_estimation import create_estimator
+    from vp3d_ros.vision.pose_task_bundle import build_pose_task
     task = build_pose_task(tmp_path / 'pose_landmarker_full.task')
     cap = cv2.VideoCapture(CLIP)
     small = []
@@ -326,9 +326,9 @@ def _side_by_side(n):
 def test_offline_2d_stage_ids_are_tracks_and_subject_is_applied(tmp_path):
     # detect_2d (the offline 2D stage, shared rules with pose2d) with the tasks backend and
     # two people: person ids are track ids; a subject region keeps only that person.
-    from vp3d_ros.offline import CameraSource, detect_2d
-    from vp3d_ros.pose_estimation import create_estimator
-    from vp3d_ros.pose_task_bundle import build_pose_task
+    from vp3d_ros.apps.offline import CameraSource, detect_2d
+    from vp3d_ros.vision.pose_estimation import create_estimator
+    from vp3d_ros.vision.pose_task_bundle import build_pose_task
     task = str(build_pose_task(tmp_path / 'pose_landmarker_full.task'))
     frames = _side_by_side(30)
     src = CameraSource('cam01', 'composite', len(frames), lambda: (
@@ -357,8 +357,8 @@ def test_pose2d_node_publishes_track_ids_of_the_subject(rig):
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image, PointCloud2
     from test_robustness_common import SEC, diag_values, has_stamp, image, reliable, send_until
-    from vp3d_ros.pose_task_bundle import build_pose_task
-    from vp3d_ros.ros_conversions import cloud_to_keypoints
+    from vp3d_ros.vision.pose_task_bundle import build_pose_task
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     start, client, tmp = rig
     task = build_pose_task(tmp / 'pose_landmarker_full.task')
     pose = start('pose2d_node', '-r', '__ns:=/cam01', '-p', 'backend:=tasks', '-p',

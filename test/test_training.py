@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from vp3d_ros.checkpoint import load_checkpoint
-from vp3d_ros.lifter import SequenceLifter, normalize_screen
-from vp3d_ros.lifter_config import DEFAULT_CHECKPOINTS
-from vp3d_ros.model import Architecture, TemporalModel
-from vp3d_ros.skeletons import H36M17
+from vp3d_ros.core.checkpoint import load_checkpoint
+from vp3d_ros.core.lifter import SequenceLifter, normalize_screen
+from vp3d_ros.core.lifter_config import DEFAULT_CHECKPOINTS
+from vp3d_ros.core.model import Architecture, TemporalModel
+from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
 from vp3d_ros.training.train import output_pad, synth_batch

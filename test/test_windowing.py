@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from conftest import randomize_model
-from vp3d_ros.lifter import SequenceLifter, StreamingLifter
-from vp3d_ros.model import Architecture, build_model
-from vp3d_ros.windowing import TrackWindow
+from vp3d_ros.core.lifter import SequenceLifter, StreamingLifter
+from vp3d_ros.core.model import Architecture, build_model
+from vp3d_ros.core.windowing import TrackWindow
 
 MS = 1_000_000
 
@@ -109,8 +109,8 @@ def test_window_that_empties_owes_nothing_and_survives_every_end(causal, block):
     with all 20 poses; every later end of the emptied window (the run's end, a second
     finish, a new image size or time going backwards with nobody there) owes nothing and
     raises nothing, live (StreamingLifter, deferred passes too) and offline (SegmentBuffer)."""
-    from vp3d_ros.lifter import lift_queued
-    from vp3d_ros.offline import SegmentBuffer
+    from vp3d_ros.core.lifter import lift_queued
+    from vp3d_ros.apps.offline import SegmentBuffer
     model = randomize_model(build_model(Architecture((3, 3, 3), 16, causal)), seed=2)
     kp, conf = frames(20)
     ref = SequenceLifter(model, 'h36m').lift(kp, 640, 480)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vp3d_ros.bag_io import open_bag
+from vp3d_ros.io.bag_io import open_bag
 from vp3d_ros.geometry import world as W
 from vp3d_ros.geometry.calibration import Camera, load_calibration, save_calibration_toml, rodrigues
 
@@ -207,8 +207,8 @@ def test_cli_world_frame_contract(tmp_path):
 
 
 def world_track(tmp_path=None):
-    from vp3d_ros.records import Track
-    from vp3d_ros.skeletons import H36M17
+    from vp3d_ros.io.records import Track
+    from vp3d_ros.core.skeletons import H36M17
     track = walking_track(100)
     stamps = 1000.0 + np.arange(len(track)) / 50.0
     return Track('/cam_01/skeleton_3d/world', 0, H36M17.joints, stamps, track,
@@ -218,7 +218,7 @@ def world_track(tmp_path=None):
 def test_world_exports_use_opensim_axes(tmp_path):
     """TRC / CSV of a world track: Y up (OpenSim), metres, absolute, mapping in the header."""
     import csv
-    from vp3d_ros.records import (OPENSIM_AXES_NOTE, OPENSIM_FROM_ROS, opensim_to_ros,
+    from vp3d_ros.io.records import (OPENSIM_AXES_NOTE, OPENSIM_FROM_ROS, opensim_to_ros,
                                   write_world_csv, write_world_trc)
     tr = world_track()
     assert np.isclose(np.linalg.det(OPENSIM_FROM_ROS), 1.0)       # a rotation, no mirror
@@ -247,7 +247,7 @@ def test_world_trc_opens_upright_and_moving_in_opensim(tmp_path):
         opensim = require_opensim()
     except ImportError as e:
         pytest.skip(str(e))
-    from vp3d_ros.records import trc_marker_name, write_world_trc
+    from vp3d_ros.io.records import trc_marker_name, write_world_trc
     tr = world_track()
     trc = write_world_trc(tr, tmp_path / 'w.trc')
     table = opensim.TimeSeriesTableVec3(str(trc))
@@ -273,8 +273,8 @@ def test_world_trc_opens_upright_and_moving_in_opensim(tmp_path):
 def test_export_cli_writes_world_topics_in_opensim_axes(tmp_path):
     """A bag holding /cam01/skeleton_3d/world (as the recorder writes it) -> vp3d-export:
     the world TRC is Y up and absolute; the camera-frame topic is left as it was."""
-    from vp3d_ros import records
-    from vp3d_ros.bag_io import BagWriter
+    from vp3d_ros.io import records
+    from vp3d_ros.io.bag_io import BagWriter
     from vp3d_ros.cli.export import main as export_main
     tr = world_track()
     cam = lab_camera()
@@ -313,7 +313,7 @@ def test_offline_writes_world_skeletons_of_the_bundled_clip(tmp_path):
     z 0.87 m)."""
     from conftest import CLIP
     from vp3d_ros.cli.offline import main as offline_main
-    from vp3d_ros.records import read_landmark_tracks
+    from vp3d_ros.io.records import read_landmark_tracks
     out = tmp_path / 'bag'
     assert offline_main([CLIP, '--out', str(out), '--max-frames', '30', '--calibration',
                          str(BUNDLED_CALIB), '--no-progress']) == 0
@@ -331,7 +331,7 @@ def test_offline_writes_world_skeletons_of_the_bundled_clip(tmp_path):
     # trained to 0; the shipped symmetric model gives 0.13 mm at most on this clip).
     assert np.abs(cam.positions[:, 0]).max() < 1e-3
     with open_bag(out) as bag:
-        from vp3d_ros import bag_io
+        from vp3d_ros.io import bag_io
         raw = next(r for _, _, _, r in bag.messages(['/cam01/skeleton_3d/world']))
         assert bag_io.typestore().deserialize_cdr(
             raw, 'sensor_msgs/msg/PointCloud2').header.frame_id == 'world'

@@ -26,7 +26,7 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
     from std_msgs.msg import Header
     from vp3d_ros.geometry import world as W
     from vp3d_ros.geometry.calibration import Camera, save_calibration_toml
-    from vp3d_ros.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
     start, client, tmp = rig
     cam = lab_camera()
     cam2 = Camera('cam_02', cam.K, cam.dist, cam.R, cam.t, cam.size)
@@ -93,7 +93,7 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
 
 
 def test_rig_and_launch_start_the_world_node_with_a_calibration():
-    from vp3d_ros.rig import plan
+    from vp3d_ros.apps.rig import plan
     specs = {s.name: s for s in plan(['cam01'], calibration='/x/calib.toml')}
     assert 'world' in specs and 'fusion' not in specs          # one camera: no fusion
     cmd = ' '.join(specs['world'].command('params.yaml', []))

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import cv2
     import numpy as np
-    from vp3d_ros.records import read_landmark_tracks
+    from vp3d_ros.io.records import read_landmark_tracks
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cap = cv2.VideoCapture(args.video)

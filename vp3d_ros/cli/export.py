@@ -22,7 +22,7 @@ Columns:
            in OpenSim's axes in CSV and TRC: X = world x, Y = world z (up), Z = -world y,
            metres, absolute; the mapping is the first header line (CSV: a '#' line)
   npz      <name>__positions (T, J, D), __confidence (T, J), __stamps_s, __joint_names, ...;
-           read back with vp3d_ros.records.read_npz. The positions of a 2D track are the
+           read back with vp3d_ros.io.records.read_npz. The positions of a 2D track are the
            (T, 17, 2) keypoints that vp3d-lift takes.
 Empty cells (CSV, TRC) and NaN (npz) mark frames where the person was not detected.
 """
@@ -75,8 +75,8 @@ def _why_nothing(args, tracks, topics) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..bag_io import BagError
-    from ..records import (is_world_track, keypoint_topic_frames, read_landmark_tracks,
+    from ..io.bag_io import BagError
+    from ..io.records import (is_world_track, keypoint_topic_frames, read_landmark_tracks,
                            write_csv, write_npz, write_trc, write_world_csv, write_world_trc)
 
     formats = [f for f in ('csv', 'trc', 'npz') if getattr(args, f)] or ['csv', 'trc', 'npz']

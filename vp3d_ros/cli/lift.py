@@ -103,9 +103,9 @@ def _world_camera(args):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..checkpoint import CheckpointError
-    from ..lifter import SequenceLifter
-    from ..lifter_config import resolve_lifter
+    from ..core.checkpoint import CheckpointError
+    from ..core.lifter import SequenceLifter
+    from ..core.lifter_config import resolve_lifter
 
     try:
         kp = np.load(args.keypoints, allow_pickle=False)

@@ -17,8 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..track_rules import DEFAULT as RULES, TrackRules
-from ..tracking import TrackerConfig
+from ..core.track_rules import DEFAULT as RULES, TrackRules
+from ..core.tracking import TrackerConfig
 from .lift import _widths
 
 
@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..allocator import keep_large_buffers
-    from ..offline import OfflineError, process
+    from ..core.allocator import keep_large_buffers
+    from ..apps.offline import OfflineError, process
     keep_large_buffers()  # per-frame image buffers: reuse heap memory (see allocator.py)
     first = args.input[0]
     out = args.out or f'{Path(first.rstrip("/")).stem or "offline"}_landmarks'

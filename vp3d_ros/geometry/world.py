@@ -46,7 +46,7 @@ import numpy as np
 
 from .calibration import Camera
 
-# H36M-17 joint indices (vp3d_ros.skeletons.H36M17).
+# H36M-17 joint indices (vp3d_ros.core.skeletons.H36M17).
 HIP, RHIP, RKNEE, RFOOT, LHIP, LKNEE, LFOOT, SPINE, THORAX, NECK, HEAD = range(11)
 
 HEIGHT_OFFSET_M = 0.10       # standing height = Head-to-mid-ankle distance + this

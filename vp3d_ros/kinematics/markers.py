@@ -1,7 +1,7 @@
 """Marker trajectories for OpenSim: TRC in and out, axis conventions, the standing period.
 
 Pure numpy. A :class:`Markers` holds what the IK needs: times (s), marker names (our TRC
-names: :func:`vp3d_ros.records.trc_marker_name` of the H36M joints) and positions in metres,
+names: :func:`vp3d_ros.io.records.trc_marker_name` of the H36M joints) and positions in metres,
 OpenSim axes (Y up), NaN where a marker is missing.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from ..records import trc_marker_name
-from ..skeletons import H36M17
+from ..io.records import trc_marker_name
+from ..core.skeletons import H36M17
 
 H36M_MARKERS = tuple(trc_marker_name(j) for j in H36M17.joints)
 UNITS = {'m': 1.0, 'mm': 1e-3, 'cm': 1e-2}

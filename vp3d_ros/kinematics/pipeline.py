@@ -60,7 +60,7 @@ def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None)
             raise ValueError(f'{p}: TRC lacks markers {missing} (needs the 17 H36M joints, '
                              f'named as vp3d-export writes them: {list(H36M_MARKERS)})')
         return m.subset(keep), f'TRC {p.name}'
-    from ..records import read_landmark_tracks, trc_marker_name
+    from ..io.records import read_landmark_tracks, trc_marker_name
     tracks = [t for t in read_landmark_tracks(p, [topic] if topic else None) if t.dims == 3]
     if topic is None:
         tracks = [t for t in tracks if any(h in t.topic for h in WORLD_HINTS)]

@@ -1,1 +1,1 @@
-"""Thin ROS 2 nodes over the pure core: pose2d, lifter, recorder, video_source."""
+"""Thin ROS 2 nodes over the core (pose2d, lifter, world, fusion, kinematics, recorder, video_source) and their sensor_msgs glue."""

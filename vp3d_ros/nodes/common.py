@@ -19,7 +19,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor
 
-from ..allocator import keep_large_buffers
+from ..core.allocator import keep_large_buffers
 
 
 class ConfigError(RuntimeError):

@@ -4,7 +4,7 @@ absolute positions in metres, stamped with the instant).
 
 Pixels are read in the images pose2d saw (``keypoints_2d/image_info``): the calibration is
 scaled to a downscaled stream. Frames of one instant are grouped by stamp
-(:mod:`vp3d_ros.instants`: ``sync_tolerance_s``, late cameras waited for up to ``max_wait_s``,
+(:mod:`vp3d_ros.core.instants`: ``sync_tolerance_s``, late cameras waited for up to ``max_wait_s``,
 then fused without them), persons are matched across cameras
 (:func:`vp3d_ros.geometry.fusion.associate`), each person is triangulated with outlier-view
 rejection and filtered causally (:class:`~vp3d_ros.geometry.fusion.CausalFuser`); joints fewer
@@ -28,8 +28,8 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import fusion as F
-from ..instants import InstantGrouper
-from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+from ..core.instants import InstantGrouper
+from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from .common import Throttle, declare, rig_cameras, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
@@ -93,6 +93,9 @@ class FusionNode(Node):
         self.fused = 0
         self.last_views = np.zeros(J, int)
         self.last_error = float('nan')
+        # latency added by fusion per complete instant: its last camera frame's callback
+        # entry -> the fused cloud handed to DDS (perf_counter seconds)
+        self.latencies = deque(maxlen=1000)
         latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(PointCloud2, '/skeleton_3d/fused', latched)
@@ -162,6 +165,7 @@ class FusionNode(Node):
                 self.lifted[cam][pid] = (ns, pose)
 
     def on_keypoints(self, cam: str, msg: PointCloud2):
+        rx = time.perf_counter()
         self.diag.received()
         ns = _ns(msg.header.stamp)
         try:
@@ -190,6 +194,8 @@ class FusionNode(Node):
             self.diag.dropped()
         for inst in ready:
             self._fuse(inst)
+            if len(inst.frames) == len(self.names):   # completed by this frame
+                self.latencies.append(time.perf_counter() - rx)
 
     def _poll(self):
         for inst in self.grouper.poll(time.monotonic()):
@@ -294,7 +300,15 @@ class FusionNode(Node):
                 'frames_late': self.grouper.late, 'persons_tracked': len(self.persons),
                 'sync_tolerance_ms': f'{self.grouper.tol_ns / 1e6:.1f}',
                 'views_per_joint': ' '.join(str(int(v)) for v in self.last_views),
-                'reprojection_px_mean': f'{self.last_error:.2f}'}
+                'reprojection_px_mean': f'{self.last_error:.2f}',
+                **self._latency_values()}
+
+    def _latency_values(self):
+        lat = sorted(self.latencies)
+        if not lat:
+            return {'latency_ms_p50': 'n/a', 'latency_ms_p99': 'n/a'}
+        at = lambda q: f'{1e3 * lat[min(len(lat) - 1, int(q * len(lat)))]:.2f}'  # noqa: E731
+        return {'latency_ms_p50': at(0.5), 'latency_ms_p99': at(0.99)}
 
     def close(self):
         for inst in self.grouper.flush():

@@ -25,7 +25,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, PointCloud2
 
-from ..ros_conversions import cloud_to_keypoints
+from .ros_conversions import cloud_to_keypoints
 from .common import ConfigError, Throttle, declare, run_node
 from .diagnostics import NodeDiagnostics
 

@@ -4,7 +4,7 @@ optical frame, root-relative) with a VideoPose3D-architecture temporal model. Wi
 predicted root position in the camera frame instead; the pose itself is unchanged.
 
 One node serves every camera in ``cameras`` (namespaces). Each (camera, person) track has its
-own streaming window (:mod:`vp3d_ros.windowing`). Causal models publish each frame at once;
+own streaming window (:mod:`vp3d_ros.core.windowing`). Causal models publish each frame at once;
 symmetric models publish a frame when its future context has arrived, with its own stamp,
 and optionally an immediate estimate from a causal model on ``skeleton_3d/immediate``.
 Image size for normalisation: the size pose2d saw (``keypoints_2d/image_info``, a latched
@@ -50,13 +50,13 @@ from sensor_msgs.msg import CameraInfo, PointCloud2
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
-from ..checkpoint import CheckpointError, read_sidecar
-from ..lifter import StreamingLifter, lift_queued
-from ..lifter_config import model_provenance, resolve_lifter
-from ..model import MAX_BLOCK
-from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from ..track_rules import DEFAULT as RULES
-from ..windowing import StampGaps, TrackWindow, stamp_problem
+from ..core.checkpoint import CheckpointError, read_sidecar
+from ..core.lifter import StreamingLifter, lift_queued
+from ..core.lifter_config import model_provenance, resolve_lifter
+from ..core.model import MAX_BLOCK
+from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+from ..core.track_rules import DEFAULT as RULES
+from ..core.windowing import StampGaps, TrackWindow, stamp_problem
 from .common import (ConfigError, Throttle, declare, exit_process, problem_kind, run_node,
                      steady_timer)
 from .diagnostics import NodeDiagnostics

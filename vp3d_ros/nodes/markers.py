@@ -7,7 +7,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..skeletons import H36M17
+from ..core.skeletons import H36M17
 
 _LEFT = set(H36M17.left)
 _RIGHT = set(H36M17.right)

@@ -21,7 +21,7 @@ height are set (K all zero: "uncalibrated" by the message's convention). The lif
 normalises by it, so a camera that publishes no camera_info needs no size parameter; a
 camera_info that disagrees with it makes the lifter refuse the frames.
 
-``person`` in the clouds is a track id (:mod:`vp3d_ros.tracking`): it stays with one person
+``person`` in the clouds is a track id (:mod:`vp3d_ros.core.tracking`): it stays with one person
 from frame to frame, ends when that person is gone and is never given to anyone else;
 ``subject`` keeps one chosen person only. /diagnostics counts tracks started, lost,
 recovered and ended.
@@ -37,9 +37,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from .. import ros_conversions
-from ..pose_stage import PoseStage
-from ..ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
+from . import ros_conversions
+from ..vision.pose_stage import PoseStage
+from .ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
                                keypoints_to_cloud)
 from .common import ConfigError, Throttle, declare, problem_kind, run_node
 from .diagnostics import NodeDiagnostics
@@ -87,14 +87,14 @@ class Pose2dNode(Node):
                        '(sensor_msgs/CompressedImage) instead of raw images')
         if self.layout not in ('h36m', 'coco'):
             raise ConfigError(f"keypoint_layout must be 'h36m' or 'coco', got {self.layout!r}")
-        from ..tracking import PeopleTracking, TrackerConfig
+        from ..core.tracking import PeopleTracking, TrackerConfig
         try:
             self.tracking = PeopleTracking(subject, TrackerConfig(
                 gate=track_gate, max_gate=1.6 * track_gate, max_age=track_max_age,
                 confirm_hits=track_confirm))
         except (TypeError, ValueError) as e:
             raise ConfigError(f'pose2d: {e}') from e
-        from ..pose_estimation import PoseEstimationError, create_estimator
+        from ..vision.pose_estimation import PoseEstimationError, create_estimator
         self._estimator_args = dict(
             backend=self.backend, model_complexity=self.model_complexity,
             task_file=self.task_file or None, min_detection_confidence=min_det,

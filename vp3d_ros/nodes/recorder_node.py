@@ -33,7 +33,7 @@ from typing import Dict, List
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..bag_io import META_CHECKPOINT, META_MODELS, BagError, BagWriter, recording_metadata
+from ..io.bag_io import META_CHECKPOINT, META_MODELS, BagError, BagWriter, recording_metadata
 from .common import (ConfigError, Throttle, declare, message_class,
                      parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics

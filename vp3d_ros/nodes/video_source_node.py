@@ -17,11 +17,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..ros_conversions import numpy_to_image
+from .. import DATA_DIR
+from .ros_conversions import numpy_to_image
 from .common import ConfigError, Throttle, declare, run_node, steady_timer
 
-BUNDLED_CLIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            'data', 'balancing_cam01.mp4')
+BUNDLED_CLIP = os.path.join(DATA_DIR, 'balancing_cam01.mp4')
 
 
 def nominal_camera_info(width: int, height: int, frame_id: str) -> CameraInfo:

@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import world as W
-from ..ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from .common import ConfigError, Throttle, declare, rig_cameras, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..skeletons import H36M17
+from ..core.skeletons import H36M17
 
 
 def root_relative(p: np.ndarray) -> np.ndarray:

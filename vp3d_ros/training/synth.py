@@ -19,7 +19,7 @@ Everything here is vectorised over a batch of N windows and works in numpy:
 - :func:`normalize` is the lifter's input normalisation (``X / w * 2 - [1, h / w]``).
 
 World frames of the mocap files are z-up (metres); camera frames are x right, y down,
-z forward, the convention of :mod:`vp3d_ros.lifter`.
+z forward, the convention of :mod:`vp3d_ros.core.lifter`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..skeletons import H36M17
+from ..core.skeletons import H36M17
 
 PARENTS = np.array(H36M17.parents)
 FLIP_PERM = np.array(H36M17.flip_permutation())

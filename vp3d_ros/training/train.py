@@ -29,9 +29,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..checkpoint import save_checkpoint
-from ..lifter import SequenceLifter
-from ..model import Architecture, TemporalModel
+from ..core.checkpoint import save_checkpoint
+from ..core.lifter import SequenceLifter
+from ..core.model import Architecture, TemporalModel
 from . import synth
 from .data import (DEFAULT_DATA_DIR, SOURCES, VALIDATION_CMU_CLIPS, VALIDATION_H36M_SUBJECTS,
                    Clip, MotionBank, load_clips, split_clips)
@@ -267,7 +267,7 @@ def train(args) -> Dict:
         obj = torch.load(args.resume, map_location='cpu', weights_only=True)
         model.load_state_dict(obj['model_pos'])
         start_iter = int(obj.get('iterations', 0))
-        from ..checkpoint import read_sidecar
+        from ..core.checkpoint import read_sidecar
         prev = read_sidecar(args.resume).get('training', {}) or {}
         if not args.prior_minutes:
             args.prior_minutes = float(prev.get('minutes', 0.0))

@@ -1,7 +1,7 @@
 """The rig's node set, described once: which nodes run for a set of cameras and options.
 
 ``launch/vp3d.launch.py`` turns each :class:`NodePlan` into a ``launch_ros`` Node, and
-``python -m vp3d_ros.rig`` (no ``ros2 launch`` on the PyPI wheels) into a process; both
+``python -m vp3d_ros.apps.rig`` (no ``ros2 launch`` on the PyPI wheels) into a process; both
 add the parameter file and ``use_sim_time``. So the two cannot drift apart: a node added
 here starts in both.
 

@@ -259,7 +259,7 @@ def lift_queued(lifters: Sequence[StreamingLifter]) -> List[List]:
     """Lift the frames queued with ``push(..., defer=True)`` in several lifters; returns each
     lifter's [(frame_index, pose)] in the order given.
 
-    Lifters of one model share every pass (:func:`~vp3d_ros.model.push_streams`): the
+    Lifters of one model share every pass (:func:`~vp3d_ros.core.model.push_streams`): the
     cameras and persons of a rig whose frames are due together cost about one frame of
     weight reads. A lifter with ``block`` > 1 waits until it has a full block. The poses are
     those of pushing each lifter's frames on its own, as soon (up to float32 rounding)."""

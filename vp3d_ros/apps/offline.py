@@ -3,10 +3,10 @@
 Why it exists: live, pose2d drops the frames it cannot keep up with and the lifter never
 sees more future than its window. Offline, MediaPipe runs on every frame (video mode,
 timestamps from the stamps) and each (camera, person) track is lifted whole with
-:class:`~vp3d_ros.lifter.SequenceLifter`, with full past and future context.
+:class:`~vp3d_ros.core.lifter.SequenceLifter`, with full past and future context.
 
 Gap rules are the live ones because the live code is reused: every track is a
-:class:`~vp3d_ros.windowing.TrackWindow` driving a :class:`SegmentBuffer` (the
+:class:`~vp3d_ros.core.windowing.TrackWindow` driving a :class:`SegmentBuffer` (the
 StreamingLifter interface, but lifting each segment in one pass when the window ends it).
 So bridging, weak joints, splits and stamps are the live lifter's, and its symmetric output
 is reproduced to float precision. The 2D keypoints are lifted as float32, exactly as the
@@ -35,9 +35,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import bag_io
-from .track_rules import DEFAULT as RULES
-from .windowing import LiftedPose, TrackWindow
+from ..io import bag_io
+from ..core.track_rules import DEFAULT as RULES
+from ..core.windowing import LiftedPose, TrackWindow
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
@@ -247,7 +247,7 @@ def _bag_frames(bag, topic: str, info_topic: Optional[str], max_frames: Optional
         return None
 
     def frames():
-        from .ros_conversions import ImageConversionError, compressed_to_numpy, image_to_numpy
+        from ..nodes.ros_conversions import ImageConversionError, compressed_to_numpy, image_to_numpy
         size = first_info_size() if info_topic else None
         n = 0
         wanted = [topic] + ([info_topic] if info_topic else [])
@@ -281,11 +281,11 @@ def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout
               on_frame: Callable[[int], None] = lambda n: None,
               make_tracking: Optional[Callable[[], object]] = None) -> List[Frame2D]:
     """MediaPipe on every frame through pose2d's own 2D stage
-    (:class:`~vp3d_ros.pose_stage.PoseStage`: mapping, person tracking, restarts;
-    ``make_tracking`` builds a :class:`~vp3d_ros.tracking.PeopleTracking`, default all
+    (:class:`~vp3d_ros.vision.pose_stage.PoseStage`: mapping, person tracking, restarts;
+    ``make_tracking`` builds a :class:`~vp3d_ros.core.tracking.PeopleTracking`, default all
     persons), keypoints rounded to the cloud's float32."""
-    from .pose_stage import PoseStage
-    from .tracking import PeopleTracking
+    from ..vision.pose_stage import PoseStage
+    from ..core.tracking import PeopleTracking
     out: List[Frame2D] = []
     stage = PoseStage(make_estimator, layout, (make_tracking or PeopleTracking)())
     try:
@@ -381,7 +381,7 @@ def place_in_world(cam: CameraResult, camera, layout: str,
     """Each person's lifted track of one camera in the calibration's world
     (:mod:`vp3d_ros.geometry.world`, offline: zero-phase smoothing, the floor cue), one
     segment per run of poses without a gap longer than ``max_gap_s``."""
-    from .geometry import world as W
+    from ..geometry import world as W
     kp_at = {fr.stamp_ns: fr for fr in cam.frames}
     sizes = {fr.size for fr in cam.frames}
     if len(sizes) == 1:
@@ -424,9 +424,9 @@ def fuse_in_world(cameras: Sequence[CameraResult], models, layout: str,
     across cameras, each person's track triangulated with outlier-view rejection, its gaps
     filled from the cameras' lifted skeletons, zero-phase smoothed. ``models``: one calibrated
     camera per entry of ``cameras``. -> {instant stamp: {person: (17x3 world, 17 conf)}}."""
-    from .geometry import fusion as F
-    from .geometry import world as W
-    from .instants import InstantGrouper
+    from ..geometry import fusion as F
+    from ..geometry import world as W
+    from ..core.instants import InstantGrouper
     names = [str(i) for i in range(len(cameras))]
     sizes = [{fr.size for fr in cam.frames} for cam in cameras]
     models = [m.with_image_size(*next(iter(sz))) if len(sz) == 1 else m
@@ -494,7 +494,7 @@ def fuse_in_world(cameras: Sequence[CameraResult], models, layout: str,
 
 # -- output --------------------------------------------------------------------------------
 def _cloud_bytes(points, confidence, ids, stamp_ns: int, frame_id: str) -> bytes:
-    from .records import make_cloud
+    from ..io.records import make_cloud
     msg = make_cloud(points, confidence, ids, stamp_ns, frame_id)
     return bytes(bag_io.typestore().serialize_cdr(msg, CLOUD_TYPE))
 
@@ -599,10 +599,10 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     ``floor_z`` is the world's floor height (``None``: no floor cue).
 
     ``subject``, ``track_gate``, ``track_max_age``: person tracking as pose2d's parameters
-    of the same names (:mod:`vp3d_ros.tracking`)."""
-    from .checkpoint import CheckpointError
-    from .lifter import SequenceLifter
-    from .lifter_config import model_provenance, resolve_lifter
+    of the same names (:mod:`vp3d_ros.core.tracking`)."""
+    from ..core.checkpoint import CheckpointError
+    from ..core.lifter import SequenceLifter
+    from ..core.lifter_config import model_provenance, resolve_lifter
 
     t0 = time.perf_counter()
     several = isinstance(input_path, (list, tuple))
@@ -631,14 +631,14 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     _check_out(out)
     rig = None
     if calibration:
-        from .geometry.calibration import CalibrationError, load_calibration
+        from ..geometry.calibration import CalibrationError, load_calibration
         try:
             rig = load_calibration(calibration)
         except CalibrationError as e:
             raise OfflineError(str(e)) from None
         if subject_height_m is not None and not subject_height_m > 0:
             raise OfflineError(f'subject height must be positive, got {subject_height_m}')
-    from .tracking import PeopleTracking, TrackerConfig
+    from ..core.tracking import PeopleTracking, TrackerConfig
     try:
         track_cfg = TrackerConfig(gate=track_gate, max_gate=1.6 * track_gate,
                                   max_age=track_max_age)
@@ -682,7 +682,7 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
         cam.poses = lift_frames(cam.frames, lifter, max_gap_frames, max_gap_s, min_confidence)
     fused = None
     if rig is not None:
-        from .geometry.calibration import CalibrationError, find_camera
+        from ..geometry.calibration import CalibrationError, find_camera
         models = []
         for cam in cameras:
             try:
@@ -736,7 +736,7 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
 def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,
               make_tracking=None, **estimator_args) -> List[CameraResult]:
     """2D for every camera, one MediaPipe video-mode graph and person tracking per camera."""
-    from .pose_estimation import PoseEstimationError, create_estimator
+    from ..vision.pose_estimation import PoseEstimationError, create_estimator
 
     def make_estimator():
         try:

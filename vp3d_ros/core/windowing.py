@@ -1,5 +1,5 @@
 """Per-track temporal windows for live lifting: gaps, resets and stamps around a
-:class:`~vp3d_ros.lifter.StreamingLifter`.
+:class:`~vp3d_ros.core.lifter.StreamingLifter`.
 
 A track is one person seen by one camera. Rules (what a rig needs):
 
@@ -214,7 +214,7 @@ class TrackWindow:
         """One 2D frame (keypoints None = person not seen) -> poses that became available.
 
         ``defer``: frames are only queued in the lifter; lift them with
-        :func:`~vp3d_ros.lifter.lift_queued` (with other tracks' frames) and pass its
+        :func:`~vp3d_ros.core.lifter.lift_queued` (with other tracks' frames) and pass its
         results to :meth:`collect`. Poses owed by a window restart still come back here."""
         out: List[LiftedPose] = []
         self.stats.frames_in += 1

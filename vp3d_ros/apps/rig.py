@@ -2,10 +2,10 @@
 
 The launch file is the way on a full ROS 2 install; where ``launch``/``ros2`` are missing
 (e.g. the PyPI ROS wheels) this starts the same nodes (both take them from
-:mod:`vp3d_ros.topology`), with the same parameter file and the same
+:mod:`vp3d_ros.core.topology`), with the same parameter file and the same
 namespaces/remappings, as ``ros2 run``-style processes::
 
-    python -m vp3d_ros.rig --cameras cam01 --video clip.mp4 --record --bag-dir bags
+    python -m vp3d_ros.apps.rig --cameras cam01 --video clip.mp4 --record --bag-dir bags
 
 SIGINT/SIGTERM stop every node with SIGTERM (the recorder closes its bag).
 """
@@ -19,9 +19,9 @@ import sys
 import time
 from typing import List, Optional
 
-from .topology import NodePlan, RigOptions, parse_cameras, plan_nodes, ros_args
+from .. import PACKAGE_DIR
+from ..core.topology import NodePlan, RigOptions, parse_cameras, plan_nodes, ros_args
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def default_params_file() -> str:
@@ -37,7 +37,7 @@ def default_params_file() -> str:
 
 
 class NodeSpec:
-    """A planned node (:mod:`vp3d_ros.topology`) as a ``python -m`` process, with extra
+    """A planned node (:mod:`vp3d_ros.core.topology`) as a ``python -m`` process, with extra
     ``name:=value`` overrides (tests and the demo shorten clips, name bags, ...)."""
 
     def __init__(self, plan: NodePlan, params=()):
@@ -55,7 +55,7 @@ def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
          image_topic: str = 'image_raw', use_sim_time: bool = False,
          video_params=(), lifter_params=(), recorder_params=(),
          calibration: str = '', fusion_params=(), loop: bool = False) -> List[NodeSpec]:
-    """The launch file's node set (:func:`vp3d_ros.topology.plan_nodes`) as processes;
+    """The launch file's node set (:func:`vp3d_ros.core.topology.plan_nodes`) as processes;
     ``*_params``: extra ``name:=value`` overrides of that node."""
     extra = {'video_source': video_params, 'lifter': lifter_params,
              'recorder': recorder_params, 'fusion': fusion_params}
@@ -115,7 +115,7 @@ class Rig:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m vp3d_ros.rig', description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog='python -m vp3d_ros.apps.rig', description=__doc__.splitlines()[0])
     ap.add_argument('--cameras', default='cam01',
                     help='comma-separated camera namespaces, one pose2d each (default: cam01)')
     ap.add_argument('--image-topic', default='image_raw',

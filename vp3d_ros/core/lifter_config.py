@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 if TYPE_CHECKING:
     from .checkpoint import LoadedCheckpoint
 
-MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'models')
+from .. import MODELS_DIR
 DEFAULT_CHECKPOINTS = {
     'causal': os.path.join(MODELS_DIR, 'vp3d_ros_causal_h36m.bin'),
     'symmetric': os.path.join(MODELS_DIR, 'vp3d_ros_symmetric_h36m.bin'),

@@ -371,7 +371,7 @@ class BagWriter:
             kept = f'{part} was indexed and keeps {rec.messages} messages'
         except (BagError, OSError) as e:
             kept = (f'{part} could not be indexed ({e}); once it is writable again, run '
-                    f'vp3d_ros.bag_io.reindex({str(part)!r}) to recover the flushed messages')
+                    f'vp3d_ros.io.bag_io.reindex({str(part)!r}) to recover the flushed messages')
         what, todo = io_cause(err)
         raise BagError(f'{doing} failed ({err}): {what}; {kept}. To record further: {todo}, '
                        'or choose another output path') from err
@@ -424,11 +424,11 @@ def _bag_parts(path: Path) -> List[Path]:
     if not parts:
         if any(path.glob('*.mcap')) or any(path.glob('*.db3')):
             raise BagError(f'{path} has no metadata.yaml (its writer was killed?): run '
-                           f'vp3d_ros.bag_io.reindex({str(path)!r}) first')
+                           f'vp3d_ros.io.bag_io.reindex({str(path)!r}) first')
         raise BagError(f'{path} is not a rosbag2 bag (no metadata.yaml, no split parts)')
     if missing := [p.name for p in parts if not (p / 'metadata.yaml').exists()]:
         raise BagError(f'split parts {missing} of {path} have no metadata.yaml: run '
-                       f'vp3d_ros.bag_io.reindex({str(path)!r}) first')
+                       f'vp3d_ros.io.bag_io.reindex({str(path)!r}) first')
     return parts
 
 
@@ -686,7 +686,7 @@ def reindex(path, keep_original: bool = True) -> List[Recovered]:
 def recording_metadata(layout_2d: str, checkpoint: dict, parameters: dict, subject: dict,
                        producer: str, layout_3d: str = 'h36m') -> Dict[str, Any]:
     """The custom metadata every LandmarkRecord bag carries, live recorder and offline alike."""
-    from . import __version__
+    from .. import __version__
     return {
         META_FORMAT: 'LandmarkRecord/1',
         META_LAYOUT_2D: layout_2d,

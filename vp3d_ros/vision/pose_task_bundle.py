@@ -61,8 +61,9 @@ def build_pose_task(out_path) -> str:
 def _verify(task_path: str) -> int:
     """Run the bundle on the first frame of the bundled clip; return people found."""
     import cv2
+    from .. import DATA_DIR
     from .pose_estimation import TasksPoseEstimator
-    clip = Path(__file__).resolve().parent / 'data' / 'balancing_cam01.mp4'
+    clip = Path(DATA_DIR) / 'balancing_cam01.mp4'
     cap = cv2.VideoCapture(str(clip))
     ok, bgr = cap.read()
     cap.release()

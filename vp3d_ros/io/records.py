@@ -25,8 +25,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import bag_io, cloud_schema
-from .skeletons import H36M17, get_layout
+from . import bag_io
+from ..core import cloud_schema
+from ..core.skeletons import H36M17, get_layout
 
 CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
 CSV_COLUMNS = ('timestamp_s', 'landmark', 'x_m', 'y_m', 'z_m', 'visibility')

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / 'data'
+from .. import DATA_DIR
+
+DATA = Path(DATA_DIR)
 VIDEOS = [DATA / f'balancing_cam0{i}.mp4' for i in range(1, 5)]
 CALIB = DATA / 'balancing_calib_qualisys.toml'
 
@@ -39,14 +41,14 @@ def detect(video: Path, name: str, max_frames=None):
 
 
 def bone_cv(P) -> float:
-    from .skeletons import H36M17
+    from ..core.skeletons import H36M17
     P = P[np.all(np.isfinite(P), axis=(1, 2))]
     L = np.stack([np.linalg.norm(P[:, c] - P[:, a], axis=-1) for a, c in H36M17.bones], 1)
     return float((L.std(0) / L.mean(0)).mean())
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m vp3d_ros.fusion_demo',
+    ap = argparse.ArgumentParser(prog='python -m vp3d_ros.apps.fusion_demo',
                                  description=__doc__.splitlines()[0])
     ap.add_argument('--out', default='demo_output/fusion', help='output folder')
     ap.add_argument('--columns', type=int, default=5, help='frames in the picture')
@@ -55,11 +57,11 @@ def main(argv=None) -> int:
                     help="reuse the 2D keypoints a previous run left in --out (MediaPipe is slow)")
     a = ap.parse_args(argv)
     import cv2
-    from .geometry import fusion as F
-    from .geometry.calibration import find_camera, load_calibration
-    from .lifter import SequenceLifter
-    from .lifter_config import resolve_lifter
-    from .render import render_3d, strip
+    from ..geometry import fusion as F
+    from ..geometry.calibration import find_camera, load_calibration
+    from ..core.lifter import SequenceLifter
+    from ..core.lifter_config import resolve_lifter
+    from ..vision.render import render_3d, strip
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     missing = [str(p) for p in VIDEOS + [CALIB] if not p.is_file()]

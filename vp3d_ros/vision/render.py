@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .skeletons import H36M17
+from ..core.skeletons import H36M17
 
 LEFT, RIGHT, MID = (255, 140, 40), (40, 70, 255), (230, 230, 230)  # BGR
 

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - the pinned environment has it
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from . import cloud_schema
+from ..core import cloud_schema
 
 
 class ImageConversionError(ValueError):

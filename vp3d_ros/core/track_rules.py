@@ -1,7 +1,7 @@
 """The rules that turn a person's 2D track into lifter windows, declared once.
 
 Live (lifter node parameters), offline (``vp3d-offline`` options, ``offline.process``) and
-the windows themselves (:class:`vp3d_ros.windowing.TrackWindow`) take their defaults from
+the windows themselves (:class:`vp3d_ros.core.windowing.TrackWindow`) take their defaults from
 :data:`DEFAULT`, so the two paths cannot drift apart. No torch, no ROS: a CLI's ``--help``
 reads it without loading a model.
 """

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from .keypoint_mapping import map_mediapipe
+from ..core.keypoint_mapping import map_mediapipe
 
 
 @dataclass

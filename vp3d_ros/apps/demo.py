@@ -24,8 +24,9 @@ import time
 
 import numpy as np
 
-from .lifter_config import DEFAULT_CHECKPOINTS
-from .nodes.video_source_node import BUNDLED_CLIP
+from .. import PACKAGE_DIR
+from ..core.lifter_config import DEFAULT_CHECKPOINTS
+from ..nodes.video_source_node import BUNDLED_CLIP
 from .rig import Rig, default_params_file, plan
 
 BUNDLED_CALIBRATION = os.path.join(os.path.dirname(BUNDLED_CLIP), 'balancing_calib_qualisys.toml')
@@ -33,7 +34,7 @@ BUNDLED_CALIBRATION = os.path.join(os.path.dirname(BUNDLED_CLIP), 'balancing_cal
 
 def _env(out_dir: str) -> dict:
     env = dict(os.environ)
-    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pkg_root = os.path.dirname(PACKAGE_DIR)
     profile = os.path.join(pkg_root, 'config', 'fastdds_shm_profile.xml')
     env.setdefault('ROS_DOMAIN_ID', str(random.randint(120, 220)))
     env['ROS_LOG_DIR'] = env.get('ROS_LOG_DIR') or os.path.join(out_dir, 'ros_log')
@@ -129,7 +130,7 @@ def agreement_line(ag: dict, dropped: bool) -> str:
 
 def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5, pose_frame: str = 'camera'):
     import cv2
-    from .render import strip
+    from ..vision.render import strip
     t2, t3 = tracks2d[0], tracks3d[0]
     cap = cv2.VideoCapture(video)
     frames = []
@@ -148,7 +149,7 @@ def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5, pose_frame: s
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m vp3d_ros.demo', description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog='python -m vp3d_ros.apps.demo', description=__doc__.splitlines()[0])
     ap.add_argument('--video', default=BUNDLED_CLIP,
                     help='clip to use (default: the bundled one); from a clone: '
                          'make demo ARGS="--video clip.mp4"')
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
     if a.calibration is None:
         a.calibration = BUNDLED_CALIBRATION if os.path.abspath(a.video) == \
             os.path.abspath(BUNDLED_CLIP) else ''
-    from . import records
+    from ..io import records
     from .offline import process
 
     checkpoint = a.checkpoint or DEFAULT_CHECKPOINTS[a.mode]
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
                         pose_frame='world') if off_world and off2 else None
     bones = []
     if off3:
-        from .skeletons import H36M17
+        from ..core.skeletons import H36M17
         p = off3[0].positions
         lengths = np.stack([np.linalg.norm(p[:, c] - p[:, par], axis=-1) for par, c in H36M17.bones], 1)
         bones = [np.nanmean(lengths), np.nanmean(np.nanstd(lengths, axis=0))]

@@ -291,7 +291,7 @@ class StreamingState:
     - BatchNorm is folded into the kernels, kernels are laid out tap-major to match
       time-major ring buffers and shared by every stream of the model, ring indices are
       computed once per ring slot, and each product is one
-      :class:`~vp3d_ros.dense.DenseLayer` call.
+      :class:`~vp3d_ros.core.dense.DenseLayer` call.
     """
 
     def __init__(self, model: TemporalModel, max_block: int = MAX_BLOCK):

@@ -1,0 +1,1 @@
+"""Applications on the layers below: offline re-processing, the rig runner, the demos."""
