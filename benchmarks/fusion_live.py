@@ -16,7 +16,7 @@ a few ms as unsynchronised cameras are. Reported per node:
 blocks of ``--block`` seconds between the two: both see the same machine load (the VM here
 shares its two cores with a training job).
 
-    .venv/bin/python benchmarks/fusion_live.py [--seconds 20] [--fps 30] [--baseline DIR]
+    .venv/bin/python benchmarks/fusion_live.py [--seconds 20] [--fps 30] [--lifted] [--baseline DIR]
 """
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ def main(argv=None):
     ap.add_argument('--fps', type=float, default=30.0)
     ap.add_argument('--baseline', default=None,
                     help='source tree whose vp3d_ros runs as a second, compared fusion node')
+    ap.add_argument('--lifted', action='store_true',
+                    help="also publish each camera's skeleton_3d (use_lifted: true, as in a "
+                         'rig with the lifter): fusion fills and places with them')
     ap.add_argument('--block', type=float, default=2.0,
                     help='with --baseline: seconds per block, alternating between the nodes')
     a = ap.parse_args(argv)
@@ -71,7 +74,7 @@ def main(argv=None):
         from ros_harness import NodeProcess
         calib = save_calibration_toml({c.name: c for c in cams}, f'{s.tmp}/calib.toml')
         params = ['-p', f'cameras:=[{",".join(names)}]', '-p', f'calibration:={calib}',
-                  '-p', 'use_lifted:=false']
+                  '-p', f'use_lifted:={"true" if a.lifted else "false"}']
         nodes = {}
         for v, prefix in variants:
             if not prefix:
@@ -81,7 +84,8 @@ def main(argv=None):
             remaps = ['-r', '__node:=fusion_base', '-r',
                       f'/skeleton_3d/fused:={prefix}/skeleton_3d/fused']
             for c in names:
-                remaps += ['-r', f'/{c}/keypoints_2d:={prefix}/{c}/keypoints_2d']
+                remaps += ['-r', f'/{c}/keypoints_2d:={prefix}/{c}/keypoints_2d',
+                           '-r', f'/{c}/skeleton_3d:={prefix}/{c}/skeleton_3d']
             nodes[v] = NodeProcess('fusion_node', params + remaps, env, f'{s.tmp}/{v}.log')
             s.procs.append(nodes[v])
         cl = s.client
@@ -98,8 +102,10 @@ def main(argv=None):
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
         pubs = {v: [cl.node.create_publisher(PointCloud2, f'{prefix}/{c}/keypoints_2d', qos)
                     for c in names] for v, prefix in variants}
+        lifted = {v: [cl.node.create_publisher(PointCloud2, f'{prefix}/{c}/skeleton_3d', qos)
+                      for c in names] for v, prefix in variants} if a.lifted else {}
         for v, _ in variants:
-            for p in pubs[v]:
+            for p in pubs[v] + lifted.get(v, []):
                 assert cl.wait_for_subscribers(p, 1, 60), nodes[v].log()
         time.sleep(1.0)
         sent_last = {v: {} for v, _ in variants}
@@ -116,6 +122,12 @@ def main(argv=None):
             order = rng.permutation(4)
             for c in order:
                 ns = base + int(rng.integers(-4, 5)) * 1_000_000
+                if a.lifted:   # the lifter's pose of this frame (camera frame, root-relative)
+                    pose = keypoints_to_cloud(Header(frame_id=names[c]),
+                                              ((X - X[0]) @ cams[c].R.T)[None], np.ones((1, 17)),
+                                              [0])
+                    pose.header.stamp.sec, pose.header.stamp.nanosec = divmod(ns, SEC)
+                    lifted[v][c].publish(pose)
                 msg = keypoints_to_cloud(Header(frame_id=names[c]), cams[c].project(X)[None]
                                          + rng.normal(0, 1, (1, 17, 2)), np.ones((1, 17)), [0])
                 msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, SEC)
@@ -133,6 +145,7 @@ def main(argv=None):
                     if st.name == 'fusion' and st.hardware_id == hw[v]:
                         diag[v] = {kv.key: kv.value for kv in st.values}
     print(f'4 cameras x {a.fps:g} fps, {a.seconds:g} s per node'
+          + (", with each camera's skeleton_3d" if a.lifted else '')
           + (f' (blocks of {a.block:g} s alternating with the baseline {a.baseline})'
              if a.baseline else ''))
     for v, _ in variants:

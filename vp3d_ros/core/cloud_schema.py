@@ -119,20 +119,31 @@ def unpack(data: bytes, field_names: Sequence[str], field_offsets: Sequence[int]
                          f'{num_points} x {point_step}')
     if num_points == 0:
         return Persons()
-    raw = np.frombuffer(bytes(data[:num_points * point_step]), dtype=np.uint8)
-    raw = raw.reshape(num_points, point_step)
-    cols = {}
-    for n in needed:
-        off = field_offsets[names.index(n)]
-        cols[n] = raw[:, off:off + 4].copy().view('<f4').reshape(-1).astype(np.float64)
+    layout = layout_for(dims)
+    if tuple(names) == layout.names and tuple(field_offsets) == layout.offsets and \
+            point_step == layout.point_step:   # our own layout: one read, no per-field copy
+        table = np.frombuffer(data, dtype='<f4', count=num_points * len(names))
+        table = table.reshape(num_points, len(names)).astype(np.float64)
+        cols = {n: table[:, i] for i, n in enumerate(names)}
+    else:
+        raw = np.frombuffer(bytes(data[:num_points * point_step]), dtype=np.uint8)
+        raw = raw.reshape(num_points, point_step)
+        cols = {}
+        for n in needed:
+            off = field_offsets[names.index(n)]
+            cols[n] = raw[:, off:off + 4].copy().view('<f4').reshape(-1).astype(np.float64)
     pos = np.stack([cols[a] for a in ('x', 'y', 'z')[:dims]], axis=-1)
     joint = cols['joint']
     person = cols['person']
     if not (np.all(np.isfinite(joint)) and np.all(np.isfinite(person))):
         raise ValueError('joint/person indices are not finite')
     conf = cols['confidence']
-    order = np.argsort(person, kind='stable')
-    pids, starts, counts = np.unique(person[order], return_index=True, return_counts=True)
+    if person[0] == person[-1] and np.all(person == person[0]):   # one person: no sort
+        order = np.arange(num_points)
+        pids, starts, counts = person[:1], np.zeros(1, int), np.array([num_points])
+    else:
+        order = np.argsort(person, kind='stable')
+        pids, starts, counts = np.unique(person[order], return_index=True, return_counts=True)
     total = len(pids)
     if max_persons is not None and len(pids) > max_persons:
         weight = np.add.reduceat(np.nan_to_num(conf[order], nan=0.0, posinf=0.0, neginf=0.0),
@@ -145,7 +156,9 @@ def unpack(data: bytes, field_names: Sequence[str], field_offsets: Sequence[int]
         sel = order[start:start + count]
         jidx = joint[sel].astype(int)
         n = num_joints if num_joints is not None else int(jidx.max()) + 1
-        if np.any(jidx < 0) or np.any(jidx >= n) or len(np.unique(jidx)) != len(jidx):
+        if len(jidx) and (jidx.min() < 0 or jidx.max() >= n or (  # distinct joints:
+                np.count_nonzero(np.bincount(jidx)) if n <= 4096 else len(np.unique(jidx))
+        ) != len(jidx)):
             shown = sorted(jidx.tolist())
             shown = shown if len(shown) <= 40 else shown[:40] + ['...']
             raise ValueError(f'person {int(pid)}: joint indices {shown} are not '

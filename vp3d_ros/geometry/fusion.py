@@ -86,9 +86,36 @@ def split_keypoints(kp: np.ndarray):
     return px, np.where(ok, conf, 0.0)
 
 
+_UNDISTORT = (3, 30, 1e-10)   # cv2.TERM_CRITERIA_COUNT | EPS, as Camera.normalize_pixels
+
+
 def normalized(cameras: Sequence[Camera], px: np.ndarray) -> np.ndarray:
-    """(C, ..., 2) pixels -> (C, ..., 2) undistorted normalised image coordinates."""
-    return np.stack([cam.normalize_pixels(p) for cam, p in zip(cameras, px)])
+    """(C, ..., 2) pixels -> (C, ..., 2) undistorted normalised image coordinates: what
+    ``Camera.normalize_pixels`` gives per camera (the same OpenCV call on the same points),
+    with one finiteness test and one output array for all cameras (the live path's
+    per-frame cost)."""
+    px = np.asarray(px, dtype=np.float64)
+    C = len(cameras)
+    flat = px.reshape(C, -1, 2)
+    ok = np.isfinite(flat).all(-1)
+    out = np.full(flat.shape, np.nan)
+    for c, cam in enumerate(cameras):
+        okc = ok[c]
+        every = okc.all()
+        pts = flat[c] if every else flat[c][okc]
+        if not len(pts):
+            continue
+        if cam.dist.any():
+            import cv2
+            und = cv2.undistortPointsIter(pts.reshape(-1, 1, 2), cam.K, cam.dist, None, None,
+                                          _UNDISTORT).reshape(-1, 2)
+        else:
+            und = (pts - cam.K[:2, 2]) / np.diag(cam.K)[:2]
+        if every:
+            out[c] = und
+        else:
+            out[c][okc] = und
+    return out.reshape(px.shape)
 
 
 _EXTRINSICS: Dict[tuple, tuple] = {}
@@ -110,21 +137,30 @@ def _stack_extrinsics(cameras: Sequence[Camera]):
     return R, t, f
 
 
-def _solve(R, t, xn, w):
-    """Weighted linear solve. R (C,3,3), t (C,3), xn (C,N,2), w (C,N,2) row weights (>= 0)
-    -> (N, 3) and a mask of well-posed solves."""
-    # rows: (x r3 - r1) . X = t1 - x t3 ; (y r3 - r2) . X = t2 - y t3
-    xz = np.where(np.isfinite(xn), xn, 0.0)
-    a = xz[..., :, None] * R[:, None, 2, None, :] - R[:, None, :2, :]   # (C, N, 2, 3)
-    b = t[:, None, :2] - xz * t[:, None, 2, None]                        # (C, N, 2)
-    w2 = w * w
-    wa = w2[..., None] * a
-    M = np.einsum('cnri,cnrj->nij', wa, a)
-    v = np.einsum('cnri,cnr->ni', wa, b)
+def _rows(R, t, xn):
+    """The DLT's rows per point, (N, 2C, 4) ``[a | b]`` for ``a . X = b``: (x r3 - r1) . X =
+    t1 - x t3 and (y r3 - r2) . X = t2 - y t3 of each camera, i.e. ``x q3 - q1`` with
+    ``q = [R | -t]``. Computed once per point set; both weighting passes reuse them."""
+    Q = np.concatenate((R, -t[:, :, None]), -1)                # (C, 3, 4)
+    xz = np.where(np.isfinite(xn), xn, 0.0).transpose(1, 0, 2)  # (N, C, 2)
+    u = xz[..., None] * Q[None, :, 2:3, :] - Q[None, :, :2, :]  # (N, C, 2, 4)
+    return u.reshape(len(u), -1, 4)
+
+
+def _solve(u, w):
+    """Weighted linear solve of rows u (N,2C,4) (:func:`_rows`) with row weights w (C,N,2)
+    (>= 0) -> (N, 3) and a mask of well-posed solves. One batched product gives the normal
+    matrix and the right-hand side: S = sum w^2 [a|b]^T [a|b], M = S[:3,:3], v = S[:3,3]."""
+    w2 = (w * w).transpose(1, 0, 2).reshape(len(u), -1, 1)     # (N, 2C, 1)
+    S = np.matmul((w2 * u).transpose(0, 2, 1), u)
+    M, v = S[:, :3, :3], S[:, :3, 3]
     tr = M[:, 0, 0] + M[:, 1, 1] + M[:, 2, 2]
     det = np.linalg.det(M)
     # relative conditioning: two rays at an angle give a full-rank M
     ok = (tr > 0) & (det > 1e-9 * np.maximum(tr, 1e-300) ** 3)
+    if ok.all():
+        return np.linalg.solve(M, v[..., None])[..., 0], ok
+    M, v = M.copy(), v.copy()
     M[~ok] = np.eye(3)
     v[~ok] = 0
     X = np.linalg.solve(M, v[..., None])[..., 0]
@@ -134,34 +170,35 @@ def _solve(R, t, xn, w):
 
 def _depths(R, t, X):
     """(C, N) depth of X (N, 3) in each camera."""
-    return np.einsum('cj,nj->cn', R[:, 2], X) + t[:, 2, None]
+    return R[:, 2] @ X.T + t[:, 2, None]
 
 
 def _errors_px(R, t, f, xn, X):
     """(C, N) reprojection error in (undistorted) pixels of X (N, 3) against xn (C, N, 2)."""
-    Xc = np.einsum('cij,nj->cni', R, X) + t[:, None]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        proj = Xc[..., :2] / Xc[..., 2:3]
-        e = (proj - xn) * f[:, None]
-        err = np.sqrt((e * e).sum(-1))
-    return np.where(Xc[..., 2] > 1e-6, err, np.inf)
+    Xc = np.matmul(X, R.transpose(0, 2, 1)) + t[:, None]
+    front = Xc[..., 2] > 1e-6
+    e = (Xc[..., :2] / np.where(front, Xc[..., 2], 1.0)[..., None] - xn) * f[:, None]
+    return np.where(front, np.sqrt((e * e).sum(-1)), np.inf)
 
 
 def _triangulate_flat(R, t, f, xn, conf, use, weighted=True, refine=True):
     """Core on flattened points: xn (C, N, 2), conf/use (C, N)."""
-    c = np.where(use, conf if weighted else 1.0, 0.0)
-    w = np.repeat(np.sqrt(c)[..., None], 2, -1) * (f[:, None] if weighted else 1.0)
+    u = _rows(R, t, xn)
+    if weighted:
+        w = np.sqrt(np.where(use, conf, 0.0))[..., None] * f[:, None]
+    else:
+        w = np.repeat(use[..., None].astype(np.float64), 2, -1)
     # first pass: depth-free algebraic weights, scaled by a nominal depth per camera
-    X, ok = _solve(R, t, xn, w)
+    X, ok = _solve(u, w)
     if refine and weighted:
         z = _depths(R, t, np.where(ok[:, None], X, 0))
         z = np.where(np.isfinite(z) & (z > 1e-3), z, 1.0)
-        X2, ok2 = _solve(R, t, xn, w / z[..., None])
+        X2, ok2 = _solve(u, w / z[..., None])
         X = np.where(ok2[:, None], X2, X)
         ok = ok | ok2
-    n = use.sum(0)
-    ok &= n >= 2
-    X[~ok] = np.nan
+    ok &= use.sum(0) >= 2
+    if not ok.all():
+        X[~ok] = np.nan
     return X
 
 
@@ -188,11 +225,12 @@ def triangulate(cameras: Sequence[Camera], px: np.ndarray, conf: Optional[np.nda
 def robust_triangulate(cameras: Sequence[Camera], px: np.ndarray,
                        conf: Optional[np.ndarray] = None, threshold_px: float = 15.0,
                        max_error_px: float = np.inf, min_views: int = 2,
-                       weighted: bool = True) -> Triangulation:
+                       weighted: bool = True, xn: Optional[np.ndarray] = None) -> Triangulation:
     """Confidence-weighted triangulation with outlier-view rejection (see the module doc).
 
     Points whose views still disagree by more than ``max_error_px`` after rejection, or that
-    fewer than ``min_views`` cameras see, come back NaN."""
+    fewer than ``min_views`` cameras see, come back NaN. ``xn``: the pixels already through
+    :func:`normalized` (the live path reuses them)."""
     px = np.asarray(px, dtype=np.float64)
     if conf is None:
         px, conf = split_keypoints(px)
@@ -201,14 +239,14 @@ def robust_triangulate(cameras: Sequence[Camera], px: np.ndarray,
         raise ValueError(f'{C} cameras but keypoints for {px.shape[0]}')
     shape = px.shape[1:-1]
     R, t, f = _stack_extrinsics(cameras)
-    xn = normalized(cameras, px).reshape(C, -1, 2)
+    xn = (normalized(cameras, px) if xn is None else xn).reshape(C, -1, 2)
     conf = np.asarray(conf, dtype=np.float64).reshape(C, -1)
     seen = (conf > 0) & np.all(np.isfinite(xn), -1)
     use = seen.copy()
     X = _triangulate_flat(R, t, f, xn, conf, use, weighted)
     err = np.where(use, _errors_px(R, t, f, xn, X), np.nan)
     for _ in range(max(0, C - min_views)):
-        worst = np.nanmax(np.where(use, err, -np.inf), 0)
+        worst = np.where(use, err, -np.inf).max(0)   # no NaN where used
         bad = np.isfinite(X[:, 0]) & (worst > threshold_px) & (use.sum(0) > min_views)
         if not bad.any():
             break
@@ -230,12 +268,12 @@ def robust_triangulate(cameras: Sequence[Camera], px: np.ndarray,
         err[:, idx[has]] = np.where(use[:, idx[has]],
                                     _errors_px(R, t, f, xn[:, idx[has]], X[idx[has]]), np.nan)
     n = use.sum(0)
-    with np.errstate(invalid='ignore'):
-        mean_err = np.where(n > 0, np.nansum(np.where(use, err, 0), 0) / np.maximum(n, 1), np.nan)
+    mean_err = np.where(n > 0, np.where(use, err, 0).sum(0) / np.maximum(n, 1), np.nan)
     drop = (n < min_views) | ~np.isfinite(X[:, 0]) | (mean_err > max_error_px)
-    X[drop] = np.nan
-    use[:, drop] = False
-    mean_err[drop] = np.nan
+    if drop.any():
+        X[drop] = np.nan
+        use[:, drop] = False
+        mean_err[drop] = np.nan
     return Triangulation(X.reshape(shape + (3,)), mean_err.reshape(shape),
                          use.reshape((C,) + shape), seen.reshape((C,) + shape))
 
@@ -293,6 +331,26 @@ def place_on_rays(cameras: Sequence[Camera], px: np.ndarray, conf: np.ndarray,
     M = np.einsum('cnjr,cnjri,cnjrk->nik', w, a, a)
     v = np.einsum('cnjr,cnjri,cnjr->ni', w, a, b)
     ok = use.sum((0, 2)) >= 3
+    M[~ok] = np.eye(3)
+    v[~ok] = 0
+    T = np.linalg.solve(M, v[..., None])[..., 0]
+    T[~ok] = np.nan
+    return T
+
+
+def _place_per_camera(R, t, f, xn, conf, relative):
+    """:func:`place_on_rays` of one skeleton for each camera on its own, all at once: R
+    (C,3,3), t (C,3), f (C,2), xn (C, J, 2) normalised, conf (C, J), relative (J, 3) ->
+    (C, 3), NaN for a camera with fewer than three usable joints."""
+    P = np.asarray(relative, dtype=np.float64)
+    use = (conf > 0) & np.all(np.isfinite(xn), -1) & np.all(np.isfinite(P), -1)[None]
+    xz = np.where(use[..., None], xn, 0.0)
+    a = xz[..., None] * R[:, None, 2, None, :] - R[:, None, :2, :]           # (C, J, 2, 3)
+    b = t[:, None, :2] - xz * t[:, None, 2, None] - np.einsum('cjri,ji->cjr', a, np.nan_to_num(P))
+    w = np.where(use, conf, 0.0)[..., None] * f[:, None] ** 2
+    M = np.einsum('cjr,cjri,cjrk->cik', w, a, a)
+    v = np.einsum('cjr,cjri,cjr->ci', w, a, b)
+    ok = use.sum(1) >= 3
     M[~ok] = np.eye(3)
     v[~ok] = 0
     T = np.linalg.solve(M, v[..., None])[..., 0]
@@ -490,16 +548,17 @@ class OneEuro:
         if not dt > 0:
             return np.where(np.isfinite(x), self.x, np.nan)
         self.t = t
-        fresh = np.isfinite(x) & ~np.isfinite(self.x)  # reacquired: restart there
-        dx = np.where(np.isfinite(x) & np.isfinite(self.x), (x - self.x) / dt, 0.0)
+        seen = np.isfinite(x)
+        fresh = seen & ~np.isfinite(self.x)  # reacquired: restart there
+        dx = np.where(seen & ~fresh, (x - self.x) / dt, 0.0)
         ad = self._alpha(self.d_cutoff, dt)
-        self.dx = np.where(np.isfinite(x), ad * dx + (1 - ad) * self.dx, self.dx)
+        self.dx = np.where(seen, ad * dx + (1 - ad) * self.dx, self.dx)
         speed = np.linalg.norm(self.dx, axis=-1, keepdims=True) if x.ndim else np.abs(self.dx)
         a = self._alpha(self.min_cutoff + self.beta * speed, dt)
         out = np.where(fresh, x, a * x + (1 - a) * self.x)
-        self.x = np.where(np.isfinite(x), out, self.x)
+        self.x = np.where(seen, out, self.x)
         self.dx = np.where(fresh, 0.0, self.dx)
-        return np.where(np.isfinite(x), out, np.nan)
+        return np.where(seen, out, np.nan)
 
 
 @dataclass
@@ -537,8 +596,9 @@ class CausalFuser:
         ``t`` seconds; ``lifted``: camera index -> (J, 3) root-relative camera-frame pose."""
         cfg = self.config
         px, conf = split_keypoints(keypoints)
+        xn = normalized(self.cameras, px)
         tri = robust_triangulate(self.cameras, px, conf, cfg.threshold_px, cfg.max_error_px,
-                                 cfg.min_views)
+                                 cfg.min_views, xn=xn)
         X = tri.points.copy()
         J = X.shape[0]
         have = np.all(np.isfinite(X), -1)
@@ -551,13 +611,13 @@ class CausalFuser:
                 now = _prior_scale(X[None], prior[None])
                 self.scale = now if self.scale is None else 0.9 * self.scale + 0.1 * now
             prior = prior * (self.scale or 1.0)
-            seen = [c for c in range(len(self.cameras)) if (conf[c] > 0).sum() >= 3]
+            seen = np.flatnonzero((conf > 0).sum(1) >= 3)
             rays = {}
-            for c in seen:          # each camera's own placement on its rays
-                r = place_on_rays(self.cameras[c:c + 1], px[c:c + 1, None], conf[c:c + 1, None],
-                                  prior[None])[0]
-                if np.all(np.isfinite(r)):
-                    rays[c] = r
+            if len(seen):           # each camera's own placement on its rays, all at once
+                Rs, ts, fs = _stack_extrinsics(self.cameras)
+                placed = _place_per_camera(Rs[seen], ts[seen], fs[seen], xn[seen], conf[seen],
+                                           prior)
+                rays = {int(c): r for c, r in zip(seen, placed) if np.all(np.isfinite(r))}
             if both.any():
                 trans = (X[both] - prior[both]).mean(0)
                 for c, r in rays.items():   # that camera's depth bias, learnt while triangulated

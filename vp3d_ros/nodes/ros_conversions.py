@@ -410,7 +410,8 @@ def cloud_to_keypoints(msg: PointCloud2, num_joints: int = 17,
                          f'x row_step {row_step} = {h * row_step} (wrong point count?)')
     if h * w == 0:
         return {}
-    payload = buf.reshape(h, row_step)[:, :w * step].tobytes()
+    payload = buf if h == 1 and row_step == w * step else \
+        buf.reshape(h, row_step)[:, :w * step].tobytes()
     return cloud_schema.unpack(payload, [f.name for f in msg.fields],
                                [f.offset for f in msg.fields], step, h * w, num_joints,
                                max_persons)
