@@ -47,7 +47,9 @@ def generate_launch_description():
     args = [
         ('cameras', 'cam01', 'comma-separated camera namespaces'),
         ('image_topic', 'image_raw', 'image topic inside each camera namespace'),
-        ('video', '', 'play this video file as the first camera (video_source) instead of a camera'),
+        ('video', '', 'play this video file as the first camera (video_source) instead of a '
+                      'camera; one file per camera, comma-separated: a synchronised rig played '
+                      'in lockstep (one stamp per instant)'),
         ('loop', 'false', 'loop the video'),
         ('params_file', os.path.join(share, 'config', 'vp3d.yaml'), 'parameter file'),
         ('checkpoint', '', "lifter checkpoint ('' = shipped default)"),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -49,3 +50,67 @@ sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
     assert counts['/cam01/keypoints_2d'] >= 6, counts
     assert counts['/cam01/skeleton_3d'] >= counts['/cam01/keypoints_2d'] - 2, counts
     assert len(stamps) == counts['/cam01/keypoints_2d']
+
+
+def test_rig_fuses_the_bundled_four_camera_clip(tmp_path):
+    """The launch file's node set for ``cameras:=cam01,cam02,cam03,cam04 calibration:=FILE``
+    with one bundled video per camera (vp3d_ros.apps.rig, the same plan_nodes): a video_source
+    playing the four real clips in lockstep, four pose2d (real MediaPipe), the lifter, world,
+    fusion and the recorder, over real DDS. The bag holds fused world skeletons, stamped with
+    the videos' instants, upright in the calibration's z-up world."""
+    from vp3d_ros import DATA_DIR
+    from vp3d_ros.io.bag_io import open_bag
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
+    cams = ['cam01', 'cam02', 'cam03', 'cam04']
+    videos = ','.join(os.path.join(DATA_DIR, f'balancing_{c}.mp4') for c in cams)
+    calib = os.path.join(DATA_DIR, 'balancing_calib_qualisys.toml')
+    env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
+    log = open(tmp_path / 'rig.log', 'w')
+    n = 10
+    proc = subprocess.Popen(
+        [sys.executable, '-c', f'''
+import sys, time
+from vp3d_ros.apps import rig
+specs = rig.plan({cams!r}, video={videos!r}, record=True, bag_dir={str(tmp_path)!r},
+                 calibration={calib!r},
+                 video_params=['max_frames:={n}', 'rate:=2.0', 'stamp_source:=video'],
+                 recorder_params=['bag_name:=rig_fused'],
+                 fusion_params=['max_wait_s:=3.0'])
+r = rig.Rig(specs, rig.default_params_file(), log_dir={str(tmp_path / "logs")!r})
+ok = r.wait_for_log('video_source', 'end of clip after {n} frames', 400)
+time.sleep(8.0)
+codes = r.stop()
+print('OK' if ok else 'NOT FINISHED', codes)
+sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
+'''], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        rc = proc.wait(600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    logs = {p: open(tmp_path / 'logs' / p).read() for p in os.listdir(tmp_path / 'logs')}
+    assert rc == 0, open(tmp_path / 'rig.log').read() + str(logs)
+    assert sorted(logs) == ['cam01_pose2d.log', 'cam02_pose2d.log', 'cam03_pose2d.log',
+                            'cam04_pose2d.log', 'fusion.log', 'lifter.log', 'recorder.log',
+                            'video_source.log', 'world.log']
+    assert 'in lockstep' in logs['video_source.log']
+    for text in logs.values():
+        assert 'Traceback' not in text
+    fused = []
+    with open_bag(tmp_path / 'rig_fused') as bag:
+        assert '/skeleton_3d/fused' in bag.topics, list(bag.topics)
+        for _, msgtype, _, raw in bag.messages(['/skeleton_3d/fused']):
+            msg = bag.deserialize(raw, msgtype)
+            people = cloud_to_keypoints(msg, 17)
+            if people:
+                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                fused.append((stamp, msg.header.frame_id, next(iter(people.values()))[0]))
+    # the fused instants are the videos' frames (stamp_source video: i / 60 s), one each
+    assert len(fused) >= n // 2, (len(fused), logs['fusion.log'])
+    frames = [s * 60 / 1e9 for s, _, _ in fused]
+    assert all(abs(f - round(f)) < 0.01 for f in frames) and len(set(frames)) == len(frames)
+    for _, frame_id, pose in fused:
+        assert frame_id == 'world'
+        if np.isfinite(pose[[0, 10]]).all():
+            assert pose[10, 2] > pose[0, 2] + 0.3      # head above hip in the z-up world

@@ -62,3 +62,24 @@ def test_launch_file_builds_its_nodes_from_the_topology():
     executables = [k for n in ast.walk(tree) if isinstance(n, ast.keyword)
                    and n.arg == 'executable' for k in [ast.unparse(n.value)]]
     assert executables == ['n.executable'], executables
+
+
+def test_one_video_per_camera_plays_a_synchronised_rig():
+    """``video`` with one file per camera: one video_source plays them in lockstep on every
+    camera's image topic and waits for every camera's pipeline (and the fused skeleton when
+    recording); a count that matches neither one nor the cameras is refused."""
+    cams = ['cam01', 'cam02', 'cam03']
+    nodes = plan_nodes(RigOptions(cams, video='a.mp4, b.mp4,c.mp4', record=True,
+                                  calibration='c.toml', image_topic='color'))
+    assert [(n.namespace, n.name) for n in nodes][:4] == [
+        ('', 'video_source'), ('cam01', 'pose2d'), ('cam02', 'pose2d'), ('cam03', 'pose2d')]
+    video = nodes[0]
+    assert video.params['video'] == 'a.mp4,b.mp4,c.mp4' and video.params['cameras'] == cams
+    assert video.remaps == tuple((f'/{c}/image', f'/{c}/color') for c in cams)
+    assert video.params['wait_for_topics'] == (
+        [f'/{c}/keypoints_2d' for c in cams] + [f'/{c}/skeleton_3d' for c in cams]
+        + ['/skeleton_3d/fused'])
+    args = ros_args(video, 'p.yaml')
+    assert args[args.index('-r', 4):args.index('-r', 4) + 2] == ['-r', '/cam01/image:=/cam01/color']
+    with pytest.raises(ValueError, match='2 videos for 3 cameras'):
+        plan_nodes(RigOptions(cams, video='a.mp4,b.mp4'))

@@ -122,7 +122,8 @@ def main(argv=None) -> int:
                     help='image topic inside each camera namespace (default: image_raw)')
     ap.add_argument('--video', default=None,
                     help="play a video as the first camera ('' = bundled clip; default: none, "
-                         'images come from your camera drivers)')
+                         'images come from your camera drivers); one video per camera, '
+                         'comma-separated: played in lockstep, one stamp per instant')
     ap.add_argument('--loop', action='store_true', help='with --video: loop the video')
     ap.add_argument('--params-file', default=None,
                     help='node parameters YAML (default: the package\'s config/vp3d.yaml)')

@@ -31,7 +31,8 @@ class NodePlan:
 class RigOptions:
     """What a user chooses when starting a rig (launch arguments / ``rig`` options)."""
     cameras: List[str]
-    video: Optional[str] = None       # None: cameras only; '': the bundled clip; else a file
+    video: Optional[str] = None       # None: cameras only; '': the bundled clip; else a file,
+    #                                   or one per camera, comma-separated (played in lockstep)
     loop: bool = False
     record: bool = False
     bag_dir: str = 'vp3d_bags'
@@ -52,11 +53,30 @@ def parse_cameras(text: str) -> List[str]:
 
 def plan_nodes(opts: RigOptions) -> List[NodePlan]:
     """The node set: [video_source] + one pose2d per camera + lifter [+ recorder]
-    [+ world with a calibration] [+ fusion with a calibration and >= 2 cameras]."""
+    [+ world with a calibration] [+ fusion with a calibration and >= 2 cameras].
+
+    ``video`` with one file per camera (comma-separated): one video_source plays them all
+    in lockstep, each frame on every camera with one stamp (a synchronised rig from files),
+    once every camera's pipeline is up."""
     cams = list(opts.cameras)
     image = (('image', opts.image_topic),)
     nodes = []
-    if opts.video is not None:
+    videos = [v.strip() for v in opts.video.split(',')] if opts.video else []
+    fused = bool(opts.calibration) and len(cams) >= 2
+    if len(videos) > 1:
+        if len(videos) != len(cams):
+            raise ValueError(f'{len(videos)} videos for {len(cams)} cameras {cams}: give one '
+                             'video, or one per camera (comma-separated, in camera order)')
+        wait = [f'/{c}/keypoints_2d' for c in cams]
+        if opts.record:
+            wait += [f'/{c}/skeleton_3d' for c in cams] + (['/skeleton_3d/fused'] if fused
+                                                           else [])
+        nodes.append(NodePlan('video_source', 'video_source_node', 'video_source', '',
+                              {'loop': bool(opts.loop), 'video': ','.join(videos),
+                               'cameras': cams, 'wait_for_topics': wait},
+                              tuple((f'/{c}/image', f'/{c}/{opts.image_topic}')
+                                    for c in cams)))
+    elif opts.video is not None:
         video = {'loop': bool(opts.loop),
                  # play once the pipeline is up (and recording), not into the void
                  'wait_for_topics': ['keypoints_2d'] + (
@@ -77,7 +97,7 @@ def plan_nodes(opts: RigOptions) -> List[NodePlan]:
     if opts.calibration:  # each camera's skeleton in the world: /<cam>/skeleton_3d/world
         nodes.append(NodePlan('world_node', 'world_node', 'world', '',
                               {'cameras': cams, 'calibration': opts.calibration}))
-    if opts.calibration and len(cams) >= 2:  # one fused world skeleton from all cameras
+    if fused:  # one fused world skeleton from all cameras
         nodes.append(NodePlan('fusion_node', 'fusion_node', 'fusion', '',
                               {'cameras': cams, 'calibration': opts.calibration}))
     return nodes

@@ -5,6 +5,12 @@ Publishes ``image`` (sensor_msgs/Image) and ``camera_info`` at the clip's frame 
 behaviour; with use_sim_time they follow /clock). The CameraInfo carries the image size
 and a nominal pinhole model (focal length = image diagonal, centred principal point, no
 distortion) unless ``camera_info_yaml`` gives a calibration.
+
+A synchronised rig from files: ``cameras`` (e.g. ``['cam01', 'cam02']``) and one video per
+camera in ``video`` (comma-separated, same order) play every camera's frame ``i`` in the same
+tick with the same stamp, on ``/<cam>/image`` and ``/<cam>/camera_info`` (frame_id
+``<cam>/<frame_id>``), as hardware-synchronised cameras would; separate video_source
+processes would start apart and stamp one instant differently per camera.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import time
 
 import cv2
 import numpy as np
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -39,7 +46,11 @@ class VideoSourceNode(Node):
     def __init__(self, **kwargs):
         super().__init__('video_source', **kwargs)
         p = lambda *a: declare(self, *a)  # noqa: E731
-        video = p('video', '', "video file; '' = the bundled demo clip") or BUNDLED_CLIP
+        video = p('video', '', "video file; '' = the bundled demo clip; with several "
+                  "cameras one file per camera, comma-separated") or BUNDLED_CLIP
+        cameras = [c.strip('/') for c in p('cameras', [''], "several camera namespaces: play "
+                   "one video per camera in lockstep on /<cam>/image (one stamp per instant); "
+                   "[''] = one camera, topics image and camera_info") if c.strip('/')]
         self.frame_id = p('frame_id', 'camera_optical_frame', 'frame_id of images and camera_info')
         rate = p('rate', 0.0, 'publication rate in Hz; 0 = the clip frame rate')
         self.loop = p('loop', False, 'start over at the end of the clip')
@@ -58,22 +69,37 @@ class VideoSourceNode(Node):
             raise ConfigError(f"stamp_source must be 'clock' or 'video', got {self.stamp_source!r}")
         if self.encoding not in ('rgb8', 'bgr8'):
             raise ConfigError(f"encoding must be 'rgb8' or 'bgr8', got {self.encoding!r}")
-        if not os.path.isfile(video):
-            raise ConfigError(f'video_source: no such video file: {video}')
-        self.cap = cv2.VideoCapture(video)
-        ok, first = self.cap.read()
-        if not self.cap.isOpened() or not ok:
-            raise ConfigError(f'video_source: cannot decode {video} (not a video, or empty)')
-        self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        videos = [v.strip() for v in video.split(',')] if cameras else [video]
+        if cameras and len(videos) != len(cameras):
+            raise ConfigError(f'video_source: {len(cameras)} cameras {cameras} need as many '
+                              f'comma-separated videos, got {len(videos)}: {video!r}')
+        self.caps, self.infos, sizes = [], [], []
+        for v in videos:
+            if not os.path.isfile(v):
+                raise ConfigError(f'video_source: no such video file: {v}')
+            cap = cv2.VideoCapture(v)
+            ok, first = cap.read()
+            if not cap.isOpened() or not ok:
+                raise ConfigError(f'video_source: cannot decode {v} (not a video, or empty)')
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.caps.append(cap)
+            sizes.append(first.shape[:2])
+        self.cap = self.caps[0]
         fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
         self.rate = rate or fps
         self.fps = fps
         self.index = 0  # frame index in the clip
-        h, w = first.shape[:2]
-        self.info = nominal_camera_info(w, h, self.frame_id)
+        h, w = sizes[0]
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub = self.create_publisher(Image, 'image', qos)
-        self.pub_info = self.create_publisher(CameraInfo, 'camera_info', qos)
+        self.frame_ids = [f'{c}/{self.frame_id}' for c in cameras] or [self.frame_id]
+        self.infos = [nominal_camera_info(sw, sh, f)
+                      for (sh, sw), f in zip(sizes, self.frame_ids)]
+        self.info = self.infos[0]
+        prefixes = [f'/{c}/' for c in cameras] or ['']
+        self.pubs = [self.create_publisher(Image, f'{x}image', qos) for x in prefixes]
+        self.pub_infos = [self.create_publisher(CameraInfo, f'{x}camera_info', qos)
+                          for x in prefixes]
+        self.pub, self.pub_info = self.pubs[0], self.pub_infos[0]
         self.sent = 0
         self.finished = False
         self.video = video
@@ -83,8 +109,9 @@ class VideoSourceNode(Node):
         # Steady timers: the clip plays at its rate in wall time; under use_sim_time only the
         # stamps follow /clock (ROS-time timers would stand still, silently, without /clock).
         self._start = steady_timer(self, 0.2 if self.wait_for else self._delay, self._begin)
-        self.get_logger().info(f'video_source: {video} {w}x{h} @ {self.rate:.2f} Hz '
-                               f'(loop={self.loop})')
+        self.get_logger().info(
+            f'video_source: {video} {w}x{h} @ {self.rate:.2f} Hz (loop={self.loop})'
+            + (f' as cameras {cameras} in lockstep' if cameras else ''))
 
     def _pipeline_up(self) -> bool:
         for topic in self.wait_for:
@@ -116,28 +143,32 @@ class VideoSourceNode(Node):
                               'use_sim_time is true but no /clock has been received: waiting '
                               "for /clock before publishing (or use stamp_source:='video')")
             return
-        ok, bgr = self.cap.read()
-        if not ok:
+        frames = [cap.read() for cap in self.caps]
+        if not all(ok for ok, _ in frames):   # the shortest clip ends the rig
             if not self.loop:
                 return self._end()
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, bgr = self.cap.read()
-            if not ok:
+            for cap in self.caps:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            frames = [cap.read() for cap in self.caps]
+            if not all(ok for ok, _ in frames):
                 return
             self.stamp_offset_s += self.index / self.fps  # stamps keep increasing
             self.index = 0
-        frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if self.encoding == 'rgb8' else bgr
-        msg = numpy_to_image(frame, self.encoding)
         if self.stamp_source == 'video':
             ns = int(round((self.stamp_offset_s + self.index / self.fps) * 1e9))
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+            stamp = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
         else:
-            msg.header.stamp = self.get_clock().now().to_msg()
+            stamp = self.get_clock().now().to_msg()
         self.index += 1
-        msg.header.frame_id = self.frame_id
-        self.info.header.stamp = msg.header.stamp
-        self.pub_info.publish(self.info)
-        self.pub.publish(msg)
+        for (_, bgr), pub, pub_info, info, frame_id in zip(
+                frames, self.pubs, self.pub_infos, self.infos, self.frame_ids):
+            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if self.encoding == 'rgb8' else bgr
+            msg = numpy_to_image(frame, self.encoding)
+            msg.header.stamp = stamp       # one instant: the same stamp on every camera
+            msg.header.frame_id = frame_id
+            info.header.stamp = stamp
+            pub_info.publish(info)
+            pub.publish(msg)
         self.sent += 1
 
     def _end(self):
@@ -146,7 +177,8 @@ class VideoSourceNode(Node):
             self.get_logger().info(f'video_source: end of clip after {self.sent} frames')
 
     def close(self):
-        self.cap.release()
+        for cap in self.caps:
+            cap.release()
 
 
 def main(args=None):
