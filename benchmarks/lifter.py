@@ -93,10 +93,17 @@ def main(argv=None):
                     seq.model(batch)
         # Blocks of 4 frames (3 frames more latency; the lifter node's block_frames).
         blocks = [kp[i:i + 4] for i in range(0, len(kp) - 3, 4)]
+        queued = [StreamingLifter(model, 'h36m', width=w, height=h, deferred=True)
+                  for _ in range(cams)]
+        for f in kp[:rf]:
+            for lf in queued:
+                lf.push(f)
+            lift_queued(queued)
+
         def together(f):
-            for lf in lifters:
-                lf.push(f, defer=True)
-            lift_queued(lifters)
+            for lf in queued:
+                lf.push(f)
+            lift_queued(queued)
         runs = {'stream': [], 'block': [], 'naive': [], 'together': []}
         times = []  # each frame-by-frame push, all rounds
         for _ in range(a.rounds):

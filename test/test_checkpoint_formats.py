@@ -344,16 +344,17 @@ def test_trajectory_places_the_unchanged_pose(tmp_path, causal, flip):
             if defer_with is None:
                 out += lifter.push(k)
             else:
-                lifter.push(k, defer=True)
-                defer_with.push(k, defer=True)
+                lifter.push(k)
+                defer_with.push(k)
                 out += lift_queued([lifter, defer_with])[0]
         return np.stack([p for _, p in out + lifter.finish()])
     make = lambda **kw: StreamingLifter(model, flip=flip, width=640, height=480, **kw)  # noqa
     np.testing.assert_allclose(stream(make(trajectory=traj_model)), poses + root, atol=2e-5)
     np.testing.assert_allclose(stream(make(trajectory=traj_model, block=4)), poses + root,
                                atol=2e-5)
-    other = make()
-    np.testing.assert_allclose(stream(make(trajectory=traj_model), other), poses + root,
+    other = make(deferred=True)
+    np.testing.assert_allclose(stream(make(trajectory=traj_model, deferred=True), other),
+                               poses + root,
                                atol=2e-5)
 
 

@@ -58,4 +58,4 @@ def test_help_texts_say_what_comes_next():
     assert 'vp3d-export' in text and '--include-2d' in text and '__positions' in text
     off = ' '.join(PARSERS['vp3d-offline']().format_help().split())  # unwrapped
     assert 'vp3d-export' in off and 'make process' in off
-    assert 'symmetric (default' in off and 'sqlite3 (.db3' in off
+    assert '(default: symmetric)' in off and 'sqlite3 (.db3' in off

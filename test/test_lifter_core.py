@@ -415,14 +415,15 @@ def test_lifting_queued_frames_of_several_streams_together_changes_nothing(causa
     starts = [0, 0, 9, 0, 0]  # stream 2 joins later
     held = range(20, 23)  # stream 1 queues frames 20..23 and has them lifted at frame 23
     alone = [StreamingLifter(m, width=900, height=900, block=b) for m, b in zip(models, blocks)]
-    together = [StreamingLifter(m, width=900, height=900, block=b) for m, b in zip(models, blocks)]
+    together = [StreamingLifter(m, width=900, height=900, block=b, deferred=True)
+                for m, b in zip(models, blocks)]
     want = [{} for _ in kps]  # frame index -> (time it came out, pose)
     got = [{} for _ in kps]
     for t in range(T):
         for i, kp in enumerate(kps):
             if t >= starts[i]:
                 want[i].update((j, (t, p)) for j, p in alone[i].push(kp[t]))
-                together[i].push(kp[t], defer=True)
+                together[i].push(kp[t])
         ready = [lf for i, lf in enumerate(together) if not (i == 1 and t in held)]
         for lf, out in zip(ready, lift_queued(ready)):
             got[together.index(lf)].update((j, (t, p)) for j, p in out)

@@ -12,6 +12,8 @@ import pytest
 
 from conftest import CLIP, REPO
 from ros_harness import Client, NodeProcess, ros_env, stamps_ns, unique_domain_id
+from vp3d_ros.core.options import LifterOptions
+from vp3d_ros.core.track_rules import TrackRules
 from vp3d_ros.io import bag_io
 from vp3d_ros.io.bag_io import BagWriter, open_bag
 from vp3d_ros.cli.offline import main as offline_main
@@ -40,7 +42,7 @@ def _run_clip(make_checkpoint, tmp_path):
     if 'clip' not in _CACHE:
         ckpt, _ = make_checkpoint(FW, CH, causal=False)
         out = tmp_path / 'clip_landmarks'
-        summary = process(CLIP, out, checkpoint=ckpt, max_frames=N_CLIP)
+        summary = process(CLIP, out, lifter=LifterOptions(checkpoint=ckpt, mode='symmetric'), max_frames=N_CLIP)
         _CACHE['clip'] = ckpt, out, summary
     return _CACHE['clip']
 
@@ -248,9 +250,10 @@ def _live_track_poses(model, frames, max_gap_frames=10, block=1, defer=False):
         for pid in sorted(set(tracks) | set(fr.people)):
             if pid not in tracks:
                 tracks[pid] = TrackWindow(lambda w, h: StreamingLifter(
-                    model, 'h36m', width=w, height=h, block=block), max_gap_frames, 0.5, 0.2)
+                    model, 'h36m', width=w, height=h, block=block, deferred=defer),
+                    max_gap_frames, 0.5, 0.2)
             kp, conf = fr.people.get(pid, (None, None))
-            keep(pid, tracks[pid].add(fr.stamp_ns, kp, conf, fr.size, defer=defer))
+            keep(pid, tracks[pid].add(fr.stamp_ns, kp, conf, fr.size))
         if defer:  # what the lifter node does after queueing a frame's persons
             ids = [pid for pid, t in tracks.items() if t.lifter is not None]
             for pid, got in zip(ids, lift_queued([tracks[pid].lifter for pid in ids])):
@@ -394,7 +397,8 @@ def test_camera_bag_per_camera(make_checkpoint, tmp_path, storage):
     ckpt, _ = make_checkpoint(FW, CH, causal=False)
     bag = write_camera_bag(tmp_path / 'cameras', storage)
     out = tmp_path / 'landmarks'
-    s = process(bag, out, checkpoint=ckpt, storage=storage, max_gap_frames=MAX_GAP)
+    s = process(bag, out, lifter=LifterOptions(checkpoint=ckpt, mode='symmetric'), storage=storage,
+                rules=TrackRules(max_gap_frames=MAX_GAP))
     assert s.cameras == ['cam01', 'cam02'] and s.frames == 2 * N_CAM
     assert s.frames_without_person == len(BLANK) and s.persons == 2
     with open_bag(out) as b:
@@ -482,7 +486,8 @@ def test_camera_bag_replay_through_live_nodes(rig, make_checkpoint, tmp_path):
     ckpt, _ = make_checkpoint(FW, CH, causal=False)
     bag = write_camera_bag(tmp_path / 'cameras')
     out = tmp_path / 'offline'
-    process(bag, out, checkpoint=ckpt, max_gap_frames=MAX_GAP)
+    process(bag, out, lifter=LifterOptions(checkpoint=ckpt, mode='symmetric'),
+            rules=TrackRules(max_gap_frames=MAX_GAP))
 
     p1 = start('pose2d_node', '-r', '__ns:=/cam01', name='pose2d_cam01')
     p2 = start('pose2d_node', '-r', '__ns:=/cam02', '-p', 'compressed:=true', name='pose2d_cam02')
@@ -623,7 +628,7 @@ def test_failure_while_writing_removes_the_partial_bag(make_checkpoint, tmp_path
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
     with pytest.raises(OSError):
-        process(CLIP, out_dir / 'bag', checkpoint=ckpt, max_frames=4)
+        process(CLIP, out_dir / 'bag', lifter=LifterOptions(checkpoint=ckpt, mode='symmetric'), max_frames=4)
     assert os.listdir(out_dir) == []
 
 
@@ -661,7 +666,8 @@ class Block:
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
 from vp3d_ros.apps.offline import process
-s = process({CLIP!r}, {str(tmp_path / 'b')!r}, checkpoint={ckpt!r}, max_frames=3)
+from vp3d_ros.core.options import LifterOptions
+s = process({CLIP!r}, {str(tmp_path / 'b')!r}, lifter=LifterOptions(checkpoint={ckpt!r}, mode='symmetric'), max_frames=3)
 assert s.frames == 3, s
 assert not any(m.split('.')[0] in ('rclpy', 'sensor_msgs') for m in sys.modules)
 print('ok')

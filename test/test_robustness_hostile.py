@@ -22,11 +22,12 @@ def _frames(T, seed=0):
 
 
 def _run(model, kp, conf, block=1):
-    maker = lambda w, h: StreamingLifter(model, 'h36m', width=w, height=h, block=block)  # noqa
+    maker = lambda w, h: StreamingLifter(model, 'h36m', width=w, height=h, block=block,  # noqa
+                                         deferred=block > 1)
     win = TrackWindow(maker, max_gap_frames=5)
     out = []
     for t in range(len(kp)):
-        out += win.add(t * 33 * MS, kp[t], conf[t], SIZE, defer=block > 1)
+        out += win.add(t * 33 * MS, kp[t], conf[t], SIZE)
         if block > 1:
             out += win.collect(lift_queued([win.lifter])[0])
     out += win.finish()
@@ -70,6 +71,7 @@ def test_streaming_lifter_refuses_absurd_frames_without_touching_its_state():
     kp, _ = _frames(12, seed=4)
     ref = StreamingLifter(model, 'h36m', width=640, height=480)
     got = StreamingLifter(model, 'h36m', width=640, height=480)
+    deferred = StreamingLifter(model, 'h36m', width=640, height=480, deferred=True)
     want, have = [], []
     for t in range(12):
         if t == 5:
@@ -79,7 +81,7 @@ def test_streaming_lifter_refuses_absurd_frames_without_touching_its_state():
                 with pytest.raises(ValueError, match='refused'):
                     got.push(frame)
                 with pytest.raises(ValueError, match='refused'):
-                    got.push(frame, defer=True)
+                    deferred.push(frame)
                 with pytest.raises(ValueError, match='refused'):
                     got.push_many(frame[None])
         want += ref.push(kp[t])

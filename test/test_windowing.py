@@ -108,15 +108,16 @@ def test_window_that_empties_owes_nothing_and_survives_every_end(causal, block):
     """A person seen for 20 frames, then gone for 11 (> max_gap_frames): the segment ends
     with all 20 poses; every later end of the emptied window (the run's end, a second
     finish, a new image size or time going backwards with nobody there) owes nothing and
-    raises nothing, live (StreamingLifter, deferred passes too) and offline (SegmentBuffer)."""
+    raises nothing, live (StreamingLifter, deferred passes too) and offline (SegmentLifter)."""
     from vp3d_ros.core.lifter import lift_queued
-    from vp3d_ros.apps.offline import SegmentBuffer
+    from vp3d_ros.core.lifter import SegmentLifter
     model = randomize_model(build_model(Architecture((3, 3, 3), 16, causal)), seed=2)
     kp, conf = frames(20)
     ref = SequenceLifter(model, 'h36m').lift(kp, 640, 480)
     makers = {
-        'live': lambda w, h: StreamingLifter(model, 'h36m', width=w, height=h, block=block),
-        'offline': lambda w, h: SegmentBuffer(SequenceLifter(model, 'h36m'), w, h),
+        'live': lambda w, h: StreamingLifter(model, 'h36m', width=w, height=h, block=block,
+                                             deferred=block > 1),
+        'offline': lambda w, h: SegmentLifter(SequenceLifter(model, 'h36m'), w, h),
     }
     for name, maker in makers.items():
         defer = name == 'live' and block > 1
@@ -125,7 +126,7 @@ def test_window_that_empties_owes_nothing_and_survives_every_end(causal, block):
         for t in range(31):
             present = t < 20
             out += win.add(t * 33 * MS, kp[t] if present else None,
-                           conf[t] if present else None, (640, 480), defer=defer)
+                           conf[t] if present else None, (640, 480))
             if defer:
                 out += win.collect(lift_queued([win.lifter])[0])
         assert [p.stamp_ns for p in out] == [t * 33 * MS for t in range(20)], name

@@ -5,9 +5,11 @@ sees more future than its window. Offline, MediaPipe runs on every frame (video 
 timestamps from the stamps) and each (camera, person) track is lifted whole with
 :class:`~vp3d_ros.core.lifter.SequenceLifter`, with full past and future context.
 
-Gap rules are the live ones because the live code is reused: every track is a
-:class:`~vp3d_ros.core.windowing.TrackWindow` driving a :class:`SegmentBuffer` (the
-StreamingLifter interface, but lifting each segment in one pass when the window ends it).
+Gap rules are the live ones because the live engine is reused
+(:class:`~vp3d_ros.core.engine.LiftingEngine`): every track is a
+:class:`~vp3d_ros.core.windowing.TrackWindow` driving a
+:class:`~vp3d_ros.core.lifter.SegmentLifter` (the streaming interface, but lifting each
+segment in one pass when the window ends it).
 So bridging, weak joints, splits and stamps are the live lifter's, and its symmetric output
 is reproduced to float precision. The 2D keypoints are lifted as float32, exactly as the
 lifter node reads them from the ``keypoints_2d`` cloud.
@@ -35,9 +37,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.engine import LiftingEngine
+from ..core.options import OFFLINE_LIFTER, LifterOptions
+from ..core.track_rules import DEFAULT as RULES, TrackRules
+from ..core.windowing import LiftedPose
 from ..io import bag_io
-from ..core.track_rules import DEFAULT as RULES
-from ..core.windowing import LiftedPose, TrackWindow
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
@@ -302,75 +306,27 @@ def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout
 
 
 # -- lifting -------------------------------------------------------------------------------
-class SegmentBuffer:
-    """What TrackWindow needs from a StreamingLifter, lifting a whole segment at ``finish``.
-
-    Long segments are lifted in chunks with receptive-field overlap, which keeps memory
-    bounded and gives the same poses as one pass.
-    """
-
-    def __init__(self, lifter, width: float, height: float, chunk: int = 8192):
-        self.lifter = lifter
-        self.width, self.height = float(width), float(height)
-        self.chunk = max(1, int(chunk))
-        self._frames: List[np.ndarray] = []
-
-    @property
-    def pending(self) -> int:
-        return len(self._frames)
-
-    @property
-    def frames_pushed(self) -> int:
-        return len(self._frames)
-
-    def reset(self):
-        self._frames = []
-
-    def push(self, keypoints_px) -> list:
-        self._frames.append(np.asarray(keypoints_px, dtype=np.float64))
-        return []
-
-    def finish(self) -> list:
-        # Empty when the window already ended this segment (a person lost, or a reset) and
-        # nothing came since: like StreamingLifter.finish, nothing is owed.
-        if not self._frames:
-            return []
-        kp = np.stack(self._frames)
-        self.reset()
-        left, right = self.lifter.pad_left, self.lifter.pad_right
-        poses = []
-        for a in range(0, len(kp), self.chunk):
-            b = min(len(kp), a + self.chunk)
-            lo, hi = max(0, a - left), min(len(kp), b + right)
-            out = self.lifter.lift(kp[lo:hi], self.width, self.height)
-            poses.append(out[a - lo:a - lo + (b - a)])
-        return list(enumerate(np.concatenate(poses)))
-
-
 def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = RULES.max_gap_frames,
                 max_gap_s: float = RULES.max_gap_s, min_confidence: float = RULES.min_confidence,
                 chunk: int = 8192
                 ) -> Dict[int, Dict[int, LiftedPose]]:
-    """Every person track of one camera -> {stamp: {person: pose}}, with the live gap rules."""
-    tracks: Dict[int, TrackWindow] = {}
+    """Every person track of one camera -> {stamp: {person: pose}}: the live engine's
+    tracks and gap rules, each segment lifted in one pass (:class:`SegmentLifter`)."""
+    from ..core.lifter import SegmentLifter
+    engine = LiftingEngine([lambda w, h: SegmentLifter(lifter, w, h, chunk)], [''],
+                           TrackRules(max_gap_frames, max_gap_s, min_confidence))
     out: Dict[int, Dict[int, LiftedPose]] = {}
 
-    def make(w, h):
-        return SegmentBuffer(lifter, w, h, chunk)
+    def keep(ready):
+        for r in ready:
+            for pid, poses in r.poses.items():
+                for lp in poses:
+                    out.setdefault(lp.stamp_ns, {})[pid] = lp
 
-    def keep(pid, poses):
-        for lp in poses:
-            out.setdefault(lp.stamp_ns, {})[pid] = lp
-
-    for fr in frames:
-        for pid in sorted(set(tracks) | set(fr.people)):
-            track = tracks.get(pid)
-            if track is None:
-                track = tracks[pid] = TrackWindow(make, max_gap_frames, max_gap_s, min_confidence)
-            kp, conf = fr.people.get(pid, (None, None))
-            keep(pid, track.add(fr.stamp_ns, kp, conf, fr.size))
-    for pid, track in tracks.items():
-        keep(pid, track.finish())
+    for fr in frames:  # stamps made increasing by the 2D stage: no stamp rules to apply
+        engine.add('', fr.stamp_ns, fr.people, fr.size)
+        keep(engine.lift_due())
+    keep(engine.finish())
     return out
 
 
@@ -578,20 +534,19 @@ def _is_bag(path: Path) -> bool:
     return path.is_dir() or path.suffix in bag_io.SUFFIXES
 
 
-def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str = 'symmetric',
-            filter_widths: Optional[Sequence[int]] = None, channels: Optional[int] = None,
-            causal: Optional[bool] = None, layout: Optional[str] = None, flip: bool = True,
-            device: str = 'cpu', backend: str = 'legacy', task_file: Optional[str] = None,
+def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
+            rules: TrackRules = RULES, backend: str = 'legacy', task_file: Optional[str] = None,
             num_poses: int = 1, subject: str = 'all', track_gate: float = 0.5,
             track_max_age: int = 30, storage: str = 'mcap',
             topics: Optional[Sequence[str]] = None,
             camera_name: Optional[str] = None, frame_id: Optional[str] = None,
-            max_frames: Optional[int] = None, max_gap_frames: int = RULES.max_gap_frames,
-            max_gap_s: float = RULES.max_gap_s, min_confidence: float = RULES.min_confidence,
-            progress: bool = False,
+            max_frames: Optional[int] = None, progress: bool = False,
             calibration: Optional[str] = None, subject_height_m: Optional[float] = None,
             world_frame: str = 'world', floor_z: Optional[float] = 0.0) -> OfflineSummary:
     """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError.
+
+    ``lifter``: which model and how (the lifter node's options; offline the shipped
+    symmetric model by default); ``rules``: the gap rules of the live lifter.
 
     ``calibration``: also ``/<cam>/skeleton_3d/world`` (absolute, the calibration's world
     frame, ``frame_id`` = ``world_frame``), each camera matched by name (the only camera of
@@ -602,7 +557,7 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     of the same names (:mod:`vp3d_ros.core.tracking`)."""
     from ..core.checkpoint import CheckpointError
     from ..core.lifter import SequenceLifter
-    from ..core.lifter_config import model_provenance, resolve_lifter
+    from ..core.lifter_config import model_provenance
 
     t0 = time.perf_counter()
     several = isinstance(input_path, (list, tuple))
@@ -610,8 +565,12 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     if not inputs:
         raise OfflineError('no input given')
     src, out = inputs[0], Path(out_bag)
-    if mode not in ('causal', 'symmetric'):
-        raise OfflineError(f"mode must be 'causal' or 'symmetric', not {mode!r}")
+    mode, flip, device = lifter.mode, lifter.flip, lifter.device
+    if lifter.trajectory:
+        raise OfflineError('trajectory: offline skeletons are root-relative in the camera and '
+                           'placed in the world with --calibration; the trajectory model is '
+                           'for vp3d-lift and the lifter node')
+    max_gap_s = rules.max_gap_s
     if storage not in bag_io.STORAGES:
         raise OfflineError(f"storage must be 'mcap' or 'sqlite3', not {storage!r}")
     if max_frames is not None and max_frames < 0:
@@ -646,9 +605,8 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
     except ValueError as e:
         raise OfflineError(str(e)) from None
     try:
-        ckpt, layout = resolve_lifter(checkpoint, filter_widths, channels, causal, layout,
-                                      default_kind=mode)
-        lifter = SequenceLifter(ckpt.build(device), input_layout=layout, flip=flip, device=device)
+        ckpt, layout = lifter.resolve()
+        seq = SequenceLifter(ckpt.build(device), input_layout=layout, flip=flip, device=device)
     except (CheckpointError, ValueError) as e:
         raise OfflineError(f'lifter: {e}') from None
 
@@ -679,7 +637,8 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
             bag.close()
 
     for cam in cameras:
-        cam.poses = lift_frames(cam.frames, lifter, max_gap_frames, max_gap_s, min_confidence)
+        cam.poses = lift_frames(cam.frames, seq, rules.max_gap_frames, rules.max_gap_s,
+                                rules.min_confidence)
     fused = None
     if rig is not None:
         from ..geometry.calibration import CalibrationError, find_camera
@@ -711,15 +670,15 @@ def process(input_path, out_bag, *, checkpoint: Optional[str] = None, mode: str 
         'flip': flip, 'backend': backend, 'task_file': task_file or '', 'num_poses': num_poses,
         'subject': subject, 'track_gate': track_gate, 'track_max_age': track_max_age,
         'topics': [s.label for s in sources], 'max_frames': max_frames or 0,
-        'max_gap_frames': max_gap_frames, 'max_gap_s': max_gap_s,
-        'min_confidence': min_confidence, 'lifting': 'whole sequence (SequenceLifter)',
+        'max_gap_frames': rules.max_gap_frames, 'max_gap_s': rules.max_gap_s,
+        'min_confidence': rules.min_confidence, 'lifting': 'whole sequence (SequenceLifter)',
         'calibration': str(Path(calibration).resolve()) if calibration else '',
         'subject_height_m': subject_height_m or 0.0, 'world_frame': world_frame,
         'floor_z': floor_z if floor_z is not None else 'none'}
     meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, flip), params, {},
                                      producer=PRODUCER)
     try:
-        write_bag(out, storage, meta, cameras, lifter.layout.num_joints, world_frame, fused)
+        write_bag(out, storage, meta, cameras, seq.layout.num_joints, world_frame, fused)
     except bag_io.BagError as e:
         raise OfflineError(str(e)) from None
 

@@ -20,12 +20,8 @@ import sys
 
 import numpy as np
 
-
-def _widths(text: str):
-    try:
-        return [int(x) for x in text.replace(',', ' ').split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'filter widths must be integers, got {text!r}')
+from ..core.options import OFFLINE_LIFTER, LifterOptions
+from .options import add_options, options_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,27 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=__doc__.split('\n\n', 1)[1])
     p.add_argument('keypoints', help='input .npy, shape (T, 17, 2) pixels, or (T, 17, 3) with '
                                      'a confidence last')
-    p.add_argument('--checkpoint', default=None,
-                   help='VideoPose3D checkpoint (.bin); default: the shipped default lifter')
-    p.add_argument('--layout', choices=['coco', 'h36m'], default=None,
-                   help='keypoint order of the input (default: from the checkpoint sidecar, '
-                        'else h36m)')
     p.add_argument('--width', type=float, required=True, help='image width in pixels')
     p.add_argument('--height', type=float, required=True, help='image height in pixels')
-    p.add_argument('--filter-widths', type=_widths, default=None,
-                   help='e.g. "3,3,3,3,3" (default: inferred from the checkpoint)')
-    p.add_argument('--channels', type=int, default=None,
-                   help='default: inferred from the checkpoint')
-    p.add_argument('--causal', action='store_true', default=None,
-                   help='the checkpoint is causal (not stored in the file)')
-    p.add_argument('--no-flip', action='store_true', help='disable test-time flip augmentation')
-    p.add_argument('--trajectory', action='store_true',
-                   help="add the checkpoint's trajectory model (model_traj, from VideoPose3D's "
-                        'semi-supervised training): poses at their predicted root position in '
-                        'camera coordinates instead of root-relative; the pose itself is unchanged')
-    p.add_argument('--device', default='cpu',
-                   help="torch device: 'cpu' (default) or 'cuda' / 'cuda:0' where torch was "
-                        'installed with GPU support')
+    g = p.add_argument_group("lifter (the lifter node's parameters of the same names)")
+    add_options(g, LifterOptions, defaults={'mode': OFFLINE_LIFTER.mode},
+                aliases={'input_layout': ['--layout']})
     p.add_argument('--out', required=True, help='output .npy, shape (T, 17, 3), metres')
     w = p.add_argument_group('world frame (see vp3d_ros.geometry.world)')
     w.add_argument('--frame', choices=['camera', 'world'], default='camera',
@@ -105,7 +85,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..core.checkpoint import CheckpointError
     from ..core.lifter import SequenceLifter
-    from ..core.lifter_config import resolve_lifter
 
     try:
         kp = np.load(args.keypoints, allow_pickle=False)
@@ -123,8 +102,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     try:
-        ckpt, layout = resolve_lifter(args.checkpoint, args.filter_widths, args.channels,
-                                      args.causal, args.layout)
+        ckpt, layout = options_from_args(args, LifterOptions).resolve()
     except CheckpointError as e:
         print(f'vp3d-lift: {e}', file=sys.stderr)
         return 2
@@ -138,7 +116,7 @@ def main(argv=None) -> int:
         print(f'vp3d-lift: --trajectory: {e}', file=sys.stderr)
         return 2
     lifter = SequenceLifter(ckpt.build(args.device), input_layout=layout,
-                            flip=not args.no_flip, device=args.device, trajectory=trajectory)
+                            flip=args.flip, device=args.device, trajectory=trajectory)
     if args.frame == 'world':
         from ..geometry.calibration import CalibrationError
         try:
@@ -151,7 +129,7 @@ def main(argv=None) -> int:
         poses = lifter.lift(kp, args.width, args.height)
     np.save(args.out, poses.astype(np.float32) if kp.dtype == np.float32 else poses)
     print(f'vp3d-lift: {len(poses)} frames, {ckpt.arch.describe()}, layout={layout}, '
-          f'flip={not args.no_flip}{", trajectory (camera-space root)" if trajectory else ""} '
+          f'flip={args.flip}{", trajectory (camera-space root)" if trajectory else ""} '
           f'-> {args.out}', file=sys.stderr)
     return 0
 

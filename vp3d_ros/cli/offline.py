@@ -17,9 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.track_rules import DEFAULT as RULES, TrackRules
+from ..core.options import OFFLINE_LIFTER, LifterOptions
+from ..core.track_rules import TrackRules
 from ..core.tracking import TrackerConfig
-from .lift import _widths
+from .options import add_options, options_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,27 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                         'video_source)')
     p.add_argument('--max-frames', type=int, default=None,
                    help='stop after this many frames per camera (default: all)')
-    g = p.add_argument_group('lifter')
-    g.add_argument('--checkpoint', default=None,
-                   help="VideoPose3D checkpoint (.bin); default: the shipped default for --mode")
-    g.add_argument('--mode', choices=['causal', 'symmetric'], default='symmetric',
-                   help='which shipped default checkpoint to use: symmetric (default; 40 past '
-                        'and 40 future frames, smoother) or causal (past frames only, as the '
-                        'live default; what `make demo` uses by default to compare with live)')
-    g.add_argument('--filter-widths', type=_widths, default=None,
-                   help='e.g. "3,3,3,3,3" (default: from the checkpoint/sidecar)')
-    g.add_argument('--channels', type=int, default=None, help='default: from the checkpoint')
-    g.add_argument('--causal', action='store_true', default=None,
-                   help='the checkpoint is causal (default: from the sidecar, else symmetric)')
-    g.add_argument('--layout', choices=['coco', 'h36m'], default=None,
-                   help='lifter input / keypoints_2d layout (default: sidecar, else h36m)')
-    g.add_argument('--no-flip', action='store_true', help='disable test-time flip augmentation')
-    g.add_argument('--device', default='cpu',
-                   help="torch device for the lifter: 'cpu' (default) or 'cuda' / 'cuda:0' "
-                        'where torch was installed with GPU support')
-    for name, kind in (('max_gap_frames', int), ('max_gap_s', float), ('min_confidence', float)):
-        g.add_argument('--' + name.replace('_', '-'), type=kind, default=getattr(RULES, name),
-                       help=f'{TrackRules.HELP[name]} (as the lifter node; default %(default)s)')
+    g = p.add_argument_group('lifter (the lifter node\'s parameters of the same names)')
+    add_options(g, LifterOptions, defaults={'mode': OFFLINE_LIFTER.mode}, skip=('trajectory',),
+                aliases={'input_layout': ['--layout']})
+    add_options(g, TrackRules)
     w = p.add_argument_group('world frame (vp3d_ros.geometry.world)')
     w.add_argument('--calibration', default=None, metavar='FILE',
                    help='camera calibration (Pose2Sim/Anipose .toml, .json, .yaml, OpenCV): '
@@ -112,15 +96,13 @@ def main(argv=None) -> int:
     try:
         summary = process(
             args.input[0] if len(args.input) == 1 else args.input, out,
-            checkpoint=args.checkpoint, mode=args.mode,
-            filter_widths=args.filter_widths, channels=args.channels, causal=args.causal,
-            layout=args.layout, flip=not args.no_flip, device=args.device,
+            lifter=options_from_args(args, LifterOptions),
+            rules=options_from_args(args, TrackRules),
             backend=args.backend, task_file=args.task_file, num_poses=args.num_poses,
             subject=args.subject, track_gate=args.track_gate, track_max_age=args.track_max_age,
             storage=args.storage, topics=args.topics, camera_name=args.camera_name,
             frame_id=args.frame_id, max_frames=args.max_frames,
-            max_gap_frames=args.max_gap_frames, max_gap_s=args.max_gap_s,
-            min_confidence=args.min_confidence, progress=args.progress,
+            progress=args.progress,
             calibration=args.calibration, subject_height_m=args.subject_height,
             world_frame=args.world_frame, floor_z=None if args.no_floor else args.floor_z)
     except OfflineError as e:

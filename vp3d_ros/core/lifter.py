@@ -138,13 +138,15 @@ class StreamingLifter(_LifterBase):
     ``block`` > 1 lifts every ``block`` pushed frames in one pass (:meth:`push_many`): the
     same poses, each ``block - 1`` frames later at most, for a fraction of the cost per frame
     with large models on CPU (their weights are read once per pass, not once per frame).
-    Frames pushed with ``defer=True`` wait for :func:`lift_queued`, which lifts the frames
-    of many lifters (cameras, persons) in shared passes.
+    A ``deferred`` lifter only queues what is pushed; :func:`lift_queued` lifts the frames
+    of many such lifters (cameras, persons) in shared passes (what the live engine does).
     """
 
-    def __init__(self, *args, width: float, height: float, block: int = 1, **kwargs):
+    def __init__(self, *args, width: float, height: float, block: int = 1,
+                 deferred: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.width, self.height = float(width), float(height)
+        self.deferred = bool(deferred)
         self._state = StreamingState(self.model)
         self._traj_state = None if self.trajectory is None else StreamingState(self.trajectory)
         if not 1 <= int(block) <= self._state.max_block:
@@ -193,19 +195,18 @@ class StreamingLifter(_LifterBase):
             self._emitted += 1
         return results
 
-    def push(self, keypoints_px: np.ndarray, defer: bool = False) -> List:
-        """One frame (J, 2) pixels -> [(frame_index, pose)] that became available.
-
-        ``defer``: only queue the frame; :func:`lift_queued` lifts it later together with
-        the frames queued in other lifters of the same model (one pass for all)."""
+    def push(self, keypoints_px: np.ndarray) -> List:
+        """One frame (J, 2) pixels -> [(frame_index, pose)] that became available (always
+        none for a ``deferred`` lifter: :func:`lift_queued` lifts its frames later, together
+        with the frames queued in other lifters of the same model)."""
         kp = np.asarray(keypoints_px, dtype=np.float64)
         if kp.shape != (self.layout.num_joints, 2):
             raise ValueError(f'expected ({self.layout.num_joints}, 2) keypoints, got {kp.shape}')
         self._check_bounded(kp)
-        if self.block == 1 and not defer:
+        if self.block == 1 and not self.deferred:
             return self.push_many(kp[None])
         self._queued.append(kp)
-        return self._flush_queue() if self.due and not defer else []
+        return self._flush_queue() if self.due and not self.deferred else []
 
     def _check_bounded(self, kp: np.ndarray) -> None:
         """Refuse a frame before it reaches the layers' state: non-finite or absurdly far
@@ -255,9 +256,58 @@ class StreamingLifter(_LifterBase):
         return results
 
 
+class SegmentLifter:
+    """A :class:`SequenceLifter` behind the streaming interface (what
+    :class:`~vp3d_ros.core.windowing.TrackWindow` drives): frames are kept until the window
+    ends the segment, which :meth:`finish` lifts in one pass (offline: every frame gets the
+    pose of the whole sequence's context, padded only at the segment's ends).
+
+    Long segments are lifted in chunks with receptive-field overlap, which keeps memory
+    bounded and gives the same poses as one pass."""
+
+    due = False  # never lifted in shared passes: all at finish
+
+    def __init__(self, lifter: SequenceLifter, width: float, height: float, chunk: int = 8192):
+        self.lifter = lifter
+        self.width, self.height = float(width), float(height)
+        self.chunk = max(1, int(chunk))
+        self._frames: List[np.ndarray] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._frames)
+
+    @property
+    def frames_pushed(self) -> int:
+        return len(self._frames)
+
+    def reset(self):
+        self._frames = []
+
+    def push(self, keypoints_px) -> List:
+        self._frames.append(np.asarray(keypoints_px, dtype=np.float64))
+        return []
+
+    def finish(self) -> List:
+        # Empty when the window already ended this segment (a person lost, or a reset) and
+        # nothing came since: like StreamingLifter.finish, nothing is owed.
+        if not self._frames:
+            return []
+        kp = np.stack(self._frames)
+        self.reset()
+        left, right = self.lifter.pad_left, self.lifter.pad_right
+        poses = []
+        for a in range(0, len(kp), self.chunk):
+            b = min(len(kp), a + self.chunk)
+            lo, hi = max(0, a - left), min(len(kp), b + right)
+            out = self.lifter.lift(kp[lo:hi], self.width, self.height)
+            poses.append(out[a - lo:a - lo + (b - a)])
+        return list(enumerate(np.concatenate(poses)))
+
+
 def lift_queued(lifters: Sequence[StreamingLifter]) -> List[List]:
-    """Lift the frames queued with ``push(..., defer=True)`` in several lifters; returns each
-    lifter's [(frame_index, pose)] in the order given.
+    """Lift the frames queued in several ``deferred`` lifters; returns each lifter's
+    [(frame_index, pose)] in the order given (lifters with nothing due: []).
 
     Lifters of one model share every pass (:func:`~vp3d_ros.core.model.push_streams`): the
     cameras and persons of a rig whose frames are due together cost about one frame of

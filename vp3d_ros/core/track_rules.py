@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .options import option
+
 
 @dataclass(frozen=True)
 class TrackRules:
-    max_gap_frames: int = 10      # missing-person frames bridged by interpolation
-    max_gap_s: float = 0.5        # a longer gap in stamps ends the window (a new segment)
-    min_confidence: float = 0.2   # weaker joints hold their last position
-
-    HELP = {
-        'max_gap_frames': 'missing-person frames bridged by interpolation',
-        'max_gap_s': 'a longer gap in stamps restarts the window',
-        'min_confidence': 'joints below this hold their last position',
-    }
+    max_gap_frames: int = option(10, 'missing-person frames bridged by interpolation')
+    max_gap_s: float = option(0.5, 'a longer gap in stamps restarts the window')
+    min_confidence: float = option(0.2, 'joints below this hold their last position')
 
 
 DEFAULT = TrackRules()

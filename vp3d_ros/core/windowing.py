@@ -20,12 +20,33 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, List, Optional, Tuple
+from typing import Callable, Deque, List, Optional, Protocol, Tuple
 
 import numpy as np
 
-from .lifter import StreamingLifter
 from .track_rules import DEFAULT as RULES
+
+
+class WindowLifter(Protocol):
+    """What a :class:`TrackWindow` drives: :class:`~vp3d_ros.core.lifter.StreamingLifter`
+    (live; ``deferred`` ones are lifted by :func:`~vp3d_ros.core.lifter.lift_queued`) and
+    :class:`~vp3d_ros.core.lifter.SegmentLifter` (offline, a segment at a time)."""
+
+    due: bool            # frames are queued for a shared pass
+
+    def push(self, keypoints_px: np.ndarray) -> list:
+        """One frame -> [(frame_index, pose)] that became available (maybe none)."""
+
+    def finish(self) -> list:
+        """End of the segment: every pose still owed; then empty."""
+
+    @property
+    def pending(self) -> int:
+        """Frames pushed whose pose has not come out yet."""
+
+    @property
+    def frames_pushed(self) -> int:
+        """Frames pushed since the last finish."""
 
 
 @dataclass
@@ -154,14 +175,14 @@ class StampGaps:
 
 
 class TrackWindow:
-    def __init__(self, make_lifter: Callable[[float, float], StreamingLifter],
+    def __init__(self, make_lifter: Callable[[float, float], WindowLifter],
                  max_gap_frames: int = RULES.max_gap_frames, max_gap_s: float = RULES.max_gap_s,
                  min_confidence: float = RULES.min_confidence):
         self._make = make_lifter
         self.max_gap_frames = max_gap_frames
         self.max_gap_ns = int(max_gap_s * 1e9)
         self.min_confidence = min_confidence
-        self.lifter: Optional[StreamingLifter] = None
+        self.lifter: Optional[WindowLifter] = None
         self.size: Optional[Tuple[float, float]] = None
         self.stats = WindowStats()
         self._stamps: Deque[Tuple[int, np.ndarray, bool]] = deque()
@@ -179,9 +200,15 @@ class TrackWindow:
     def last_stamp(self) -> Optional[int]:
         return self._last_stamp
 
+    @property
+    def idle(self) -> bool:
+        """Nothing pushed, nothing owed, no gap being bridged: the track holds no state (a
+        person gone with an idle track can be forgotten)."""
+        return not self._missing and (self.lifter is None or self.lifter.frames_pushed == 0)
+
     def collect(self, results) -> List[LiftedPose]:
         """The lifter's [(frame_index, pose)] -> poses with their frames' stamps (in order;
-        also for frames queued with ``add(..., defer=True)`` and lifted later)."""
+        also for frames a deferred lifter queued and :func:`lift_queued` lifted later)."""
         out = []
         for _, pose in results:
             stamp, conf, bridged = self._stamps.popleft()
@@ -201,19 +228,18 @@ class TrackWindow:
         self._missing = []
         return out
 
-    def _push(self, stamp, kp, conf, bridged=False, defer=False) -> List[LiftedPose]:
-        # Offline segment buffers take no ``defer``: only live lifters are ever deferred.
+    def _push(self, stamp, kp, conf, bridged=False) -> List[LiftedPose]:
         # Pushed before its stamp is kept: a frame the lifter refuses leaves no stamp behind.
-        results = self.lifter.push(kp, defer=True) if defer else self.lifter.push(kp)
+        results = self.lifter.push(kp)
         self._stamps.append((stamp, conf, bridged))
         self.stats.bridged += int(bridged)
         return self.collect(results)
 
     def add(self, stamp_ns: int, keypoints: Optional[np.ndarray], confidence: Optional[np.ndarray],
-            image_size: Tuple[float, float], defer: bool = False) -> List[LiftedPose]:
+            image_size: Tuple[float, float]) -> List[LiftedPose]:
         """One 2D frame (keypoints None = person not seen) -> poses that became available.
 
-        ``defer``: frames are only queued in the lifter; lift them with
+        A deferred lifter only queues the frame: lift it with
         :func:`~vp3d_ros.core.lifter.lift_queued` (with other tracks' frames) and pass its
         results to :meth:`collect`. Poses owed by a window restart still come back here."""
         out: List[LiftedPose] = []
@@ -244,12 +270,11 @@ class TrackWindow:
             t0, t1 = self._last_good_stamp, stamp_ns
             for s in self._missing:
                 a = (s - t0) / max(1, t1 - t0)
-                out += self._push(s, (1 - a) * self._last_kp + a * kp, np.zeros_like(conf), True,
-                                  defer)
+                out += self._push(s, (1 - a) * self._last_kp + a * kp, np.zeros_like(conf), True)
         self._missing = []
         self._last_kp = kp
         self._last_good_stamp = stamp_ns
-        out += self._push(stamp_ns, kp, conf, defer=defer)
+        out += self._push(stamp_ns, kp, conf)
         return out
 
     def _clean(self, keypoints, confidence):

@@ -43,6 +43,30 @@ def declare(node: Node, name: str, default: Any, description: str, dynamic: bool
                           f'{type(default).__name__}, e.g. {default!r}; {description})') from e
 
 
+def declare_options(node: Node, cls, **defaults):
+    """Declare every field of an options class (:mod:`vp3d_ros.core.options`) as a
+    documented parameter of the same name -> an instance; a bad value is a ConfigError.
+
+    ROS has no empty typed list, so an empty tuple default is declared as ``[0]`` (zeros are
+    dropped when read); fields with choices take any type (``causal:=true`` arrives as a
+    bool) and are read as lower-case text."""
+    from ..core.options import fields_of
+    values = {}
+    for f in fields_of(cls):
+        default, text = defaults.get(f.name, f.default), f.metadata['help']
+        if isinstance(default, tuple):
+            v = declare(node, f.name, [int(x) for x in default] or [0], text)
+            values[f.name] = tuple(int(x) for x in v if x)
+        elif f.metadata['choices']:
+            values[f.name] = str(declare(node, f.name, default, text, dynamic=True)).lower()
+        else:
+            values[f.name] = declare(node, f.name, default, text)
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ConfigError(f'{node.get_name()}: {e}') from e
+
+
 def parameters_snapshot(node: Node) -> Dict[str, Any]:
     """All parameters with their values, for bag metadata and diagnostics."""
     return {name: node.get_parameter(name).value for name in sorted(node._parameters)}

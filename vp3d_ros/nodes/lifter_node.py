@@ -3,8 +3,10 @@ optical frame, root-relative) with a VideoPose3D-architecture temporal model. Wi
 ``trajectory`` (off by default) the checkpoint's trajectory model places each skeleton at its
 predicted root position in the camera frame instead; the pose itself is unchanged.
 
-One node serves every camera in ``cameras`` (namespaces). Each (camera, person) track has its
-own streaming window (:mod:`vp3d_ros.core.windowing`). Causal models publish each frame at once;
+One node serves every camera in ``cameras`` (namespaces). The rules live in the ROS-free
+:class:`~vp3d_ros.core.engine.LiftingEngine` (each (camera, person) track has its own
+streaming window, :mod:`vp3d_ros.core.windowing`); this node parses messages, hands the
+engine their contents, logs its notices and publishes what it returns. Causal models publish each frame at once;
 symmetric models publish a frame when its future context has arrived, with its own stamp,
 and optionally an immediate estimate from a causal model on ``skeleton_3d/immediate``.
 Image size for normalisation: the size pose2d saw (``keypoints_2d/image_info``, a latched
@@ -51,14 +53,15 @@ from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from ..core.checkpoint import CheckpointError, read_sidecar
-from ..core.lifter import StreamingLifter, lift_queued
-from ..core.lifter_config import model_provenance, resolve_lifter
+from ..core.engine import LiftingEngine
+from ..core.lifter import StreamingLifter
+from ..core.lifter_config import model_provenance
 from ..core.model import MAX_BLOCK
+from ..core.options import LifterOptions
+from ..core.track_rules import TrackRules
 from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from ..core.track_rules import DEFAULT as RULES
-from ..core.windowing import StampGaps, TrackWindow, stamp_problem
-from .common import (ConfigError, Throttle, declare, exit_process, problem_kind, run_node,
-                     steady_timer)
+from .common import (ConfigError, Throttle, declare, declare_options, exit_process, problem_kind,
+                     run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
@@ -104,21 +107,11 @@ class _Camera:
         node.create_subscription(CameraInfo, self.seen_topic,
                                  lambda m: node.on_image_info(self, m), LATCHED_ONE)
         self.seen_size: Optional[Tuple[int, int]] = None
-        self.tracks: Dict[int, TrackWindow] = {}
-        self.fast_tracks: Dict[int, TrackWindow] = {}
-        # Poses lifted but not yet published, per output (main, immediate) and person.
-        self.owed: Tuple[Dict[int, list], Dict[int, list]] = ({}, {})
         self.frame_id = ''
-        self.last_rx = time.monotonic()
-        self.last_stamp: Optional[int] = None  # newest accepted stamp (ns)
         # 2D frames that arrived before an image size was known (discovery races at start-up).
         self.waiting = deque(maxlen=120)
-        # Frames missing from the stamp sequence (lost in DDS, or dropped upstream).
-        self.gaps = StampGaps(int(node.max_gap_s * 1e9))
-
-    def outputs(self):
-        """(tracks, publisher, with markers) of the main model and the low-latency one."""
-        return ((self.tracks, self.pub, True), (self.fast_tracks, self.pub_fast, False))
+        # (publisher, with markers) per engine output: the main model, the immediate one.
+        self.outputs = [(self.pub, True)] + ([(self.pub_fast, False)] if self.pub_fast else [])
 
 
 class LifterNode(Node):
@@ -127,18 +120,12 @@ class LifterNode(Node):
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         cameras = p('cameras', [''], "camera namespaces to serve, e.g. ['cam01', 'cam02'] "
                     "(topics /<cam>/keypoints_2d -> /<cam>/skeleton_3d); [''] = this node's namespace")
-        checkpoint = p('checkpoint', '', "VideoPose3D checkpoint (.bin); '' = the shipped "
-                       "default for 'mode'")
-        self.mode = p('mode', 'causal', "which shipped default when checkpoint is '': "
-                      "'causal' (live) or 'symmetric' (best accuracy, (RF-1)/2 frames latency)")
-        fw = p('filter_widths', [0], 'architecture, e.g. [3,3,3,3,3]; [0] = from the file/sidecar')
-        channels = p('channels', 0, 'architecture channels; 0 = from the file')
-        causal = p('causal', 'auto', "true/false, or 'auto' = from the sidecar (else false)",
-                   dynamic=True)
-        layout = p('input_layout', 'auto', "'coco', 'h36m' or 'auto' (sidecar, else h36m); must "
-                   "match pose2d's keypoint_layout")
-        self.flip = p('flip', True, 'test-time flip augmentation (upstream default: on)')
-        self.device = p('device', 'cpu', "torch device, e.g. 'cpu' or 'cuda'")
+        # Which model and how it lifts, and the gap rules: declared once (core.options),
+        # as vp3d-lift and vp3d-offline declare them as flags.
+        opts = declare_options(self, LifterOptions)
+        self.mode, self.flip, self.device = opts.mode, opts.flip, opts.device
+        self.trajectory = opts.trajectory
+        rules = declare_options(self, TrackRules)
         threads = p('torch_threads', 1, 'CPU threads for torch: one frame per push is too small '
                     'to split, and spare threads spin against pose2d for the cores')
         if threads > 0:
@@ -152,30 +139,17 @@ class LifterNode(Node):
                               f'{self.block_frames} (1 = lift every frame as it arrives)')
         self.width = p('image_width', 0, 'image width in pixels when no camera_info is published')
         self.height = p('image_height', 0, 'image height in pixels when no camera_info is published')
-        self.max_gap_frames = p('max_gap_frames', RULES.max_gap_frames,
-                                RULES.HELP['max_gap_frames'])
-        self.max_gap_s = p('max_gap_s', RULES.max_gap_s, RULES.HELP['max_gap_s'])
-        self.min_conf = p('min_confidence', RULES.min_confidence, RULES.HELP['min_confidence'])
         self.idle_flush_s = p('idle_flush_s', 1.0, 'flush owed poses when a camera goes quiet (s)')
         self.max_persons = p('max_persons', 20, 'persons lifted per frame at most (the most '
                              'confident); protects memory and latency from a flood of ids')
         fast = p('low_latency_checkpoint', '', "symmetric mode: also publish an immediate causal "
                  "estimate on skeleton_3d/immediate from this checkpoint ('default' = shipped causal)")
-        self.trajectory = p('trajectory', False, "add the checkpoint's trajectory model (model_traj, "
-                            'from semi-supervised VideoPose3D training): skeletons at their '
-                            'predicted root position in camera coordinates instead of '
-                            'root-relative; the pose itself is unchanged')
         self.trajectories = {}  # pose model -> its trajectory model, when trajectory is on
 
-        causal_v = {'auto': None, 'true': True, 'false': False}.get(str(causal).lower(), causal)
-        if causal_v not in (None, True, False):
-            raise ConfigError(f"causal must be true, false or 'auto', got {causal!r}")
-        for path in (checkpoint, '' if fast == 'default' else fast):
+        for path in (opts.checkpoint, '' if fast == 'default' else fast):
             _sniff_checkpoint(path)
         try:
-            self.ckpt, self.layout = resolve_lifter(
-                checkpoint or None, [w for w in fw if w] or None, channels or None, causal_v,
-                None if layout == 'auto' else layout, default_kind=self.mode)
+            self.ckpt, self.layout = opts.resolve()
             self.model = self.ckpt.build(self.device)
             self.fast_ckpt = None
             if fast:
@@ -187,8 +161,8 @@ class LifterNode(Node):
                 if declared is False:
                     raise CheckpointError(f'{fast}: low_latency_checkpoint must be causal '
                                           '(its sidecar says causal: false)')
-                self.fast_ckpt, _ = resolve_lifter(fast_path, causal=True,
-                                                   default_kind='causal', layout=self.layout)
+                self.fast_ckpt, _ = LifterOptions(checkpoint=fast_path or '', causal='true',
+                                                  mode='causal').resolve(layout=self.layout)
                 self.fast_model = self.fast_ckpt.build(self.device)
             if self.trajectory:  # the immediate estimate too: both outputs in one frame
                 self.trajectories[self.model] = self.ckpt.build_trajectory(self.device)
@@ -204,13 +178,18 @@ class LifterNode(Node):
         if int(self.max_persons) < 1:
             raise ConfigError(f'lifter: max_persons must be >= 1, got {self.max_persons}')
         self.throttle = Throttle()
-        self.resets = 0
-        self.out_of_image = 0  # joints refused for lying far outside their image
-        self.frames_missing = 0  # keypoints_2d frames missing from the stamp sequences
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
+        self.by_name = {cam.name: cam for cam in self.cameras}
+        models = [self.model] + ([self.fast_model] if self.fast_ckpt is not None else [])
+        try:
+            self.engine = LiftingEngine(
+                [self._make_lifter(m) for m in models], [cam.name for cam in self.cameras],
+                rules,
+                max_persons=int(self.max_persons), idle_flush_s=float(self.idle_flush_s))
+        except ValueError as e:
+            raise ConfigError(f'lifter: {e}') from e
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
-        self._due: list = []  # (camera, receive time, persons) of frames queued, not lifted
-        self.passes = self.streams_lifted = 0  # how well frames share passes (diagnostics)
+        self._due: list = []  # (receive time, persons) of frames queued, not lifted
         self._due_timer = steady_timer(self, 0.0, self._lift_due)  # armed when frames queue
         self._due_timer.cancel()
         steady_timer(self, 0.2, self._flush_idle)
@@ -268,16 +247,16 @@ class LifterNode(Node):
                 f'{"transient-local" if latched else "volatile"}, as its publishers offer)')
 
     def _diag_extra(self):
-        fills = {f'window_fill/{c.name or "."}/{pid}': t.fill
-                 for c in self.cameras for pid, t in c.tracks.items()}
-        rf = self.ckpt.arch.receptive_field
-        return {'tracks': sum(len(c.tracks) for c in self.cameras), 'resets': self.resets,
-                'joints_out_of_image': self.out_of_image,
-                'keypoints_missing': self.frames_missing,
-                **{f'keypoints_missing/{c.name or "."}': c.gaps.missing for c in self.cameras},
-                'window_fill': max(fills.values(), default=0), 'receptive_field': rf,
+        e = self.engine
+        fills = {f'window_fill/{c or "."}/{pid}': fill
+                 for c, tracks in e.window_fills().items() for pid, fill in tracks.items()}
+        return {'tracks': len(fills), 'resets': e.resets, 'joints_out_of_image': e.out_of_image,
+                'keypoints_missing': e.frames_missing,
+                **{f'keypoints_missing/{c.label}': c.gaps.missing for c in e.cameras.values()},
+                'window_fill': max(fills.values(), default=0),
+                'receptive_field': self.ckpt.arch.receptive_field,
                 'waiting_for_camera_info': sum(len(c.waiting) for c in self.cameras),
-                'streams_per_pass': round(self.streams_lifted / max(1, self.passes), 2), **fills}
+                'streams_per_pass': e.streams_per_pass, **fills}
 
     def _sim_time(self) -> bool:
         try:
@@ -288,7 +267,8 @@ class LifterNode(Node):
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,
                                             width=w, height=h, block=self.block_frames,
-                                            trajectory=self.trajectories.get(model))
+                                            trajectory=self.trajectories.get(model),
+                                            deferred=True)
 
     def on_camera_info(self, cam: _Camera, msg: CameraInfo):
         if not msg.width or not msg.height:
@@ -366,36 +346,29 @@ class LifterNode(Node):
         t0 = time.perf_counter()
         if not held:
             self.diag.received()
-            cam.last_rx = time.monotonic()
-            self._count_missing(cam, msg)
+            self.engine.received(cam.name, _ns(msg.header.stamp), time.monotonic_ns())
         try:
             persons = self._accept(cam, msg)
         except Exception as e:  # noqa: BLE001 - one bad frame, not a dead lifter
             self._failed(cam, e)
             persons = None
+        self._say()
         if persons is None:
             return
-        self._due.append((cam, t0, persons))
+        self._due.append((t0, persons))
         if len(self.cameras) == 1:
             self._lift_due()
         elif self._due_timer.is_canceled():
             self._due_timer.reset()
 
-    def _count_missing(self, cam: _Camera, msg):
-        """Frames missing before this one in the camera's stamp sequence: DDS drops what
-        overflows the subscription's queue (50) without a word, so it is counted here."""
-        stamp = _ns(msg.header.stamp)
-        if stamp_problem(stamp, 0, sim_time=True) is not None:
-            return
-        n = cam.gaps.add(stamp, time.monotonic_ns())
-        if n:
-            self.frames_missing += n
-            self._warn(f'missing-{cam.name}', f'{cam.name or "."}: {n} keypoints_2d frame(s) '
-                       f'missing before stamp {stamp / 1e9:.6f} s (one expected every '
-                       f'{cam.gaps.period_ns / 1e6:.1f} ms): lost in DDS while this node fell '
-                       "behind (its queue holds 50), or dropped upstream (pose2d's dropped "
-                       f'count); {cam.gaps.missing} missing so far (keypoints_missing in '
-                       '/diagnostics)')
+    def _say(self):
+        """Log the engine's notices (rate-limited per kind) and count them."""
+        for n in self.engine.take_notices():
+            if n.count == 'dropped':
+                self.diag.dropped()
+            elif n.count == 'error':
+                self.diag.error()
+            self._warn(n.key, n.text, n.level)
 
     def _failed(self, cam: _Camera, e: Exception):
         self.diag.error()
@@ -406,31 +379,10 @@ class LifterNode(Node):
         """Lift every queued frame in shared passes, then publish what each camera owes."""
         self._due_timer.cancel()
         due, self._due = self._due, []
-        cams = list({id(cam): cam for cam, _, _ in due}.values())
-        tracks = [(cam, out, pid, track) for cam in cams
-                  for out, (owned, _, _) in enumerate(cam.outputs())
-                  for pid, track in owned.items() if track.lifter is not None]
-        ready = sum(track.lifter.due for _, _, _, track in tracks)
-        self.passes += ready > 0
-        self.streams_lifted += ready
-        try:
-            lifted = lift_queued([track.lifter for _, _, _, track in tracks])
-        except Exception as e:  # noqa: BLE001 - drop these windows, keep serving
-            for cam, out, pid, _ in tracks:  # their next frames start afresh
-                cam.outputs()[out][0].pop(pid, None)
-            self.resets += len(tracks)
-            lifted = [[] for _ in tracks]
-            self._failed(cams[0], e)
-        for (cam, out, pid, track), results in zip(tracks, lifted):
-            if results:
-                cam.owed[out].setdefault(pid, []).extend(track.collect(results))
-        for cam in cams:
-            for (_, pub, markers), owed in zip(cam.outputs(), cam.owed):
-                if owed:
-                    self._publish(cam, owed, pub, markers)
-                    owed.clear()
+        self._publish_ready(self.engine.lift_due())
+        self._say()
         now = time.perf_counter()
-        for _, t0, persons in due:
+        for t0, persons in due:
             self.diag.processed(now - t0, persons=persons)
 
     def _warn(self, key: str, text: str, level: str = 'warning'):
@@ -455,71 +407,19 @@ class LifterNode(Node):
                        f'{where}: bad keypoints_2d skipped: {e}')
             return None
         stamp = _ns(msg.header.stamp)
-        problem = stamp_problem(stamp, time.time_ns(), self._sim_time())
-        if problem is not None and problem[0] == 'refuse':
-            self.diag.dropped()
-            self._warn(f'stamp-{cam.name}-{problem[1][:12]}',
-                       f'{where}: keypoints with a {problem[1]} dropped (stamp '
-                       f'{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}; is the camera '
-                       'driver stamping its images? use_sim_time without /clock?)')
+        if not self.engine.admit(cam.name, stamp, time.time_ns(), self._sim_time()):
             return None
-        if problem is not None:
-            self._warn(f'future-{cam.name}', f'{where}: keypoints stamped '
-                       f'{msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}: {problem[1]}; '
-                       'lifted, but check the camera clock (time going back afterwards '
-                       'restarts the windows)')
-        if cam.last_stamp is not None:
-            if stamp == cam.last_stamp:
-                self.diag.dropped()
-                self._warn(f'dup-{cam.name}', f'{where}: duplicate stamp {stamp / 1e9:.6f} s '
-                           'dropped (a frame is published twice?)')
-                return None
-            if stamp < cam.last_stamp:
-                self._warn(f'back-{cam.name}', f'{where}: time went backwards by '
-                           f'{(cam.last_stamp - stamp) / 1e9:.3f} s (bag looping?): windows '
-                           'restarted', 'info')
-            elif stamp - cam.last_stamp > self.max_gap_s * 1e9:
-                self._warn(f'gap-{cam.name}', f'{where}: {(stamp - cam.last_stamp) / 1e9:.3f} s '
-                           'gap in stamps: windows restarted', 'info')
         size = self._image_size(cam, msg)
         if size is None:
             return None
-        cam.last_stamp = stamp
         cam.frame_id = msg.header.frame_id
-        total = getattr(people, 'total', len(people))
-        if total > len(people):  # cloud_to_keypoints kept the most confident max_persons
-            self._warn(f'persons-{cam.name}', f'{where}: {total} persons in one frame, '
-                       f'lifting the {self.max_persons} most confident (max_persons)')
-        self._queue(cam, 0, self.model, people, stamp, size)
-        if cam.pub_fast is not None:
-            self._queue(cam, 1, self.fast_model, people, stamp, size)
-        return len(people)
+        return self.engine.add(cam.name, stamp, people, size,
+                               total=getattr(people, 'total', len(people)))
 
-    def _queue(self, cam, out, model, people, stamp, size):
-        """Queue one frame's persons in the tracks of output ``out`` (0 main, 1 immediate);
-        poses a track gives back at once (a window restarted) are owed with the rest."""
-        tracks = cam.outputs()[out][0]
-        for pid in set(tracks) | set(people):
-            track = tracks.get(pid)
-            if track is None:
-                track = tracks[pid] = TrackWindow(self._make_lifter(model), self.max_gap_frames,
-                                                  self.max_gap_s, self.min_conf)
-            kp, conf = people.get(pid, (None, None))
-            resets, far = track.stats.resets, track.stats.out_of_image
-            poses = track.add(stamp, kp, conf, size, defer=True)
-            far = track.stats.out_of_image - far
-            if far and out == 0:
-                self.out_of_image += far
-                self._warn(f'far-{cam.name}', f'{cam.name or "."}: {far} joint(s) of person '
-                           f'{pid} lie more than one image size outside the {size[0]}x{size[1]} '
-                           'image: treated as not detected (held), not lifted '
-                           f'({self.out_of_image} such joints so far; joints_out_of_image in '
-                           '/diagnostics)')
-            if poses:
-                cam.owed[out].setdefault(pid, []).extend(poses)
-            self.resets += track.stats.resets - resets
-            if pid not in people and _idle(track):
-                del tracks[pid]  # gone and nothing owed: a returning person starts afresh
+    def _publish_ready(self, ready):
+        for r in ready:
+            cam = self.by_name[r.camera]
+            self._publish(cam, r.poses, *cam.outputs[r.output])
 
     def _publish(self, cam, results, pub, markers):
         # Group by stamp so one message carries every person of one frame.
@@ -542,24 +442,8 @@ class LifterNode(Node):
         """A camera quiet for idle_flush_s (pose2d stopped or restarting, a paused bag): publish
         what is owed and end its windows, so what comes next is not mixed with stale context."""
         self._lift_due()
-        now = time.monotonic()
-        for cam in self.cameras:
-            if now - cam.last_rx < self.idle_flush_s:
-                continue
-            ended = 0
-            for tracks, pub, mk in cam.outputs():
-                busy = [pid for pid, t in tracks.items() if not _idle(t)]
-                owed = {pid: tracks[pid].finish() for pid in busy}
-                ended += len(busy)
-                if any(owed.values()):
-                    self._publish(cam, owed, pub, mk)
-                for pid in [pid for pid, t in tracks.items() if _idle(t)]:
-                    del tracks[pid]
-            if ended:
-                self.resets += ended
-                self._warn(f'idle-{cam.name}', f'{cam.name or "."}: no keypoints for '
-                           f'{now - cam.last_rx:.1f} s: owed poses published, windows restarted',
-                           'info')
+        self._publish_ready(self.engine.flush_idle(time.monotonic_ns()))
+        self._say()
 
     def drain_topics(self):
         """On shutdown the node serves until these have no publisher (common._spin): the
@@ -567,16 +451,11 @@ class LifterNode(Node):
         return [cam.kp_topic for cam in self.cameras]
 
     def close(self):
-        try:
+        try:  # publish what is owed before going away
             self._lift_due()
+            self._publish_ready(self.engine.finish())
         except Exception as e:  # noqa: BLE001 - e.g. the context is already gone
-            self.get_logger().warning(f'queued frames not lifted on exit: {e}')
-        for cam in self.cameras:  # publish what is owed before going away
-            for tracks, pub, mk in cam.outputs():
-                try:
-                    self._publish(cam, {pid: t.finish() for pid, t in tracks.items()}, pub, mk)
-                except Exception as e:  # noqa: BLE001 - e.g. the context is already gone
-                    self.get_logger().warning(f'owed poses not published on exit: {e}')
+            self.get_logger().warning(f'owed poses not published on exit: {e}')
 
 
 def _sniff_checkpoint(path: str) -> None:
@@ -593,11 +472,6 @@ def _sniff_checkpoint(path: str) -> None:
         raise ConfigError(f'lifter: {path} is not a PyTorch checkpoint (it starts with {head!r}: '
                           'neither a torch.save zip archive nor a legacy torch pickle); set '
                           '"checkpoint" to a VideoPose3D .bin file')
-
-
-def _idle(track: TrackWindow) -> bool:
-    """Nothing pushed, nothing owed, no gap being bridged: the track holds no state."""
-    return not track._missing and (track.lifter is None or track.lifter.frames_pushed == 0)
 
 
 def main(args=None):

@@ -1,0 +1,82 @@
+"""Options declared once (name, default, type, help), read by every front end.
+
+Why: the lifter node's parameters, the CLIs' flags and the Python API (``offline.process``)
+had each written the same choices again, with their own defaults and help. An options class
+is a frozen dataclass whose fields are made with :func:`option`; the lifter node declares
+its fields as ROS parameters (``nodes.common.declare_options``) and the CLIs as flags
+(``cli.options.add_options``), so a name, default or help text lives in one place.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
+
+__all__ = ['option', 'fields_of', 'LifterOptions', 'OFFLINE_LIFTER']
+
+
+def option(default: Any, help: str, choices: Optional[Sequence[str]] = None) -> Any:
+    """A dataclass field with its help text (and allowed values) for every front end."""
+    meta = {'help': help, 'choices': tuple(choices) if choices else None}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def fields_of(cls) -> Tuple[dataclasses.Field, ...]:
+    """The option fields of an options class, in declaration order."""
+    return tuple(f for f in dataclasses.fields(cls) if 'help' in f.metadata)
+
+
+@dataclass(frozen=True)
+class LifterOptions:
+    """Which model lifts, and how: the lifter node, ``vp3d-lift`` and ``vp3d-offline``."""
+    checkpoint: str = option('', "VideoPose3D checkpoint (.bin); '' = the shipped default for "
+                             "'mode'")
+    mode: str = option('causal', "which shipped default when no checkpoint is given: 'causal' "
+                       "(past frames only, live) or 'symmetric' (past and future frames, "
+                       'smoother; (RF-1)/2 frames latency live)', ('causal', 'symmetric'))
+    filter_widths: Tuple[int, ...] = option((), 'architecture, e.g. 3,3,3,3,3; empty = from '
+                                            'the checkpoint/sidecar')
+    channels: int = option(0, 'architecture channels; 0 = from the checkpoint')
+    causal: str = option('auto', "the checkpoint is causal: 'true', 'false', or 'auto' = from "
+                         'the sidecar (else false)', ('auto', 'true', 'false'))
+    input_layout: str = option('auto', "2D keypoint layout the model takes: 'coco', 'h36m' or "
+                               "'auto' (sidecar, else h36m); must match pose2d's "
+                               'keypoint_layout', ('auto', 'coco', 'h36m'))
+    flip: bool = option(True, 'test-time flip augmentation (upstream default: on)')
+    device: str = option('cpu', "torch device: 'cpu' or 'cuda' / 'cuda:0' where torch was "
+                         'installed with GPU support')
+    trajectory: bool = option(False, "add the checkpoint's trajectory model (model_traj, from "
+                              'semi-supervised VideoPose3D training): skeletons at their '
+                              'predicted root position in camera coordinates instead of '
+                              'root-relative; the pose itself is unchanged')
+
+    def __post_init__(self):
+        for f in fields_of(type(self)):
+            allowed = f.metadata['choices']
+            value = getattr(self, f.name)
+            if allowed and str(value).lower() not in allowed:
+                q = [repr(c) for c in allowed]
+                raise ValueError(f"{f.name} must be {', '.join(q[:-1])} or {q[-1]}, "
+                                 f'got {value!r}')
+        if any(int(w) < 1 for w in self.filter_widths if w):
+            raise ValueError(f'filter_widths must be positive, got {list(self.filter_widths)}')
+
+    @property
+    def causal_flag(self) -> Optional[bool]:
+        """``causal`` as the checkpoint loader takes it: None = ask the sidecar."""
+        return {'auto': None, 'true': True, 'false': False}[str(self.causal).lower()]
+
+    def resolve(self, layout: Optional[str] = None):
+        """-> (LoadedCheckpoint, input layout): explicit options, then the sidecar, then the
+        shipped default for ``mode`` (see :func:`~vp3d_ros.core.lifter_config.resolve_lifter`).
+        ``layout``: a layout that must be used (a second model beside a first one)."""
+        from .lifter_config import resolve_lifter
+        return resolve_lifter(
+            self.checkpoint or None, [int(w) for w in self.filter_widths if w] or None,
+            int(self.channels) or None, self.causal_flag,
+            layout or (None if self.input_layout == 'auto' else self.input_layout),
+            default_kind=self.mode)
+
+
+#: Offline lifting has the whole sequence: the shipped symmetric model unless told otherwise.
+OFFLINE_LIFTER = LifterOptions(mode='symmetric')
