@@ -10,10 +10,13 @@
    distortion ("ground-truth 2D"). Lifted with the shipped symmetric model, then:
    - baseline: plain per-frame least-squares root through K (distorted pixels, lifter scale);
    - world, no floor: vp3d_ros.geometry.world (undistorted 2D, Gauss-Newton, smoothed),
-     depth from the lifter's scale, or from the subject's height (skeleton_height of the
-     ground truth);
+     depth from the lifter's scale, or from the subject's height: one figure per subject,
+     as a user would type it, W.skeleton_height of the subject's ground truth (upright
+     frames' Head-to-mid-ankle, 90th percentile, + 0.10 m; S8: its 30 sequences pooled,
+     1.69 m; CMU subjects are not named: each test clip its own, by the joint chain where
+     it has too few upright frames);
    - world (floor): the same, depth from the feet on the floor (world z = 0), with the
-     subject's height: the geometric mean of both depth cues (what vp3d-lift does).
+     subject's height: both depth cues, weighted (what vp3d-lift does).
    - live: the world node's causal path (per-frame root, level + trend filter, causal floor
      cue over the past 2 s), lifter scale, without and with the floor.
    The floor cue assumes a foot on the floor within every 2 s; where both feet stay up
@@ -86,12 +89,27 @@ def baseline_root(rel, px, cam):
     return W.solve_root(rel, px, pinhole, iterations=0)
 
 
+def subject_heights(clips):
+    """The height a user would type for each clip's subject: W.skeleton_height of all the
+    subject's frames (Human3.6M: by subject; CMU: by clip, its subjects are not named)."""
+    groups = {}
+    for c, gt in clips:
+        groups.setdefault(c.subject if c.source == 'h36m' else c.key, []).append(gt)
+    heights = {k: W.skeleton_height(np.concatenate(v)) for k, v in groups.items()}
+    return {c.key: heights[c.subject if c.source == 'h36m' else c.key] for c, _ in clips}
+
+
 def mocap_benchmark(max_frames, lifter):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rig, _ = h36m_rig(tmp)
-        for clip, gt in held_out_clips(max_frames):
-            height = W.skeleton_height(gt)
+        clips = held_out_clips(max_frames)
+        heights = subject_heights(held_out_clips())
+        print('subject heights (m): ' + ', '.join(
+            f'{k.split("/", 1)[1]} {h:.3f}' for k, h in sorted(heights.items())
+            if not k.startswith('h36m') or k.endswith('walking_1')), flush=True)
+        for clip, gt in clips:
+            height = heights[clip.key]
             for name, cam in sorted(rig.items()):
                 px = cam.project(gt)
                 und = cam.undistort_pixels(px)

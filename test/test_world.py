@@ -126,6 +126,92 @@ def test_subject_height_scales_the_skeleton():
         W.scale_to_height(small, 0)
 
 
+def seated_track(T=100):
+    """TEMPLATE sitting: thighs forward (horizontal), shins down, same bone lengths."""
+    p = TEMPLATE.copy()
+    for hip, knee, foot in ((1, 2, 3), (4, 5, 6)):
+        thigh = np.linalg.norm(p[knee] - p[hip])
+        shin = np.linalg.norm(p[foot] - p[knee])
+        p[knee] = p[hip] + [thigh, 0, 0]
+        p[foot] = p[knee] - [0, 0, shin]
+    drop = p[[3, 6], 2].mean() - 0.08          # feet back on the floor
+    p[:, 2] -= drop
+    return np.repeat(p[None], T, 0) + np.random.default_rng(1).normal(0, 0.002, (T, 17, 3))
+
+
+def test_height_is_the_standing_height_in_any_pose():
+    """The height measured on a track is the subject's standing height whether the track
+    stands (upright frames), walks or sits the whole time (joint chain): a user types one
+    figure for all."""
+    stand = np.repeat(TEMPLATE[None], 30, 0)
+    sit = seated_track()
+    h_stand = W.skeleton_height(stand)
+    assert abs(h_stand - (1.68 - 0.08 + W.HEIGHT_OFFSET_M)) < 0.01
+    assert W.standing_mask(sit).sum() == 0
+    # Straight head-to-ankle while seated is ~0.5 m shorter; the chain is not.
+    d_sit = np.linalg.norm(sit[:, W.HEAD] - sit[:, [W.RFOOT, W.LFOOT]].mean(1), axis=-1)
+    assert d_sit.mean() + W.HEIGHT_OFFSET_M < h_stand - 0.3
+    assert abs(W.skeleton_height(sit) - h_stand) < 0.03 * h_stand
+    assert abs(W.chain_length(sit) - W.chain_length(stand)) < 0.01
+    # A seated lifter output 10 % small is scaled back to the subject's size.
+    f = W.height_factor(sit * 0.9, h_stand)
+    assert abs(f - 1 / 0.9) < 0.04, f
+    # Walking frames count only where upright; a track mixing sitting and standing frames
+    # is measured on the standing ones.
+    mixed = np.concatenate([sit, stand])
+    assert abs(W.skeleton_height(mixed) - h_stand) < 1e-6
+    with pytest.raises(ValueError):
+        W.height_factor(stand, 0.05)
+    with pytest.raises(ValueError):
+        W.skeleton_height(np.full((5, 17, 3), np.nan))
+
+
+def test_running_height_matches_the_offline_factor():
+    track = walking_track()
+    cam = lab_camera()
+    _, rel = camera_frame(track, cam)
+    small = rel * 0.85
+    run = W.RunningHeight(1.75, every=1)
+    f = [run.step(p) for p in small]
+    assert abs(f[-1] - W.height_factor(small, 1.75)) < 1e-12
+    assert run.step(np.full((17, 3), np.nan)) == f[-1]       # a NaN pose is not counted
+
+
+def test_depth_cues_weighted_by_their_confidence():
+    # Equal sigmas: the geometric mean; the default trusts the floor (1.5 %) over the
+    # height (3 %): weights 0.8 / 0.2 in log depth.
+    assert abs(W.combine_depth_cues(1.1, 1.0, 0.02, 0.02) - math.sqrt(1.1)) < 1e-12
+    got = W.combine_depth_cues(np.array([1.1, 1.0]), 0.95)
+    want = np.exp(0.8 * np.log([1.1, 1.0]) + 0.2 * math.log(0.95))
+    assert np.allclose(got, want)
+
+
+def test_floor_and_height_combined_by_weight():
+    """A lifter 15 % small and a typed height 4 % too tall: the height alone places the
+    subject 4 % too far; with the floor as well the depth error shrinks to the height's
+    weight (0.2 of it), and the skeleton keeps the typed size."""
+    track = walking_track()
+    cam = lab_camera()
+    _, rel = camera_frame(track, cam)
+    px = cam.project(track)
+    h = 1.04 * (W.skeleton_height(track) - W.HEIGHT_OFFSET_M) + W.HEIGHT_OFFSET_M
+    small = rel * 0.85
+
+    def depth_err(**kw):
+        pl = W.place_skeletons(small, px, cam, fps=50.0, **kw)
+        z = pl.root[:, 2] / cam.to_camera(track)[:, 0, 2]
+        return float(np.median(z)) - 1, pl
+    e_h, _ = depth_err(subject_height_m=h)
+    floor = 0.08 - W.FOOT_JOINT_HEIGHT_M            # the track's ankles are 8 cm up
+    e_f, _ = depth_err(floor_z=floor)
+    e_both, pl = depth_err(subject_height_m=h, floor_z=floor)
+    assert 0.03 < e_h < 0.05 and abs(e_f) < 0.01, (e_h, e_f)
+    assert pl.floor_scale is not None
+    assert abs(e_both - 0.2 * e_h) < 0.01 and abs(e_both) < 0.5 * abs(e_h), (e_both, e_h)
+    size = W.skeleton_height(pl.poses_cam - pl.poses_cam[:, :1])
+    assert abs(size - h) < 1e-6
+
+
 def test_floor_gives_depth_when_the_size_is_wrong():
     track = walking_track()
     cam = lab_camera()

@@ -20,7 +20,8 @@ PERIOD_NS = SEC // 30
 def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
     """cam01: exact skeletons, floor cue off: every frame within 2 cm. cam02: the same scene
     with a lifter that sees the subject 15 % too small (so too close), floor cue on (a
-    second node): the feet on the floor put it back."""
+    second node): the feet on the floor put it back. cam03: that small lifter, floor cue off,
+    the subject's height given (a third node): scaled back to size, placed as cam01."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
@@ -30,20 +31,25 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
     start, client, tmp = rig
     cam = lab_camera()
     cam2 = Camera('cam_02', cam.K, cam.dist, cam.R, cam.t, cam.size)
-    calib = save_calibration_toml({'cam_01': cam, 'cam_02': cam2}, tmp / 'calib.toml')
+    cam3 = Camera('cam_03', cam.K, cam.dist, cam.R, cam.t, cam.size)
+    calib = save_calibration_toml({'cam_01': cam, 'cam_02': cam2, 'cam_03': cam3},
+                                  tmp / 'calib.toml')
     track = walking_track(N, fps=30.0)
     node = start('world_node', '-p', 'cameras:=[cam01]', '-p', f'calibration:={calib}',
                  '-p', 'world_frame:=lab', '-p', 'use_floor:=false')
     node2 = start('world_node', '-r', '__node:=world_floor', '-p', 'cameras:=[cam02]',
                   '-p', f'calibration:={calib}', name='world_floor')
+    node3 = start('world_node', '-r', '__node:=world_height', '-p', 'cameras:=[cam03]',
+                  '-p', f'calibration:={calib}', '-p', 'use_floor:=false',
+                  '-p', f'subject_height_m:={W.skeleton_height(track):.4f}', name='world_height')
     latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     pubs = {}
-    for c in ('cam01', 'cam02'):
+    for c in ('cam01', 'cam02', 'cam03'):
         client.collect(PointCloud2, f'/{c}/skeleton_3d/world', latched=True)
         pubs[c] = (client.node.create_publisher(PointCloud2, f'/{c}/keypoints_2d', latched),
                    client.node.create_publisher(PointCloud2, f'/{c}/skeleton_3d', latched))
-    for (p2, p3), n in zip(pubs.values(), (node, node2)):
+    for (p2, p3), n in zip(pubs.values(), (node, node2, node3)):
         for pub in (p2, p3):
             assert client.wait_for_subscribers(pub, 1, 60), n.log()
     base = 7 * SEC
@@ -54,7 +60,7 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
         header.stamp.sec, header.stamp.nanosec = divmod(ns, SEC)
         px = cam.project(track[i])
         rel = x_cam[i] - x_cam[i, :1]
-        for c, scale in (('cam01', 1.0), ('cam02', 0.85)):
+        for c, scale in (('cam01', 1.0), ('cam02', 0.85), ('cam03', 0.85)):
             pub2d, pub3d = pubs[c]
             msg2d = keypoints_to_cloud(header, px[None], np.ones((1, 17)), [4])
             msg3d = keypoints_to_cloud(header, scale * rel[None], np.full((1, 17), 0.9), [4])
@@ -66,7 +72,7 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
                 pub2d.publish(msg2d)
                 pub3d.publish(msg3d)
         time.sleep(0.005)
-    for c, n in (('cam01', node), ('cam02', node2)):
+    for c, n in (('cam01', node), ('cam02', node2), ('cam03', node3)):
         topic = f'/{c}/skeleton_3d/world'
         assert client.wait_for(lambda: len(client.messages(topic)) >= N, 30), \
             f'{c}: {len(client.messages(topic))} of {N}\n' + n.log()
@@ -90,6 +96,10 @@ def test_world_node_places_skeletons_in_the_world(rig, tmp_path):  # noqa: F811
     settled = slice(N // 2, None)   # after 1 s: the floor cue waits 0.5 s, then settles
     assert np.median(err_no_floor[settled]) > 0.3
     assert np.median(err[settled]) < 0.12, np.round(err, 3)
+    sized = [cloud_to_keypoints(m, 17)[4][0] for m in client.messages('/cam03/skeleton_3d/world')]
+    err = np.linalg.norm(np.stack(sized) - track, axis=-1)
+    # (the first 10 frames are sized by the joint chain, then by the upright frames)
+    assert np.median(err[settled]) < 0.02 and err[settled].max() < 0.05, np.round(err.max(1), 3)
 
 
 def test_rig_and_launch_start_the_world_node_with_a_calibration():

@@ -5,7 +5,9 @@ frame, REP-103 z up for lab rigs; ``frame_id`` = ``world_frame``), one camera at
 Per frame and person, :mod:`vp3d_ros.geometry.world` places the root-relative skeleton: the
 root translation that makes it project onto the same frame's ``keypoints_2d`` (matched by
 header stamp and person id) through the calibrated camera (distortion included,
-confidence-weighted, Gauss-Newton), scaled to ``subject_height_m`` when given, smoothed
+confidence-weighted, Gauss-Newton), scaled to ``subject_height_m`` when given (the
+track's size measured over its frames so far, :class:`~vp3d_ros.geometry.world.RunningHeight`,
+not each frame's pose: a sitting frame is not stretched to the standing height), smoothed
 causally per (camera, person) track (level + trend filters: no look-ahead), then moved into
 the world (``X_world = R^T (X_cam - t)``). Pixels are read in the images pose2d saw
 (``keypoints_2d/image_info``): the calibration is scaled to a downscaled stream. A skeleton
@@ -18,7 +20,6 @@ skeleton's size.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from typing import Dict, Tuple
@@ -45,9 +46,10 @@ def _ns(stamp) -> int:
 
 
 class _Track:
-    def __init__(self, fps: float, floor=None):
+    def __init__(self, fps: float, floor=None, height=None):
         self.filter = W.CausalRootFilter(fps)
         self.floor = floor
+        self.height = height      # W.RunningHeight: the track's size so far, or None
         self.last_ns = 0
 
 
@@ -71,8 +73,9 @@ class WorldNode(Node):
                          '(Pose2Sim, Qualisys, Human3.6M: 0)')
         self.max_wait_s = p('max_wait_s', 0.5, 'a skeleton_3d frame whose keypoints_2d has not '
                             'arrived yet waits this long for it (the topics are not ordered)')
-        if self.height < 0:
-            raise ConfigError(f'world: subject_height_m must be >= 0, got {self.height}')
+        if self.height < 0 or 0 < self.height <= W.HEIGHT_OFFSET_M:
+            raise ConfigError(f'world: subject_height_m must be 0 (the lifter\'s scale) or a '
+                              f'standing height in metres, got {self.height}')
         names, self.cameras = rig_cameras('world', cameras, calibration)
         self.names = names
         self.throttle = Throttle(5.0)
@@ -166,16 +169,16 @@ class WorldNode(Node):
                 continue
             kp, conf = frame[pid]
             rel = pose - pose[:1]
-            if self.height > 0:
-                rel, _ = W.scale_to_height(rel[None], float(self.height))
-                rel = rel[0]
-            t = W.solve_root(rel[None], kp[None], camera, conf[None])[0]
             track = self.tracks.get((cam, pid))
             if track is None:
                 floor = W.CausalFloorScale(camera, float(self.floor_z), float(self.fps)) \
                     if self.use_floor else None
-                track = self.tracks[(cam, pid)] = _Track(float(self.fps), floor)
+                height = W.RunningHeight(float(self.height)) if self.height > 0 else None
+                track = self.tracks[(cam, pid)] = _Track(float(self.fps), floor, height)
             track.last_ns = ns
+            if track.height is not None:   # the track's size so far, not this frame's pose
+                rel = rel * track.height.step(rel)
+            t = W.solve_root(rel[None], kp[None], camera, conf[None])[0]
             root = track.filter.step(t)
             if not np.isfinite(root).all():
                 continue
@@ -183,7 +186,7 @@ class WorldNode(Node):
             if track.floor is not None:
                 f = track.floor.step(placed)
                 if self.height > 0:   # two depth cues: the subject's size and the floor
-                    placed = rel + root * math.sqrt(f)
+                    placed = rel + root * float(W.combine_depth_cues(f, 1.0))
                 else:
                     placed = placed * f
             pts.append(camera.to_world(placed))
