@@ -205,8 +205,8 @@ def _sniff(path: str) -> None:
         text = all(32 <= b < 127 or b in b'\t\r\n' for b in head[:16])
         what = ('text' if text else 'neither a torch.save zip archive nor a legacy torch '
                 'pickle') + f' (it starts with {head[:12]!r})'
-    raise CheckpointError(f'{path}: not a PyTorch checkpoint: {what}; pass a VideoPose3D '
-                          '.bin file')
+    raise CheckpointError(f'{path} is not a PyTorch checkpoint: {what}; set "checkpoint" to a '
+                          'VideoPose3D .bin file')
 
 
 # What torch's weights-only unpickler says when a pickle names something not allowed (as

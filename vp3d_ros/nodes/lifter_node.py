@@ -146,8 +146,6 @@ class LifterNode(Node):
                  "estimate on skeleton_3d/immediate from this checkpoint ('default' = shipped causal)")
         self.trajectories = {}  # pose model -> its trajectory model, when trajectory is on
 
-        for path in (opts.checkpoint, '' if fast == 'default' else fast):
-            _sniff_checkpoint(path)
         try:
             self.ckpt, self.layout = opts.resolve()
             self.model = self.ckpt.build(self.device)
@@ -456,22 +454,6 @@ class LifterNode(Node):
             self._publish_ready(self.engine.finish())
         except Exception as e:  # noqa: BLE001 - e.g. the context is already gone
             self.get_logger().warning(f'owed poses not published on exit: {e}')
-
-
-def _sniff_checkpoint(path: str) -> None:
-    """Refuse a file that is no torch.save output at all, before torch.load calls it a
-    pickle that "may carry code" (what its weights-only unpickler says about any junk)."""
-    if not path:
-        return
-    try:
-        with open(path, 'rb') as f:
-            head = f.read(4)
-    except OSError:
-        return  # missing/unreadable: load_checkpoint says so
-    if head != b'PK\x03\x04' and head[:1] != b'\x80':
-        raise ConfigError(f'lifter: {path} is not a PyTorch checkpoint (it starts with {head!r}: '
-                          'neither a torch.save zip archive nor a legacy torch pickle); set '
-                          '"checkpoint" to a VideoPose3D .bin file')
 
 
 def main(args=None):
