@@ -132,7 +132,7 @@ def synthetic(args):
     if args.lifted:
         from vp3d_ros.core.lifter import SequenceLifter
         from vp3d_ros.core.lifter_config import resolve_lifter
-        ck, layout = resolve_lifter(None, default_kind='symmetric')
+        ck, layout = resolve_lifter(None, mode='symmetric')
         lifter = SequenceLifter(ck.build(), layout)
     gap_err = {m: [] for m in methods}
     single = {c: [] for c in range(4)}

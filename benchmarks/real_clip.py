@@ -104,7 +104,7 @@ def main(argv=None):
 
     lifters = {}
     for kind, path in (('symmetric', a.symmetric), ('causal', a.causal)):
-        ck, layout = resolve_lifter(path, default_kind=kind)
+        ck, layout = resolve_lifter(path, mode=kind)
         lifters[f'vp3d_ros {kind}'] = SequenceLifter(ck.build(), layout)
         print(f'{kind}: {ck.path}')
     calib = os.path.join(a.data, 'Calib_qualisys.toml')

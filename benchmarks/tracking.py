@@ -302,7 +302,7 @@ def main(argv=None):
         torch.set_num_threads(1)
         from vp3d_ros.core.lifter import SequenceLifter
         from vp3d_ros.core.lifter_config import resolve_lifter
-        ckpt, layout = resolve_lifter(None, default_kind='symmetric')
+        ckpt, layout = resolve_lifter(None, mode='symmetric')
         lifter = SequenceLifter(ckpt.build('cpu'), input_layout=layout)
     if os.path.isfile(a.data):
         print('Synthetic crossings (H36M S8, two takes, one camera); switches per 100 frames')

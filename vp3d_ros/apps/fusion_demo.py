@@ -87,7 +87,7 @@ def main(argv=None) -> int:
               f'({time.perf_counter() - t0:.0f} s)', flush=True)
     T = min(len(k) for k in kps)
     kp = np.stack([k[:T] for k in kps])
-    ck, layout = resolve_lifter(None, default_kind='symmetric')
+    ck, layout = resolve_lifter(None, mode='symmetric')
     lifter = SequenceLifter(ck.build(), layout)
     lifted = []
     for c, k in zip(cams, kp):

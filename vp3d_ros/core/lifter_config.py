@@ -22,13 +22,14 @@ DEFAULT_CHECKPOINTS = {
 }
 
 
-def default_checkpoint(kind: str = 'symmetric') -> str:
+def default_checkpoint(mode: str = 'symmetric') -> str:
+    """The shipped checkpoint of ``mode`` ('causal' or 'symmetric')."""
     from .checkpoint import CheckpointError
-    if kind not in DEFAULT_CHECKPOINTS:
+    if mode not in DEFAULT_CHECKPOINTS:
         raise CheckpointError(f"mode must be {' or '.join(repr(k) for k in DEFAULT_CHECKPOINTS)} "
                               f'(which shipped model to use when no checkpoint is given), '
-                              f'got {kind!r}')
-    path = DEFAULT_CHECKPOINTS[kind]
+                              f'got {mode!r}')
+    path = DEFAULT_CHECKPOINTS[mode]
     if not os.path.isfile(path):
         raise CheckpointError(f'no checkpoint given and the shipped default ({path}) is not '
                               'installed; pass a VideoPose3D checkpoint explicitly')
@@ -37,10 +38,10 @@ def default_checkpoint(kind: str = 'symmetric') -> str:
 
 def resolve_lifter(checkpoint: Optional[str], filter_widths: Optional[Sequence[int]] = None,
                    channels: Optional[int] = None, causal: Optional[bool] = None,
-                   layout: Optional[str] = None, default_kind: str = 'symmetric'
+                   layout: Optional[str] = None, mode: str = 'symmetric'
                    ) -> Tuple[LoadedCheckpoint, str]:
     from .checkpoint import CheckpointError, load_checkpoint
-    path = checkpoint or default_checkpoint(default_kind)
+    path = checkpoint or default_checkpoint(mode)
     ckpt = load_checkpoint(path, filter_widths=filter_widths or None, channels=channels or None,
                            causal=causal)
     if not layout:

@@ -75,7 +75,7 @@ class LifterOptions:
             self.checkpoint or None, [int(w) for w in self.filter_widths if w] or None,
             int(self.channels) or None, self.causal_flag,
             layout or (None if self.input_layout == 'auto' else self.input_layout),
-            default_kind=self.mode)
+            mode=self.mode)
 
 
 #: Offline lifting has the whole sequence: the shipped symmetric model unless told otherwise.

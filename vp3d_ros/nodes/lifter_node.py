@@ -93,8 +93,8 @@ class _Camera:
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = node.create_publisher(PointCloud2, prefix + 'skeleton_3d', latched)
         self.pub_markers = node.create_publisher(MarkerArray, prefix + 'skeleton_3d/markers', 10)
-        self.pub_fast = (node.create_publisher(PointCloud2, prefix + 'skeleton_3d/immediate',
-                                               latched) if node.fast_ckpt else None)
+        self.pub_immediate = (node.create_publisher(PointCloud2, prefix + 'skeleton_3d/immediate',
+                                                    latched) if node.immediate_ckpt else None)
         # Subscribed once a publisher is seen, with the durability it offers (see _connect).
         self.kp_topic = node.resolve_topic_name(prefix + 'keypoints_2d')
         self.kp_sub = None
@@ -111,7 +111,8 @@ class _Camera:
         # 2D frames that arrived before an image size was known (discovery races at start-up).
         self.waiting = deque(maxlen=120)
         # (publisher, with markers) per engine output: the main model, the immediate one.
-        self.outputs = [(self.pub, True)] + ([(self.pub_fast, False)] if self.pub_fast else [])
+        self.outputs = [(self.pub, True)] + ([(self.pub_immediate, False)]
+                                             if self.pub_immediate else [])
 
 
 class LifterNode(Node):
@@ -142,30 +143,31 @@ class LifterNode(Node):
         self.idle_flush_s = p('idle_flush_s', 1.0, 'flush owed poses when a camera goes quiet (s)')
         self.max_persons = p('max_persons', 20, 'persons lifted per frame at most (the most '
                              'confident); protects memory and latency from a flood of ids')
-        fast = p('low_latency_checkpoint', '', "symmetric mode: also publish an immediate causal "
-                 "estimate on skeleton_3d/immediate from this checkpoint ('default' = shipped causal)")
+        immediate = p('low_latency_checkpoint', '', 'symmetric mode: also publish an immediate '
+                      'causal estimate on skeleton_3d/immediate from this checkpoint '
+                      "('default' = shipped causal)")
         self.trajectories = {}  # pose model -> its trajectory model, when trajectory is on
 
         try:
             self.ckpt, self.layout = opts.resolve()
             self.model = self.ckpt.build(self.device)
-            self.fast_ckpt = None
-            if fast:
+            self.immediate_ckpt = None
+            if immediate:
                 # A low-latency model is causal by definition; only a sidecar saying
                 # otherwise is an error.
-                fast_path = None if fast == 'default' else fast
-                declared = (read_sidecar(fast_path).get('architecture') or {}).get('causal') \
-                    if fast_path and os.path.isfile(fast_path) else None
+                immediate_path = None if immediate == 'default' else immediate
+                declared = (read_sidecar(immediate_path).get('architecture') or {}).get('causal') \
+                    if immediate_path and os.path.isfile(immediate_path) else None
                 if declared is False:
-                    raise CheckpointError(f'{fast}: low_latency_checkpoint must be causal '
+                    raise CheckpointError(f'{immediate}: low_latency_checkpoint must be causal '
                                           '(its sidecar says causal: false)')
-                self.fast_ckpt, _ = LifterOptions(checkpoint=fast_path or '', causal='true',
+                self.immediate_ckpt, _ = LifterOptions(checkpoint=immediate_path or '', causal='true',
                                                   mode='causal').resolve(layout=self.layout)
-                self.fast_model = self.fast_ckpt.build(self.device)
+                self.immediate_model = self.immediate_ckpt.build(self.device)
             if self.trajectory:  # the immediate estimate too: both outputs in one frame
                 self.trajectories[self.model] = self.ckpt.build_trajectory(self.device)
-                if self.fast_ckpt is not None:
-                    self.trajectories[self.fast_model] = self.fast_ckpt.build_trajectory(
+                if self.immediate_ckpt is not None:
+                    self.trajectories[self.immediate_model] = self.immediate_ckpt.build_trajectory(
                         self.device)
         except CheckpointError as e:
             raise ConfigError(f'lifter: {e}') from e
@@ -178,7 +180,7 @@ class LifterNode(Node):
         self.throttle = Throttle()
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.by_name = {cam.name: cam for cam in self.cameras}
-        models = [self.model] + ([self.fast_model] if self.fast_ckpt is not None else [])
+        models = [self.model] + ([self.immediate_model] if self.immediate_ckpt is not None else [])
         try:
             self.engine = LiftingEngine(
                 [self._make_lifter(m) for m in models], [cam.name for cam in self.cameras],
@@ -201,12 +203,12 @@ class LifterNode(Node):
     def _announce_model(self) -> dict:
         """Say on ~/model (latched JSON) what this node loaded: bags record this, not what
         another node was told."""
-        fast = (model_provenance(self.fast_ckpt, self.layout, self.flip)
-                if self.fast_ckpt is not None else None)
+        immediate = (model_provenance(self.immediate_ckpt, self.layout, self.flip)
+                if self.immediate_ckpt is not None else None)
         info = model_provenance(self.ckpt, self.layout, self.flip,
                                 node=self.get_fully_qualified_name(),
                                 cameras=[c.name for c in self.cameras], device=str(self.device),
-                                block_frames=int(self.block_frames), low_latency=fast,
+                                block_frames=int(self.block_frames), low_latency=immediate,
                                 trajectory=bool(self.trajectory))
         self.pub_model = self.create_publisher(String, '~/model', LATCHED_ONE)
         self.pub_model.publish(String(data=json.dumps(info, sort_keys=True)))
