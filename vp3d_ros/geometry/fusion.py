@@ -306,8 +306,9 @@ def _prior_scale(points: np.ndarray, prior: np.ndarray) -> float:
                 / np.maximum(ok.sum(-2, keepdims=True), 1))
     tri = points - mean(points)
     pri = prior - mean(np.where(np.isfinite(points), prior, np.nan))
-    num = np.nansum(np.where(np.isfinite(tri) & np.isfinite(pri), tri * pri, 0))
-    den = np.nansum(np.where(np.isfinite(tri) & np.isfinite(pri), pri * pri, 0))
+    both = np.isfinite(tri) & np.isfinite(pri)
+    num = np.where(both, tri * pri, 0).sum()
+    den = np.where(both, pri * pri, 0).sum()
     return float(num / den) if den > 0 and num > 0 else 1.0
 
 
@@ -346,10 +347,11 @@ def _place_per_camera(R, t, f, xn, conf, relative):
     use = (conf > 0) & np.all(np.isfinite(xn), -1) & np.all(np.isfinite(P), -1)[None]
     xz = np.where(use[..., None], xn, 0.0)
     a = xz[..., None] * R[:, None, 2, None, :] - R[:, None, :2, :]           # (C, J, 2, 3)
-    b = t[:, None, :2] - xz * t[:, None, 2, None] - np.einsum('cjri,ji->cjr', a, np.nan_to_num(P))
-    w = np.where(use, conf, 0.0)[..., None] * f[:, None] ** 2
-    M = np.einsum('cjr,cjri,cjrk->cik', w, a, a)
-    v = np.einsum('cjr,cjri,cjr->ci', w, a, b)
+    b = t[:, None, :2] - xz * t[:, None, 2, None] - (a * np.nan_to_num(P)[None, :, None]).sum(-1)
+    u = np.concatenate((a, b[..., None]), -1).reshape(len(a), -1, 4)       # (C, 2J, 4)
+    w = (np.where(use, conf, 0.0)[..., None] * f[:, None] ** 2).reshape(len(a), -1, 1)
+    S = np.matmul((w * u).transpose(0, 2, 1), u)    # per camera: [M | v] = sum w [a|b]^T [a|b]
+    M, v = S[:, :3, :3].copy(), S[:, :3, 3].copy()
     ok = use.sum(1) >= 3
     M[~ok] = np.eye(3)
     v[~ok] = 0

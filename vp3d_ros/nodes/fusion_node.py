@@ -223,6 +223,8 @@ class FusionNode(Node):
             person = self._person_for(kp, cams, t, used_ids, len(groups))
             if person is None:
                 continue
+            if any(a is not b for a, b in zip(person.fuser.cameras, cams)):
+                person.fuser.cameras = list(cams)   # an image size changed since it began
             fr = person.fuser.step(kp, t, lifted or None)
             ok = np.all(np.isfinite(fr.points), -1)
             if not ok.any():
