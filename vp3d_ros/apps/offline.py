@@ -24,6 +24,7 @@ hidden sibling directory and renamed into place when complete; on failure it is 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -38,7 +39,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.engine import LiftingEngine
-from ..core.options import OFFLINE_LIFTER, LifterOptions
+from ..core.options import OFFLINE_LIFTER, LifterOptions, PoseOptions
 from ..core.track_rules import DEFAULT as RULES, TrackRules
 from ..core.windowing import LiftedPose
 from ..io import bag_io
@@ -535,9 +536,7 @@ def _is_bag(path: Path) -> bool:
 
 
 def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
-            rules: TrackRules = RULES, backend: str = 'legacy', task_file: Optional[str] = None,
-            num_poses: int = 1, subject: str = 'all', track_gate: float = 0.5,
-            track_max_age: int = 30, storage: str = 'mcap',
+            rules: TrackRules = RULES, pose: PoseOptions = PoseOptions(), storage: str = 'mcap',
             topics: Optional[Sequence[str]] = None,
             camera_name: Optional[str] = None, frame_id: Optional[str] = None,
             max_frames: Optional[int] = None, progress: bool = False,
@@ -553,8 +552,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
     a one-camera calibration otherwise); ``subject_height_m`` scales the skeletons,
     ``floor_z`` is the world's floor height (``None``: no floor cue).
 
-    ``subject``, ``track_gate``, ``track_max_age``: person tracking as pose2d's parameters
-    of the same names (:mod:`vp3d_ros.core.tracking`)."""
+    ``pose``: MediaPipe and person tracking, as the pose2d node's parameters."""
     from ..core.checkpoint import CheckpointError
     from ..core.lifter import SequenceLifter
     from ..core.lifter_config import model_provenance
@@ -597,11 +595,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             raise OfflineError(str(e)) from None
         if subject_height_m is not None and not subject_height_m > 0:
             raise OfflineError(f'subject height must be positive, got {subject_height_m}')
-    from ..core.tracking import PeopleTracking, TrackerConfig
     try:
-        track_cfg = TrackerConfig(gate=track_gate, max_gate=1.6 * track_gate,
-                                  max_age=track_max_age)
-        PeopleTracking(subject, track_cfg)  # refuse a bad subject before any work
+        pose.tracking()  # refuse a bad subject or gate before any work
     except ValueError as e:
         raise OfflineError(str(e)) from None
     try:
@@ -628,8 +623,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             if topics:
                 raise OfflineError('--topics applies to bags, not to video files')
             sources = [video_source(src, camera_name, frame_id, max_frames or None)]
-        cameras = _run_pose(sources, layout, progress, lambda: PeopleTracking(subject, track_cfg),
-                            backend=backend, task_file=task_file, num_poses=num_poses)
+        cameras = _run_pose(sources, layout, progress, pose.tracking, **pose.estimator_args())
     except bag_io.BagError as e:
         raise OfflineError(f'{src}: {e}') from None
     finally:
@@ -667,8 +661,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
                   else [str(p.resolve()) for p in inputs]),
         'mode': mode, 'filter_widths': list(ckpt.arch.filter_widths),
         'channels': ckpt.arch.channels, 'causal': ckpt.arch.causal, 'input_layout': layout,
-        'flip': flip, 'backend': backend, 'task_file': task_file or '', 'num_poses': num_poses,
-        'subject': subject, 'track_gate': track_gate, 'track_max_age': track_max_age,
+        'flip': flip, **dataclasses.asdict(pose),
         'topics': [s.label for s in sources], 'max_frames': max_frames or 0,
         'max_gap_frames': rules.max_gap_frames, 'max_gap_s': rules.max_gap_s,
         'min_confidence': rules.min_confidence, 'lifting': 'whole sequence (SequenceLifter)',

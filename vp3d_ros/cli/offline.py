@@ -17,9 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.options import OFFLINE_LIFTER, LifterOptions
+from ..core.options import OFFLINE_LIFTER, LifterOptions, PoseOptions
 from ..core.track_rules import TrackRules
-from ..core.tracking import TrackerConfig
 from .options import add_options, options_from_args
 
 
@@ -64,23 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--floor-z', type=float, default=0.0, metavar='Z',
                    help="floor height in the calibration's world (default 0)")
     w.add_argument('--no-floor', action='store_true', help='do not use the floor cue')
-    m = p.add_argument_group('pose (MediaPipe)')
-    m.add_argument('--backend', choices=['legacy', 'tasks'], default='legacy',
-                   help="MediaPipe Pose backend: legacy (default; the 'full' model inside the "
-                        'mediapipe wheel, one person, no extra file) or tasks (PoseLandmarker: '
-                        'several persons with --num-poses, lite/full/heavy; needs --task-file, '
-                        'made offline with vp3d-make-pose-task out.task)')
-    m.add_argument('--task-file', default=None, help='tasks backend: pose_landmarker .task file')
-    m.add_argument('--num-poses', type=int, default=1, help='tasks backend: persons per image')
-    m.add_argument('--subject', default='all',
-                   help="whom to keep of the tracked persons (person = track id): 'all' "
-                        "(default), or one subject: 'largest', 'central', 'region:x0,y0,x1,y1' "
-                        "(nearest that box, normalised image coordinates) or 'track:<id>'")
-    m.add_argument('--track-gate', type=float, default=TrackerConfig.gate,
-                   help="a detection joins a track within this mean joint distance of the "
-                        "track's prediction, in person sizes (default %(default)s)")
-    m.add_argument('--track-max-age', type=int, default=TrackerConfig.max_age,
-                   help='frames a person may go unseen and keep their id (default %(default)s)')
+    m = p.add_argument_group("pose (MediaPipe; the pose2d node's parameters of the same names)")
+    add_options(m, PoseOptions)
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
                    help='progress line on stderr when it is a terminal (default: on)')
     return p
@@ -98,8 +82,7 @@ def main(argv=None) -> int:
             args.input[0] if len(args.input) == 1 else args.input, out,
             lifter=options_from_args(args, LifterOptions),
             rules=options_from_args(args, TrackRules),
-            backend=args.backend, task_file=args.task_file, num_poses=args.num_poses,
-            subject=args.subject, track_gate=args.track_gate, track_max_age=args.track_max_age,
+            pose=options_from_args(args, PoseOptions),
             storage=args.storage, topics=args.topics, camera_name=args.camera_name,
             frame_id=args.frame_id, max_frames=args.max_frames,
             progress=args.progress,

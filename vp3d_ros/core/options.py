@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
-__all__ = ['option', 'fields_of', 'LifterOptions', 'OFFLINE_LIFTER']
+__all__ = ['option', 'fields_of', 'LifterOptions', 'OFFLINE_LIFTER', 'PoseOptions']
 
 
 def option(default: Any, help: str, choices: Optional[Sequence[str]] = None) -> Any:
@@ -80,3 +80,52 @@ class LifterOptions:
 
 #: Offline lifting has the whole sequence: the shipped symmetric model unless told otherwise.
 OFFLINE_LIFTER = LifterOptions(mode='symmetric')
+
+
+@dataclass(frozen=True)
+class PoseOptions:
+    """How one camera's 2D stage runs (MediaPipe, person tracking): the pose2d node and
+    ``vp3d-offline``."""
+    backend: str = option('legacy', "MediaPipe Pose backend: 'legacy' (the 'full' model inside "
+                          "the mediapipe wheel, one person, no extra file) or 'tasks' "
+                          '(PoseLandmarker: several persons with num_poses; needs task_file, '
+                          'made offline with vp3d-make-pose-task out.task)', ('legacy', 'tasks'))
+    task_file: str = option('', 'tasks backend: path to a pose_landmarker .task file')
+    model_complexity: int = option(1, 'legacy backend: 1 = full (bundled)')
+    min_detection_confidence: float = option(0.5, 'person detection threshold')
+    min_tracking_confidence: float = option(0.5, 'landmark tracking threshold')
+    min_presence_confidence: float = option(0.5, 'tasks backend: presence threshold')
+    num_poses: int = option(1, 'tasks backend: maximum persons per image')
+    subject: str = option('all', "persons kept: 'all' tracks, or one subject: 'largest', "
+                          "'central', 'region:x0,y0,x1,y1' (nearest that box, normalised image "
+                          "coordinates) or 'track:<id>'; kept while its track lives")
+    track_gate: float = option(0.5, "person tracking: a detection joins a track if its mean "
+                               "joint distance to the track's prediction is at most this many "
+                               'person sizes (bounding-box diagonals); up to 1.6 times that '
+                               'while the person is unseen')
+    track_max_age: int = option(30, 'person tracking: frames a person may go unseen and keep '
+                                'their id (then the track ends)')
+    track_confirm_hits: int = option(2, 'person tracking: frames a new person must be seen '
+                                     'before getting an id (at once when nobody is tracked)')
+
+    def __post_init__(self):
+        if self.backend not in ('legacy', 'tasks'):
+            raise ValueError(f"backend must be 'legacy' or 'tasks', got {self.backend!r}")
+
+    def estimator_args(self) -> dict:
+        """Keyword arguments of ``vision.pose_estimation.create_estimator``."""
+        return dict(backend=self.backend, model_complexity=int(self.model_complexity),
+                    task_file=self.task_file or None,
+                    min_detection_confidence=float(self.min_detection_confidence),
+                    min_tracking_confidence=float(self.min_tracking_confidence),
+                    min_presence_confidence=float(self.min_presence_confidence),
+                    num_poses=int(self.num_poses))
+
+    def tracking(self):
+        """A fresh :class:`~vp3d_ros.core.tracking.PeopleTracking` (ValueError if the
+        subject or the gates are wrong)."""
+        from .tracking import PeopleTracking, TrackerConfig
+        gate = float(self.track_gate)
+        return PeopleTracking(self.subject, TrackerConfig(
+            gate=gate, max_gate=1.6 * gate, max_age=int(self.track_max_age),
+            confirm_hits=int(self.track_confirm_hits)))

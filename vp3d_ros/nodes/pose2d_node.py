@@ -41,7 +41,8 @@ from . import ros_conversions
 from ..vision.pose_stage import PoseStage
 from .ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
                                keypoints_to_cloud)
-from .common import ConfigError, Throttle, declare, problem_kind, run_node
+from ..core.options import PoseOptions
+from .common import ConfigError, Throttle, declare, declare_options, problem_kind, run_node
 from .diagnostics import NodeDiagnostics
 
 # At most one MediaPipe restart per this many seconds for image size changes: a size that
@@ -60,25 +61,9 @@ class Pose2dNode(Node):
     def __init__(self, **kwargs):
         super().__init__('pose2d', **kwargs)
         p = lambda *a: declare(self, *a)  # noqa: E731
-        self.backend = p('backend', 'legacy', "MediaPipe backend: 'legacy' (model bundled in "
-                         "mediapipe 0.10.21) or 'tasks' (PoseLandmarker with task_file)")
-        self.task_file = p('task_file', '', "Tasks backend: path to a pose_landmarker .task file")
-        self.model_complexity = p('model_complexity', 1, 'legacy backend: 1 = full (bundled)')
-        min_det = p('min_detection_confidence', 0.5, 'person detection threshold')
-        min_track = p('min_tracking_confidence', 0.5, 'landmark tracking threshold')
-        min_presence = p('min_presence_confidence', 0.5, 'tasks backend: presence threshold')
-        num_poses = p('num_poses', 1, 'tasks backend: maximum persons per image')
-        subject = p('subject', 'all', "persons in keypoints_2d: 'all' tracks, or one subject: "
-                    "'largest', 'central', 'region:x0,y0,x1,y1' (nearest that box, normalised "
-                    "image coordinates) or 'track:<id>'; kept while its track lives")
-        track_gate = p('track_gate', 0.5, 'person tracking: a detection joins a track if its '
-                       "mean joint distance to the track's prediction is at most this many "
-                       'person sizes (bounding-box diagonals); up to 1.6 times that while '
-                       'the person is unseen')
-        track_max_age = p('track_max_age', 30, 'person tracking: processed frames a person may '
-                          'go unseen and keep their id (then the track ends)')
-        track_confirm = p('track_confirm_hits', 2, 'person tracking: frames a new person must '
-                          'be seen before getting an id (at once when nobody is tracked)')
+        # MediaPipe and person tracking: declared once (core.options), as vp3d-offline's flags.
+        opts = declare_options(self, PoseOptions)
+        self.backend = opts.backend
         self.layout = p('keypoint_layout', 'h36m', "layout of keypoints_2d: 'h36m' or 'coco'")
         self.publish_33 = p('publish_landmarks', False, 'also publish all 33 MediaPipe landmarks')
         self.publish_world = p('publish_world_landmarks', False,
@@ -87,19 +72,12 @@ class Pose2dNode(Node):
                        '(sensor_msgs/CompressedImage) instead of raw images')
         if self.layout not in ('h36m', 'coco'):
             raise ConfigError(f"keypoint_layout must be 'h36m' or 'coco', got {self.layout!r}")
-        from ..core.tracking import PeopleTracking, TrackerConfig
         try:
-            self.tracking = PeopleTracking(subject, TrackerConfig(
-                gate=track_gate, max_gate=1.6 * track_gate, max_age=track_max_age,
-                confirm_hits=track_confirm))
+            self.tracking = opts.tracking()
         except (TypeError, ValueError) as e:
             raise ConfigError(f'pose2d: {e}') from e
         from ..vision.pose_estimation import PoseEstimationError, create_estimator
-        self._estimator_args = dict(
-            backend=self.backend, model_complexity=self.model_complexity,
-            task_file=self.task_file or None, min_detection_confidence=min_det,
-            min_tracking_confidence=min_track, min_presence_confidence=min_presence,
-            num_poses=num_poses, video_mode=True)
+        self._estimator_args = dict(opts.estimator_args(), video_mode=True)
         try:
             self.stage = PoseStage(lambda: create_estimator(**self._estimator_args), self.layout,
                                    self.tracking, size_restart_min_s=SIZE_RESTART_MIN_S)
