@@ -67,6 +67,58 @@ def declare_options(node: Node, cls, **defaults):
         raise ConfigError(f'{node.get_name()}: {e}') from e
 
 
+def offered_qos(node: Node, topic: str):
+    """(reliability, durability) that matches every publisher of ``topic`` and gets what they
+    keep (reliable + transient-local only when all of them offer it); None: no publisher yet.
+
+    Why: DDS matching between processes can lag a stream by a second or more; against a
+    transient-local publisher (pose2d) the frames sent meanwhile then come from its history
+    instead of being lost, and a best-effort or volatile publisher still matches."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    infos = node.get_publishers_info_by_topic(topic)
+    if not infos:
+        return None
+    reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+    latched = reliable and all(
+        i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+    return (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+class FollowingSubscription:
+    """A subscription made once ``topic`` has a publisher, with the QoS its publishers offer
+    (:func:`offered_qos`), and made again, weaker, when a publisher that offers less appears
+    (it would not match otherwise). Call :meth:`update` from a timer."""
+
+    def __init__(self, node: Node, msg_type, topic: str, callback, depth: int = 50):
+        self.node, self.msg_type, self.topic = node, msg_type, topic
+        self.callback, self.depth = callback, depth
+        self.sub = None
+        self.qos = None  # (reliability, durability) subscribed with
+
+    def update(self) -> Optional[str]:
+        """Subscribe or downgrade if needed; a line saying how, or None if nothing changed."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        want = offered_qos(self.node, self.topic)
+        if want is None:
+            return None
+        if self.sub is not None:
+            have = self.qos
+            weaker = (have[0] == ReliabilityPolicy.RELIABLE and want[0] != have[0]) or \
+                (have[1] == DurabilityPolicy.TRANSIENT_LOCAL and want[1] != have[1])
+            if not weaker:
+                return None
+            self.node.destroy_subscription(self.sub)
+        self.qos = want
+        self.sub = self.node.create_subscription(
+            self.msg_type, self.topic, self.callback,
+            QoSProfile(depth=self.depth, reliability=want[0], durability=want[1]))
+        return (f'listening on {self.topic} ('
+                f'{"reliable" if want[0] == ReliabilityPolicy.RELIABLE else "best-effort"}, '
+                f'{"transient-local" if want[1] == DurabilityPolicy.TRANSIENT_LOCAL else "volatile"}'
+                ', as its publishers offer)')
+
+
 def parameters_snapshot(node: Node) -> Dict[str, Any]:
     """All parameters with their values, for bag metadata and diagnostics."""
     return {name: node.get_parameter(name).value for name in sorted(node._parameters)}

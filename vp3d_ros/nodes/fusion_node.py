@@ -16,6 +16,7 @@ reprojection error, late and incomplete instants.
 from __future__ import annotations
 
 import array
+import gc
 import time
 from collections import deque
 from typing import Dict, Optional
@@ -30,7 +31,7 @@ from visualization_msgs.msg import MarkerArray
 from ..geometry import fusion as F
 from ..core.instants import InstantGrouper
 from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from .common import Throttle, declare, rig_cameras, run_node, steady_timer
+from .common import FollowingSubscription, Throttle, declare, rig_cameras, run_node, steady_timer
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
@@ -101,8 +102,10 @@ class FusionNode(Node):
         self.pub = self.create_publisher(PointCloud2, '/skeleton_3d/fused', latched)
         self.pub_markers = self.create_publisher(MarkerArray, '/skeleton_3d/fused/markers', 10)
         self.diag = NodeDiagnostics(self, 'fusion', extra=self._diag_extra)
-        self.subs, self.qos = {}, {}
-        self.topics = {n: self.resolve_topic_name(f'/{n}/keypoints_2d') for n in names}
+        self.keypoint_subs = {   # keypoints_2d with the QoS its publishers offer
+            n: FollowingSubscription(self, PointCloud2,
+                                     self.resolve_topic_name(f'/{n}/keypoints_2d'),
+                                     lambda m, n=n: self.on_keypoints(n, m)) for n in names}
         one = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for n in names:   # the size of the images pose2d's keypoints are in
@@ -119,31 +122,17 @@ class FusionNode(Node):
             f'fusing {len(names)} cameras '
             f'({self.cameras.describe()})'
             f' from {calibration} into /skeleton_3d/fused (frame {self.world_frame!r})')
+        # What start-up built (modules, rclpy, the calibration: ~60k objects) is never garbage;
+        # a full collection walking it took 15-20 ms, in the middle of an instant when it came
+        gc.collect()
+        gc.freeze()
 
     # -------------------------------------------------------------- subscriptions
     def _connect(self):
         """keypoints_2d with the QoS its publishers offer (transient-local against pose2d,
         so frames sent while DDS matching completes come from its history)."""
-        for n, topic in self.topics.items():
-            infos = self.get_publishers_info_by_topic(topic)
-            if not infos:
-                continue
-            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            latched = reliable and all(
-                i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-            want = (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                    DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-            if n in self.subs:
-                have = self.qos[n]
-                weaker = (have[0] == ReliabilityPolicy.RELIABLE and not reliable) or \
-                    (have[1] == DurabilityPolicy.TRANSIENT_LOCAL and not latched)
-                if not weaker:
-                    continue
-                self.destroy_subscription(self.subs[n])
-            self.qos[n] = want
-            self.subs[n] = self.create_subscription(
-                PointCloud2, topic, lambda m, n=n: self.on_keypoints(n, m),
-                QoSProfile(depth=50, reliability=want[0], durability=want[1]))
+        for sub in self.keypoint_subs.values():
+            sub.update()
 
     def on_image_info(self, cam: str, msg: CameraInfo):
         """pose2d's image size: the calibration scaled to it (a downscaled stream), or the

@@ -60,8 +60,8 @@ from ..core.model import MAX_BLOCK
 from ..core.options import LifterOptions
 from ..core.track_rules import TrackRules
 from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from .common import (ConfigError, Throttle, declare, declare_options, exit_process, problem_kind,
-                     run_node, steady_timer)
+from .common import (ConfigError, FollowingSubscription, Throttle, declare, declare_options,
+                     exit_process, problem_kind, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
@@ -97,8 +97,8 @@ class _Camera:
                                                     latched) if node.immediate_ckpt else None)
         # Subscribed once a publisher is seen, with the durability it offers (see _connect).
         self.kp_topic = node.resolve_topic_name(prefix + 'keypoints_2d')
-        self.kp_sub = None
-        self.kp_qos: Optional[Tuple[int, int]] = None  # (reliability, durability)
+        self.keypoints = FollowingSubscription(node, PointCloud2, self.kp_topic,
+                                               lambda m: node.on_keypoints(self, m))
         node.create_subscription(CameraInfo, prefix + 'camera_info',
                                  lambda m: node.on_camera_info(self, m), qos_profile_sensor_data)
         self.info_size: Optional[Tuple[int, int]] = None
@@ -223,28 +223,9 @@ class LifterNode(Node):
         started with or after pose2d lifts the first frames). A volatile or best-effort
         publisher appearing later downgrades the subscription so it still matches."""
         for cam in self.cameras:
-            infos = self.get_publishers_info_by_topic(cam.kp_topic)
-            if not infos:
-                continue
-            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            latched = reliable and all(
-                i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-            want = (ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                    DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-            if cam.kp_sub is not None:
-                weaker = (cam.kp_qos[0] == ReliabilityPolicy.RELIABLE and not reliable) or \
-                    (cam.kp_qos[1] == DurabilityPolicy.TRANSIENT_LOCAL and not latched)
-                if not weaker:
-                    continue
-                self.destroy_subscription(cam.kp_sub)
-            cam.kp_qos = want
-            cam.kp_sub = self.create_subscription(
-                PointCloud2, cam.kp_topic, lambda m, c=cam: self.on_keypoints(c, m),
-                QoSProfile(depth=50, reliability=want[0], durability=want[1]))
-            self.get_logger().info(
-                f'{cam.name or "."}: listening on {cam.kp_topic} '
-                f'({"reliable" if reliable else "best-effort"}, '
-                f'{"transient-local" if latched else "volatile"}, as its publishers offer)')
+            said = cam.keypoints.update()
+            if said:
+                self.get_logger().info(f'{cam.name or "."}: {said}')
 
     def _diag_extra(self):
         e = self.engine

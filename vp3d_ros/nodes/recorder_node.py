@@ -34,7 +34,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..io.bag_io import META_CHECKPOINT, META_MODELS, BagError, BagWriter, recording_metadata
-from .common import (ConfigError, Throttle, declare, message_class,
+from .common import (ConfigError, Throttle, declare, message_class, offered_qos,
                      parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 
@@ -108,15 +108,10 @@ class RecorderNode(Node):
         return 'sensor_msgs/msg/PointCloud2' in types and topic.endswith(self.suffixes)
 
     def _qos_for(self, topic: str) -> QoSProfile:
-        infos = self.get_publishers_info_by_topic(topic)
-        reliable = bool(infos) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE
-                                       for i in infos)
-        latched = reliable and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
-                                   for i in infos)
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=1000,
-            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        reliability, durability = offered_qos(self, topic) or (ReliabilityPolicy.BEST_EFFORT,
+                                                               DurabilityPolicy.VOLATILE)
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=reliability,
+                          durability=durability)
 
     def _discover(self):
         for topic, types in self.get_topic_names_and_types():
