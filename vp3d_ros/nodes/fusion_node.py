@@ -96,7 +96,7 @@ class FusionNode(Node):
         self.last_error = float('nan')
         # latency added by fusion per complete instant: its last camera frame's callback
         # entry -> the fused cloud handed to DDS (perf_counter seconds)
-        self.latencies = deque(maxlen=1000)
+        self.latencies = deque(maxlen=1800)   # a minute at 30 fps
         latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(PointCloud2, '/skeleton_3d/fused', latched)
