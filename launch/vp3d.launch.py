@@ -2,6 +2,8 @@
 
   ros2 launch vp3d_ros vp3d.launch.py cameras:=cam01,cam02 record:=true
   ros2 launch vp3d_ros vp3d.launch.py video:=/path/clip.mp4       # a video as camera 'cam01'
+  ros2 launch vp3d_ros vp3d.launch.py cameras:=cam01,cam02 calibration:=calib.toml \
+      video:=/path/a.mp4,/path/b.mp4    # one video per camera, in lockstep: fused skeletons
 
 The node set comes from ``vp3d_ros.core.topology`` (as for ``python -m vp3d_ros.apps.rig``).
 Cameras are namespaces: pose2d in /<cam> reads /<cam>/<image_topic> (default image_raw)
