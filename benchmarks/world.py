@@ -18,7 +18,8 @@
    - world (floor): the same, depth from the feet on the floor (world z = 0), with the
      subject's height: both depth cues, weighted (what vp3d-lift does).
    - live: the world node's causal path (per-frame root, level + trend filter, causal floor
-     cue over the past 2 s), lifter scale, without and with the floor.
+     cue over the past 2 s), lifter scale, without and with the floor; and floor + subject
+     height (the track's size so far, W.RunningHeight).
    The floor cue assumes a foot on the floor within every 2 s; where both feet stay up
    longer (sittingdown: on the floor, legs raised; walkingdog: the true lower foot is a
    median 14 cm up) it errs.
@@ -130,9 +131,10 @@ def mocap_benchmark(max_frames, lifter):
                     if floor is not None:
                         res['floor_used'] = res.get('floor_used', True) and \
                             pl.floor_scale is not None
-                for key, floor in (('live', False), ('live_floor', True)):
-                    res[key] = _errs(cam.to_world(live_placement(rel, px, cam, clip.fps, floor)),
-                                     gt)
+                for key, floor, h in (('live', False, None), ('live_floor', True, None),
+                                      ('live_height', True, height)):
+                    res[key] = _errs(cam.to_world(live_placement(rel, px, cam, clip.fps, floor,
+                                                                 h)), gt)
                 # No calibration: intrinsics only (K, distortion), extrinsics estimated.
                 from vp3d_ros.geometry.calibration import Camera
                 intr = Camera(name, cam.K, cam.dist, size=cam.size)
@@ -148,18 +150,24 @@ def mocap_benchmark(max_frames, lifter):
     return rows
 
 
-def live_placement(rel, px, cam, fps, floor):
-    """What the world node does, frame by frame: per-frame root, causal root filter, causal
-    floor cue (lifter scale)."""
+def live_placement(rel, px, cam, fps, floor, height=None):
+    """What the world node does, frame by frame: the track's size so far (with a subject
+    height), per-frame root, causal root filter, causal floor cue."""
     rel = rel - rel[:, :1]
+    if height:
+        size = W.RunningHeight(height)
+        rel = np.stack([r * size.step(r) for r in rel])
     t = W.solve_root(rel, px, cam)
     filt = W.CausalRootFilter(fps)
     fl = W.CausalFloorScale(cam, 0.0, fps) if floor else None
     out = np.empty_like(rel)
     for i in range(len(rel)):
-        out[i] = rel[i] + filt.step(t[i])
+        root = filt.step(t[i])
+        out[i] = rel[i] + root
         if fl is not None:
-            out[i] *= fl.step(out[i])
+            f = fl.step(out[i])
+            out[i] = rel[i] + root * float(W.combine_depth_cues(f, 1.0)) if height \
+                else out[i] * f
     return out
 
 
@@ -184,7 +192,8 @@ def summarise_mocap(rows):
                            ('nofloor_h', 'world, height, no floor'),
                            ('world', 'world (floor)'), ('height', 'world + height (floor)'),
                            ('live', 'live (causal), no floor'),
-                           ('live_floor', 'live (causal), floor')):
+                           ('live_floor', 'live (causal), floor'),
+                           ('live_height', 'live (causal), floor + height')):
             out[(src, key)] = (agg(sel, key, 0), agg(sel, key, 1))
             print(f'{src:6s} {label:30s} {out[(src, key)][0]:8.0f} {out[(src, key)][1]:13.0f}')
         fu = sum(r['floor_used'] for r in sel)
@@ -352,7 +361,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from vp3d_ros.core.lifter import SequenceLifter
     from vp3d_ros.core.lifter_config import resolve_lifter
-    ck, layout = resolve_lifter(None, default_kind='symmetric')
+    ck, layout = resolve_lifter(None, mode='symmetric')
     lifter = SequenceLifter(ck.build(), layout)
     t0 = time.time()
     if not a.skip_mocap:
