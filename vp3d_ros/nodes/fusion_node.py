@@ -16,7 +16,6 @@ reprojection error, late and incomplete instants.
 from __future__ import annotations
 
 import array
-import gc
 import time
 from collections import deque
 from typing import Dict, Optional
@@ -122,10 +121,6 @@ class FusionNode(Node):
             f'fusing {len(names)} cameras '
             f'({self.cameras.describe()})'
             f' from {calibration} into /skeleton_3d/fused (frame {self.world_frame!r})')
-        # What start-up built (modules, rclpy, the calibration: ~60k objects) is never garbage;
-        # a full collection walking it took 15-20 ms, in the middle of an instant when it came
-        gc.collect()
-        gc.freeze()
 
     # -------------------------------------------------------------- subscriptions
     def _connect(self):
