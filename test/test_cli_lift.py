@@ -45,4 +45,10 @@ def test_cli_errors(make_checkpoint, tmp_path):
     r = run_lift(tmp_path / 'kp.npy', '--checkpoint', tmp_path / 'nope.bin', '--width', 10,
                  '--height', 10, '--out', tmp_path / 'o.npy')
     assert r.returncode == 2 and 'not found' in r.stderr
+    for height in ('-1.7', '0.05', '170'):   # metres, not a sign error, not centimetres
+        r = run_lift(tmp_path / 'kp.npy', '--checkpoint', path, '--width', 10, '--height', 10,
+                     '--frame', 'world', f'--subject-height={height}', '--out',
+                     tmp_path / 'o.npy')
+        assert r.returncode == 2 and 'standing height in metres' in r.stderr, r.stderr
+        assert 'Traceback' not in r.stderr
     assert not (tmp_path / 'o.npy').exists()

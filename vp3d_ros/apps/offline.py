@@ -593,8 +593,9 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             rig = load_calibration(calibration)
         except CalibrationError as e:
             raise OfflineError(str(e)) from None
-        if subject_height_m is not None and not subject_height_m > 0:
-            raise OfflineError(f'subject height must be positive, got {subject_height_m}')
+        if subject_height_m is not None and not 0.5 <= subject_height_m <= 2.8:
+            raise OfflineError('subject height is the standing height in metres (0.5 to 2.8), '
+                               f'got {subject_height_m:g}')
     try:
         pose.tracking()  # refuse a bad subject or gate before any work
     except ValueError as e:

@@ -106,6 +106,10 @@ def main(argv=None) -> int:
     except CheckpointError as e:
         print(f'vp3d-lift: {e}', file=sys.stderr)
         return 2
+    if args.subject_height is not None and not 0.5 <= args.subject_height <= 2.8:
+        print(f'vp3d-lift: --subject-height is the standing height in metres (0.5 to 2.8), '
+              f'got {args.subject_height:g}', file=sys.stderr)
+        return 2
     if args.trajectory and getattr(args, 'frame', 'camera') != 'camera':
         print('vp3d-lift: --trajectory places the skeleton in camera coordinates; it does not '
               'combine with --frame world, which places it itself', file=sys.stderr)
