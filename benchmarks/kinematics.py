@@ -1,6 +1,7 @@
 """Joint angles with OpenSim (vp3d_ros.kinematics) on held-out motion capture.
 
     python benchmarks/kinematics.py [--sequences walking_1 ...] [--seconds S] [--out FILE]
+                                    [--lowpass-hz HZ] [--conditions clean ...] [--live N]
 
 Human3.6M S8 (held out from the lifter's training; ../shared/data/mocap/h36m17/h36m_S8.npz,
 50 fps, z up, metres), turned to OpenSim's Y up. The model is scaled once per condition
@@ -30,7 +31,10 @@ as vp3d-kinematics does).
    with the arm raised sideways (S8 starts its takes in a T-pose) flexion and axial rotation
    turn about nearly the same axis and split arbitrarily.
    Goals (issue 21): knee and hip flexion RMSE <= 5 degrees from fused skeletons, <= 10
-   from one camera.
+   from one camera. ``knee_error_structure``: per sequence and side, the knee error's bias,
+   spread and frames over 30 degrees off, beside the RMSE of the plain hip-knee-ankle angle
+   of the markers IK was given (what the input already gets wrong).
+   ``--lowpass-hz HZ``: vp3d-kinematics --lowpass-hz on every condition but ``clean``.
 3. Live (``--live N``): :class:`vp3d_ros.kinematics.ik.FrameIK` (what kinematics_node runs)
    on N frames of walking_1, one frame at a time warm-started from the previous pose:
    frames per second (wall and CPU) and the largest difference from the offline IK.
@@ -52,8 +56,8 @@ sys.path.insert(0, ROOT)
 
 from vp3d_ros.kinematics import ik, require_opensim, scaling  # noqa: E402
 from vp3d_ros.kinematics.pipeline import prepare_markers  # noqa: E402
-from vp3d_ros.kinematics.markers import (H36M_MARKERS, Markers, static_window,  # noqa: E402
-                                         write_trc, zup_to_yup)
+from vp3d_ros.kinematics.markers import (H36M_MARKERS, Markers, bend_deg,  # noqa: E402
+                                         static_window, write_trc, zup_to_yup)
 from vp3d_ros.kinematics.report import marker_error_table  # noqa: E402
 
 S8 = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'mocap', 'h36m17', 'h36m_S8.npz')
@@ -79,7 +83,7 @@ def _pipeline():
         from vp3d_ros.core.lifter_config import resolve_lifter
         rig = load_calibration(CAMERAS_JSON)
         _PIPE['cams'] = [c for n, c in sorted(rig.items()) if n.startswith('S8_')]
-        ck, layout = resolve_lifter(None, default_kind='symmetric')
+        ck, layout = resolve_lifter(None, mode='symmetric')
         _PIPE['lifter'] = SequenceLifter(ck.build(), layout)
     return _PIPE['cams'], _PIPE['lifter']
 
@@ -123,6 +127,28 @@ def perturb(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray:
     raise ValueError(kind)
 
 
+def knee_structure(got, ref, got_in, ref_in) -> dict:
+    """Per sequence and side, the knee flexion error against the reference split into bias
+    (mean), spread (SD about the mean), flips (frames more than 30 degrees off), and the same
+    RMSE for the plain geometric knee angle (hip-knee-ankle) of the markers IK was given: what
+    IK can do nothing about is in the input already."""
+    out = {}
+    for seq in got:
+        for side, (h, k, a) in (('r', ('RHip', 'RKnee', 'RFoot')),
+                                ('l', ('LHip', 'LKnee', 'LFoot'))):
+            d = got[seq][f'knee_angle_{side}'] - ref[seq][f'knee_angle_{side}']
+            g = bend_deg(got_in[seq], h, k, a) - bend_deg(ref_in[seq], h, k, a)
+            out[f'{seq}_{side}'] = {
+                'ik_rmse': round(float(np.sqrt(np.nanmean(d ** 2))), 1),
+                'ik_bias': round(float(np.nanmean(d)), 1),
+                'ik_sd': round(float(np.nanstd(d)), 1),
+                'ik_frames_over_30_deg': int(np.sum(np.abs(d) > 30)),
+                'input_geometric_rmse': round(float(np.sqrt(np.nanmean(g ** 2))), 1),
+                'reference_range': [round(float(np.min(ref[seq][f'knee_angle_{side}'])), 1),
+                                    round(float(np.max(ref[seq][f'knee_angle_{side}'])), 1)]}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--sequences', nargs='+', default=list(DEFAULT_SEQUENCES))
@@ -130,6 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument('--conditions', nargs='+',
                     default=['clean', 'white20', 'smooth30', 'world1cam', 'fused4cam'])
     ap.add_argument('--out', default=None, help='JSON results file')
+    ap.add_argument('--lowpass-hz', type=float, default=None, metavar='HZ',
+                    help="vp3d-kinematics --lowpass-hz for every condition but 'clean' (the "
+                         'reference stays the unfiltered ground truth)')
     ap.add_argument('--live', type=int, default=0, metavar='N',
                     help='also time frame-by-frame IK (kinematics_node) on N frames')
     args = ap.parse_args(argv)
@@ -144,12 +173,14 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     tmp = Path(tempfile.mkdtemp(prefix='vp3d_kin_bench_'))
     results = {'subject': 'S8', 'rate_hz': rate, 'seconds_per_sequence': args.seconds,
-               'opensim': osim.GetVersion(), 'conditions': {}}
-    angles = {}
+               'opensim': osim.GetVersion(), 'lowpass_hz': args.lowpass_hz, 'conditions': {}}
+    angles, inputs = {}, {}
     for cond in args.conditions:
+        lp = None if cond == 'clean' else args.lowpass_hz
         static = data['directions_1'].astype(np.float64)   # the CLI searches the whole input
         sm, _, _ = prepare_markers(Markers(np.arange(len(static)) / rate, H36M_MARKERS,
-                                           zup_to_yup(perturb(static, cond, rate, rng))))
+                                           zup_to_yup(perturb(static, cond, rate, rng))),
+                                   lowpass_hz=lp)
         trc = write_trc(sm, tmp / f'static_{cond}.trc')
         frames = static_window(sm)
         sc = scaling.scale(sm, trc, frames, tmp / f'S8_{cond}_scaled.osim',
@@ -158,7 +189,9 @@ def main(argv=None) -> int:
         for seq in args.sequences:
             x = data[seq][:int(args.seconds * rate)].astype(np.float64)
             m, _, dropped = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
-                                                    zup_to_yup(perturb(x, cond, rate, rng))))
+                                                    zup_to_yup(perturb(x, cond, rate, rng))),
+                                            lowpass_hz=lp)
+            inputs[(cond, seq)] = m
             t0 = time.perf_counter()
             r = ik.solve(sc.model_path, m)
             print(f'{cond:9s} {seq:16s} {len(x)} frames {time.perf_counter() - t0:6.1f} s '
@@ -200,7 +233,14 @@ def main(argv=None) -> int:
                 bias[a] = round(float(np.mean(d)), 2)
             entry['angle_rmse_deg_vs_clean'] = rmse
             entry['angle_mean_error_deg_vs_clean'] = bias
+            entry['knee_error_structure'] = knee_structure(
+                {s: angles[(cond, s)] for s in args.sequences},
+                {s: angles[('clean', s)] for s in args.sequences},
+                {s: inputs[(cond, s)] for s in args.sequences},
+                {s: inputs[('clean', s)] for s in args.sequences})
         results['conditions'][cond] = entry
+        if args.out:   # what is done so far survives a later condition's failure
+            Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
     # ranges of the reference angles, so the RMSEs can be read against the motion
     if 'clean' in args.conditions:
         results['clean_angle_range_deg'] = {

@@ -50,6 +50,8 @@ def _truth(t: np.ndarray) -> dict:
         'arm_flex_l': np.radians(30) * bump,
         'elbow_flex_r': np.radians(70) * bump,
         'elbow_flex_l': np.radians(40) * bump + np.radians(5),
+        # the humerus's axial rotation, seen only with the elbow bent: its prior fades out
+        'arm_rot_r': np.radians(45) * bump,
         'pelvis_rotation': HEADING + 0 * t,
         'pelvis_tx': 0.3 + 0.2 * s,
         'pelvis_tz': -0.4 + 0 * t,
@@ -212,6 +214,54 @@ def test_zup_to_yup_is_a_rotation_that_lifts_z():
     assert np.isclose(np.linalg.det(km.ZUP_TO_YUP), 1.0)
 
 
+def test_axial_rotation_priors_fade_as_the_joint_below_bends():
+    from vp3d_ros.kinematics import model as kmodel
+    bends = np.array([0.0, 5.0, 20.0, 60.0, 120.0])
+    x = np.zeros((len(bends), len(km.H36M_MARKERS), 3))
+    n = km.H36M_MARKERS.index
+    for k, b in enumerate(np.radians(bends)):   # right arm: upper arm down, forearm bent
+        x[k, n('RShoulder')] = (0.0, 1.4, 0.2)
+        x[k, n('RElbow')] = (0.0, 1.1, 0.2)
+        x[k, n('RWrist')] = (0.25 * np.sin(b), 1.1 - 0.25 * np.cos(b), 0.2)
+        x[k, n('LShoulder')] = (0.0, 1.4, -0.2)                # left arm straight
+        x[k, n('LElbow')] = (0.0, 1.1, -0.2)
+        x[k, n('LWrist')] = (0.0, 0.85, -0.2)
+    x[2, n('LWrist')] = np.nan                                 # a missing wrist: prior in full
+    m = km.Markers(np.arange(len(bends)) / 50.0, km.H36M_MARKERS, x)
+    assert np.allclose(km.bend_deg(m, 'RShoulder', 'RElbow', 'RWrist'), bends, atol=1e-6)
+    w = kmodel.prior_weights(m)
+    full = kmodel.PRIORS['arm_rot_r']
+    lo, hi = kmodel.BEND_DEG
+    assert lo < 20 < hi
+    keep = np.array([1.0, 1.0, (hi - 20) / (hi - lo), 0.0, 0.0])
+    f = kmodel.BEND_FLOOR
+    assert np.allclose(w['arm_rot_r'], full * (f + (1 - f) * keep))
+    assert np.allclose(w['arm_rot_l'], full)
+    assert np.allclose(w['L5_S1_Flex_Ext'], kmodel.PRIORS['L5_S1_Flex_Ext'])
+    assert np.allclose(w['hip_rotation_r'], kmodel.PRIORS['hip_rotation_r'])
+
+
+def test_lowpass_smooths_each_marker_run_and_keeps_gaps():
+    from vp3d_ros.kinematics.pipeline import lowpass
+    rate = 50.0
+    t = np.arange(200) / rate
+    rng = np.random.default_rng(3)
+    slow = np.sin(2 * np.pi * 0.5 * t)
+    x = np.repeat(slow[:, None, None], 17, axis=1).repeat(3, axis=2)
+    noisy = x + rng.normal(0, 0.02, x.shape)
+    noisy[90:100, 5] = np.nan                                  # a gap in one marker
+    m = km.Markers(t, km.H36M_MARKERS, noisy)
+    assert lowpass(m, None) is m and lowpass(m, 0) is m
+    out = lowpass(m, 6.0).xyz
+    assert np.isnan(out[90:100, 5]).all() and np.isfinite(out[:90]).all()
+    ok = np.isfinite(noisy)
+    err_in = np.sqrt(np.mean((noisy - x)[ok] ** 2))
+    err_out = np.sqrt(np.mean((out - x)[ok] ** 2))
+    assert err_out < 0.5 * err_in, (err_in, err_out)
+    with pytest.raises(ValueError, match='half the marker rate'):
+        lowpass(m, 30.0)
+
+
 def test_static_window_finds_the_still_part():
     t = np.arange(150) / 50.0
     rng = np.random.default_rng(1)
@@ -294,9 +344,10 @@ def test_ik_recovers_known_angles_and_scale(cli_run):
     from vp3d_ros.kinematics.report import read_mot
     mot = read_mot(out / 'synthetic_squat.mot')
     for c in ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l',
-              'arm_flex_r', 'elbow_flex_r', 'elbow_flex_l'):
+              'arm_flex_r', 'elbow_flex_r', 'elbow_flex_l', 'arm_rot_r'):
         rmse = float(np.sqrt(np.mean((mot[c] - truth[c]) ** 2)))
-        assert rmse < 3.0, (c, rmse)
+        # arm_rot: held near 0 while the elbow is nearly straight (17 deg with a constant prior)
+        assert rmse < (5.0 if c == 'arm_rot_r' else 3.0), (c, rmse)
     # the subject is turned to face +X (pelvis angles are ground-frame Euler angles)
     summary = json.loads((out / 'synthetic_squat_summary.json').read_text())
     assert abs(summary['turned_about_vertical_deg'] + math.degrees(HEADING)) < 1.0

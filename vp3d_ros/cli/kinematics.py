@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         '(default: the bundled vp3d_h36m17.osim)')
     p.add_argument('--topic', default=None, help='bag input: the world/fused topic to use')
     p.add_argument('--fps', type=float, default=None, help='.npy input: its frame rate')
+    p.add_argument('--lowpass-hz', type=float, default=None, metavar='HZ',
+                   help='zero-phase Butterworth low-pass of the markers before scaling and IK '
+                        '(4th order, as the fusion smooths; e.g. 6). Default: none')
     return p
 
 
@@ -80,7 +83,8 @@ def main(argv=None) -> int:
     from ..kinematics import pipeline, report
     try:
         out = pipeline.run(src, args.out_dir, height=args.height, mass=args.mass,
-                           model_file=args.model, topic=args.topic, fps=args.fps)
+                           model_file=args.model, topic=args.topic, fps=args.fps,
+                           lowpass_hz=args.lowpass_hz)
     except (ValueError, FileNotFoundError) as e:
         print(f'vp3d-kinematics: {e}', file=sys.stderr)
         return 2

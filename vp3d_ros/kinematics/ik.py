@@ -38,15 +38,21 @@ def _weights(osim, names: Sequence[str]):
     return ws
 
 
-def _priors(osim, model):
+def _priors(osim, model, weights=None):
+    """Coordinate references towards 0: :data:`model.PRIORS`, or ``weights`` (name ->
+    weight) where given."""
     refs = osim.SimTKArrayCoordinateReference()
     coords = model.getCoordinateSet()
     for name, w in kmodel.PRIORS.items():
         if coords.contains(name):
             ref = osim.CoordinateReference(name, osim.Constant(0.0))
-            ref.setWeight(w)
+            ref.setWeight(float(weights[name]) if weights is not None else w)
             refs.push_back(ref)
     return refs
+
+
+def _frame_weights(weights, k: int) -> dict:
+    return {name: float(w[k]) for name, w in weights.items()}
 
 
 def _table(osim, markers: Markers):
@@ -120,7 +126,9 @@ def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
     coords, cnames, rot = _coordinate_info(osim, model)
     # the solver keeps references to these: they must outlive it (SWIG does not know)
     table, weights = _table(osim, markers), _weights(osim, markers.names)
-    priors = _priors(osim, model)
+    prior_w = kmodel.prior_weights(markers)
+    varying = [c for c, w in prior_w.items() if coords.contains(c) and np.ptp(w) > 0]
+    priors = _priors(osim, model, _frame_weights(prior_w, 0))
     mref = osim.MarkersReference(table, weights)
     solver = osim.InverseKinematicsSolver(model, mref, priors, float('inf'))
     solver.setAccuracy(accuracy)
@@ -138,7 +146,14 @@ def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
             errors = np.full((n, n_m), np.nan)
             col = [markers.names.index(m) for m in mnames]
         else:
-            solver.track(state)
+            changed = False
+            for c in varying:
+                if prior_w[c][k] != prior_w[c][k - 1]:
+                    solver.updateCoordinateReference(c, 0.0, float(prior_w[c][k]))
+                    changed = True
+            # a changed weight: assemble() sets the goals up again (track() only updates
+            # their values); from the previous pose it costs about as much
+            solver.assemble(state) if changed else solver.track(state)
         solver.computeCurrentMarkerErrors(errs)
         errors[k] = _retry_arms(model, solver, state, coords, errs, mnames,
                                 np.array([errs.getElt(i) for i in range(n_m)]))
@@ -182,7 +197,7 @@ class FrameIK:
         one = Markers(np.array([t]), self.marker_names, np.asarray(xyz, float)[None])
         table = _table(osim, one)
         mref = osim.MarkersReference(table, self._weights)
-        priors = _priors(osim, self.model)
+        priors = _priors(osim, self.model, _frame_weights(kmodel.prior_weights(one), 0))
         solver = osim.InverseKinematicsSolver(self.model, mref, priors, float('inf'))
         solver.setAccuracy(self.accuracy)
         self.state.setTime(float(t))

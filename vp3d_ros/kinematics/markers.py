@@ -224,6 +224,17 @@ def rotate_about_vertical(markers: Markers, degrees: float) -> Markers:
     return markers._replace(xyz=markers.xyz @ r.T)
 
 
+def bend_deg(markers: Markers, a: str, b: str, c: str) -> np.ndarray:
+    """(T,) flexion at ``b`` in degrees: 0 when a-b-c is straight, 180 folded; NaN where a
+    marker is missing (elbow: shoulder, elbow, wrist; knee: hip, knee, ankle)."""
+    n, x = markers.names, markers.xyz
+    u = x[:, n.index(a)] - x[:, n.index(b)]
+    v = x[:, n.index(c)] - x[:, n.index(b)]
+    with np.errstate(invalid='ignore', divide='ignore'):
+        cos = (u * v).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+    return 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
 # (parent, child) joint centres a rigid segment joins: the child is the one dropped
 LIMB_BONES = (('RHip', 'RKnee'), ('RKnee', 'RFoot'), ('LHip', 'LKnee'), ('LKnee', 'LFoot'),
               ('RShoulder', 'RElbow'), ('RElbow', 'RWrist'),

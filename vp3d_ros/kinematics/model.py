@@ -17,7 +17,8 @@ tell, and what this module does about it:
   twists (arm_rot up to 159 degrees) unless the shoulder coordinates are clamped to their
   ranges and arm_rot is weakly pulled to 0 (:data:`PRIORS`). The same holds for the femur's
   axial rotation with a straight knee (hip_rotation drifted 17 degrees in a synthetic
-  standing test without its prior).
+  standing test without its prior). Both priors fade out as the elbow / knee bends and the
+  rotation becomes visible (:data:`BEND_RELEASED`, :func:`prior_weights`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import MODEL_FILE, require_opensim
-from .markers import Markers
+from .markers import Markers, bend_deg
 
 LOCKED = ('ankle_angle_r', 'ankle_angle_l', 'subtalar_angle_r', 'subtalar_angle_l',
           'mtp_angle_r', 'mtp_angle_l', 'pro_sup_r', 'pro_sup_l',
@@ -42,10 +43,10 @@ INFERRED = {
     'L5_S1_Flex_Ext': 'weak prior towards 0 (pelvic tilt is otherwise unobservable)',
     'L5_S1_Lat_Bending': 'weak prior towards 0',
     'L5_S1_axial_rotation': 'weak prior towards 0',
-    'arm_rot_r': 'weak prior towards 0: unobservable with a straight elbow',
-    'arm_rot_l': 'weak prior towards 0: unobservable with a straight elbow',
-    'hip_rotation_r': 'weak prior towards 0: unobservable with a straight knee',
-    'hip_rotation_l': 'weak prior towards 0: unobservable with a straight knee',
+    'arm_rot_r': 'weak prior towards 0 while the elbow is nearly straight (unobservable)',
+    'arm_rot_l': 'weak prior towards 0 while the elbow is nearly straight (unobservable)',
+    'hip_rotation_r': 'weak prior towards 0 while the knee is nearly straight (unobservable)',
+    'hip_rotation_l': 'weak prior towards 0 while the knee is nearly straight (unobservable)',
     'neck_bending': 'two head markers (Neck_Nose, Head): weakly determined',
 }
 # IK coordinate tasks: weight of (coordinate - 0)^2, radians, against sum w (marker error m)^2.
@@ -55,6 +56,21 @@ INFERRED = {
 # 2 degrees at most and let noisy input fall into bad poses (9.4 cm RMS)
 PRIORS = {'L5_S1_Flex_Ext': 0.1, 'L5_S1_Lat_Bending': 0.1, 'L5_S1_axial_rotation': 0.1,
           'arm_rot_r': 0.002, 'arm_rot_l': 0.002, 'hip_rotation_r': 0.01, 'hip_rotation_l': 0.01}
+# The humerus's axial rotation is unobservable only while the elbow is straight: bent, the
+# forearm shows it. Its prior holds in full up to BEND_DEG[0] of elbow flexion measured from
+# the markers and fades to BEND_FLOOR at BEND_DEG[1] (missing markers: in full). A constant
+# arm_rot prior of 0.002 held S8's arms near 0 while they were internally rotated by ~80
+# degrees (forearms across the lap, sittingdown_1): elbows and wrists 8-9 cm off for seconds
+# (elbows 3.9, wrists 3.7-4.1 cm RMS over the benchmark's clean joints; faded 1.0-1.8 and
+# 0.9-1.5 cm). Fading over 20-45 degrees instead left a synthetic reach's arm_rot 17 degrees
+# behind at 30 degrees of elbow flexion. hip_rotation keeps its prior whatever the knee:
+# faded the same way, clean leg markers went 1.08 -> 0.85 cm but knee flexion from noisy
+# joints moved further from the clean reference (smooth30 6.7 -> 7.5 degrees)
+BEND_RELEASED = {'arm_rot_r': ('RShoulder', 'RElbow', 'RWrist'),
+                 'arm_rot_l': ('LShoulder', 'LElbow', 'LWrist')}
+BEND_DEG = (10.0, 25.0)
+BEND_FLOOR = 0.0   # fraction of the prior left with the elbow bent (0.1: a synthetic
+# reach's arm_rot 7.7 degrees RMS off against 4.2, S8 clean markers 1.52 vs 1.43 cm on eating_1)
 # IK marker weights: legs and hips are the best-defined joint centres; the torso markers
 # (Spine, Thorax, head) ride on one rigid torso that cannot follow a bending spine
 MARKER_WEIGHTS = {
@@ -66,6 +82,21 @@ MAIN_ANGLES = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l',
                'ankle_angle_r', 'ankle_angle_l', 'pelvis_tilt', 'L5_S1_Flex_Ext',
                'arm_flex_r', 'arm_flex_l', 'elbow_flex_r', 'elbow_flex_l')
 MODEL_STATURE_M = 1.70   # the generic model (Rajagopal et al. 2016) with our Head marker at 1.70 m
+
+
+def prior_weights(markers: Markers) -> Dict[str, np.ndarray]:
+    """Coordinate -> (T,) weight of its prior per frame: :data:`PRIORS`, the axial rotations
+    in :data:`BEND_RELEASED` faded out as the joint below bends (:data:`BEND_DEG`)."""
+    n = len(markers.times)
+    out = {name: np.full(n, float(w)) for name, w in PRIORS.items()}
+    lo, hi = BEND_DEG
+    for name, (a, b, c) in BEND_RELEASED.items():
+        if name not in out or not {a, b, c} <= set(markers.names):
+            continue
+        bend = bend_deg(markers, a, b, c)
+        keep = BEND_FLOOR + (1.0 - BEND_FLOOR) * np.clip((hi - bend) / (hi - lo), 0.0, 1.0)
+        out[name] *= np.where(np.isfinite(bend), keep, 1.0)
+    return out
 
 
 def default_model_path(path: Optional[str] = None) -> Path:

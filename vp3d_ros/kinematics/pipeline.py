@@ -87,24 +87,39 @@ def face_forward(markers: Markers):
     return rotate_about_vertical(markers, turn), turn
 
 
-def prepare_markers(markers: Markers, bone_tolerance: float = 0.35):
-    """What IK is given: (markers facing +X with implausible limb markers dropped, the turn
-    in degrees, {marker: frames dropped})."""
+def lowpass(markers: Markers, cutoff_hz: Optional[float]) -> Markers:
+    """Zero-phase Butterworth low-pass of every marker coordinate (the fusion's filter,
+    :func:`vp3d_ros.geometry.fusion.smooth_zero_phase`, per continuous run of a marker);
+    None or 0: as is. Offline only: it looks ahead."""
+    if not cutoff_hz:
+        return markers
+    if not 0 < cutoff_hz < markers.rate / 2:
+        raise ValueError(f'low-pass cutoff {cutoff_hz:g} Hz: must lie between 0 and half the '
+                         f'marker rate ({markers.rate:g} Hz)')
+    from ..geometry.fusion import smooth_zero_phase
+    return markers._replace(xyz=smooth_zero_phase(markers.xyz, markers.rate, cutoff_hz))
+
+
+def prepare_markers(markers: Markers, bone_tolerance: float = 0.35,
+                    lowpass_hz: Optional[float] = None):
+    """What IK is given: (markers facing +X with implausible limb markers dropped, then
+    low-passed at ``lowpass_hz`` if given, the turn in degrees, {marker: frames dropped})."""
     markers, turn = face_forward(markers)
     markers, dropped = drop_implausible(markers, bone_tolerance)
-    return markers, turn, dropped
+    return lowpass(markers, lowpass_hz), turn, dropped
 
 
 def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
         model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0,
-        fps: Optional[float] = None, bone_tolerance: float = 0.35) -> Outputs:
+        fps: Optional[float] = None, bone_tolerance: float = 0.35,
+        lowpass_hz: Optional[float] = None) -> Outputs:
     require_opensim()
     from . import ik, report, scaling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = input_name(input_path)
     markers, source = load_markers(input_path, topic, fps)
-    markers, turn, dropped = prepare_markers(markers, bone_tolerance)
+    markers, turn, dropped = prepare_markers(markers, bone_tolerance, lowpass_hz)
     frames = static_window(markers, static_search_s)
     with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:
         if Path(input_path).suffix.lower() == '.trc':
@@ -127,6 +142,7 @@ def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[floa
         'turned_about_vertical_deg': turn,
         'markers_dropped_frames': dropped,
         'bone_length_tolerance': bone_tolerance,
+        'lowpass_hz': lowpass_hz or None,
         'static_window_marker_speed_m_s': window_speed(markers, *frames),
         'height_m': height, 'mass_kg': mass,
         'opensim_version': require_opensim().GetVersion(),
