@@ -17,7 +17,7 @@ tell, and what this module does about it:
   twists (arm_rot up to 159 degrees) unless the shoulder coordinates are clamped to their
   ranges and arm_rot is weakly pulled to 0 (:data:`PRIORS`). The same holds for the femur's
   axial rotation with a straight knee (hip_rotation drifted 17 degrees in a synthetic
-  standing test without its prior). Both priors fade out as the elbow / knee bends and the
+  standing test without its prior). arm_rot's prior fades out as the elbow bends and the
   rotation becomes visible (:data:`BEND_RELEASED`, :func:`prior_weights`).
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ INFERRED = {
     'L5_S1_axial_rotation': 'weak prior towards 0',
     'arm_rot_r': 'weak prior towards 0 while the elbow is nearly straight (unobservable)',
     'arm_rot_l': 'weak prior towards 0 while the elbow is nearly straight (unobservable)',
-    'hip_rotation_r': 'weak prior towards 0 while the knee is nearly straight (unobservable)',
-    'hip_rotation_l': 'weak prior towards 0 while the knee is nearly straight (unobservable)',
+    'hip_rotation_r': 'weak prior towards 0: unobservable with a straight knee',
+    'hip_rotation_l': 'weak prior towards 0: unobservable with a straight knee',
     'neck_bending': 'two head markers (Neck_Nose, Head): weakly determined',
 }
 # IK coordinate tasks: weight of (coordinate - 0)^2, radians, against sum w (marker error m)^2.
