@@ -220,6 +220,14 @@ def main(argv=None) -> int:
             'ik_ms_per_frame_cpu': 1e3 * cpu / nframes,
             'frames': nframes,
         }
+        # elbow flexion against the ground truth's own shoulder-elbow-wrist angle (the
+        # model's elbow is a hinge with a carrying angle: the clean row is the floor)
+        d = np.concatenate([angles[(cond, s)][f'elbow_flex_{side}'] - bend_deg(
+            Markers(np.arange(int(args.seconds * rate)) / rate, H36M_MARKERS,
+                    zup_to_yup(data[s][:int(args.seconds * rate)].astype(np.float64))),
+            *(f'{side.upper()}{j}' for j in ('Shoulder', 'Elbow', 'Wrist')))
+            for s in args.sequences for side in 'rl'])
+        entry['elbow_flex_rmse_deg_vs_truth_geometric'] = round(float(np.sqrt(np.mean(d ** 2))), 2)
         if cond != 'clean' and 'clean' in args.conditions:
             rmse, bias = {}, {}
             for a in ANGLES:
