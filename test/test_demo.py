@@ -39,3 +39,19 @@ def test_agreement_line_on_real_track_matching():
     assert 'dropped' not in agreement_line(ag, dropped=False)
     assert 'dropped frames' in agreement_line(ag, dropped=True)
     assert 'no frames in common' in agreement_line({'frames': 0}, dropped=False)
+
+
+def test_demo_offline_half_runs_on_the_bundled_clip(tmp_path, capsys):
+    """`make demo`'s module end to end without its live half (real MediaPipe, the shipped
+    lifter, the bundled clip and calibration): the bag, the exports in camera and world axes
+    and the pictures are written, and the summary says so."""
+    from vp3d_ros.apps.demo import main
+    out = tmp_path / 'demo'
+    assert main(['--skip-live', '--out', str(out)]) == 0
+    said = capsys.readouterr().out
+    assert 'offline bag' in said and '100 frames, 0 without a person' in said
+    names = {p.name for p in out.iterdir()}
+    assert 'offline_landmarks' in names and 'demo_strip.png' in names
+    assert 'demo_world_strip.png' in names
+    assert any(n.endswith('_skeleton_3d_world_p0.trc') for n in names)
+    assert any(n.endswith('.csv') for n in names)

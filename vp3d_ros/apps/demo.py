@@ -166,6 +166,7 @@ def main(argv=None) -> int:
     if a.calibration is None:
         a.calibration = BUNDLED_CALIBRATION if os.path.abspath(a.video) == \
             os.path.abspath(BUNDLED_CLIP) else ''
+    from ..core.options import LifterOptions
     from ..io import records
     from .offline import process
 
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
     print(f'demo: offline run on every frame of the same clip ({a.mode} lifter, as the live '
           'run) ...')
     off_bag = os.path.join(a.out, 'offline_landmarks')
-    summary = process(a.video, off_bag, checkpoint=checkpoint, mode=a.mode,
+    summary = process(a.video, off_bag, lifter=LifterOptions(checkpoint=checkpoint, mode=a.mode),
                       progress=sys.stderr.isatty(), calibration=a.calibration or None)
     off_tracks = records.read_landmark_tracks(off_bag)
     off_world = [t for t in off_tracks if records.is_world_track(t)]
