@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import randomize_model
+from vp3d_ros.core import cloud_schema
 from vp3d_ros.core.engine import LiftingEngine
 from vp3d_ros.core.lifter import SegmentLifter, SequenceLifter, StreamingLifter
 from vp3d_ros.core.model import Architecture, build_model
@@ -96,16 +97,20 @@ def test_frames_missing_from_the_stamp_sequence_are_counted():
 
 
 def test_persons_limit_keeps_the_most_confident():
-    eng = LiftingEngine([_live(_model(True))], ['cam01'], max_persons=2)
+    """The limit is applied where the frame is read (the cloud, max_persons); the engine
+    lifts what was kept and says how many the frame had."""
+    eng = LiftingEngine([_live(_model(True))], ['cam01'])
     kp, _ = _frames(1)
-    people = {p: (kp[0] + p, np.full(17, c)) for p, c in ((1, 0.3), (2, 0.9), (3, 0.8))}
-    assert eng.add('cam01', T0, people, SIZE) == 2
+    body = cloud_schema.build(np.stack([kp[0] + p for p in (1, 2, 3)]),
+                              np.stack([np.full(17, c) for c in (0.3, 0.9, 0.8)]), [1, 2, 3])
+    names, offsets = zip(*body.fields)
+    people = cloud_schema.unpack(body.data, names, offsets, body.point_step, body.width,
+                                 17, max_persons=2)
+    assert eng.add('cam01', T0, people, SIZE, total=people.total) == 2
     (ready,) = eng.lift_due()
     assert sorted(ready.poses) == [2, 3]
     (note,) = eng.take_notices()
     assert note.key == 'persons-cam01' and '3 persons' in note.text
-    with pytest.raises(ValueError):
-        LiftingEngine([_live(_model(True))], ['a'], max_persons=0)
     with pytest.raises(ValueError):
         LiftingEngine([_live(_model(True))], ['a', 'a'])
 

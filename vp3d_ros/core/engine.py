@@ -61,20 +61,15 @@ class CameraTracks:
 class LiftingEngine:
     """Person tracks of several cameras, lifted by one or more models (``outputs``).
 
-    ``rules``: the gap rules of every track; ``max_persons``: persons lifted per frame at
-    most (the most confident; None = all); ``idle_flush_s``: a camera quiet this long has
+    ``rules``: the gap rules of every track; ``idle_flush_s``: a camera quiet this long has
     its owed poses given back and its windows ended by :meth:`flush_idle`."""
 
     def __init__(self, outputs: Sequence[LifterFactory], cameras: Sequence[str],
-                 rules: TrackRules = RULES, max_persons: Optional[int] = None,
-                 idle_flush_s: float = 1.0):
+                 rules: TrackRules = RULES, idle_flush_s: float = 1.0):
         if len(set(cameras)) != len(cameras):
             raise ValueError(f'cameras must be distinct, got {list(cameras)}')
-        if max_persons is not None and int(max_persons) < 1:
-            raise ValueError(f'max_persons must be >= 1, got {max_persons}')
         self.outputs = list(outputs)
         self.rules = rules
-        self.max_persons = None if max_persons is None else int(max_persons)
         self.idle_flush_ns = int(idle_flush_s * 1e9)
         self.cameras: Dict[str, CameraTracks] = {
             c: CameraTracks(c, len(self.outputs), rules.max_gap_s) for c in cameras}
@@ -149,12 +144,11 @@ class LiftingEngine:
             total: Optional[int] = None) -> int:
         """An admitted frame's persons, queued in their tracks of every output (persons
         gone from view pass through their tracks too: gaps are bridged, then ended).
-        ``total``: persons the frame had before the caller kept some; returns persons queued."""
+        ``total``: persons the frame had before the caller kept the most confident (the
+        persons limit is applied where the frame is read, ``cloud_schema.unpack``'s
+        ``max_persons``, so a flood of ids costs one sort); returns persons queued."""
         cam = self.cameras[camera]
         total = len(people) if total is None else int(total)
-        if self.max_persons is not None and len(people) > self.max_persons:
-            best = sorted(people, key=lambda p: -float(np.nanmean(people[p][1])))
-            people = {p: people[p] for p in sorted(best[:self.max_persons])}
         if total > len(people):
             self._note('warning', f'persons-{camera}', (
                 f'{cam.label}: {total} persons in one frame, lifting the {len(people)} most '

@@ -185,7 +185,7 @@ class LifterNode(Node):
             self.engine = LiftingEngine(
                 [self._make_lifter(m) for m in models], [cam.name for cam in self.cameras],
                 rules,
-                max_persons=int(self.max_persons), idle_flush_s=float(self.idle_flush_s))
+                idle_flush_s=float(self.idle_flush_s))
         except ValueError as e:
             raise ConfigError(f'lifter: {e}') from e
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
