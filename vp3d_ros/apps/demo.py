@@ -130,15 +130,9 @@ def agreement_line(ag: dict, dropped: bool) -> str:
 
 def picture(video: str, tracks2d, tracks3d, path: str, n: int = 5, pose_frame: str = 'camera'):
     import cv2
-    from ..vision.render import strip
+    from ..vision.render import strip, video_frames
     t2, t3 = tracks2d[0], tracks3d[0]
-    cap = cv2.VideoCapture(video)
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
+    frames = video_frames(video)
     idx = np.linspace(0, min(len(frames), len(t3.stamps_s)) - 1, n).astype(int)
     img = strip([frames[i] for i in idx], [t2.positions[i] for i in idx],
                 [t2.confidence[i] for i in idx], [t3.positions[i] for i in idx],

@@ -14,7 +14,6 @@ No network, no files outside the package.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -61,7 +60,7 @@ def main(argv=None) -> int:
     from ..geometry.calibration import find_camera, load_calibration
     from ..core.lifter import SequenceLifter
     from ..core.lifter_config import resolve_lifter
-    from ..vision.render import render_3d, strip
+    from ..vision.render import render_3d, strip, video_frames
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     missing = [str(p) for p in VIDEOS + [CALIB] if not p.is_file()]
@@ -112,13 +111,7 @@ def main(argv=None) -> int:
         print(f'{label:20s}: reprojection median {np.median(e):5.1f} px, p95 '
               f'{np.percentile(e, 95):5.1f} px; bone-length CV {100 * bone_cv(Y):.1f}%')
     # picture: camera 1 (2D + its own 3D) above the fused world skeleton
-    cap = cv2.VideoCapture(str(VIDEOS[0]))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr)
+    frames = video_frames(VIDEOS[0])
     pick = np.linspace(min(10, T // 4), T - 1 - min(10, T // 4), a.columns).astype(int)
     top = strip([frames[i] for i in pick], [kp[0, i, :, :2] for i in pick],
                 [kp[0, i, :, 2] for i in pick], [lifted[0][i] if lifted[0] is not None else None

@@ -2,7 +2,7 @@
 3D skeleton rendered beside them (OpenCV only)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -91,6 +91,19 @@ def panel_points(pose: np.ndarray, size: int, yaw_deg: float = 0.0,
 def _label(panel, text: str, org, scale: float):
     cv2.putText(panel, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (200, 200, 200), 1,
                 cv2.LINE_AA)
+
+
+def video_frames(path) -> List[np.ndarray]:
+    """Every frame of a (short) video, BGR: what the demos pick their pictures from."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
 
 
 def strip(frames_bgr: Sequence[np.ndarray], kps: Sequence[np.ndarray], confs, poses,
