@@ -46,6 +46,7 @@ Pure numpy; no ROS.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
@@ -123,10 +124,15 @@ def height_factor(poses: np.ndarray, subject_height_m: float) -> float:
     """Factor by which to scale a skeleton track so that its height equals the subject's
     (only the part above ``HEIGHT_OFFSET_M`` scales: the offset is a fixed anatomical
     distance)."""
+    return (_checked_height(subject_height_m) - HEIGHT_OFFSET_M) / \
+        (skeleton_height(poses) - HEIGHT_OFFSET_M)
+
+
+def _checked_height(subject_height_m: float) -> float:
     if not subject_height_m > HEIGHT_OFFSET_M:
         raise ValueError(f'subject height must be above {HEIGHT_OFFSET_M} m, got '
                          f'{subject_height_m}')
-    return (subject_height_m - HEIGHT_OFFSET_M) / (skeleton_height(poses) - HEIGHT_OFFSET_M)
+    return float(subject_height_m)
 
 
 def scale_to_height(poses: np.ndarray, subject_height_m: float):
@@ -145,11 +151,7 @@ class RunningHeight:
     have been seen it is the joint chain's (a step of a few percent when they arrive)."""
 
     def __init__(self, subject_height_m: float, max_frames: int = 600, every: int = 15):
-        from collections import deque
-        if not subject_height_m > HEIGHT_OFFSET_M:
-            raise ValueError(f'subject height must be above {HEIGHT_OFFSET_M} m, got '
-                             f'{subject_height_m}')
-        self.height = float(subject_height_m)
+        self.height = _checked_height(subject_height_m)
         self.frames = deque(maxlen=max_frames)
         self.every = max(1, int(every))
         self.factor = None
