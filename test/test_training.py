@@ -92,11 +92,33 @@ def test_bones_noise_and_flip():
     np.testing.assert_allclose(synth.flip_pairs(synth.flip_pairs(y)), y)
 
 
+def test_mediapipe_definitions_lower_and_narrow_the_hips():
+    rng = np.random.default_rng(2)
+    poses = np.repeat(REST[None, None], 50, axis=0)
+    same = synth.mediapipe_definitions(poses, rng, synth.Definitions(prob=0.0))
+    np.testing.assert_array_equal(same, poses)
+    level = synth.Definitions(prob=1.0, hip_drop=(0.2, 0.2), hip_width=(0.7, 0.7),
+                              shoulder_width=(1.2, 1.2), mapped_torso=1.0)
+    out = synth.mediapipe_definitions(poses, rng, level)
+    trunk = REST[8, 2] - REST[0, 2]
+    # Hips and root move down the trunk by 0.2 x its length, hips 0.7 as far apart.
+    np.testing.assert_allclose(out[:, :, [0, 1, 4], 2], REST[0, 2] - 0.2 * trunk)
+    np.testing.assert_allclose(out[:, :, 4, 0] - out[:, :, 1, 0], 0.7 * 0.24)
+    np.testing.assert_allclose(out[:, :, 0], (out[:, :, 1] + out[:, :, 4]) / 2)
+    np.testing.assert_allclose(out[:, :, 11, 0] - out[:, :, 14, 0], 1.2 * 0.34)
+    # Torso rebuilt as the 2D mapping does: Thorax mid-shoulders, Spine mid-way down.
+    np.testing.assert_allclose(out[:, :, 8], (out[:, :, 11] + out[:, :, 14]) / 2)
+    np.testing.assert_allclose(out[:, :, 7], (out[:, :, 0] + out[:, :, 8]) / 2)
+    # Limbs below the hips and beyond the shoulders are untouched.
+    np.testing.assert_array_equal(out[:, :, [2, 3, 5, 6, 12, 13, 15, 16]],
+                                  poses[:, :, [2, 3, 5, 6, 12, 13, 15, 16]])
+
+
 def test_synth_batch_shapes_and_targets():
     bank = MotionBank.from_clips([tiny_clip(seed=s) for s in range(3)])
     rng = np.random.default_rng(1)
     for arch in (Architecture((3, 3), 16, causal=True), Architecture((3, 3), 16, causal=False)):
-        x, y = synth_batch(bank, 5, arch, 4, rng)
+        x, y = synth_batch(bank, 5, arch, 4, rng, definitions=0.5)
         assert x.shape == (5, arch.receptive_field - 1 + 4, 17, 2) and x.dtype == np.float32
         assert y.shape == (5, 4, 17, 3)
         assert np.isfinite(x).all() and np.isfinite(y).all()

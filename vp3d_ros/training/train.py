@@ -56,7 +56,8 @@ def output_pad(arch: Architecture) -> int:
 
 def synth_batch(bank: MotionBank, n: int, arch: Architecture, k: int, rng: np.random.Generator,
                 rate_range=RATE_RANGE, noise: Optional[synth.NoiseLevel] = synth.NoiseLevel(),
-                bones: bool = True, flip: bool = True, rig_prob: float = 0.0):
+                bones: bool = True, flip: bool = True, rig_prob: float = 0.0,
+                definitions: float = 0.0):
     """n windows -> (inputs (n, RF-1+k, 17, 2) normalised, targets (n, k, 17, 3) metres)."""
     rf = arch.receptive_field
     length = rf - 1 + k
@@ -71,6 +72,8 @@ def synth_batch(bank: MotionBank, n: int, arch: Architecture, k: int, rng: np.ra
                              np.concatenate([t_in, t_exact[:, pad:pad + k]], axis=1))
     if bones:
         both = synth.randomize_bones(both, synth.sample_bone_factors(n, rng))
+    if definitions > 0:
+        both = synth.mediapipe_definitions(both, rng, synth.Definitions(prob=definitions))
     cams = synth.sample_cameras(n, both[:, :length, 0, :2].mean(axis=1), rng, rig_prob=rig_prob)
     cam = synth.world_to_camera(both, cams)
     px = synth.project(cam[:, :length], cams.f, cams.c)
@@ -323,6 +326,10 @@ def train(args) -> Dict:
                        if args.bone_weight > 0 else ''),
             'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
                            'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
+            'mediapipe_definitions': (
+                f'{args.definitions:g} of windows with MediaPipe-like hip and shoulder '
+                'keypoints (hips lower on the trunk and narrower, shoulders wider; '
+                'synth.Definitions)' if args.definitions > 0 else 'none'),
             'seed': args.seed,
             'resumed_from': getattr(args, 'resume_note', None),
             # every run that made these weights, oldest first, this one last
@@ -331,7 +338,7 @@ def train(args) -> Dict:
                 'git_commit': _git_commit(), 'minutes': round(elapsed / 60, 1),
                 'iterations': it, 'seed': args.seed, 'threads': args.threads,
                 'device': device, 'lr': args.lr, 'bone_weight': args.bone_weight,
-                'rig_prob': args.rig_prob}],
+                'rig_prob': args.rig_prob, 'definitions': args.definitions}],
             'final': final,
         })
         epoch = int((frames_seen + args.prior_frames) // max(total_train_frames, 1))
@@ -354,7 +361,8 @@ def train(args) -> Dict:
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm1d):
                 m.momentum = mom
-        x, y = synth_batch(bank, n, arch, k, rng, rig_prob=args.rig_prob)
+        x, y = synth_batch(bank, n, arch, k, rng, rig_prob=args.rig_prob,
+                           definitions=args.definitions)
         x = torch.from_numpy(x).to(device)
         y = torch.from_numpy(y).to(device)
         pred = model(x)
@@ -403,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the bone-length consistency term (0: plain MPJPE)')
     p.add_argument('--rig-prob', type=float, default=0.3,
                    help='fraction of windows seen through high, steeply pitched rig cameras')
+    p.add_argument('--definitions', type=float, default=0.5,
+                   help='fraction of windows with MediaPipe-like hip/shoulder keypoints')
     p.add_argument('--resume', default=None, help='start from this checkpoint\'s weights')
     p.add_argument('--prior-minutes', type=float, default=0.0,
                    help='training minutes already spent in --resume (for the sidecar)')
