@@ -15,7 +15,7 @@ from vp3d_ros.core.model import Architecture, TemporalModel
 from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
-from vp3d_ros.training.train import output_pad, synth_batch
+from vp3d_ros.training.train import bone_directions, output_pad, synth_batch
 
 # A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
 REST = np.array([
@@ -129,6 +129,21 @@ def test_synth_batch_shapes_and_targets():
     x, y = synth_batch(bank, 3, Architecture((1,), 8), 2, rng, noise=None, bones=False, flip=False)
     np.testing.assert_allclose(metrics.bone_lengths(y[:, 0]),
                                np.broadcast_to(metrics.bone_lengths(REST), (3, 16)), atol=1e-5)
+
+
+def test_limb_direction_term_measures_the_bend():
+    rest = torch.from_numpy(np.repeat(REST[None, None], 2, axis=0)).float()
+    assert bone_directions(rest, rest).item() < 1e-6
+    # Bend the right shin forward by 60 degrees: one of eight limb bones is off by a chord
+    # of 2 sin(30 deg) = 1; lengthening a bone changes nothing.
+    bent = rest.clone()
+    shin = REST[3] - REST[2]
+    bent[:, :, 3] = torch.tensor(REST[2] + np.linalg.norm(shin) * np.array(
+        [0, np.sin(np.pi / 3), -np.cos(np.pi / 3)]))
+    assert abs(bone_directions(bent, rest).item() - 1 / 8) < 1e-5
+    longer = rest.clone()
+    longer[:, :, 13] = torch.tensor(REST[12] + 1.5 * (REST[13] - REST[12]))
+    assert bone_directions(longer, rest).item() < 1e-6
 
 
 def test_procrustes_metric_is_similarity_invariant():

@@ -98,6 +98,23 @@ def bone_consistency(pred: torch.Tensor) -> torch.Tensor:
     return (lengths - lengths.mean(dim=1, keepdim=True)).abs().mean()
 
 
+LIMB_CHILDREN = (2, 3, 5, 6, 12, 13, 15, 16)   # knees, feet, elbows, wrists
+
+
+def bone_directions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean distance between predicted and true unit vectors of the 8 limb bones (chord:
+    2 sin(angle/2)): joint angles (knee flexion, issue 21) are limb directions, which
+    MPJPE lets a bent or flattened limb hide in a few centimetres."""
+    child = torch.as_tensor(LIMB_CHILDREN)
+    parent = torch.as_tensor(PARENTS[list(LIMB_CHILDREN)])
+
+    def unit(x):
+        b = x[:, :, child] - x[:, :, parent]
+        return b / torch.linalg.norm(b, dim=-1, keepdim=True).clamp_min(1e-6)
+
+    return torch.linalg.norm(unit(pred) - unit(target), dim=-1).mean()
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 @dataclass
@@ -323,7 +340,9 @@ def train(args) -> Dict:
                          'exponential in wall-clock time, BatchNorm momentum 0.1 -> 0.001',
             'loss': 'MPJPE (root-relative camera-frame 3D)'
                     + (f' + {args.bone_weight:g} x bone-length deviation over the window'
-                       if args.bone_weight > 0 else ''),
+                       if args.bone_weight > 0 else '')
+                    + (f' + {args.direction_weight:g} x limb-direction error (unit-vector '
+                       'chord)' if args.direction_weight > 0 else ''),
             'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
                            'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
             'mediapipe_definitions': (
@@ -338,7 +357,8 @@ def train(args) -> Dict:
                 'git_commit': _git_commit(), 'minutes': round(elapsed / 60, 1),
                 'iterations': it, 'seed': args.seed, 'threads': args.threads,
                 'device': device, 'lr': args.lr, 'bone_weight': args.bone_weight,
-                'rig_prob': args.rig_prob, 'definitions': args.definitions}],
+                'rig_prob': args.rig_prob, 'definitions': args.definitions,
+                'direction_weight': args.direction_weight}],
             'final': final,
         })
         epoch = int((frames_seen + args.prior_frames) // max(total_train_frames, 1))
@@ -369,6 +389,8 @@ def train(args) -> Dict:
         loss = torch.linalg.norm(pred - y, dim=-1).mean()
         if args.bone_weight > 0:
             loss = loss + args.bone_weight * bone_consistency(pred)
+        if args.direction_weight > 0:
+            loss = loss + args.direction_weight * bone_directions(pred, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -411,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the bone-length consistency term (0: plain MPJPE)')
     p.add_argument('--rig-prob', type=float, default=0.3,
                    help='fraction of windows seen through high, steeply pitched rig cameras')
+    p.add_argument('--direction-weight', type=float, default=0.1,
+                   help='weight of the bone-direction term (0: none)')
     p.add_argument('--definitions', type=float, default=0.5,
                    help='fraction of windows with MediaPipe-like hip/shoulder keypoints')
     p.add_argument('--resume', default=None, help='start from this checkpoint\'s weights')
