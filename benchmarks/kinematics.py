@@ -2,6 +2,7 @@
 
     python benchmarks/kinematics.py [--sequences walking_1 ...] [--seconds S] [--out FILE]
                                     [--lowpass-hz HZ] [--conditions clean ...] [--live N]
+                                    [--lifter CKPT]
 
 Human3.6M S8 (held out from the lifter's training; ../shared/data/mocap/h36m17/h36m_S8.npz,
 50 fps, z up, metres), turned to OpenSim's Y up. The model is scaled once per condition
@@ -72,18 +73,18 @@ LEGS = ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')
 
 CAMERAS_JSON = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'cameras',
                             'h36m_cameras.json')
-_PIPE = {}
+_PIPE = {'checkpoint': None}
 
 
 def _pipeline():
-    """(the four S8 cameras, the shipped symmetric lifter), built once."""
-    if not _PIPE:
+    """(the four S8 cameras, the symmetric lifter: shipped or --lifter), built once."""
+    if 'lifter' not in _PIPE:
         from vp3d_ros.geometry.calibration import load_calibration
         from vp3d_ros.core.lifter import SequenceLifter
         from vp3d_ros.core.lifter_config import resolve_lifter
         rig = load_calibration(CAMERAS_JSON)
         _PIPE['cams'] = [c for n, c in sorted(rig.items()) if n.startswith('S8_')]
-        ck, layout = resolve_lifter(None, mode='symmetric')
+        ck, layout = resolve_lifter(_PIPE['checkpoint'], mode='symmetric')
         _PIPE['lifter'] = SequenceLifter(ck.build(), layout)
     return _PIPE['cams'], _PIPE['lifter']
 
@@ -161,7 +162,10 @@ def main(argv=None) -> int:
                          'reference stays the unfiltered ground truth)')
     ap.add_argument('--live', type=int, default=0, metavar='N',
                     help='also time frame-by-frame IK (kinematics_node) on N frames')
+    ap.add_argument('--lifter', default=None, metavar='CKPT',
+                    help='symmetric lifter checkpoint for world1cam (default: the shipped one)')
     args = ap.parse_args(argv)
+    _PIPE['checkpoint'] = args.lifter
     if not os.path.exists(S8):
         print(f'needs {S8} (../shared data)', file=sys.stderr)
         return 2
@@ -173,7 +177,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     tmp = Path(tempfile.mkdtemp(prefix='vp3d_kin_bench_'))
     results = {'subject': 'S8', 'rate_hz': rate, 'seconds_per_sequence': args.seconds,
-               'opensim': osim.GetVersion(), 'lowpass_hz': args.lowpass_hz, 'conditions': {}}
+               'opensim': osim.GetVersion(), 'lowpass_hz': args.lowpass_hz,
+               'lifter': args.lifter or 'shipped symmetric', 'conditions': {}}
     angles, inputs = {}, {}
     for cond in args.conditions:
         lp = None if cond == 'clean' else args.lowpass_hz
