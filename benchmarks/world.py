@@ -1,6 +1,6 @@
 """World-frame skeletons: absolute position, subject scale and the no-calibration up estimate.
 
-    python benchmarks/world.py [--max-frames N] [--skip-real] [--skip-mocap]
+    python benchmarks/world.py [--max-frames N] [--skip-real] [--skip-mocap] [--lifter CKPT]
 
 1. Held-out motion capture (Human3.6M S8, 30 sequences, and the six CMU ``test_*`` clips),
    each moved to stand where the four Human3.6M cameras of S8 look (mean root on the world
@@ -358,10 +358,13 @@ def main(argv=None):
                     help='frames per mocap clip (default: all)')
     ap.add_argument('--skip-real', action='store_true')
     ap.add_argument('--skip-mocap', action='store_true')
+    ap.add_argument('--lifter', default=None, metavar='CKPT',
+                    help='symmetric lifter checkpoint (default: the shipped one)')
     a = ap.parse_args(argv)
     from vp3d_ros.core.lifter import SequenceLifter
     from vp3d_ros.core.lifter_config import resolve_lifter
-    ck, layout = resolve_lifter(None, mode='symmetric')
+    ck, layout = resolve_lifter(a.lifter, mode='symmetric')
+    print(f'lifter: {ck.path}')
     lifter = SequenceLifter(ck.build(), layout)
     t0 = time.time()
     if not a.skip_mocap:
