@@ -86,14 +86,19 @@ class _LifterBase:
 
     def _merge(self, out: torch.Tensor, perm: Optional[List[int]] = None) -> np.ndarray:
         """(B, ..., J_out, 3) -> (..., J_out, 3), undoing the flip of batch element 1
-        (``perm``: the output's left/right swap; default the pose model's)."""
+        (``perm``: the output's left/right swap; default the pose model's). Pose outputs get
+        their Hip set to exactly 0: the network is only trained towards it (a few mm off),
+        and the contract is root-relative poses."""
         if self.flip:
             back = out[1][..., self.out_perm if perm is None else perm, :]
             back[..., 0] *= -1
             out = (out[0] + back) / 2
         else:
             out = out[0]
-        return out.detach().cpu().double().numpy()
+        out = out.detach().cpu().double().numpy()
+        if perm is None:
+            out[..., 0, :] = 0.0
+        return out
 
 
 class SequenceLifter(_LifterBase):
