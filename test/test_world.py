@@ -421,3 +421,19 @@ def test_offline_writes_world_skeletons_of_the_bundled_clip(tmp_path):
         raw = next(r for _, _, _, r in bag.messages(['/cam01/skeleton_3d/world']))
         assert bag_io.typestore().deserialize_cdr(
             raw, 'sensor_msgs/msg/PointCloud2').header.frame_id == 'world'
+
+
+def test_rigid_bones_keeps_nan_frames_and_checks_the_order():
+    from vp3d_ros.geometry.bones import rigid_bones
+    rng = np.random.default_rng(5)
+    p = rng.normal(size=(6, 17, 3))
+    p[2, 5] = np.nan                                     # a lost left knee
+    out = rigid_bones(p)
+    assert np.isnan(out[2, [5, 6]]).all() and np.isfinite(np.delete(out[2], [5, 6], 0)).all()
+    assert np.isfinite(np.delete(out, 2, 0)).all()
+    lengths = np.linalg.norm(out[:, 2] - out[:, 1], axis=-1)
+    np.testing.assert_allclose(lengths, lengths[0])
+    with pytest.raises(ValueError):
+        rigid_bones(p, parents=[-1, 2, 0] + [0] * 14)
+    with pytest.raises(ValueError):
+        rigid_bones(p[0])

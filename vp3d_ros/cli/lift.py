@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(g, LifterOptions, defaults={'mode': OFFLINE_LIFTER.mode},
                 aliases={'input_layout': ['--layout']})
     p.add_argument('--out', required=True, help='output .npy, shape (T, 17, 3), metres')
+    p.add_argument('--rigid-bones', action='store_true',
+                   help="post-hoc: every bone gets its median length over the track, in the "
+                        "direction the lifter gave it (vp3d_ros.geometry.bones; off by default: "
+                        "the network's own output is what the accuracy tables report)")
     w = p.add_argument_group('world frame (see vp3d_ros.geometry.world)')
     w.add_argument('--frame', choices=['camera', 'world'], default='camera',
                    help='camera: root-relative, camera optical frame (default); world: '
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
             return 2
         poses = _lift_world(lifter, kp, conf, camera, calibrated, layout, args)
     else:
-        poses = lifter.lift(kp, args.width, args.height)
+        poses = _rigid(lifter.lift(kp, args.width, args.height), args)
     np.save(args.out, poses.astype(np.float32) if kp.dtype == np.float32 else poses)
     print(f'vp3d-lift: {len(poses)} frames, {ckpt.arch.describe()}, layout={layout}, '
           f'flip={args.flip}{", trajectory (camera-space root)" if trajectory else ""} '
@@ -138,11 +142,19 @@ def main(argv=None) -> int:
     return 0
 
 
+def _rigid(poses, args):
+    """--rigid-bones: one length per bone over the track (root-relative poses)."""
+    if not args.rigid_bones:
+        return poses
+    from ..geometry.bones import rigid_bones
+    return rigid_bones(poses)
+
+
 def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
     """Lift undistorted keypoints, place them through the camera, move them to the world."""
     from ..geometry import world
     und = camera.undistort_pixels(kp)  # the lifter was trained on pinhole projections
-    rel = lifter.lift(und, args.width, args.height)
+    rel = _rigid(lifter.lift(und, args.width, args.height), args)
     kp2, w = kp, conf
     if layout == 'coco':
         kp2, w = world.coco_to_h36m_2d(kp, conf)

@@ -28,7 +28,7 @@ z forward, the convention of :mod:`vp3d_ros.core.lifter`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 

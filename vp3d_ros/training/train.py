@@ -18,7 +18,6 @@ interrupted run still leaves a usable pair.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
