@@ -86,19 +86,21 @@ class _LifterBase:
 
     def _merge(self, out: torch.Tensor, perm: Optional[List[int]] = None) -> np.ndarray:
         """(B, ..., J_out, 3) -> (..., J_out, 3), undoing the flip of batch element 1
-        (``perm``: the output's left/right swap; default the pose model's). Pose outputs get
-        their Hip set to exactly 0: the network is only trained towards it (a few mm off),
-        and the contract is root-relative poses."""
+        (``perm``: the output's left/right swap; default the pose model's)."""
         if self.flip:
             back = out[1][..., self.out_perm if perm is None else perm, :]
             back[..., 0] *= -1
             out = (out[0] + back) / 2
         else:
             out = out[0]
-        out = out.detach().cpu().double().numpy()
-        if perm is None:
-            out[..., 0, :] = 0.0
-        return out
+        return out.detach().cpu().double().numpy()
+
+    def _poses(self, out: torch.Tensor) -> np.ndarray:
+        """The pose model's output merged, its Hip set to exactly 0: the network is only
+        trained towards it (a few mm off), and the contract is root-relative poses."""
+        poses = self._merge(out)
+        poses[..., 0, :] = 0.0
+        return poses
 
 
 class SequenceLifter(_LifterBase):
@@ -124,7 +126,7 @@ class SequenceLifter(_LifterBase):
         norm = normalize_screen(kp, width, height)
         padded = np.pad(norm, ((self.pad_left, self.pad_right), (0, 0), (0, 0)), mode='edge')
         batch = self._batch(padded)
-        poses = self._merge(self.model(batch))
+        poses = self._poses(self.model(batch))
         if self.trajectory is None:
             return poses, None
         return poses, self._merge(self.trajectory(batch), [0])
@@ -190,7 +192,7 @@ class StreamingLifter(_LifterBase):
         """Network output (B, M, J_out, 3) -> [(frame_index, pose)] for the next M frames;
         ``root`` (B, M, 1, 3): the trajectory model's output for the same frames."""
         results = []
-        poses = self._merge(out)
+        poses = self._poses(out)
         if self._traj_state is not None:
             if root is None or root.shape[1] != out.shape[1]:
                 raise RuntimeError('trajectory model out of step with the pose model')
