@@ -52,6 +52,7 @@ from typing import Optional
 
 import numpy as np
 
+from .bones import median_bone_lengths
 from .calibration import Camera
 
 # H36M-17 joint indices (vp3d_ros.core.skeletons.H36M17).
@@ -93,16 +94,11 @@ def coco_to_h36m_2d(kp: np.ndarray, conf: Optional[np.ndarray] = None):
 
 # ----------------------------------------------------------------------------- scale
 
-CHAIN = ((RFOOT, RKNEE), (RKNEE, RHIP), (LFOOT, LKNEE), (LKNEE, LHIP),
-         (HIP, SPINE), (SPINE, THORAX), (THORAX, NECK), (NECK, HEAD))
-
-
 def chain_length(poses: np.ndarray) -> float:
     """Joint chain from the ankles to the Head (mean of the two legs: ankle-knee-hip; trunk:
     Hip-Spine-Thorax-Neck-Head), each bone its median over frames: the same for any pose."""
-    p = np.asarray(poses, dtype=np.float64)
-    b = [np.nanmedian(np.linalg.norm(p[:, a] - p[:, c], axis=-1)) for a, c in CHAIN]
-    return float((sum(b[:4]) / 2) + sum(b[4:]))
+    b = median_bone_lengths(poses)        # indexed by each bone's child joint
+    return float(b[[RFOOT, RKNEE, LFOOT, LKNEE]].sum() / 2 + b[[SPINE, THORAX, NECK, HEAD]].sum())
 
 
 def skeleton_height(poses: np.ndarray) -> float:
