@@ -144,8 +144,8 @@ def main(argv=None):
             out = np.full((len(k), 17, 3), np.nan)
             out[seen] = lifter.lift(k[seen], *size)
             results[method] = out
-        for method, lifter in list(results.items())[1:]:
-            results[method + ' +rigid'] = rigid_bones(lifter)
+        for method in lifters:
+            results[method + ' +rigid'] = rigid_bones(results[method])
         for method, pred in results.items():
             e, cv = score(pred[sel], ref[sel])
             rows.setdefault(method, []).append((e, cv))
