@@ -363,6 +363,23 @@ def test_ik_recovers_known_angles_and_scale(cli_run):
 
 
 @needs_opensim
+def test_shoulder_elevation_follows_the_humerus_without_gimbal_jumps(cli_run):
+    """The CSV's humerothoracic angles: pure flexion (with axial rotation) of the synthetic
+    arms is elevation = arm_flex in the sagittal plane (plane of elevation 90 deg)."""
+    proc, out, truth = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    csv = np.genfromtxt(out / 'synthetic_squat_angles.csv', delimiter=',', names=True)
+    for side in 'rl':
+        elev = csv[f'shoulder_elevation_{side}_deg']
+        err = elev - truth[f'arm_flex_{side}']
+        assert np.sqrt(np.mean(err ** 2)) < 3.0, (side, err)
+        up = truth[f'arm_flex_{side}'] > 20
+        assert np.abs(csv[f'shoulder_plane_{side}_deg'][up] - 90).max() < 8, side
+    summary = json.loads((out / 'synthetic_squat_summary.json').read_text())
+    assert 'gimbal' in summary['derived']['shoulder_elevation_r']
+
+
+@needs_opensim
 def test_bag_with_a_fused_track_gives_the_same_angles(cli_run, tmp_path):
     proc, out, _ = cli_run
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,13 +7,14 @@ and the same code serves live use (:class:`FrameIK`).
 from __future__ import annotations
 
 import time
-from typing import NamedTuple, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import require_opensim
 from . import model as kmodel
 from .markers import Markers
+from .shoulder import SHOULDER_ANGLES, Humerothoracic
 
 
 class IKResult(NamedTuple):
@@ -26,9 +27,13 @@ class IKResult(NamedTuple):
     seconds_per_frame: float         # wall clock
     cpu_seconds_per_frame: float     # this process's CPU time (what a busy machine hides)
     locked: Tuple[str, ...]           # coordinates held (not measured)
+    derived: Tuple[str, ...] = ()     # angles computed from the solved pose (not coordinates)
+    derived_values: Optional[np.ndarray] = None   # (T, D) degrees
 
     def column(self, name: str) -> np.ndarray:
-        return self.values[:, self.coordinates.index(name)]
+        if name in self.coordinates:
+            return self.values[:, self.coordinates.index(name)]
+        return self.derived_values[:, self.derived.index(name)]
 
 
 def _weights(osim, names: Sequence[str]):
@@ -136,6 +141,8 @@ def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
     values = np.full((n, len(cnames)), np.nan)
     errs = osim.SimTKArrayDouble()
     present = np.isfinite(markers.xyz).all(-1)   # (T, M)
+    shoulders = Humerothoracic.of(model, state)
+    derived = np.full((n, len(SHOULDER_ANGLES)), np.nan)
     t0, c0 = time.perf_counter(), time.process_time()
     for k, t in enumerate(markers.times):
         state.setTime(float(t))
@@ -158,13 +165,16 @@ def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
         errors[k] = _retry_arms(model, solver, state, coords, errs, mnames,
                                 np.array([errs.getElt(i) for i in range(n_m)]))
         values[k] = [coords.get(i).getValue(state) for i in range(len(cnames))]
+        if shoulders is not None:
+            derived[k] = shoulders(state)
     dt = (time.perf_counter() - t0) / max(n, 1)
     dc = (time.process_time() - c0) / max(n, 1)
     errors[~present[:, col]] = np.nan
     values[:, rot] = np.degrees(values[:, rot])
     locked = tuple(n for n in cnames if coords.get(n).getDefaultLocked())
     return IKResult(np.asarray(markers.times, float), cnames, values, rot, mnames, errors, dt,
-                    dc, locked)
+                    dc, locked, SHOULDER_ANGLES if shoulders is not None else (),
+                    derived if shoulders is not None else None)
 
 
 class FrameIK:

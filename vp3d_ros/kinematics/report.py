@@ -9,7 +9,7 @@ import numpy as np
 
 from . import model as kmodel
 from .ik import IKResult
-
+from .shoulder import DESCRIPTIONS
 
 def write_mot(result: IKResult, path, name: str = 'ik') -> Path:
     """OpenSim motion file (what the InverseKinematicsTool writes): degrees, all coordinates."""
@@ -36,19 +36,25 @@ def read_mot(path) -> Dict[str, np.ndarray]:
 
 
 def write_csv(result: IKResult, path) -> Path:
-    """time_s + every coordinate (``_deg`` for rotations, ``_m`` for translations)."""
+    """time_s + every coordinate (``_deg`` for rotations, ``_m`` for translations), then the
+    derived angles (:data:`shoulder.SHOULDER_ANGLES`, degrees)."""
     path = Path(path)
     cols = ['time_s'] + [f'{c}_{"deg" if r else "m"}'
                          for c, r in zip(result.coordinates, result.rotational)]
+    cols += [f'{c}_deg' for c in result.derived]
+    table = result.values if not result.derived else np.hstack([result.values,
+                                                                  result.derived_values])
     rows = [','.join([f'{t:.6f}'] + [f'{v:.5f}' for v in row])
-            for t, row in zip(result.times, result.values)]
+            for t, row in zip(result.times, table)]
     path.write_text(','.join(cols) + '\n' + '\n'.join(rows) + '\n')
     return path
 
 
 def plot(result: IKResult, path, title: str = '') -> Path:
     """The main angles over time: hip, knee, ankle flexion both sides, pelvis tilt, trunk,
-    shoulder and elbow. Held (not measured) coordinates are drawn dashed and say so."""
+    shoulder and elbow. Held (not measured) coordinates are drawn dashed and say so. The
+    shoulder is its humerothoracic elevation where the model has it (:class:`shoulder.Humerothoracic`:
+    arm_flex is an Euler angle that jumps with the arm held sideways)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -56,19 +62,29 @@ def plot(result: IKResult, path, title: str = '') -> Path:
               ('Knee flexion', ('knee_angle_r', 'knee_angle_l')),
               ('Ankle dorsiflexion', ('ankle_angle_r', 'ankle_angle_l')),
               ('Pelvis tilt / trunk (lumbar flexion)', ('pelvis_tilt', 'L5_S1_Flex_Ext')),
-              ('Shoulder flexion', ('arm_flex_r', 'arm_flex_l')),
+              ('Shoulder elevation (humerus on thorax)', ('shoulder_elevation_r',
+                                                          'shoulder_elevation_l'))
+              if 'shoulder_elevation_r' in result.derived
+              else ('Shoulder flexion', ('arm_flex_r', 'arm_flex_l')),
               ('Elbow flexion', ('elbow_flex_r', 'elbow_flex_l'))]
     fig, axes = plt.subplots(3, 2, figsize=(11, 9), sharex=True)
+    unseen = False
     for ax, (label, names) in zip(axes.ravel(), panels):
         held = []
         for name, colour in zip(names, ('tab:red', 'tab:blue')):
-            if name not in result.coordinates:
+            if name not in result.coordinates and name not in result.derived:
                 continue
             side = {'pelvis_tilt': 'pelvis tilt',
                     'L5_S1_Flex_Ext': 'lumbar flexion (trunk on pelvis)'}.get(name) \
                 or {'_r': 'right', '_l': 'left'}.get(name[-2:], name)
             style = '--' if name in result.locked else '-'
-            ax.plot(result.times, result.column(name), style, color=colour, lw=1.2, label=side)
+            y = result.column(name)
+            gone = _unobserved(result, name)
+            if gone.any():   # the distal marker was dropped: the angle was held, not seen
+                ax.plot(result.times, y, ':', color=colour, lw=1.0)
+                y = np.where(gone, np.nan, y)
+                unseen = True
+            ax.plot(result.times, y, style, color=colour, lw=1.2, label=side)
             if name in result.locked:
                 held.append(name)
         ax.set_title(label + (' (held at 0: not measured)' if held else ''), fontsize=10)
@@ -77,12 +93,28 @@ def plot(result: IKResult, path, title: str = '') -> Path:
         ax.legend(fontsize=8, loc='upper right')
     for ax in axes[-1]:
         ax.set_xlabel('time (s)')
-    fig.suptitle(title or 'OpenSim inverse kinematics')
+    fig.suptitle((title or 'OpenSim inverse kinematics') + (
+        '\ndotted: the marker that shows the angle was dropped (implausible bone length '
+        'or missing); the value is held, not measured' if unseen else ''), fontsize=11)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# the marker an angle is seen through: without it (dropped frames) the angle is held
+DISTAL = {'hip_flexion': 'Knee', 'knee_angle': 'Foot', 'arm_flex': 'Elbow',
+          'shoulder_elevation': 'Elbow', 'elbow_flex': 'Wrist'}
+
+
+def _unobserved(result: IKResult, name: str) -> np.ndarray:
+    """(T,) frames where ``name``'s distal marker (:data:`DISTAL`) was missing."""
+    side = {'_r': 'R', '_l': 'L'}.get(name[-2:])
+    marker = DISTAL.get(name[:-2]) if side else None
+    if marker is None or side + marker not in result.marker_names:
+        return np.zeros(len(result.times), bool)
+    return ~np.isfinite(result.marker_errors[:, result.marker_names.index(side + marker)])
 
 
 def marker_error_table(result: IKResult) -> Dict[str, Dict[str, float]]:
@@ -114,8 +146,8 @@ def summary(result: IKResult, extra: dict) -> dict:
         'markers': per,
         'not_measured': {n: 'held at its default: no marker observes it' for n in result.locked},
         'inferred': {n: why for n, why in kmodel.INFERRED.items() if n in result.coordinates},
+        'derived': {n: DESCRIPTIONS[n.rsplit('_', 1)[0]] for n in result.derived},
     }
-
 
 def summary_text(s: dict) -> str:
     lines = [f"{s.get('input', '')}: {s['frames']} frames, "
