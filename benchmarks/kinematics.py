@@ -30,7 +30,8 @@ as vp3d-kinematics does).
    - ``fused4cam``: all four cameras, vp3d_ros.geometry.fusion.fuse_sequence (offline).
    Shoulder flexion is compared on frames whose reference arm abduction is under 45 degrees:
    with the arm raised sideways (S8 starts its takes in a T-pose) flexion and axial rotation
-   turn about nearly the same axis and split arbitrarily.
+   turn about nearly the same axis and split arbitrarily. Humerothoracic shoulder elevation
+   (vp3d_ros.kinematics.shoulder, no such singularity) is compared on every frame.
    Goals (issue 21): knee and hip flexion RMSE <= 5 degrees from fused skeletons, <= 10
    from one camera. ``knee_error_structure``: per sequence and side, the knee error's bias,
    spread and frames over 30 degrees off, beside the RMSE of the plain hip-knee-ankle angle
@@ -65,7 +66,7 @@ S8 = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'mocap', 'h36m17', 'h
 DEFAULT_SEQUENCES = ('walking_1', 'directions_1', 'sittingdown_1', 'greeting_1', 'eating_1')
 ANGLES = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l', 'hip_adduction_r',
           'hip_adduction_l', 'pelvis_tilt', 'L5_S1_Flex_Ext', 'arm_flex_r', 'arm_flex_l',
-          'elbow_flex_r', 'elbow_flex_l')
+          'elbow_flex_r', 'elbow_flex_l', 'shoulder_elevation_r', 'shoulder_elevation_l')
 # with the arm abducted, flexion turns about nearly the humerus's own axis
 GIMBAL = {'arm_flex_r': 'arm_add_r', 'arm_flex_l': 'arm_add_l'}
 LEGS = ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')
