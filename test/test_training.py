@@ -209,3 +209,71 @@ def test_shipped_checkpoints_load_and_lift(kind):
     # Sane: feet below the hips (y down) and a plausible size.
     assert (out[:, [3, 6], 1] > out[:, [0], 1]).mean() > 0.9
     assert 0.2 < np.abs(out[:, 10] - out[:, 3]).max() < 3.0
+
+
+def test_feeder_workers_give_independent_batches_and_stop():
+    from vp3d_ros.training.feeder import BatchFeeder
+    bank = MotionBank.from_clips([tiny_clip(seed=s) for s in range(3)])
+    arch = Architecture((3, 3), 16, causal=True)
+
+    def make(rng):
+        return synth_batch(bank, 4, arch, 2, rng)
+    with BatchFeeder(make, workers=0, seed=3) as a, BatchFeeder(make, workers=0, seed=3) as b:
+        np.testing.assert_array_equal(a.next()[0], b.next()[0])   # in-process: seeded
+    with BatchFeeder(make, workers=2, seed=3) as f:
+        procs = list(f.procs)
+        batches = [f.next() for _ in range(4)]
+    assert not any(p.is_alive() for p in procs)
+    for x, y in batches:
+        assert x.shape == (4, arch.receptive_field - 1 + 2, 17, 2) and y.shape == (4, 2, 17, 3)
+    assert len({b[0].tobytes() for b in batches}) == 4   # two workers, two random streams
+
+
+def _write_mocap(folder, name, clips):
+    folder.mkdir(exist_ok=True)
+    np.savez(folder / name, joint_names=np.array(H36M17.joints), fps=np.float64(50.0),
+             sequences=np.array([c.name for c in clips]), **{c.name: c.poses for c in clips})
+
+
+def test_pack_round_trip_keeps_clips_and_split(tmp_path):
+    from vp3d_ros.training import pack
+    from vp3d_ros.training.data import load_clips, split_clips
+    src = tmp_path / 'mocap'
+    _write_mocap(src, 'h36m_S1.npz', [tiny_clip(seed=s) for s in range(2)])
+    _write_mocap(src, 'h36m_S8.npz', [tiny_clip(seed=5)])
+    worst = pack.pack(str(src), str(tmp_path / 'packed.npz'))
+    assert worst < 5e-4
+    pack.unpack(str(tmp_path / 'packed.npz'), str(tmp_path / 'back'))
+    before, after = load_clips(str(src)), load_clips(str(tmp_path / 'back'))
+    assert [c.key for c in before] == [c.key for c in after]
+    for a, b in zip(before, after):
+        assert a.fps == b.fps and b.poses.dtype == np.float32
+        assert np.abs(a.poses - b.poses).max() <= worst + 1e-7
+    assert [len(x) for x in split_clips(after)] == [2, 1]
+
+
+def test_training_command_with_workers_writes_a_pair_that_relocates(tmp_path):
+    """The whole training command (what scripts/train_on_device.sh runs on a GPU), tiny:
+    worker-fed batches, a checkpoint + sidecar, moved by relocate() without its old path."""
+    from vp3d_ros.core.checkpoint import read_sidecar
+    from vp3d_ros.training import train
+    data = tmp_path / 'mocap'
+    _write_mocap(data, 'h36m_S1.npz', [tiny_clip(n=200, seed=s) for s in range(2)])
+    _write_mocap(data, 'h36m_S8.npz', [tiny_clip(n=200, seed=5)])
+    out = tmp_path / 'device_out' / 'causal.bin'
+    train.main(['--kind', 'causal', '--filter-widths', '3', '3', '--channels', '32',
+                '--batch', '4', '--outputs-per-window', '4', '--minutes', '0.05',
+                '--workers', '1', '--device', 'cpu', '--data', str(data), '--out', str(out),
+                '--log-every', '1000'])
+    side = read_sidecar(str(out))
+    assert side['training']['history'][-1]['workers'] == 1
+    assert side['training']['iterations'] > 0
+    dst = tmp_path / 'models' / 'lifter.bin'
+    dst.parent.mkdir()
+    train.relocate(str(out), str(dst))
+    text = (tmp_path / 'models' / 'lifter.yaml').read_text()
+    assert str(out) not in text and f'--out {dst}' in text
+    ckpt = load_checkpoint(str(dst))
+    lifter = SequenceLifter(ckpt.build(), input_layout='h36m')
+    assert np.isfinite(lifter.lift(np.random.default_rng(0).uniform(100, 500, (30, 17, 2)),
+                                   640, 480)).all()

@@ -32,6 +32,7 @@ from ..core.checkpoint import save_checkpoint
 from ..core.lifter import SequenceLifter
 from ..core.model import Architecture, TemporalModel
 from . import synth
+from .feeder import BatchFeeder
 from .data import (DEFAULT_DATA_DIR, SOURCES, VALIDATION_CMU_CLIPS, VALIDATION_H36M_SUBJECTS,
                    Clip, MotionBank, load_clips, split_clips)
 from .metrics import mpjpe, p_mpjpe
@@ -175,12 +176,15 @@ def evaluate(model: TemporalModel, items: Sequence[EvalItem], flip: bool = True
 # ----------------------------------------------------------------------------- sidecar
 
 def _git_commit() -> str:
+    """HEAD of the checkout, or $VP3D_GIT_COMMIT where the tree travelled without .git
+    (scripts/train_on_device.sh)."""
     try:
-        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
-                              text=True, cwd=os.path.dirname(os.path.abspath(__file__)),
-                              timeout=5).stdout.strip()
+        out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                             text=True, cwd=os.path.dirname(os.path.abspath(__file__)),
+                             timeout=5).stdout.strip()
     except Exception:  # pragma: no cover
-        return ''
+        out = ''
+    return out or os.environ.get('VP3D_GIT_COMMIT', '')
 
 
 def sidecar_dict(arch: Architecture, kind: str, bank: MotionBank, train_clips: Sequence[Clip],
@@ -255,12 +259,35 @@ def save_pair(path: str, model: TemporalModel, sidecar: Dict, **extra) -> None:
     write_sidecar(path, sidecar)
 
 
+def relocate(src: str, dst: str) -> None:
+    """Copy a trained pair (``.bin`` + sidecar) from where it came back (a device's output
+    folder) to ``dst``, naming ``dst`` wherever the sidecar names the path it was trained
+    to (its command's ``--out``, a path of the machine that trained it)."""
+    import re
+    import shutil
+    from ..core.checkpoint import read_sidecar
+    side = read_sidecar(src)
+    m = re.search(r'--out\s+(\S+)', str((side.get('training') or {}).get('command', '')))
+    old = m.group(1) if m else src
+
+    def swap(v):
+        if isinstance(v, str):
+            return v.replace(old, dst)
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        return v
+    shutil.copyfile(src, dst + '.tmp')
+    os.replace(dst + '.tmp', dst)
+    write_sidecar(dst, swap(side))
+
+
 # ----------------------------------------------------------------------------- training
 
 def train(args) -> Dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     device = args.device
     if device == 'cuda' and not torch.cuda.is_available():
         print('CUDA not available, training on CPU', flush=True)
@@ -330,7 +357,7 @@ def train(args) -> Dict:
         model.train()
         lr_now = opt.param_groups[0]['lr']
         info.update({
-            'command': 'python -m vp3d_ros.training.train ' + ' '.join(sys.argv[1:]),
+            'command': 'python -m vp3d_ros.training.train ' + ' '.join(getattr(args, 'argv', sys.argv[1:])),
             'git_commit': _git_commit(), 'device': device, 'threads': args.threads,
             'minutes': round((elapsed + args.prior_minutes * 60) / 60, 1),
             'iterations': start_iter + it, 'windows_per_batch': n, 'outputs_per_window': k,
@@ -352,10 +379,10 @@ def train(args) -> Dict:
             'resumed_from': getattr(args, 'resume_note', None),
             # every run that made these weights, oldest first, this one last
             'history': list(getattr(args, 'history', [])) + [{
-                'command': 'python -m vp3d_ros.training.train ' + ' '.join(sys.argv[1:]),
+                'command': 'python -m vp3d_ros.training.train ' + ' '.join(getattr(args, 'argv', sys.argv[1:])),
                 'git_commit': _git_commit(), 'minutes': round(elapsed / 60, 1),
                 'iterations': it, 'seed': args.seed, 'threads': args.threads,
-                'device': device, 'lr': args.lr, 'bone_weight': args.bone_weight,
+                'workers': args.workers, 'batch': n, 'device': device, 'lr': args.lr, 'bone_weight': args.bone_weight,
                 'rig_prob': args.rig_prob, 'definitions': args.definitions,
                 'direction_weight': args.direction_weight}],
             'final': final,
@@ -368,40 +395,45 @@ def train(args) -> Dict:
         history.append(metrics)
         return metrics
 
-    while True:
-        elapsed = time.time() - t0
-        if elapsed >= budget:
-            break
-        frac = elapsed / budget
-        lr = args.lr * args.lr_final ** frac
-        for g in opt.param_groups:
-            g['lr'] = lr
-        mom = 0.1 * (0.01 ** frac)
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.momentum = mom
-        x, y = synth_batch(bank, n, arch, k, rng, rig_prob=args.rig_prob,
-                           definitions=args.definitions)
-        x = torch.from_numpy(x).to(device)
-        y = torch.from_numpy(y).to(device)
-        pred = model(x)
-        loss = torch.linalg.norm(pred - y, dim=-1).mean()
-        if args.bone_weight > 0:
-            loss = loss + args.bone_weight * bone_consistency(pred)
-        if args.direction_weight > 0:
-            loss = loss + args.direction_weight * bone_directions(pred, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        it += 1
-        frames_seen += n * k
-        losses.append(loss.item())
-        if it % args.log_every == 0:
-            print(f'it {start_iter + it} {elapsed / 60:5.1f} min lr {lr:.2e} '
-                  f'loss {np.mean(losses[-args.log_every:]) * 1000:.1f} mm', flush=True)
-        if time.time() - last_save > args.save_every * 60:
-            snapshot(final=False)
-    metrics = snapshot(final=True)
+    feeder = BatchFeeder(lambda rng: synth_batch(bank, n, arch, k, rng, rig_prob=args.rig_prob,
+                                                 definitions=args.definitions),
+                         args.workers, args.seed)
+    try:
+        while True:
+            elapsed = time.time() - t0
+            if elapsed >= budget:
+                break
+            frac = elapsed / budget
+            lr = args.lr * args.lr_final ** frac
+            for g in opt.param_groups:
+                g['lr'] = lr
+            mom = 0.1 * (0.01 ** frac)
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm1d):
+                    m.momentum = mom
+            x, y = feeder.next()
+            x = torch.from_numpy(x).to(device)
+            y = torch.from_numpy(y).to(device)
+            pred = model(x)
+            loss = torch.linalg.norm(pred - y, dim=-1).mean()
+            if args.bone_weight > 0:
+                loss = loss + args.bone_weight * bone_consistency(pred)
+            if args.direction_weight > 0:
+                loss = loss + args.direction_weight * bone_directions(pred, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            it += 1
+            frames_seen += n * k
+            losses.append(loss.item())
+            if it % args.log_every == 0:
+                print(f'it {start_iter + it} {elapsed / 60:5.1f} min lr {lr:.2e} '
+                      f'loss {np.mean(losses[-args.log_every:]) * 1000:.1f} mm', flush=True)
+            if time.time() - last_save > args.save_every * 60:
+                snapshot(final=False)
+        metrics = snapshot(final=True)
+    finally:
+        feeder.close()
     return {'metrics': metrics, 'iterations': it, 'losses': losses}
 
 
@@ -414,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--minutes', type=float, default=30.0, help='wall-clock training budget')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+    p.add_argument('--workers', type=int, default=0,
+                   help='processes synthesising batches (feeder.BatchFeeder; 0: in the '
+                        'training process, deterministic for a seed; a GPU wants many)')
     p.add_argument('--filter-widths', type=int, nargs='+', default=None)
     p.add_argument('--channels', type=int, default=None)
     p.add_argument('--dropout', type=float, default=0.1,
@@ -445,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv   # the sidecar's command line
     train(args)
     return 0
 
