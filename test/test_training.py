@@ -277,3 +277,23 @@ def test_training_command_with_workers_writes_a_pair_that_relocates(tmp_path):
     lifter = SequenceLifter(ckpt.build(), input_layout='h36m')
     assert np.isfinite(lifter.lift(np.random.default_rng(0).uniform(100, 500, (30, 17, 2)),
                                    640, 480)).all()
+
+
+def test_flexion_boost_weights_clips_with_deeply_bent_knees():
+    from vp3d_ros.training.data import deep_flexion_fraction
+    straight = tiny_clip(seed=0, amplitude=0.0)
+    kneel = tiny_clip(seed=1, amplitude=0.0)
+    # fold both shins back under the thighs (knee flexion 150 deg) for half the frames
+    p = kneel.poses.copy()
+    half = len(p) // 2
+    for knee, foot in ((2, 3), (5, 6)):
+        shin = np.linalg.norm(REST[foot] - REST[knee])
+        p[:half, foot] = p[:half, knee] + shin * np.array(
+            [0, -np.sin(np.radians(30)), np.cos(np.radians(30))])
+    kneel = Clip(kneel.source, kneel.subject, kneel.name, kneel.fps, p)
+    assert deep_flexion_fraction(straight.poses) == 0.0
+    assert abs(deep_flexion_fraction(kneel.poses) - 0.5) < 0.01
+    plain = MotionBank.from_clips([straight, kneel]).weights
+    boosted = MotionBank.from_clips([straight, kneel], flexion_boost=4.0).weights
+    np.testing.assert_allclose(plain, [0.5, 0.5])
+    np.testing.assert_allclose(boosted, [1 / 4, 3 / 4])   # 1 : (1 + 4 x 0.5)

@@ -108,6 +108,23 @@ def split_clips(clips: Sequence[Clip]):
     return train, val
 
 
+DEEP_FLEXION_DEG = 120.0
+LEGS = ((1, 2, 3), (4, 5, 6))   # hip, knee, foot (H36M-17), right then left
+
+
+def deep_flexion_fraction(poses: np.ndarray, threshold: float = DEEP_FLEXION_DEG) -> float:
+    """Fraction of frames with either knee flexed past ``threshold`` degrees (sitting on
+    the floor, kneeling): 5% of the training mocap, 64% of Human3.6M S8's sittingdown takes,
+    where one-camera knee angles are furthest off (issue 21)."""
+    bent = np.zeros(len(poses), bool)
+    for h, k, f in LEGS:
+        u, v = poses[:, h] - poses[:, k], poses[:, f] - poses[:, k]
+        cos = (u * v).sum(-1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1),
+                                           1e-9)
+        bent |= 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))) > threshold
+    return float(bent.mean()) if len(poses) else 0.0
+
+
 @dataclass
 class MotionBank:
     """Clips concatenated for fast vectorised window sampling."""
@@ -120,7 +137,9 @@ class MotionBank:
 
     @classmethod
     def from_clips(cls, clips: Sequence[Clip],
-                   source_weight: Optional[Dict[str, float]] = None) -> 'MotionBank':
+                   source_weight: Optional[Dict[str, float]] = None,
+                   flexion_boost: float = 0.0) -> 'MotionBank':
+        """``flexion_boost`` b: a clip's weight x (1 + b x its :func:`deep_flexion_fraction`)."""
         if not clips:
             raise ValueError('no clips to train on')
         lengths = np.array([len(c.poses) for c in clips])
@@ -130,6 +149,9 @@ class MotionBank:
         w = lengths / fps
         if source_weight:
             w = w * np.array([source_weight.get(c.source, 1.0) for c in clips])
+        if flexion_boost:
+            w = w * (1.0 + flexion_boost * np.array([deep_flexion_fraction(c.poses)
+                                                     for c in clips]))
         return cls(frames=np.concatenate([c.poses for c in clips]).astype(np.float64),
                    offsets=offsets, lengths=lengths, fps=fps, weights=w / w.sum(),
                    sources=[c.source for c in clips])

@@ -298,7 +298,7 @@ def train(args) -> Dict:
                         dropout=args.dropout)
     clips = load_clips(args.data)
     train_clips, val_clips = split_clips(clips)
-    bank = MotionBank.from_clips(train_clips)
+    bank = MotionBank.from_clips(train_clips, flexion_boost=args.flexion_boost)
     print(f'[{args.kind}] {arch.describe()}', flush=True)
     print(f'train: {bank.describe()}; validation: {len(val_clips)} clips', flush=True)
     quick_val = make_eval_set(val_clips, seed=0, max_frames=args.quick_val_frames)
@@ -375,6 +375,9 @@ def train(args) -> Dict:
                 f'{args.definitions:g} of windows with MediaPipe-like hip and shoulder '
                 'keypoints (hips lower on the trunk and narrower, shoulders wider; '
                 'synth.Definitions)' if args.definitions > 0 else 'none'),
+            'deep_flexion': (f'clips weighted x (1 + {args.flexion_boost:g} x their fraction of '
+                             'frames with a knee flexed past 120 degrees)'
+                             if args.flexion_boost else 'no extra weight'),
             'seed': args.seed,
             'resumed_from': getattr(args, 'resume_note', None),
             # every run that made these weights, oldest first, this one last
@@ -384,7 +387,8 @@ def train(args) -> Dict:
                 'iterations': it, 'seed': args.seed, 'threads': args.threads,
                 'workers': args.workers, 'batch': n, 'device': device, 'lr': args.lr, 'bone_weight': args.bone_weight,
                 'rig_prob': args.rig_prob, 'definitions': args.definitions,
-                'direction_weight': args.direction_weight}],
+                'direction_weight': args.direction_weight,
+                'flexion_boost': args.flexion_boost}],
             'final': final,
         })
         epoch = int((frames_seen + args.prior_frames) // max(total_train_frames, 1))
@@ -471,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the bone-direction term (0: none)')
     p.add_argument('--definitions', type=float, default=0.5,
                    help='fraction of windows with MediaPipe-like hip/shoulder keypoints')
+    p.add_argument('--flexion-boost', type=float, default=0.0,
+                   help='extra sampling weight of clips with deeply bent knees (data.'
+                        'deep_flexion_fraction; sitting on the floor, issue 21)')
     p.add_argument('--resume', default=None, help='start from this checkpoint\'s weights')
     p.add_argument('--prior-minutes', type=float, default=0.0,
                    help='training minutes already spent in --resume (for the sidecar)')
