@@ -20,8 +20,6 @@ import argparse
 import os
 import time
 
-import numpy as np
-
 from common import REPO, Session, clip_frames, pct
 
 

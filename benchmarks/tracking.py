@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from common import CLIP, REPO
+from common import REPO
 
 from vp3d_ros.core.tracking import PeopleTracking  # noqa: E402
 

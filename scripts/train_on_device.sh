@@ -48,8 +48,8 @@ case "$verb" in
     for kind in "${KINDS[@]}"; do
       dst=vp3d_ros/models/vp3d_ros_${kind}_h36m.bin
       # the sidecar names the device's output path: name the shipped one instead
-      "${PYTHON:-.venv/bin/python}" -c "import sys; from vp3d_ros.training.train import relocate; relocate(*sys.argv[1:])" \
-        "$dir/$kind.bin" "$dst"
+      "${PYTHON:-.venv/bin/python}" -c "import sys; from vp3d_ros.training import train
+train.relocate(*sys.argv[1:])" "$dir/$kind.bin" "$dst"
       echo "landed $dst ($(grep -m1 'h36m_mpjpe' "${dst%.bin}.yaml" | tr -s ' '))"
     done
     ;;

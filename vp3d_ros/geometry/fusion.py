@@ -320,7 +320,6 @@ def place_on_rays(cameras: Sequence[Camera], px: np.ndarray, conf: np.ndarray,
     (``(x r3 - r1) . (P_j + T) = t1 - x t3``); one camera suffices, the skeleton's size
     giving the depth, so a person seen by a single camera is still placed."""
     R, t, f = _stack_extrinsics(cameras)
-    C = len(cameras)
     xn = normalized(cameras, px)                                   # (C, N, J, 2)
     P = np.asarray(relative, dtype=np.float64)                     # (N, J, 3)
     use = (np.asarray(conf) > 0) & np.all(np.isfinite(xn), -1) & np.all(np.isfinite(P), -1)[None]

@@ -11,6 +11,7 @@ from . import model as kmodel
 from .ik import IKResult
 from .shoulder import DESCRIPTIONS
 
+
 def write_mot(result: IKResult, path, name: str = 'ik') -> Path:
     """OpenSim motion file (what the InverseKinematicsTool writes): degrees, all coordinates."""
     path = Path(path)
@@ -53,8 +54,9 @@ def write_csv(result: IKResult, path) -> Path:
 def plot(result: IKResult, path, title: str = '') -> Path:
     """The main angles over time: hip, knee, ankle flexion both sides, pelvis tilt, trunk,
     shoulder and elbow. Held (not measured) coordinates are drawn dashed and say so. The
-    shoulder is its humerothoracic elevation where the model has it (:class:`shoulder.Humerothoracic`:
-    arm_flex is an Euler angle that jumps with the arm held sideways)."""
+    shoulder is its humerothoracic elevation where the model has it
+    (:class:`shoulder.Humerothoracic`: arm_flex is an Euler angle that jumps with the arm
+    held sideways)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -148,6 +150,7 @@ def summary(result: IKResult, extra: dict) -> dict:
         'inferred': {n: why for n, why in kmodel.INFERRED.items() if n in result.coordinates},
         'derived': {n: DESCRIPTIONS[n.rsplit('_', 1)[0]] for n in result.derived},
     }
+
 
 def summary_text(s: dict) -> str:
     lines = [f"{s.get('input', '')}: {s['frames']} frames, "

@@ -338,6 +338,8 @@ def train(args) -> Dict:
     frames_seen = 0
     history = []
     total_train_frames = int(sum(len(c.poses) for c in train_clips))
+    # main() keeps the argv it parsed (sys.argv is pytest's or a caller's otherwise)
+    command = 'python -m vp3d_ros.training.train ' + ' '.join(getattr(args, 'argv', sys.argv[1:]))
     info = {}
 
     def snapshot(final: bool):
@@ -357,7 +359,7 @@ def train(args) -> Dict:
         model.train()
         lr_now = opt.param_groups[0]['lr']
         info.update({
-            'command': 'python -m vp3d_ros.training.train ' + ' '.join(getattr(args, 'argv', sys.argv[1:])),
+            'command': command,
             'git_commit': _git_commit(), 'device': device, 'threads': args.threads,
             'minutes': round((elapsed + args.prior_minutes * 60) / 60, 1),
             'iterations': start_iter + it, 'windows_per_batch': n, 'outputs_per_window': k,
@@ -382,10 +384,11 @@ def train(args) -> Dict:
             'resumed_from': getattr(args, 'resume_note', None),
             # every run that made these weights, oldest first, this one last
             'history': list(getattr(args, 'history', [])) + [{
-                'command': 'python -m vp3d_ros.training.train ' + ' '.join(getattr(args, 'argv', sys.argv[1:])),
+                'command': command,
                 'git_commit': _git_commit(), 'minutes': round(elapsed / 60, 1),
                 'iterations': it, 'seed': args.seed, 'threads': args.threads,
-                'workers': args.workers, 'batch': n, 'device': device, 'lr': args.lr, 'bone_weight': args.bone_weight,
+                'workers': args.workers, 'batch': n, 'device': device, 'lr': args.lr,
+                'bone_weight': args.bone_weight,
                 'rig_prob': args.rig_prob, 'definitions': args.definitions,
                 'direction_weight': args.direction_weight,
                 'flexion_boost': args.flexion_boost}],
