@@ -25,7 +25,7 @@ def test_rig_plays_video_through_pipeline_into_bag(tmp_path, make_checkpoint):
 import sys
 from vp3d_ros.apps import rig
 specs = rig.plan(['cam01'], video='', record=True, bag_dir={str(tmp_path)!r}, checkpoint={ckpt!r},
-                 video_params=['max_frames:=12', 'rate:=6.0', 'stamp_source:=video'],
+                 video_params=['max_frames:=12', 'rate:=3.0', 'stamp_source:=video'],
                  recorder_params=['bag_name:=rig_bag'])
 r = rig.Rig(specs, rig.default_params_file(), log_dir={str(tmp_path / "logs")!r})
 ok = r.wait_for_log('cam01_video_source', 'end of clip after 12 frames', 240)
@@ -47,6 +47,8 @@ sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
         counts = {t: i.count for t, i in bag.topics.items()}
         stamps = sorted({s for _, _, s, _ in bag.messages(['/cam01/keypoints_2d'])})
     # Every frame pose2d took produced keypoints; the lifter produced one skeleton each.
+    # pose2d keeps only the newest frame: at 6 fps a VM busy with two trainings let it take
+    # 4 of 12, hence 3 fps (a third of a second per frame for MediaPipe)
     assert counts['/cam01/keypoints_2d'] >= 6, counts
     assert counts['/cam01/skeleton_3d'] >= counts['/cam01/keypoints_2d'] - 2, counts
     assert len(stamps) == counts['/cam01/keypoints_2d']
