@@ -99,18 +99,22 @@ def bone_consistency(pred: torch.Tensor) -> torch.Tensor:
 
 
 LIMB_CHILDREN = (2, 3, 5, 6, 12, 13, 15, 16)   # knees, feet, elbows, wrists
+DIRECTION_FLOOR_M = 0.05   # limb bones are 0.25-0.45 m: only a degenerate pose is this short
 
 
 def bone_directions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean distance between predicted and true unit vectors of the 8 limb bones (chord:
     2 sin(angle/2)): joint angles (knee flexion, issue 21) are limb directions, which
-    MPJPE lets a bent or flattened limb hide in a few centimetres."""
+    MPJPE lets a bent or flattened limb hide in a few centimetres. Bones shorter than
+    :data:`DIRECTION_FLOOR_M` are divided by that length instead of their own: a network
+    started at the all-zero pose has bones of ~0 length, whose directions have unbounded
+    gradients."""
     child = torch.as_tensor(LIMB_CHILDREN)
     parent = torch.as_tensor(PARENTS[list(LIMB_CHILDREN)])
 
     def unit(x):
         b = x[:, :, child] - x[:, :, parent]
-        return b / torch.linalg.norm(b, dim=-1, keepdim=True).clamp_min(1e-6)
+        return b / torch.linalg.norm(b, dim=-1, keepdim=True).clamp_min(DIRECTION_FLOOR_M)
 
     return torch.linalg.norm(unit(pred) - unit(target), dim=-1).mean()
 
