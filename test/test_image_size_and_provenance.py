@@ -111,7 +111,10 @@ def test_camera_without_camera_info_gets_skeletons(rig, make_checkpoint):
 
     sizes = client.messages(INFO)
     assert [(m.width, m.height) for m in sizes] == [(W, H)], sizes  # once: the size never changed
-    assert stamps_ns(sizes)[0] == sent[0] and sizes[0].header.frame_id == 'cam01_optical'
+    # announced with the first frame pose2d processed (the handshake may re-send the first
+    # image until discovery completes: which copy gets through varies)
+    assert stamps_ns(sizes)[0] == min(stamps_ns(client.messages(KP))) and \
+        stamps_ns(sizes)[0] in sent and sizes[0].header.frame_id == 'cam01_optical'
     ref = _reference(ckpt, client.messages(KP), (W, H))
     assert len(ref) >= N - 2, 'MediaPipe found nobody in the clip'
     assert client.wait_for(lambda: set(ref) <= set(stamps_ns(client.messages(SK))), 20), \
