@@ -56,3 +56,14 @@ def rigid_bones(poses: np.ndarray, lengths: Optional[np.ndarray] = None,
             unit = np.where(np.isnan(n) | (n > 1e-9), d / n, 0.0)
         out[:, j] = out[:, par[j]] + unit * lengths[j]
     return out
+
+
+def flexion_deg(poses: np.ndarray, a: int, b: int, c: int) -> np.ndarray:
+    """(...,) flexion at joint ``b`` of (..., J, 3) poses in degrees: 0 when a-b-c is
+    straight, 180 folded; NaN where a joint is missing or a bone has no length (knee: hip,
+    knee, foot; elbow: shoulder, elbow, wrist)."""
+    u = poses[..., a, :] - poses[..., b, :]
+    v = poses[..., c, :] - poses[..., b, :]
+    with np.errstate(invalid='ignore', divide='ignore'):
+        cos = (u * v).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+    return 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))

@@ -11,6 +11,7 @@ from typing import NamedTuple, Sequence, Tuple
 
 import numpy as np
 
+from ..geometry.bones import flexion_deg
 from ..io.records import trc_marker_name
 from ..core.skeletons import H36M17
 
@@ -227,12 +228,8 @@ def rotate_about_vertical(markers: Markers, degrees: float) -> Markers:
 def bend_deg(markers: Markers, a: str, b: str, c: str) -> np.ndarray:
     """(T,) flexion at ``b`` in degrees: 0 when a-b-c is straight, 180 folded; NaN where a
     marker is missing (elbow: shoulder, elbow, wrist; knee: hip, knee, ankle)."""
-    n, x = markers.names, markers.xyz
-    u = x[:, n.index(a)] - x[:, n.index(b)]
-    v = x[:, n.index(c)] - x[:, n.index(b)]
-    with np.errstate(invalid='ignore', divide='ignore'):
-        cos = (u * v).sum(-1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
-    return 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    n = markers.names
+    return flexion_deg(markers.xyz, n.index(a), n.index(b), n.index(c))
 
 
 # (parent, child) joint centres a rigid segment joins: the child is the one dropped

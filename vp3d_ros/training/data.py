@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..geometry.bones import flexion_deg
+
 VALIDATION_H36M_SUBJECTS = ('S8',)
 VALIDATION_CMU_CLIPS = ('test_basketball_1', 'test_jumping_1', 'test_running_1',
                         'test_soccer_1', 'test_walking_1', 'test_washwindow_1')
@@ -118,10 +120,7 @@ def deep_flexion_fraction(poses: np.ndarray, threshold: float = DEEP_FLEXION_DEG
     where one-camera knee angles are furthest off (issue 21)."""
     bent = np.zeros(len(poses), bool)
     for h, k, f in LEGS:
-        u, v = poses[:, h] - poses[:, k], poses[:, f] - poses[:, k]
-        cos = (u * v).sum(-1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1),
-                                           1e-9)
-        bent |= 180.0 - np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))) > threshold
+        bent |= np.nan_to_num(flexion_deg(poses, h, k, f)) > threshold
     return float(bent.mean()) if len(poses) else 0.0
 
 
