@@ -42,6 +42,7 @@ from ..core.engine import LiftingEngine
 from ..core.options import OFFLINE_LIFTER, LifterOptions, PoseOptions
 from ..core.track_rules import DEFAULT as RULES, TrackRules
 from ..core.windowing import LiftedPose
+from ..geometry.calibration import CalibrationError
 from ..io import bag_io
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -309,13 +310,15 @@ def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout
 # -- lifting -------------------------------------------------------------------------------
 def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = RULES.max_gap_frames,
                 max_gap_s: float = RULES.max_gap_s, min_confidence: float = RULES.min_confidence,
-                chunk: int = 8192
+                chunk: int = 8192, make_view=None
                 ) -> Dict[int, Dict[int, LiftedPose]]:
     """Every person track of one camera -> {stamp: {person: pose}}: the live engine's
-    tracks and gap rules, each segment lifted in one pass (:class:`SegmentLifter`)."""
+    tracks and gap rules, each segment lifted in one pass (:class:`SegmentLifter`);
+    ``make_view``: (width, height) -> the view to lift through (see :func:`_view_factory`)."""
     from ..core.lifter import SegmentLifter
     engine = LiftingEngine([lambda w, h: SegmentLifter(lifter, w, h, chunk)], [''],
-                           TrackRules(max_gap_frames, max_gap_s, min_confidence))
+                           TrackRules(max_gap_frames, max_gap_s, min_confidence),
+                           views={'': make_view} if make_view else None)
     out: Dict[int, Dict[int, LiftedPose]] = {}
 
     def keep(ready):
@@ -329,6 +332,24 @@ def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = RULES.m
         keep(engine.lift_due())
     keep(engine.finish())
     return out
+
+
+def _calibrated(rig, name: str):
+    """The calibrated camera of a camera name (the only one of a one-camera calibration)."""
+    from ..geometry.calibration import find_camera
+    try:
+        return find_camera(rig, name) if (name or len(rig) != 1) else next(iter(rig.values()))
+    except CalibrationError as e:
+        if len(rig) != 1:
+            raise OfflineError(f'camera {name!r}: {e}') from None
+        return next(iter(rig.values()))
+
+
+def _view_factory(camera, layout: str):
+    """(width, height) -> the calibrated camera's level view for images of that size
+    (:mod:`vp3d_ros.geometry.view`; None where its world z is not up)."""
+    from ..geometry.view import level_view
+    return lambda w, h: level_view(camera.with_image_size(int(w), int(h)), layout)
 
 
 def place_in_world(cam: CameraResult, camera, layout: str,
@@ -588,7 +609,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
     _check_out(out)
     rig = None
     if calibration:
-        from ..geometry.calibration import CalibrationError, load_calibration
+        from ..geometry.calibration import load_calibration
         try:
             rig = load_calibration(calibration)
         except CalibrationError as e:
@@ -631,27 +652,22 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         if bag is not None:
             bag.close()
 
-    for cam in cameras:
-        cam.poses = lift_frames(cam.frames, seq, rules.max_gap_frames, rules.max_gap_s,
-                                rules.min_confidence)
+    models = [_calibrated(rig, cam.name) for cam in cameras] if rig is not None else []
+    for i, cam in enumerate(cameras):
+        view = _view_factory(models[i], layout) if models and lifter.level_view else None
+        try:
+            cam.poses = lift_frames(cam.frames, seq, rules.max_gap_frames, rules.max_gap_s,
+                                    rules.min_confidence, make_view=view)
+        except CalibrationError as e:
+            raise OfflineError(f'camera {cam.name!r}: {e}') from None
     fused = None
     if rig is not None:
-        from ..geometry.calibration import CalibrationError, find_camera
-        models = []
-        for cam in cameras:
-            try:
-                model = find_camera(rig, cam.name) if (cam.name or len(rig) != 1) \
-                    else next(iter(rig.values()))
-            except CalibrationError as e:
-                if len(rig) != 1:
-                    raise OfflineError(f'camera {cam.name!r}: {e}') from None
-                model = next(iter(rig.values()))
+        for cam, model in zip(cameras, models):
             try:
                 cam.world = place_in_world(cam, model, layout, subject_height_m, floor_z,
                                            max_gap_s)
             except CalibrationError as e:
                 raise OfflineError(f'camera {cam.name!r}: {e}') from None
-            models.append(model)
         if len(cameras) >= 2:   # one fused world skeleton per person from all cameras
             try:
                 fused = fuse_in_world(cameras, models, layout, max_gap_s)
@@ -667,6 +683,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         'max_gap_frames': rules.max_gap_frames, 'max_gap_s': rules.max_gap_s,
         'min_confidence': rules.min_confidence, 'lifting': 'whole sequence (SequenceLifter)',
         'calibration': str(Path(calibration).resolve()) if calibration else '',
+        'level_view': bool(rig is not None and lifter.level_view),
         'subject_height_m': subject_height_m or 0.0, 'world_frame': world_frame,
         'floor_z': floor_z if floor_z is not None else 'none'}
     meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, flip), params, {},

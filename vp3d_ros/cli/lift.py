@@ -151,10 +151,21 @@ def _rigid(poses, args):
 
 
 def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
-    """Lift undistorted keypoints, place them through the camera, move them to the world."""
+    """Lift undistorted keypoints (in the level view when calibrated), place them through
+    the camera, move them to the world."""
     from ..geometry import world
-    und = camera.undistort_pixels(kp)  # the lifter was trained on pinhole projections
-    rel = _rigid(lifter.lift(und, args.width, args.height), args)
+    from ..geometry.view import level_view
+    view = level_view(camera, layout) if calibrated and args.level_view else None
+    if view is not None:
+        rel = _rigid(view.lift(lifter, kp), args)
+    else:
+        und = camera.undistort_pixels(kp)  # the lifter was trained on pinhole projections
+        rel = _rigid(lifter.lift(und, args.width, args.height), args)
+    if calibrated and args.level_view:
+        print('vp3d-lift: ' + ('lifted in the level view (camera turned level, aimed at the '
+                               'person)' if view is not None else
+                               "level view not used: the calibration's world z is not up for "
+                               'this camera'), file=sys.stderr)
     kp2, w = kp, conf
     if layout == 'coco':
         kp2, w = world.coco_to_h36m_2d(kp, conf)

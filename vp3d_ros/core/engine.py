@@ -20,7 +20,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .track_rules import DEFAULT as RULES, TrackRules
-from .windowing import LiftedPose, StampGaps, TrackWindow, WindowLifter, stamp_problem
+from .windowing import (LiftedPose, StampGaps, TrackWindow, ViewFactory, WindowLifter,
+                        stamp_problem)
 
 #: (width, height) -> a lifter for one track: what each output of the engine is made of.
 LifterFactory = Callable[[float, float], WindowLifter]
@@ -48,8 +49,10 @@ class Ready:
 class CameraTracks:
     """One camera's state: per output its tracks and owed poses; its stamp sequence."""
 
-    def __init__(self, name: str, outputs: int, max_gap_s: float):
+    def __init__(self, name: str, outputs: int, max_gap_s: float,
+                 make_view: Optional[ViewFactory] = None):
         self.name = name
+        self.make_view = make_view  # the view its tracks lift through (None: the pixels)
         self.label = name or '.'
         self.tracks: List[Dict[int, TrackWindow]] = [{} for _ in range(outputs)]
         self.owed: List[Dict[int, List[LiftedPose]]] = [{} for _ in range(outputs)]
@@ -62,17 +65,25 @@ class LiftingEngine:
     """Person tracks of several cameras, lifted by one or more models (``outputs``).
 
     ``rules``: the gap rules of every track; ``idle_flush_s``: a camera quiet this long has
-    its owed poses given back and its windows ended by :meth:`flush_idle`."""
+    its owed poses given back and its windows ended by :meth:`flush_idle`; ``views``: per
+    camera, the view its keypoints are lifted through (``geometry.view.LevelView`` from a
+    calibration), made for each track's image size."""
 
     def __init__(self, outputs: Sequence[LifterFactory], cameras: Sequence[str],
-                 rules: TrackRules = RULES, idle_flush_s: float = 1.0):
+                 rules: TrackRules = RULES, idle_flush_s: float = 1.0,
+                 views: Optional[Mapping[str, ViewFactory]] = None):
         if len(set(cameras)) != len(cameras):
             raise ValueError(f'cameras must be distinct, got {list(cameras)}')
         self.outputs = list(outputs)
         self.rules = rules
         self.idle_flush_ns = int(idle_flush_s * 1e9)
+        views = dict(views or {})
+        unknown = set(views) - set(cameras)
+        if unknown:
+            raise ValueError(f'views for cameras the engine does not have: {sorted(unknown)}')
         self.cameras: Dict[str, CameraTracks] = {
-            c: CameraTracks(c, len(self.outputs), rules.max_gap_s) for c in cameras}
+            c: CameraTracks(c, len(self.outputs), rules.max_gap_s, views.get(c))
+            for c in cameras}
         self.resets = 0          # windows ended early (gaps, restarts, failures)
         self.out_of_image = 0    # joints refused for lying far outside their image
         self.frames_missing = 0  # frames missing from the cameras' stamp sequences
@@ -165,7 +176,8 @@ class LiftingEngine:
             if track is None:
                 r = self.rules
                 track = tracks[pid] = TrackWindow(self.outputs[out], r.max_gap_frames,
-                                                  r.max_gap_s, r.min_confidence)
+                                                  r.max_gap_s, r.min_confidence,
+                                                  cam.make_view)
             kp, conf = people.get(pid, (None, None))
             resets, far = track.stats.resets, track.stats.out_of_image
             poses = track.add(stamp_ns, kp, conf, size)

@@ -88,6 +88,8 @@ def plan_nodes(opts: RigOptions) -> List[NodePlan]:
     for cam in cams:
         nodes.append(NodePlan('pose2d_node', 'pose2d_node', 'pose2d', cam, {}, image))
     lifter = {'cameras': cams, 'mode': opts.mode, **opts.lifter_arch}
+    if opts.calibration:  # the level view: rolled and pitched cameras lifted as level ones
+        lifter['calibration'] = opts.calibration
     if opts.checkpoint:
         lifter['checkpoint'] = opts.checkpoint
     nodes.append(NodePlan('lifter_node', 'lifter_node', 'lifter', '', lifter))

@@ -11,6 +11,9 @@ A track is one person seen by one camera. Rules (what a rig needs):
 - Long gaps, time running backwards (a replayed bag looping) and an image-size change
   end the segment: the window is finished with upstream edge padding (so the last frames
   still get poses) and restarted. Duplicate stamps are ignored.
+- A view (:class:`KeypointView`, e.g. :class:`vp3d_ros.geometry.view.LevelView`) re-draws
+  each frame's keypoints before they are lifted and turns its pose back after: the window
+  keeps each frame's undo with its stamp, so poses come out in the real camera's frame.
 - A joint more than ``OUTSIDE_IMAGE`` image sizes outside the image (a finite but absurd
   coordinate, e.g. 3e38 px) is no detection: it is held like a weak joint and counted
   (``stats.out_of_image``). Lifted, one such value made that frame and the next receptive
@@ -47,6 +50,20 @@ class WindowLifter(Protocol):
     @property
     def frames_pushed(self) -> int:
         """Frames pushed since the last finish."""
+
+
+class KeypointView(Protocol):
+    """A per-frame change of camera the lifter sees the keypoints through."""
+
+    def to_view(self, keypoints_px: np.ndarray) -> Tuple[np.ndarray, object]:
+        """One frame (J, 2) pixels -> (the keypoints in the view, what undoes it)."""
+
+    def from_view(self, pose: np.ndarray, undo: object) -> np.ndarray:
+        """A pose (J, 3) lifted in the view -> the real camera's frame."""
+
+
+#: (width, height) -> the view of a track's images, or None (lift the pixels as they are).
+ViewFactory = Callable[[float, float], Optional[KeypointView]]
 
 
 @dataclass
@@ -177,15 +194,19 @@ class StampGaps:
 class TrackWindow:
     def __init__(self, make_lifter: Callable[[float, float], WindowLifter],
                  max_gap_frames: int = RULES.max_gap_frames, max_gap_s: float = RULES.max_gap_s,
-                 min_confidence: float = RULES.min_confidence):
+                 min_confidence: float = RULES.min_confidence,
+                 make_view: Optional[ViewFactory] = None):
         self._make = make_lifter
+        self._make_view = make_view
+        self.view: Optional[KeypointView] = None
         self.max_gap_frames = max_gap_frames
         self.max_gap_ns = int(max_gap_s * 1e9)
         self.min_confidence = min_confidence
         self.lifter: Optional[WindowLifter] = None
         self.size: Optional[Tuple[float, float]] = None
         self.stats = WindowStats()
-        self._stamps: Deque[Tuple[int, np.ndarray, bool]] = deque()
+        # per pushed frame: stamp, confidence, bridged, (view, undo) or None
+        self._stamps: Deque[Tuple[int, np.ndarray, bool, Optional[tuple]]] = deque()
         self._last_stamp: Optional[int] = None
         self._last_kp: Optional[np.ndarray] = None
         self._last_good_stamp: Optional[int] = None
@@ -211,7 +232,9 @@ class TrackWindow:
         also for frames a deferred lifter queued and :func:`lift_queued` lifted later)."""
         out = []
         for _, pose in results:
-            stamp, conf, bridged = self._stamps.popleft()
+            stamp, conf, bridged, undo = self._stamps.popleft()
+            if undo is not None:
+                pose = undo[0].from_view(pose, undo[1])
             out.append(LiftedPose(stamp, pose, conf, bridged))
         self.stats.poses_out += len(out)
         return out
@@ -230,8 +253,12 @@ class TrackWindow:
 
     def _push(self, stamp, kp, conf, bridged=False) -> List[LiftedPose]:
         # Pushed before its stamp is kept: a frame the lifter refuses leaves no stamp behind.
+        undo = None
+        if self.view is not None:
+            kp, token = self.view.to_view(kp)
+            undo = (self.view, token)
         results = self.lifter.push(kp)
-        self._stamps.append((stamp, conf, bridged))
+        self._stamps.append((stamp, conf, bridged, undo))
         self.stats.bridged += int(bridged)
         return self.collect(results)
 
@@ -256,6 +283,7 @@ class TrackWindow:
             out += self.finish('image size changed') if self.size else []
             self.size = tuple(image_size)
             self.lifter = self._make(*self.size)
+            self.view = self._make_view(*self.size) if self._make_view else None
         self._last_stamp = stamp_ns
 
         kp, conf = self._clean(keypoints, confidence)

@@ -61,7 +61,7 @@ from ..core.options import LifterOptions
 from ..core.track_rules import TrackRules
 from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from .common import (ConfigError, FollowingSubscription, Throttle, declare, declare_options,
-                     exit_process, problem_kind, run_node, steady_timer)
+                     exit_process, problem_kind, rig_cameras, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
@@ -143,6 +143,10 @@ class LifterNode(Node):
         self.idle_flush_s = p('idle_flush_s', 1.0, 'flush owed poses when a camera goes quiet (s)')
         self.max_persons = p('max_persons', 20, 'persons lifted per frame at most (the most '
                              'confident); protects memory and latency from a flood of ids')
+        calibration = p('calibration', '', 'calibration file of the cameras (Pose2Sim/Anipose '
+                        "TOML, JSON, YAML): with level_view, each camera's keypoints are lifted "
+                        'as a level camera aimed at the person sees them (geometry.view); '
+                        "'' = the pixels as they are")
         immediate = p('low_latency_checkpoint', '', 'symmetric mode: also publish an immediate '
                       'causal estimate on skeleton_3d/immediate from this checkpoint '
                       "('default' = shipped causal)")
@@ -181,11 +185,12 @@ class LifterNode(Node):
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.by_name = {cam.name: cam for cam in self.cameras}
         models = [self.model] + ([self.immediate_model] if self.immediate_ckpt is not None else [])
+        views = self._views(calibration, opts.level_view)
+        self.level_cameras = sorted(views)
         try:
             self.engine = LiftingEngine(
                 [self._make_lifter(m) for m in models], [cam.name for cam in self.cameras],
-                rules,
-                idle_flush_s=float(self.idle_flush_s))
+                rules, idle_flush_s=float(self.idle_flush_s), views=views)
         except ValueError as e:
             raise ConfigError(f'lifter: {e}') from e
         self.diag = NodeDiagnostics(self, 'lifter', extra=self._diag_extra)
@@ -209,7 +214,8 @@ class LifterNode(Node):
                                 node=self.get_fully_qualified_name(),
                                 cameras=[c.name for c in self.cameras], device=str(self.device),
                                 block_frames=int(self.block_frames), low_latency=immediate,
-                                trajectory=bool(self.trajectory))
+                                trajectory=bool(self.trajectory),
+                                level_view=self.level_cameras)
         self.pub_model = self.create_publisher(String, '~/model', LATCHED_ONE)
         self.pub_model.publish(String(data=json.dumps(info, sort_keys=True)))
         return info
@@ -244,6 +250,41 @@ class LifterNode(Node):
             return bool(self.get_parameter('use_sim_time').value)
         except Exception:  # noqa: BLE001 - not declared: wall clock
             return False
+
+    def _views(self, calibration: str, level: bool) -> dict:
+        """Per camera: (width, height) -> its level view (None: the pixels as they are)."""
+        if not calibration or not level:
+            return {}
+        from ..geometry.view import level_view
+        _, rig = rig_cameras('lifter', [c.name for c in self.cameras], calibration)
+        views = {}
+        for cam in self.cameras:
+            base = rig.base[cam.name]
+            if level_view(base, self.layout) is None:
+                self.get_logger().warning(
+                    f"{cam.name or '.'}: level view not used: the calibration's world z is not up "
+                    f'for camera {base.name!r} (its image up is more than 60 degrees from it)')
+                continue
+            views[cam.name] = self._view_factory(cam, base)
+        self.get_logger().info(f'level view from {calibration} for '
+                               f'{[c or "." for c in views] or "no camera"}')
+        return views
+
+    def _view_factory(self, cam: _Camera, base):
+        """(width, height) -> the camera's level view for that image size; a size the
+        calibration does not fit is said once, and that camera's frames are lifted as
+        they are."""
+        from ..geometry.calibration import CalibrationError
+        from ..geometry.view import level_view
+
+        def make(w, h):
+            try:
+                return level_view(base.with_image_size(int(w), int(h)), self.layout)
+            except CalibrationError as e:
+                self.throttle.log(self.get_logger().error, f'view-size-{cam.name}',
+                                  f'{cam.name or "."}: level view not used: {e}')
+                return None
+        return make
 
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,

@@ -128,6 +128,7 @@ class EvalItem:
     size: np.ndarray     # (2,) image width, height
     target: np.ndarray   # (T, 17, 3) camera frame, root-relative, metres
     camera: int
+    view: Optional[object] = None  # a calibrated camera's level view (geometry.view), if lifted so
 
 
 def make_eval_set(clips: Sequence[Clip], seed: int = 0, cameras_per_clip: int = 1,
