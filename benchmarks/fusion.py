@@ -39,6 +39,7 @@ sys.path.insert(0, REPO)
 
 from vp3d_ros.geometry import fusion as F  # noqa: E402
 from vp3d_ros.geometry.calibration import Camera, find_camera, load_calibration  # noqa: E402
+from vp3d_ros.geometry.view import level_view  # noqa: E402
 from vp3d_ros.core.skeletons import H36M17  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(REPO), 'shared', 'data')
@@ -161,7 +162,7 @@ def synthetic(args):
                 kp = np.stack([c.project(X) for c in cams])[keep]
                 kp = kp + rng.normal(0, 5.0, kp.shape)
                 lifted = [None] * len(cams)
-                lifted[keep] = lifter.lift(kp, *cams[keep].size)
+                lifted[keep] = level_view(cams[keep]).lift(lifter, kp)   # as calibrated
                 out['offline + lifted prior'] = F.fuse_sequence(cams, px, fps, lifted).points
                 out['live + lifted prior'] = F.fuse_causal(cams, px[:, :ncaus], fps,
                                                            [None if p is None else p[:ncaus]
@@ -182,7 +183,7 @@ def synthetic(args):
                     kpf = np.where(ok[..., None], kp, np.nanmean(kp, 1, keepdims=True))
                     if not np.isfinite(kpf).all():
                         continue
-                    rel = lifter.lift(kpf, *cam.size)
+                    rel = level_view(cam).lift(lifter, kpf)
                     W = lift_to_world(rel, kpf, cam, ok.astype(float), fps=fps, floor_z=0.0)
                     single[c].append(np.linalg.norm(W - X[:nsc], axis=-1).reshape(-1))
             for m, Y in out.items():

@@ -25,7 +25,8 @@ as vp3d-kinematics does).
    subject placed where the four Human3.6M S8 cameras look (mean root on the world origin,
    floor z = 0, as benchmarks/world.py and accuracy.py do), 2D = exact projection with
    distortion + 5 px Gaussian noise ("detector-like 2D", not MediaPipe on images):
-   - ``world1cam``: camera 1 alone, the shipped symmetric lifter, placed in the world with
+   - ``world1cam``: camera 1 alone, the shipped symmetric lifter in the camera's level view
+     (vp3d_ros.geometry.view, as with a calibration), placed in the world with
      vp3d_ros.geometry.world (place_skeletons, floor z = 0);
    - ``fused4cam``: all four cameras, vp3d_ros.geometry.fusion.fuse_sequence (offline).
    Shoulder flexion is compared on frames whose reference arm abduction is under 45 degrees:
@@ -94,6 +95,7 @@ def through_pipeline(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray
     """Ground truth (T, 17, 3), z up -> what our world / fused skeletons make of it."""
     from vp3d_ros.geometry import fusion as F
     from vp3d_ros.geometry import world as W
+    from vp3d_ros.geometry.view import level_view
     cams, lifter = _pipeline()
     gt = xyz.copy()
     gt[..., :2] -= gt[:, 0, :2].mean(axis=0)       # stand where the cameras look
@@ -103,7 +105,7 @@ def through_pipeline(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray
         out = F.fuse_sequence(cams, px, rate).points
     else:
         cam = cams[0]
-        rel = lifter.lift(cam.undistort_pixels(px[0]), *cam.size)
+        rel = level_view(cam).lift(lifter, px[0])
         pl = W.place_skeletons(rel, px[0], cam, fps=rate, floor_z=0.0)
         out = W.to_world(pl.poses_cam, cam)
     return out

@@ -7,7 +7,9 @@
    origin, floor z = 0, as in benchmarks/accuracy.py), seen through those cameras (their
    intrinsics, distortion and placement from ../shared/data/cameras/h36m_cameras.json,
    written as a Pose2Sim calibration TOML and read back). 2D = exact projection with
-   distortion ("ground-truth 2D"). Lifted with the shipped symmetric model, then:
+   distortion ("ground-truth 2D"). Lifted with the shipped symmetric model in each camera's
+   level view (vp3d_ros.geometry.view: what a calibration gives vp3d-lift, vp3d-offline and
+   the lifter node; the no-calibration rows lift the pixels as they are), then:
    - baseline: plain per-frame least-squares root through K (distorted pixels, lifter scale);
    - world, no floor: vp3d_ros.geometry.world (undistorted 2D, Gauss-Newton, smoothed),
      depth from the lifter's scale, or from the subject's height: one figure per subject,
@@ -27,7 +29,8 @@
    No calibration: estimate_ground on the lifted, placed skeletons (intrinsics known):
    up-axis error (degrees) and camera height error (mm).
 2. The real 4-camera clip (../shared/data/video/pose2sim_balancing, Calib_qualisys.toml,
-   world z up, floor z = 0): MediaPipe 2D per camera (cached in out/world_cache/), lifted,
+   world z up, floor z = 0): MediaPipe 2D per camera (cached in out/world_cache/), lifted
+   in the level view,
    placed in the world. Reference: the 4-camera triangulation of the same 2D (DLT,
    confidence-weighted). Per camera: distance to the triangulation (root, all joints),
    cross-camera agreement = distance to the median of the other three cameras' world
@@ -49,6 +52,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vp3d_ros.geometry import world as W  # noqa: E402
+from vp3d_ros.geometry.view import level_view  # noqa: E402
 from vp3d_ros.geometry.calibration import (load_calibration,  # noqa: E402
                                            save_calibration_toml)
 
@@ -114,7 +118,8 @@ def mocap_benchmark(max_frames, lifter):
             for name, cam in sorted(rig.items()):
                 px = cam.project(gt)
                 und = cam.undistort_pixels(px)
-                rel = lifter.lift(und, *cam.size)
+                raw = lifter.lift(und, *cam.size)           # no calibration: pixels as they are
+                rel = level_view(cam).lift(lifter, px)    # calibrated: the level view
                 gt_cam = cam.to_camera(gt)
                 res = {'clip': f'{clip.source}/{clip.name}', 'cam': name}
                 t = baseline_root(rel - rel[:, :1], px, cam)
@@ -138,7 +143,7 @@ def mocap_benchmark(max_frames, lifter):
                 # No calibration: intrinsics only (K, distortion), extrinsics estimated.
                 from vp3d_ros.geometry.calibration import Camera
                 intr = Camera(name, cam.K, cam.dist, size=cam.size)
-                pl = W.place_skeletons(rel, px, intr, fps=clip.fps)
+                pl = W.place_skeletons(raw, px, intr, fps=clip.fps)
                 g = W.estimate_ground(pl.poses_cam, name, cam.K, cam.size)
                 true_up = cam.R @ np.array([0.0, 0.0, 1.0])
                 res['up_deg'] = float(np.degrees(np.arccos(np.clip(g.up_cam @ true_up, -1, 1))))
@@ -289,7 +294,7 @@ def real_benchmark(lifter, floor=True):
         for name, (cam, kp, conf, size) in tracks.items():
             seen = np.isfinite(kp).all((1, 2))
             full = np.full(kp.shape[:1] + (17, 3), np.nan)
-            rel = lifter.lift(cam.undistort_pixels(kp[seen]), *size)
+            rel = level_view(cam).lift(lifter, kp[seen])
             pl = W.place_skeletons(rel, kp[seen], cam, conf[seen], subject_height_m=h, fps=fps,
                                    floor_z=0.0 if floor else None)
             full[seen] = W.to_world(pl.poses_cam, cam)

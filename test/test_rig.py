@@ -97,6 +97,9 @@ sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
                             'cam04_pose2d.log', 'fusion.log', 'lifter.log', 'recorder.log',
                             'video_source.log', 'world.log']
     assert 'in lockstep' in logs['video_source.log']
+    # the launch plan hands the lifter the calibration: every camera lifted in its level view
+    assert "level view from" in logs['lifter.log'] and \
+        "['cam01', 'cam02', 'cam03', 'cam04']" in logs['lifter.log'], logs['lifter.log']
     for text in logs.values():
         assert 'Traceback' not in text
     fused = []

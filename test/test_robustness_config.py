@@ -33,6 +33,11 @@ def test_bad_configuration_exits_with_a_clear_message(rig, make_checkpoint):
     afile.write_text('a regular file where a directory is expected')
     (tmp / 'bags' / 'taken').mkdir(parents=True)
     arch = ('-p', 'filter_widths:=[3, 3, 3]', '-p', 'channels:=32', '-p', 'causal:=true')
+    from test_world import lab_camera
+    from vp3d_ros.geometry.calibration import Camera, save_calibration_toml
+    c = lab_camera()
+    other = save_calibration_toml({'cam_07': Camera('cam_07', c.K, c.dist, c.R, c.t, c.size)},
+                                  tmp / 'other.toml')
     rec_topics = ('-p', 'topics:=[/cam01/keypoints_2d]')
 
     # name: (executable, ros args, what the message must say)
@@ -53,6 +58,12 @@ def test_bad_configuration_exits_with_a_clear_message(rig, make_checkpoint):
                       ['block_frames must be 1..64, got 0']),
         'bad_device': ('lifter_node', ('-p', f'checkpoint:={ckpt}', *arch, '-p', 'device:=cuda:99'),
                        ["cannot put the model on device 'cuda:99'", "set the 'device' parameter"]),
+        'calib_lacks_camera': ('lifter_node', ('-p', f'checkpoint:={ckpt}', *arch, '-p',
+                                               'cameras:=[cam01]', '-p', f'calibration:={other}'),
+                               ["lifter: no camera 'cam01' in the calibration", 'cam_07']),
+        'calib_missing': ('lifter_node', ('-p', f'checkpoint:={ckpt}', *arch, '-p',
+                                          'cameras:=[cam01]', '-p', f'calibration:={tmp}/no.toml'),
+                          ['lifter: ', 'no.toml']),
         'bag_under_file': ('recorder_node', ('-p', f'bag_dir:={afile}/bags', '-p', 'bag_name:=s',
                                              *rec_topics),
                            ['cannot record to', 'Not a directory', 'set bag_dir to a writable']),

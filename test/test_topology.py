@@ -34,6 +34,9 @@ def test_parameters_only_where_an_option_sets_them():
                   if n.name == 'lifter')
     assert lifter.params == {'cameras': ['c'], 'mode': 'symmetric', 'channels': 1024,
                              'checkpoint': '/m.bin'}
+    # a calibration reaches the lifter too (its level view) besides world and fusion
+    nodes = {n.name: n for n in plan_nodes(RigOptions(['c1', 'c2'], calibration='/r.toml'))}
+    assert all(nodes[n].params['calibration'] == '/r.toml' for n in ('lifter', 'world', 'fusion'))
 
 
 def test_ros_args_and_rig_commands():

@@ -182,11 +182,12 @@ class LifterNode(Node):
         if int(self.max_persons) < 1:
             raise ConfigError(f'lifter: max_persons must be >= 1, got {self.max_persons}')
         self.throttle = Throttle()
+        # the calibration is checked before anything subscribes: a refused one ends the node
+        views = self._views(calibration, opts.level_view, [c.strip('/') for c in cameras])
+        self.level_cameras = sorted(views)
         self.cameras = [_Camera(self, c.strip('/')) for c in cameras]
         self.by_name = {cam.name: cam for cam in self.cameras}
         models = [self.model] + ([self.immediate_model] if self.immediate_ckpt is not None else [])
-        views = self._views(calibration, opts.level_view)
-        self.level_cameras = sorted(views)
         try:
             self.engine = LiftingEngine(
                 [self._make_lifter(m) for m in models], [cam.name for cam in self.cameras],
@@ -251,26 +252,26 @@ class LifterNode(Node):
         except Exception:  # noqa: BLE001 - not declared: wall clock
             return False
 
-    def _views(self, calibration: str, level: bool) -> dict:
+    def _views(self, calibration: str, level: bool, names) -> dict:
         """Per camera: (width, height) -> its level view (None: the pixels as they are)."""
         if not calibration or not level:
             return {}
         from ..geometry.view import level_view
-        _, rig = rig_cameras('lifter', [c.name for c in self.cameras], calibration)
+        _, rig = rig_cameras('lifter', names, calibration)
         views = {}
-        for cam in self.cameras:
-            base = rig.base[cam.name]
+        for name in names:
+            base = rig.base[name]
             if level_view(base, self.layout) is None:
                 self.get_logger().warning(
-                    f"{cam.name or '.'}: level view not used: the calibration's world z is not up "
+                    f"{name}: level view not used: the calibration's world z is not up "
                     f'for camera {base.name!r} (its image up is more than 60 degrees from it)')
                 continue
-            views[cam.name] = self._view_factory(cam, base)
+            views[name] = self._view_factory(name, base)
         self.get_logger().info(f'level view from {calibration} for '
                                f'{[c or "." for c in views] or "no camera"}')
         return views
 
-    def _view_factory(self, cam: _Camera, base):
+    def _view_factory(self, name: str, base):
         """(width, height) -> the camera's level view for that image size; a size the
         calibration does not fit is said once, and that camera's frames are lifted as
         they are."""
@@ -281,8 +282,8 @@ class LifterNode(Node):
             try:
                 return level_view(base.with_image_size(int(w), int(h)), self.layout)
             except CalibrationError as e:
-                self.throttle.log(self.get_logger().error, f'view-size-{cam.name}',
-                                  f'{cam.name or "."}: level view not used: {e}')
+                self.throttle.log(self.get_logger().error, f'view-size-{name}',
+                                  f'{name}: level view not used: {e}')
                 return None
         return make
 
