@@ -151,40 +151,51 @@ def _rigid(poses, args):
 
 
 def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
-    """Lift undistorted keypoints (in the level view when calibrated), place them through
-    the camera, move them to the world."""
+    """Lift the keypoints (in the level view where up is known), place them through the
+    camera, move them to the world. Without a calibration, up comes from the subject
+    (``estimate_ground`` on a first, plain lift), then the track is lifted again in the
+    level view that gives."""
     from ..geometry import world
     from ..geometry.view import level_view
-    view = level_view(camera, layout) if calibrated and args.level_view else None
-    if view is not None:
-        rel = _rigid(view.lift(lifter, kp), args)
-    else:
-        und = camera.undistort_pixels(kp)  # the lifter was trained on pinhole projections
-        rel = _rigid(lifter.lift(und, args.width, args.height), args)
-    if calibrated and args.level_view:
-        print('vp3d-lift: ' + ('lifted in the level view (camera turned level, aimed at the '
-                               'person)' if view is not None else
-                               "level view not used: the calibration's world z is not up for "
-                               'this camera'), file=sys.stderr)
     kp2, w = kp, conf
     if layout == 'coco':
         kp2, w = world.coco_to_h36m_2d(kp, conf)
     floor = None if (args.no_floor or not calibrated) else args.floor_z
-    placed = world.place_skeletons(rel, kp2, camera, w, args.subject_height, args.fps,
-                                   floor_z=floor)
+
+    def lift_and_place(view):
+        if view is not None:
+            rel = view.lift(lifter, kp)
+        else:
+            und = camera.undistort_pixels(kp)  # the lifter was trained on pinhole projections
+            rel = lifter.lift(und, args.width, args.height)
+        return world.place_skeletons(_rigid(rel, args), kp2, camera, w, args.subject_height,
+                                     args.fps, floor_z=floor)
+
+    say = lambda text: print('vp3d-lift: ' + text, file=sys.stderr)  # noqa: E731
+    view = level_view(camera, layout) if calibrated and args.level_view else None
+    if calibrated and args.level_view:
+        say('lifted in the level view (the camera turned level, aimed at the person)'
+            if view is not None else
+            "level view not used: the calibration's world z is not up for this camera")
+    placed = lift_and_place(view)
     if floor is not None:
-        print('vp3d-lift: ' + (f'depth from the feet on the floor (z = {floor:g})'
-                               + (' and the subject height' if args.subject_height else '')
-                               if placed.floor_scale is not None else
-                               f'floor (z = {floor:g}) not used: the feet do not stand on it '
-                               "or the world's z is not up; depth from the skeleton size"),
-              file=sys.stderr)
+        say((f'depth from the feet on the floor (z = {floor:g})'
+             + (' and the subject height' if args.subject_height else ''))
+            if placed.floor_scale is not None else
+            f'floor (z = {floor:g}) not used: the feet do not stand on it '
+            "or the world's z is not up; depth from the skeleton size")
     if not calibrated:
         ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
+        view = level_view(ground.camera, layout) if args.level_view else None
+        if view is not None:   # lifted again as a level camera sees the subject
+            placed = lift_and_place(view)
+            ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K,
+                                           camera.size)
         camera = ground.camera
-        print(f'vp3d-lift: no calibration: estimated pitch {ground.pitch_deg:.1f} deg, roll '
-              f'{ground.roll_deg:.1f} deg, height {ground.height_m:.2f} m above the floor '
-              f'(from {ground.standing_frames} frames)', file=sys.stderr)
+        say(f'no calibration: estimated pitch {ground.pitch_deg:.1f} deg, roll '
+            f'{ground.roll_deg:.1f} deg, height {ground.height_m:.2f} m above the floor '
+            f'(from {ground.standing_frames} frames)'
+            + ('; lifted again in the level view of that ground' if view is not None else ''))
     return world.to_world(placed.poses_cam, camera)
 
 
