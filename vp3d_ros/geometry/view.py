@@ -17,7 +17,9 @@ Human3.6M; REP-103) or a ground estimate. :func:`level_view` refuses (``None``) 
 whose image up is more than 60 degrees from gravity's: that is a calibration whose world z
 is not up, or an upside-down mount this view would turn over.
 
-Measured (``benchmarks/real_clip.py``, ``benchmarks/view.py``): see docs/world_frame.md.
+Measured (``benchmarks/real_clip.py``): held-out Human3.6M S8 through the bundled clip's
+four calibrated cameras, symmetric model, MPJPE 48.6 -> 43.0 mm (the camera rolled 26 degrees:
+57.0 -> 44.3); README "The level view".
 """
 from __future__ import annotations
 
