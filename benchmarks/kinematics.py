@@ -28,6 +28,8 @@ as vp3d-kinematics does).
    - ``world1cam``: camera 1 alone, the shipped symmetric lifter in the camera's level view
      (vp3d_ros.geometry.view, as with a calibration), placed in the world with
      vp3d_ros.geometry.world (place_skeletons, floor z = 0);
+   - ``world1cam_2`` ... ``world1cam_4``: the same with camera 2, 3 or 4 alone (how much the
+     one-camera figure depends on the view: camera 1 is the historic row);
    - ``fused4cam``: all four cameras, vp3d_ros.geometry.fusion.fuse_sequence (offline).
    Shoulder flexion is compared on frames whose reference arm abduction is under 45 degrees:
    with the arm raised sideways (S8 starts its takes in a T-pose) flexion and axial rotation
@@ -104,9 +106,10 @@ def through_pipeline(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray
     if kind == 'fused4cam':
         out = F.fuse_sequence(cams, px, rate).points
     else:
-        cam = cams[0]
-        rel = level_view(cam).lift(lifter, px[0])
-        pl = W.place_skeletons(rel, px[0], cam, fps=rate, floor_z=0.0)
+        k = int(kind.split('_')[1]) - 1 if '_' in kind else 0      # world1cam_N: camera N
+        cam = cams[k]
+        rel = level_view(cam).lift(lifter, px[k])
+        pl = W.place_skeletons(rel, px[k], cam, fps=rate, floor_z=0.0)
         out = W.to_world(pl.poses_cam, cam)
     return out
 
@@ -114,7 +117,7 @@ def through_pipeline(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray
 def perturb(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray:
     if kind == 'clean':
         return xyz
-    if kind in ('world1cam', 'fused4cam'):
+    if kind.startswith('world1cam') or kind == 'fused4cam':
         return through_pipeline(xyz, kind, rate, rng)
     if kind == 'white20':
         return xyz + rng.normal(scale=0.020, size=xyz.shape)

@@ -126,3 +126,39 @@ def test_without_calibration_up_comes_from_the_subject(tmp_path):
     assert 'lifted again in the level view' in logs['--level-view']
     assert 'level view' not in logs['--no-level-view']
     assert err["--level-view"] < err["--no-level-view"], err
+
+
+def test_a_person_straight_below_keeps_the_real_camera():
+    """A camera pitched 55 degrees down sees a point straight below it at its image's lower
+    edge: no turn about the vertical is defined there, so that frame is lifted as it is."""
+    cam = turned(lab_camera(dist=False), 0.0, 35.0)       # ~55 degrees down in all
+    view = level_view(cam)
+    below = cam.centre - np.array([0.0, 0.0, 2.0])
+    px = cam.project(np.stack([below, np.array([0.4, 0.0, 0.95])])[:, None])[:, 0]
+    kp = np.repeat(px[:, None], 17, axis=1)               # frame 0: all joints straight below
+    R = view.rotations(cam.undistort_pixels(kp))
+    assert np.allclose(R[0], np.eye(3)) and not np.allclose(R[1], np.eye(3))
+    assert np.isfinite(view.to_view(kp)[0]).all()
+
+
+def test_vp3d_lift_camera_frame_with_a_calibration(tmp_path):
+    """vp3d-lift --frame camera (the default) with --calibration lifts in the level view: the
+    poses of LevelView.lift; --no-level-view the plain lift."""
+    import subprocess
+    import sys
+    from vp3d_ros.geometry.calibration import save_calibration_toml
+    cam = turned(lab_camera(), 20.0)
+    calib = save_calibration_toml({'cam_01': cam}, tmp_path / 'c.toml')
+    px = cam.project(walking_track(60))
+    np.save(tmp_path / 'kp.npy', px)
+    ck, layout = resolve_lifter(None, mode='symmetric')
+    lifter = SequenceLifter(ck.build(), layout)
+    want = {'--level-view': level_view(cam).lift(lifter, px),
+            '--no-level-view': lifter.lift(px, *cam.size)}
+    for flag, poses in want.items():
+        out = tmp_path / f'{flag}.npy'
+        r = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.lift', str(tmp_path / 'kp.npy'),
+                            '--width', '1920', '--height', '1080', '--calibration', str(calib),
+                            flag, '--out', str(out)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert np.abs(np.load(out) - poses).max() < 1e-5, flag

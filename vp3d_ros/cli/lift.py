@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'subject, floor at z=0)')
     w.add_argument('--calibration', default=None,
                    help='camera calibration file (Pose2Sim/Anipose .toml, .json, .yaml, '
-                        'OpenCV .yaml/.xml)')
+                        'OpenCV .yaml/.xml); also with --frame camera: lifted in the level '
+                        'view (--level-view)')
     w.add_argument('--camera', default=None,
                    help='camera name in the calibration (default: its only camera)')
     w.add_argument('--subject-height', type=float, default=None, metavar='M',
@@ -125,14 +126,24 @@ def main(argv=None) -> int:
         return 2
     lifter = SequenceLifter(ckpt.build(args.device), input_layout=layout,
                             flip=args.flip, device=args.device, trajectory=trajectory)
-    if args.frame == 'world':
+    if args.frame == 'world' or args.calibration:
         from ..geometry.calibration import CalibrationError
         try:
             camera, calibrated = _world_camera(args)
         except (CalibrationError, ValueError) as e:
             print(f'vp3d-lift: {e}', file=sys.stderr)
             return 2
+    if args.frame == 'world':
         poses = _lift_world(lifter, kp, conf, camera, calibrated, layout, args)
+    elif args.calibration and args.level_view:   # camera frame, lifted in the level view
+        from ..geometry.view import level_view
+        view = level_view(camera, layout)
+        print('vp3d-lift: ' + ('lifted in the level view (the camera turned level, aimed at '
+                               'the person)' if view is not None else
+                               "level view not used: the calibration's world z is not up for "
+                               'this camera'), file=sys.stderr)
+        poses = _rigid(view.lift(lifter, kp) if view is not None else
+                       lifter.lift(kp, args.width, args.height), args)
     else:
         poses = _rigid(lifter.lift(kp, args.width, args.height), args)
     np.save(args.out, poses.astype(np.float32) if kp.dtype == np.float32 else poses)

@@ -45,10 +45,11 @@ class LifterOptions:
     flip: bool = option(True, 'test-time flip augmentation (upstream default: on)')
     device: str = option('cpu', "torch device: 'cpu' or 'cuda' / 'cuda:0' where torch was "
                          'installed with GPU support')
-    level_view: bool = option(True, 'with a calibration whose world z is up: lift each frame '
-                              'as a level camera aimed at the person sees it (the keypoints '
-                              're-drawn through a rotation of the camera, the pose turned back: '
-                              'rolled and steeply pitched rig cameras; geometry.view)')
+    level_view: bool = option(True, 'where gravity is known (a calibration whose world z is '
+                              'up; vp3d-lift --frame world without one: from the subject), lift '
+                              'each frame as a level camera aimed at the person sees it (the '
+                              'keypoints re-drawn through a turn of the camera, the pose turned '
+                              'back: for rolled and steeply pitched rig cameras; geometry.view)')
     trajectory: bool = option(False, "add the checkpoint's trajectory model (model_traj, from "
                               'semi-supervised VideoPose3D training): skeletons at their '
                               'predicted root position in camera coordinates instead of '

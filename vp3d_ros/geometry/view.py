@@ -1,7 +1,7 @@
 """The level view: lift a person as a level camera aimed at them would see them.
 
 Why: the lifter learned poses from cameras with little roll (<= 5 degrees) whose optical
-axis passes near the person. Lab rigs mount cameras rolled (the shared clip's portrait
+axis passes near the person. Lab rigs mount cameras rolled (the bundled clip's portrait
 cameras: 13 and 26 degrees) and pitched down 20-35 degrees, and the lifter's poses lean and
 bend with the camera. Turning a camera about its centre moves every image point by the
 homography ``K R K^-1`` and changes nothing else, so the keypoints can be re-drawn exactly as
@@ -41,14 +41,23 @@ def aim_joints(layout: SkeletonLayout) -> Tuple[int, ...]:
     return (layout.index('left_hip'), layout.index('right_hip'))
 
 
+#: A person seen within this angle of straight up or down has no level view (the turn about
+#: the vertical is undefined there): that frame keeps the real camera.
+MIN_FROM_VERTICAL_DEG = 10.0
+
+
 def _look_along(d: np.ndarray, up: np.ndarray) -> np.ndarray:
     """Rotations (..., 3, 3) whose rows are a camera's x (right), y (down), z (forward) in
-    the real camera's frame: z along ``d`` (..., 3), image up as close to ``up`` as z allows."""
+    the real camera's frame: z along ``d`` (..., 3), image up as close to ``up`` as z allows;
+    the identity where ``d`` is within ``MIN_FROM_VERTICAL_DEG`` of ``up``'s line."""
     z = d / np.linalg.norm(d, axis=-1, keepdims=True)
     x = np.cross(-up, z)
-    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    steep = n < np.sin(np.radians(MIN_FROM_VERTICAL_DEG))
+    x = x / np.where(steep, 1.0, n)
     y = np.cross(z, x)
-    return np.stack([x, y, z], axis=-2)
+    R = np.stack([x, y, z], axis=-2)
+    return np.where(steep[..., None], np.eye(3), R)
 
 
 class LevelView:
@@ -97,12 +106,18 @@ class LevelView:
         """Poses (..., J, 3) lifted in the view -> the real camera's optical frame."""
         return np.einsum('...kj,...ji->...ki', poses, rotations)
 
-    def lift(self, lifter, keypoints_px: np.ndarray) -> np.ndarray:
+    def lift(self, lifter, keypoints_px: np.ndarray, width: Optional[float] = None,
+             height: Optional[float] = None) -> np.ndarray:
         """A whole sequence (T, J, 2) through a :class:`~vp3d_ros.core.lifter.SequenceLifter`
-        in the level view -> (T, J_out, 3), real camera frame."""
+        in the level view -> (T, J_out, 3), real camera frame. The image size: the camera's,
+        unless given."""
+        if width is None or height is None:
+            if self.camera.size is None:
+                raise ValueError(f'camera {self.camera.name!r} has no image size: give '
+                                 'width and height')
+            width, height = self.camera.size
         kp, R = self.to_view(keypoints_px)
-        w, h = self.camera.size
-        return self.from_view(lifter.lift(kp, w, h), R)
+        return self.from_view(lifter.lift(kp, width, height), R)
 
 
 def up_in_camera(camera: Camera, up_world: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
