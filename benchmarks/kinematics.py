@@ -29,7 +29,9 @@ as vp3d-kinematics does).
      (vp3d_ros.geometry.view, as with a calibration), placed in the world with
      vp3d_ros.geometry.world (place_skeletons, floor z = 0);
    - ``world1cam_2`` ... ``world1cam_4``: the same with camera 2, 3 or 4 alone (how much the
-     one-camera figure depends on the view: camera 1 is the historic row);
+     one-camera figure depends on the view: camera 1 is the historic row); with two or more
+     of them, ``one_camera_views`` gives hip and knee flexion per view, their mean and the
+     RMSE pooled over all views' frames;
    - ``fused4cam``: all four cameras, vp3d_ros.geometry.fusion.fuse_sequence (offline).
    Shoulder flexion is compared on frames whose reference arm abduction is under 45 degrees:
    with the arm raised sideways (S8 starts its takes in a T-pose) flexion and axial rotation
@@ -260,6 +262,18 @@ def main(argv=None) -> int:
         results['conditions'][cond] = entry
         if args.out:   # what is done so far survives a later condition's failure
             Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
+    views = [c for c in args.conditions if c.startswith('world1cam')]
+    if len(views) > 1 and 'clean' in args.conditions:
+        # one camera, each view alone: how much the figure depends on where the camera is
+        agg = {}
+        for a in ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l'):
+            d = [np.concatenate([angles[(c, s)][a] - angles[('clean', s)][a]
+                                 for s in args.sequences]) for c in views]
+            per = [float(np.sqrt(np.mean(x ** 2))) for x in d]
+            agg[a] = {'per_view': dict(zip(views, [round(x, 2) for x in per])),
+                      'mean_of_views': round(float(np.mean(per)), 2),
+                      'pooled_rmse': round(float(np.sqrt(np.mean(np.concatenate(d) ** 2))), 2)}
+        results['one_camera_views'] = agg
     # ranges of the reference angles, so the RMSEs can be read against the motion
     if 'clean' in args.conditions:
         results['clean_angle_range_deg'] = {
