@@ -44,8 +44,10 @@ def _env(out_dir: str) -> dict:
     return env
 
 
-def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str):
-    """-> (bag path, frames the camera sent or None if its log does not say)."""
+def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str,
+             calibration: str = ''):
+    """-> (bag path, frames the camera sent or None if its log does not say). With a
+    calibration the lifter lifts in the level view, as the offline run does."""
     env = _env(out_dir)
     params = default_params_file()
     logs = os.path.join(out_dir, 'logs')
@@ -53,7 +55,8 @@ def run_live(out_dir: str, video: str, checkpoint: str, rate: float, mode: str):
     specs = plan(['cam01'], video=video, record=True, bag_dir=out_dir, checkpoint=checkpoint,
                  mode=mode, video_params=[f'rate:={rate}', 'stamp_source:=video',
                                           f'stamp_offset_s:={LIVE_OFFSET_S}'],
-                 recorder_params=['bag_name:=live_landmarks'])
+                 recorder_params=['bag_name:=live_landmarks'],
+                 lifter_params=[f'calibration:={calibration}'] if calibration else [])
     nodes = Rig(specs[1:], params, env=env, log_dir=logs)  # pose2d, lifter, recorder first
     try:
         for key, text in (('cam01_pose2d', 'pose2d ready'), ('lifter', 'lifter ready'),
@@ -180,7 +183,8 @@ def main(argv=None) -> int:
     if not a.skip_live:
         print(f'demo: live run: video_source({os.path.basename(a.video)} @ {a.rate} fps) -> '
               'pose2d -> lifter -> recorder, separate processes over DDS ...')
-        live_bag, sent = run_live(a.out, a.video, a.checkpoint, a.rate, a.mode)
+        live_bag, sent = run_live(a.out, a.video, a.checkpoint, a.rate, a.mode,
+                                  a.calibration)
         live_tracks = records.read_landmark_tracks(live_bag)
         for tr in live_tracks:
             if tr.dims == 3:
