@@ -310,7 +310,8 @@ def test_offline_several_videos_fused(tmp_path):
     assert r.returncode == 0, r.stderr
     from vp3d_ros.io.bag_io import open_bag
     with open_bag(bag) as b:
-        assert b.metadata['vp3d.parameters']['vp3d-offline']['level_view'] is True
+        assert b.metadata['vp3d.parameters']['vp3d-offline']['level_view'] == {
+            f'cam0{i}': 'calibration' for i in range(1, 5)}
     fused = [t for t in read_landmark_tracks(bag) if t.topic == '/skeleton_3d/fused']
     assert len(fused) == 1 and is_world_track(fused[0])
     P = fused[0].positions

@@ -162,3 +162,33 @@ def test_vp3d_lift_camera_frame_with_a_calibration(tmp_path):
                             flag, '--out', str(out)], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         assert np.abs(np.load(out) - poses).max() < 1e-5, flag
+
+
+def test_offline_without_calibration_takes_up_from_the_subject(tmp_path):
+    """vp3d-offline on the bundled cam04 clip (rolled 26 degrees), real MediaPipe: without a
+    calibration the level view comes from the subject (recorded in the bag), and its
+    skeletons lie much nearer to the calibrated level view's than the plain lift's do."""
+    from vp3d_ros import DATA_DIR
+    from vp3d_ros.apps.offline import process
+    from vp3d_ros.core.options import LifterOptions
+    from vp3d_ros.io.bag_io import open_bag
+    from vp3d_ros.io.records import read_landmark_tracks
+    import os
+    video = os.path.join(DATA_DIR, 'balancing_cam04.mp4')
+    calib = os.path.join(DATA_DIR, 'balancing_calib_qualisys.toml')
+    runs = {}
+    for tag, level, cal in (('subject', True, None), ('plain', False, None),
+                            ('calibrated', True, calib)):
+        bag = tmp_path / tag
+        process(video, bag, lifter=LifterOptions(mode='symmetric', level_view=level),
+                max_frames=60, calibration=cal)
+        with open_bag(bag) as b:
+            runs[tag] = b.metadata['vp3d.parameters']['vp3d-offline']['level_view']
+        track = [t for t in read_landmark_tracks(bag) if t.topic == '/cam04/skeleton_3d'][0]
+        runs[tag] = (runs[tag], track.positions)
+    assert runs['subject'][0] == {'cam04': 'subject'}
+    assert runs['plain'][0] == {'cam04': 'none'}
+    assert runs['calibrated'][0] == {'cam04': 'calibration'}
+    ref = runs['calibrated'][1]
+    d = {k: np.nanmean(np.linalg.norm(runs[k][1] - ref, axis=-1)) for k in ('subject', 'plain')}
+    assert d["subject"] < 0.5 * d["plain"], d

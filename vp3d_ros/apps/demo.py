@@ -197,7 +197,9 @@ def main(argv=None) -> int:
     print(f'demo: offline run on every frame of the same clip ({a.mode} lifter, as the live '
           'run) ...')
     off_bag = os.path.join(a.out, 'offline_landmarks')
-    summary = process(a.video, off_bag, lifter=LifterOptions(checkpoint=checkpoint, mode=a.mode),
+    # level view only where the live lifter has it too (a calibration), to compare like with like
+    summary = process(a.video, off_bag, lifter=LifterOptions(checkpoint=checkpoint, mode=a.mode,
+                                                             level_view=bool(a.calibration)),
                       progress=sys.stderr.isatty(), calibration=a.calibration or None)
     off_tracks = records.read_landmark_tracks(off_bag)
     off_world = [t for t in off_tracks if records.is_world_track(t)]

@@ -352,6 +352,33 @@ def _view_factory(camera, layout: str):
     return lambda w, h: level_view(camera.with_image_size(int(w), int(h)), layout)
 
 
+def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
+    """Without a calibration: (width, height) -> the level view with gravity from the
+    subject (``geometry.view.subject_level_view`` on the longest-seen person's first lift,
+    placed through a camera of guessed intrinsics: focal = the long image side), or None
+    when the frames have several sizes or the skeletons cannot tell."""
+    from ..geometry.calibration import guessed_camera
+    from ..geometry.view import subject_level_view
+    sizes = {fr.size for fr in cam.frames}
+    if len(sizes) != 1 or not cam.poses:
+        return None
+    size = next(iter(sizes))
+    camera = guessed_camera(*size, name=cam.name or 'camera')
+    placed = place_in_world(cam, camera, layout, floor_z=None, max_gap_s=max_gap_s)
+    seen: Dict[int, int] = {}
+    for by_id in placed.values():
+        for pid in by_id:
+            seen[pid] = seen.get(pid, 0) + 1
+    pid = max(seen, key=seen.get, default=None)
+    if pid is None:
+        return None
+    poses = np.stack([placed[s][pid][0] for s in sorted(placed) if pid in placed[s]])
+    view = subject_level_view(poses, camera, layout)
+    if view is None:
+        return None
+    return lambda w, h: view if (int(w), int(h)) == size else None
+
+
 def place_in_world(cam: CameraResult, camera, layout: str,
                    subject_height_m: Optional[float] = None, floor_z: Optional[float] = 0.0,
                    max_gap_s: float = RULES.max_gap_s
@@ -653,6 +680,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             bag.close()
 
     models = [_calibrated(rig, cam.name) for cam in cameras] if rig is not None else []
+    level = {}   # camera -> how its level view was had
     for i, cam in enumerate(cameras):
         view = _view_factory(models[i], layout) if models and lifter.level_view else None
         try:
@@ -660,6 +688,13 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
                                     rules.min_confidence, make_view=view)
         except CalibrationError as e:
             raise OfflineError(f'camera {cam.name!r}: {e}') from None
+        level[cam.name] = 'calibration' if view is not None else 'none'
+        if rig is None and lifter.level_view:   # up from the subject, then lifted again
+            view = _subject_view(cam, layout, max_gap_s)
+            if view is not None:
+                cam.poses = lift_frames(cam.frames, seq, rules.max_gap_frames, rules.max_gap_s,
+                                        rules.min_confidence, make_view=view)
+                level[cam.name] = 'subject'
     fused = None
     if rig is not None:
         for cam, model in zip(cameras, models):
@@ -683,7 +718,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         'max_gap_frames': rules.max_gap_frames, 'max_gap_s': rules.max_gap_s,
         'min_confidence': rules.min_confidence, 'lifting': 'whole sequence (SequenceLifter)',
         'calibration': str(Path(calibration).resolve()) if calibration else '',
-        'level_view': bool(rig is not None and lifter.level_view),
+        'level_view': level,
         'subject_height_m': subject_height_m or 0.0, 'world_frame': world_frame,
         'floor_z': floor_z if floor_z is not None else 'none'}
     meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, flip), params, {},

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _world_camera(args):
     """The calibrated camera for --frame world (or an intrinsics-only one), or raise."""
-    from ..geometry.calibration import Camera, find_camera, load_calibration
+    from ..geometry.calibration import find_camera, guessed_camera, load_calibration
     if args.calibration:
         rig = load_calibration(args.calibration)
         if args.camera:
@@ -81,9 +81,7 @@ def _world_camera(args):
         else:
             raise ValueError(f'--camera is needed: the calibration has {", ".join(sorted(rig))}')
         return cam.with_image_size(int(round(args.width)), int(round(args.height))), True
-    f = args.focal or max(args.width, args.height)
-    K = [[f, 0, args.width / 2], [0, f, args.height / 2], [0, 0, 1]]
-    return Camera(args.camera or 'camera', K, size=(args.width, args.height)), False
+    return guessed_camera(args.width, args.height, args.focal, args.camera or 'camera'), False
 
 
 def main(argv=None) -> int:

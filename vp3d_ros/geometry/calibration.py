@@ -188,6 +188,16 @@ class Camera:
 Rig = Dict[str, Camera]
 
 
+def guessed_camera(width: float, height: float, focal: Optional[float] = None,
+                   name: str = 'camera') -> Camera:
+    """Intrinsics only, for a camera without calibration: focal ``focal`` pixels (default the
+    long image side, a normal lens), principal point at the image centre, no distortion;
+    world = the camera's own frame."""
+    f = float(focal or max(width, height))
+    return Camera(name, [[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]],
+                  size=(width, height))
+
+
 def _canon(name: str) -> str:
     return re.sub(r'[^a-z0-9]', '', name.lower())
 
