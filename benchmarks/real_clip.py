@@ -223,9 +223,9 @@ def mocap_through_rig(path: str, cams, lifters, seconds: float = 10.0, noise_px:
             truth = truth - truth[:, :1]
             view = level_view(cam)
             for method, lifter in lifters.items():
+                plain = lifter.lift(cam.undistort_pixels(px), *cam.size)
                 for tag, pred in (('level view', view.lift(lifter, px)),
-                                  ('pixels as they are', lifter.lift(cam.undistort_pixels(px),
-                                                                 *cam.size))):
+                                  ('pixels as they are', plain)):
                     rows.setdefault((method, tag), []).append(
                         (ci, mpjpe(pred, truth).mean(), p_mpjpe(pred, truth).mean(), len(px)))
     print(f'\n{os.path.basename(path)}: {len(takes)} takes x {seconds:g} s through the four '
