@@ -243,3 +243,62 @@ def test_cameras_due_together_share_passes_and_get_their_own_poses(rig, make_che
         lambda: float(diag_values(client, '/lifter').get('streams_per_pass', 0)) > 1.0, 10), \
         diag_values(client, '/lifter')
     assert_alive_and_clean(lift)
+
+
+def test_lifter_node_lifts_a_calibrated_camera_in_its_level_view(rig, make_checkpoint):
+    """Two real lifter processes over DDS, fed the same keypoints of a rolled camera: with the
+    camera's calibration each pose is LevelView.lift's on the same frames; without it, the
+    plain lift's. The bag-facing announcement (~/model) names the cameras lifted so."""
+    import json
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import String
+    from vp3d_ros.core.checkpoint import load_checkpoint
+    from vp3d_ros.core.lifter import SequenceLifter
+    from vp3d_ros.geometry.calibration import Camera, rodrigues, save_calibration_toml
+    from vp3d_ros.geometry.view import level_view
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
+    start, client, tmp = rig
+    ckpt, _ = make_checkpoint((3, 3, 3), 32, True)
+    R = rodrigues([0.3, 0, 0]) @ rodrigues([0, 0, np.radians(25)]) @ \
+        np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])          # level, then pitched and rolled
+    cam = Camera('lv', [[900, 0, 500], [0, 900, 500], [0, 0, 1]], R=R, t=[0, 1.2, 4.0],
+                 size=(1000, 1000))
+    assert level_view(cam) is not None
+    calib = save_calibration_toml({'lv': cam}, tmp / 'lv.toml')
+    procs = {'lv': start('lifter_node', '-r', '__node:=lifter_lv', *lifter_args(ckpt, 1000, 1000,
+                         camera='lv'), '-p', f'calibration:={calib}', name='lifter_lv'),
+             'plain': start('lifter_node', '-r', '__node:=lifter_plain',
+                            *lifter_args(ckpt, 1000, 1000, camera='plain'), name='lifter_plain')}
+    pubs = {}
+    for ns in procs:
+        client.collect(PointCloud2, f'/{ns}/skeleton_3d')
+        pubs[ns] = client.node.create_publisher(PointCloud2, f'/{ns}/keypoints_2d', reliable(50))
+    client.collect(String, '/lifter_lv/model', latched=True)
+    for ns, proc in procs.items():
+        assert proc.wait_for_log('lifter ready', 90), proc.log()
+        assert client.wait_for_subscribers(pubs[ns], 1, 60), proc.log()
+    assert 'level view from' in procs['lv'].log()
+    t0 = 7000 * SEC
+    for ns in procs:
+        handshake(client, pubs[ns], lambda s: cloud(s, pose_at(0)), t0, f'/{ns}/skeleton_3d')
+    stamps = [t0 + 2 * SEC + i * (SEC // 30) for i in range(30)]
+    kps = np.stack([pose_at(i) for i in range(30)])
+    for s, k in zip(stamps, kps):
+        for pub in pubs.values():
+            pub.publish(cloud(s, k))
+        time.sleep(0.01)
+
+    def got(ns):
+        return {stamps_ns([m])[0]: cloud_to_keypoints(m)[0][0]
+                for m in client.messages(f'/{ns}/skeleton_3d')}
+    assert client.wait_for(lambda: all(set(stamps) <= set(got(ns)) for ns in procs), 30)
+    lifter = SequenceLifter(load_checkpoint(ckpt, filter_widths=[3, 3, 3], channels=32,
+                                            causal=True).build(), 'h36m')
+    kp32 = kps.astype(np.float32).astype(np.float64)        # as the cloud carries them
+    want = {'lv': level_view(cam).lift(lifter, kp32), 'plain': lifter.lift(kp32, 1000, 1000)}
+    for ns in procs:
+        poses = np.stack([got(ns)[s] for s in stamps])
+        assert np.abs(poses - want[ns]).max() < 1e-4, ns
+    assert np.abs(want['lv'] - want['plain']).max() > 1e-2
+    model = [json.loads(m.data) for m in client.messages('/lifter_lv/model')]
+    assert model and model[-1]['level_view'] == ['lv']

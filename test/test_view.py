@@ -192,3 +192,4 @@ def test_offline_without_calibration_takes_up_from_the_subject(tmp_path):
     ref = runs['calibrated'][1]
     d = {k: np.nanmean(np.linalg.norm(runs[k][1] - ref, axis=-1)) for k in ('subject', 'plain')}
     assert d["subject"] < 0.5 * d["plain"], d
+
