@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     import cv2
     from ..geometry import fusion as F
     from ..geometry.calibration import find_camera, load_calibration
+    from ..geometry.view import level_view
     from ..core.lifter import SequenceLifter
     from ..core.lifter_config import resolve_lifter
     from ..vision.render import render_3d, strip, video_frames
@@ -99,7 +100,9 @@ def main(argv=None) -> int:
         for j in range(17):
             for d in range(2):
                 filled[:, j, d] = np.interp(idx, idx[ok], k[ok, j, d])
-        lifted.append(lifter.lift(filled, *c.size))
+        view = level_view(c, layout)    # calibrated: lifted as a level camera sees them
+        lifted.append(view.lift(lifter, filled) if view is not None
+                      else lifter.lift(filled, *c.size))
     fps = cv2.VideoCapture(str(VIDEOS[0])).get(cv2.CAP_PROP_FPS) or 60.0
     fused = F.fuse_sequence(cams, kp, fps, lifted)
     plain = F.triangulate(cams, kp[..., :2], weighted=False)
