@@ -347,8 +347,10 @@ def _calibrated(rig, name: str):
 
 def _view_factory(camera, layout: str):
     """(width, height) -> the calibrated camera's level view for images of that size
-    (:mod:`vp3d_ros.geometry.view`; None where its world z is not up)."""
+    (:mod:`vp3d_ros.geometry.view`); None where the calibration's world z is not up."""
     from ..geometry.view import level_view
+    if level_view(camera, layout) is None:
+        return None
     return lambda w, h: level_view(camera.with_image_size(int(w), int(h)), layout)
 
 
