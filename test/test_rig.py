@@ -2,13 +2,10 @@
 video_source plays the bundled clip as camera cam01, the nodes process it, the recorder's
 bag holds the result."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
-import pytest
 
 from conftest import REPO
 from ros_harness import ros_env, unique_domain_id
