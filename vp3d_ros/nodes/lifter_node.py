@@ -16,6 +16,11 @@ agree with the others: a frame whose camera_info (or parameters) disagrees with 
 refused with a rate-limited error, never lifted at a wrong scale. While pose2d's size is on
 its way (its publisher is up but its latched message has not arrived) frames wait for it.
 
+With ``calibration`` (and ``level_view``, the default), each calibrated camera's keypoints
+are lifted in its level view (:mod:`vp3d_ros.geometry.view`: re-drawn as a level camera aimed
+at the person sees them) and each pose is turned back, so ``skeleton_3d`` keeps its frame; a
+calibration that lacks a camera ends the node before it subscribes.
+
 Provenance: what was actually loaded (path, sha256, architecture, input layout, causal, flip,
 mode; see ``lifter_config.model_provenance``) is announced once as JSON on ``~/model``
 (std_msgs/String, reliable + transient-local, so a recorder started later still gets it);
