@@ -314,7 +314,8 @@ def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = RULES.m
                 ) -> Dict[int, Dict[int, LiftedPose]]:
     """Every person track of one camera -> {stamp: {person: pose}}: the live engine's
     tracks and gap rules, each segment lifted in one pass (:class:`SegmentLifter`);
-    ``make_view``: (width, height) -> the view to lift through (see :func:`_view_factory`)."""
+    ``make_view``: (width, height) -> the view to lift through
+    (``geometry.view.level_view_factory``)."""
     from ..core.lifter import SegmentLifter
     engine = LiftingEngine([lambda w, h: SegmentLifter(lifter, w, h, chunk)], [''],
                            TrackRules(max_gap_frames, max_gap_s, min_confidence),
@@ -343,15 +344,6 @@ def _calibrated(rig, name: str):
         if len(rig) != 1:
             raise OfflineError(f'camera {name!r}: {e}') from None
         return next(iter(rig.values()))
-
-
-def _view_factory(camera, layout: str):
-    """(width, height) -> the calibrated camera's level view for images of that size
-    (:mod:`vp3d_ros.geometry.view`); None where the calibration's world z is not up."""
-    from ..geometry.view import level_view
-    if level_view(camera, layout) is None:
-        return None
-    return lambda w, h: level_view(camera.with_image_size(int(w), int(h)), layout)
 
 
 def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
@@ -681,10 +673,11 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         if bag is not None:
             bag.close()
 
+    from ..geometry.view import level_view_factory
     models = [_calibrated(rig, cam.name) for cam in cameras] if rig is not None else []
     level = {}   # camera -> how its level view was had
     for i, cam in enumerate(cameras):
-        view = _view_factory(models[i], layout) if models and lifter.level_view else None
+        view = level_view_factory(models[i], layout) if models and lifter.level_view else None
         try:
             cam.poses = lift_frames(cam.frames, seq, rules.max_gap_frames, rules.max_gap_s,
                                     rules.min_confidence, make_view=view)

@@ -134,12 +134,7 @@ def main(argv=None) -> int:
     if args.frame == 'world':
         poses = _lift_world(lifter, kp, conf, camera, calibrated, layout, args)
     elif args.calibration and args.level_view:   # camera frame, lifted in the level view
-        from ..geometry.view import level_view
-        view = level_view(camera, layout)
-        print('vp3d-lift: ' + ('lifted in the level view (the camera turned level, aimed at '
-                               'the person)' if view is not None else
-                               "level view not used: the calibration's world z is not up for "
-                               'this camera'), file=sys.stderr)
+        view = _calibrated_view(camera, layout)
         poses = _rigid(view.lift(lifter, kp) if view is not None else
                        lifter.lift(kp, args.width, args.height), args)
     else:
@@ -159,13 +154,24 @@ def _rigid(poses, args):
     return rigid_bones(poses)
 
 
+def _calibrated_view(camera, layout):
+    """The calibrated camera's level view, or None; says which."""
+    from ..geometry.view import level_view
+    view = level_view(camera, layout)
+    print('vp3d-lift: ' + ('lifted in the level view (the camera turned level, aimed at the '
+                           'person)' if view is not None else
+                           "level view not used: the calibration's world z is not up for this "
+                           'camera'), file=sys.stderr)
+    return view
+
+
 def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
     """Lift the keypoints (in the level view where up is known), place them through the
     camera, move them to the world. Without a calibration, up comes from the subject
     (``estimate_ground`` on a first, plain lift), then the track is lifted again in the
     level view that gives."""
     from ..geometry import world
-    from ..geometry.view import level_view
+    from ..geometry.view import view_with_up
     kp2, w = kp, conf
     if layout == 'coco':
         kp2, w = world.coco_to_h36m_2d(kp, conf)
@@ -181,11 +187,7 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
                                      args.fps, floor_z=floor)
 
     say = lambda text: print('vp3d-lift: ' + text, file=sys.stderr)  # noqa: E731
-    view = level_view(camera, layout) if calibrated and args.level_view else None
-    if calibrated and args.level_view:
-        say('lifted in the level view (the camera turned level, aimed at the person)'
-            if view is not None else
-            "level view not used: the calibration's world z is not up for this camera")
+    view = _calibrated_view(camera, layout) if calibrated and args.level_view else None
     placed = lift_and_place(view)
     if floor is not None:
         say((f'depth from the feet on the floor (z = {floor:g})'
@@ -195,7 +197,7 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
             "or the world's z is not up; depth from the skeleton size")
     if not calibrated:
         ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
-        view = level_view(ground.camera, layout) if args.level_view else None
+        view = view_with_up(camera, ground.up_cam, layout) if args.level_view else None
         if view is not None:   # lifted again as a level camera sees the subject
             placed = lift_and_place(view)
             ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K,

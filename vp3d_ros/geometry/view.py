@@ -132,6 +132,16 @@ def level_view(camera: Camera, layout: str = 'h36m',
     return view_with_up(camera, up_in_camera(camera, up_world), layout)
 
 
+def level_view_factory(camera: Camera, layout: str = 'h36m'):
+    """(width, height) -> the calibrated camera's level view for images of that size (the
+    calibration scaled to them by :meth:`Camera.with_image_size`, which raises
+    ``CalibrationError`` for another aspect ratio); ``None`` when the camera has no level
+    view at all. What the lifting engine takes per camera (``LiftingEngine(views=)``)."""
+    if level_view(camera, layout) is None:
+        return None
+    return lambda w, h: level_view(camera.with_image_size(int(w), int(h)), layout)
+
+
 def view_with_up(camera: Camera, up: np.ndarray, layout: str = 'h36m') -> Optional[LevelView]:
     """The level view for gravity ``up`` in the camera's frame, or ``None`` past the tilt
     limit."""

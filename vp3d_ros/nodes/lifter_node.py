@@ -261,36 +261,35 @@ class LifterNode(Node):
         """Per camera: (width, height) -> its level view (None: the pixels as they are)."""
         if not calibration or not level:
             return {}
-        from ..geometry.view import level_view
+        from ..geometry.view import level_view_factory
         _, rig = rig_cameras('lifter', names, calibration)
         views = {}
         for name in names:
             base = rig.base[name]
-            if level_view(base, self.layout) is None:
+            make = level_view_factory(base, self.layout)
+            if make is None:
                 self.get_logger().warning(
                     f"{name}: level view not used: the calibration's world z is not up "
                     f'for camera {base.name!r} (its image up is more than 60 degrees from it)')
                 continue
-            views[name] = self._view_factory(name, base)
+            views[name] = self._said_once(name, make)
         self.get_logger().info(f'level view from {calibration} for '
                                f'{[c or "." for c in views] or "no camera"}')
         return views
 
-    def _view_factory(self, name: str, base):
-        """(width, height) -> the camera's level view for that image size; a size the
-        calibration does not fit is said once, and that camera's frames are lifted as
-        they are."""
+    def _said_once(self, name: str, make):
+        """A view factory whose refusals (an image size the calibration does not fit) are
+        logged, rate-limited: that camera's frames are then lifted as they are."""
         from ..geometry.calibration import CalibrationError
-        from ..geometry.view import level_view
 
-        def make(w, h):
+        def view(w, h):
             try:
-                return level_view(base.with_image_size(int(w), int(h)), self.layout)
+                return make(w, h)
             except CalibrationError as e:
                 self.throttle.log(self.get_logger().error, f'view-size-{name}',
                                   f'{name}: level view not used: {e}')
                 return None
-        return make
+        return view
 
     def _make_lifter(self, model):
         return lambda w, h: StreamingLifter(model, self.layout, flip=self.flip, device=self.device,
