@@ -328,16 +328,6 @@ def _spin(node: Node, stop: _Stop, drain_s: float = 0.3, settle_s: float = 0.2,
         executor.shutdown(timeout_sec=1.0)
 
 
-def _refusing_node(tb) -> Optional[Node]:
-    """The node whose constructor raised (its ``self`` in the traceback), or None."""
-    while tb is not None:
-        candidate = tb.tb_frame.f_locals.get('self')
-        if isinstance(candidate, Node):
-            return candidate
-        tb = tb.tb_next
-    return None
-
-
 def run_node(factory: Callable[[], Node], args=None) -> int:
     """rclpy.init, build the node, spin until SIGINT/SIGTERM, then close it cleanly.
 
@@ -346,9 +336,10 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     node's ``close()`` (if any) always runs on shutdown, while the context is still up, so
     recorders finish their bags and lifters publish owed poses on SIGINT and SIGTERM alike.
     A node may set ``exit_code`` (e.g. the recorder after a write error) for its exit status.
-    A node that refuses its configuration is destroyed before rclpy shuts down, like one
-    that ran: left to the interpreter's exit, its DDS participant was torn down after the
-    context and the process sometimes died of SIGSEGV instead of exiting with status 2.
+    A node that refuses its configuration ends the process at once (:func:`exit_process`):
+    it owes nothing, and tearing its half-built DDS participant down, whether by
+    ``destroy_node`` or by the interpreter's exit, sometimes died of SIGSEGV on a cold
+    start instead of exiting with status 2.
     A crash in native code prints the Python stacks to the node's log (faulthandler).
     """
     faulthandler.enable()
@@ -367,13 +358,7 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
         _spin(node, stop)
     except ConfigError as e:
         print(f'[FATAL] {e}', file=sys.stderr, flush=True)
-        code = EXIT_CONFIG
-        refused = _refusing_node(e.__traceback__)
-        if refused is not None:
-            try:
-                refused.destroy_node()
-            except Exception:  # noqa: BLE001 - refused before rclpy built it: nothing to free
-                pass
+        exit_process(EXIT_CONFIG)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
