@@ -279,6 +279,43 @@ def test_training_command_with_workers_writes_a_pair_that_relocates(tmp_path):
                                    640, 480)).all()
 
 
+def test_resuming_a_shorter_model_grows_it_without_changing_its_poses(tmp_path):
+    """train --filter-widths with one width more than --resume's checkpoint: the trained
+    blocks are kept and the new last block starts as the identity, so the grown model
+    lifts the same poses (on the frames both see) before it trains; a checkpoint that is
+    not a prefix of the new model is refused by name."""
+    from vp3d_ros.training import train
+    small = TemporalModel(Architecture((3, 3), channels=16, dropout=0.0))
+    for p in small.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    small.eval()
+    sd = small.state_dict()
+    big = TemporalModel(Architecture((3, 3, 3), channels=16, dropout=0.0))
+    assert train.load_grown(big, sd) == 1
+    big.eval()
+    x = torch.randn(1, 60, 17, 2)
+    with torch.no_grad():
+        assert torch.allclose(big(x), small(x[:, 9:-9]), atol=1e-6)
+    assert train.load_grown(TemporalModel(Architecture((3, 3), channels=16)), sd) == 0
+    with pytest.raises(RuntimeError, match='size mismatch'):
+        train.load_grown(TemporalModel(Architecture((3, 3, 3), channels=32)), sd)
+    with pytest.raises(RuntimeError, match='Unexpected key'):
+        train.load_grown(TemporalModel(Architecture((3,), channels=16)), sd)
+    # the training command resumes through it
+    data = tmp_path / 'mocap'
+    _write_mocap(data, 'h36m_S1.npz', [tiny_clip(n=200, seed=s) for s in range(2)])
+    _write_mocap(data, 'h36m_S8.npz', [tiny_clip(n=200, seed=5)])
+    first, grown = tmp_path / 'small.bin', tmp_path / 'grown.bin'
+    common = ['--kind', 'symmetric', '--channels', '16', '--batch', '4',
+              '--outputs-per-window', '4', '--minutes', '0.02', '--data', str(data),
+              '--log-every', '1000']
+    train.main(common + ['--filter-widths', '3', '3', '--out', str(first)])
+    train.main(common + ['--filter-widths', '3', '3', '3', '--resume', str(first),
+                         '--out', str(grown)])
+    ckpt = load_checkpoint(str(grown))
+    assert ckpt.arch.filter_widths == (3, 3, 3)
+
+
 def test_flexion_boost_weights_clips_with_deeply_bent_knees():
     from vp3d_ros.training.data import deep_flexion_fraction
     straight = tiny_clip(seed=0, amplitude=0.0)

@@ -264,6 +264,29 @@ def save_pair(path: str, model: TemporalModel, sidecar: Dict, **extra) -> None:
     write_sidecar(path, sidecar)
 
 
+def load_grown(model: TemporalModel, sd: Dict[str, torch.Tensor]) -> int:
+    """Load ``sd`` into ``model``; a checkpoint with fewer residual blocks (a shorter
+    receptive field) fills the leading ones and the extra trailing blocks start as the
+    identity (their last BatchNorm's scale and shift at 0, so the block adds nothing), so a
+    longer-window model resumes from a trained shorter one at the same accuracy. Returns
+    the number of blocks added (0: the same architecture)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    if extra or any(sd[k].shape != own[k].shape for k in sd):
+        model.load_state_dict(sd)  # raises, naming what does not fit
+    added = sorted({int(k.split('.')[1]) // 2 for k in missing if k.startswith('layers_')})
+    if any(not k.startswith(('layers_conv.', 'layers_bn.')) for k in missing) or (
+            added and added != list(range(len(model.blocks) - len(added), len(model.blocks)))):
+        model.load_state_dict(sd)  # not a prefix of this model's blocks: raises
+    model.load_state_dict(sd, strict=False)
+    with torch.no_grad():
+        for b in added:
+            model.layers_bn[2 * b + 1].weight.zero_()
+            model.layers_bn[2 * b + 1].bias.zero_()
+    return len(added)
+
+
 def relocate(src: str, dst: str) -> None:
     """Copy a trained pair (``.bin`` + sidecar) from where it came back (a device's output
     folder) to ``dst``, naming ``dst`` wherever the sidecar names the path it was trained
@@ -316,7 +339,10 @@ def train(args) -> Dict:
     start_iter = 0
     if args.resume:
         obj = torch.load(args.resume, map_location='cpu', weights_only=True)
-        model.load_state_dict(obj['model_pos'])
+        grown = load_grown(model, obj['model_pos'])
+        if grown:
+            print(f'grown from {args.resume}: {grown} new block(s), starting as identity',
+                  flush=True)
         start_iter = int(obj.get('iterations', 0))
         from ..core.checkpoint import read_sidecar
         prev = read_sidecar(args.resume).get('training', {}) or {}
@@ -486,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--flexion-boost', type=float, default=0.0,
                    help='extra sampling weight of clips with deeply bent knees (data.'
                         'deep_flexion_fraction; sitting on the floor, issue 21)')
-    p.add_argument('--resume', default=None, help='start from this checkpoint\'s weights')
+    p.add_argument('--resume', default=None,
+                   help='start from this checkpoint\'s weights; with --filter-widths longer '
+                        'than its own, the extra blocks are added as identity (load_grown)')
     p.add_argument('--prior-minutes', type=float, default=0.0,
                    help='training minutes already spent in --resume (for the sidecar)')
     p.add_argument('--prior-frames', type=int, default=0,
