@@ -21,8 +21,10 @@ are MediaPipe constructions and are not a fair test):
   std / mean over the frames, averaged over bones. A rigid body has 0; the reference's own
   CV is printed for context (triangulation noise).
 Methods: MediaPipe world landmarks (mapped to H36M-17 the same way), the shipped symmetric
-and causal lifters (or the given checkpoints), all on the same frames, lifted as
-``vp3d-offline --calibration`` and the lifter node with ``calibration`` lift them: in each
+and causal lifters (or the given checkpoints), all on the same frames, lifted by
+vp3d-offline's own code (``apps.offline.lift_frames``: the engine's gap rules, joints below
+``min_confidence`` held, :func:`as_vp3d_offline`), as ``vp3d-offline --calibration`` and the
+lifter node with ``calibration`` lift them: in each
 camera's level view (``vp3d_ros.geometry.view``: the keypoints re-drawn as a level camera
 aimed at the person sees them, the pose turned back; these portrait cameras are rolled up to
 26 degrees and pitched down about 20); ``no calibration (up from subject)``: as vp3d-offline
@@ -103,6 +105,33 @@ def score(pred: np.ndarray, ref: np.ndarray):
             limb_cv(pred))
 
 
+def as_vp3d_offline(lifter, kp, conf, size, fps, camera, how: str) -> np.ndarray:
+    """(T, 17, 3) poses of one camera's 2D track, lifted by vp3d-offline's own code
+    (``apps.offline.lift_frames``: the engine's track and gap rules, weak joints held, the
+    whole sequence in one pass) through the view ``vp3d-offline`` picks: ``calibration``
+    (the camera's level view), ``subject`` (no calibration: up from the subject's first
+    lift, ``apps.offline._subject_view``) or ``none`` (``--no-level-view``). NaN where no
+    pose came out."""
+    from vp3d_ros.apps.offline import CameraResult, Frame2D, _subject_view, lift_frames
+    from vp3d_ros.core.track_rules import DEFAULT as RULES
+    from vp3d_ros.geometry.view import level_view_factory
+    stamps = [int(round(i * 1e9 / fps)) for i in range(len(kp))]
+    frames = [Frame2D(s, 'camera', tuple(size),
+                      {0: (kp[i], conf[i])} if np.all(np.isfinite(kp[i])) else {})
+              for i, s in enumerate(stamps)]
+    view = level_view_factory(camera, 'h36m') if how == 'calibration' else None
+    poses = lift_frames(frames, lifter, make_view=view)
+    if how == 'subject':
+        view = _subject_view(CameraResult('camera', frames, poses), 'h36m', RULES.max_gap_s)
+        if view is not None:
+            poses = lift_frames(frames, lifter, make_view=view)
+    out = np.full((len(kp), 17, 3), np.nan)
+    for i, s in enumerate(stamps):
+        if 0 in poses.get(s, {}):
+            out[i] = poses[s][0].pose
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--data', default=SHARED, help='folder with cam0N.mp4 + Calib_qualisys.toml')
@@ -119,9 +148,6 @@ def main(argv=None):
     from vp3d_ros.core.lifter import SequenceLifter
     from vp3d_ros.core.lifter_config import resolve_lifter
     from vp3d_ros.geometry.bones import rigid_bones
-    from vp3d_ros.geometry.calibration import guessed_camera
-    from vp3d_ros.geometry.view import level_view, subject_level_view
-    from vp3d_ros.geometry.world import place_skeletons
 
     lifters = {}
     for kind, path in (('symmetric', a.symmetric), ('causal', a.causal)):
@@ -154,25 +180,14 @@ def main(argv=None):
     print(f'{"camera":8s} {"method":52s} {"frames":>6s} {"P-MPJPE mm (12 limb)":>21s} '
           f'{"limb bone CV %":>15s}')
     rows = {}
-    for name, cam, k, w3, size in zip(videos, cams, kp2, world3, sizes):
+    for name, cam, k, c, w3, size in zip(videos, cams, kp2, conf2, world3, sizes):
         seen = np.all(np.isfinite(k), axis=(1, 2))
         sel = seen & ref_ok
-        view = level_view(cam)
         results = {'MediaPipe world': w3}
         for method, lifter in lifters.items():
-            out = np.full((len(k), 17, 3), np.nan)
-            out[seen] = view.lift(lifter, k[seen])
-            results[method] = out
-            raw = np.full((len(k), 17, 3), np.nan)
-            raw[seen] = lifter.lift(k[seen], *size)
-            results[method + ', pixels as they are'] = raw
-            # no calibration, as vp3d-offline then does: up from the subject
-            guess = guessed_camera(*size)
-            placed = place_skeletons(raw[seen], k[seen], guess, fps=fps).poses_cam
-            sv = subject_level_view(placed, guess)
-            subj = np.full((len(k), 17, 3), np.nan)
-            subj[seen] = sv.lift(lifter, k[seen]) if sv is not None else raw[seen]
-            results[method + ', no calibration (up from subject)'] = subj
+            for tag, how in (('', 'calibration'), (', pixels as they are', 'none'),
+                             (', no calibration (up from subject)', 'subject')):
+                results[method + tag] = as_vp3d_offline(lifter, k, c, size, fps, cam, how)
         for method in lifters:
             results[method + ' +rigid'] = rigid_bones(results[method])
         for method, pred in results.items():

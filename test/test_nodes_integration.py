@@ -119,8 +119,9 @@ def test_pipeline_stamps_and_bag(rig, clip_frames, make_checkpoint, causal):
     # with edge padding when the stream goes quiet (idle_flush_s).
     # Every frame from the first detection on gets a skeleton with its own stamp (frames
     # without a person in between are bridged); nothing else gets one.
-    # (a detection whose joints are all below the lifter's min_confidence 0.2 counts as none)
-    seen_ok = [bool(p) and float(np.nanmax(p[0][1])) >= 0.2 for p in people]
+    # (a detection whose joints are all below the lifter's min_confidence counts as none)
+    from vp3d_ros.core.track_rules import DEFAULT as RULES
+    seen_ok = [bool(p) and float(np.nanmax(p[0][1])) >= RULES.min_confidence for p in people]
     first = seen_ok.index(True)
     last = max(i for i, ok in enumerate(seen_ok) if ok)
     expected = sent[first:last + 1]
