@@ -68,6 +68,7 @@ from vp3d_ros.kinematics.markers import (H36M_MARKERS, Markers, bend_deg,  # noq
 from vp3d_ros.kinematics.report import marker_error_table  # noqa: E402
 
 S8 = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'mocap', 'h36m17', 'h36m_S8.npz')
+CMU = os.path.join(os.path.dirname(S8), 'cmu_subset_h36m17.npz')
 DEFAULT_SEQUENCES = ('walking_1', 'directions_1', 'sittingdown_1', 'greeting_1', 'eating_1')
 ANGLES = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l', 'hip_adduction_r',
           'hip_adduction_l', 'pelvis_tilt', 'L5_S1_Flex_Ext', 'arm_flex_r', 'arm_flex_l',
@@ -75,6 +76,7 @@ ANGLES = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l', 'hip
 # with the arm abducted, flexion turns about nearly the humerus's own axis
 GIMBAL = {'arm_flex_r': 'arm_add_r', 'arm_flex_l': 'arm_add_l'}
 LEGS = ('RHip', 'LHip', 'RKnee', 'LKnee', 'RFoot', 'LFoot')
+FLEXION = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l')
 
 
 CAMERAS_JSON = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'cameras',
@@ -172,6 +174,9 @@ def main(argv=None) -> int:
                     help='also time frame-by-frame IK (kinematics_node) on N frames')
     ap.add_argument('--lifter', default=None, metavar='CKPT',
                     help='symmetric lifter checkpoint for world1cam (default: the shipped one)')
+    ap.add_argument('--cmu', default=CMU, metavar='NPZ',
+                    help="held-out CMU clips (their test_* takes), each scaled on its own, "
+                         "through the same conditions ('' = skip)")
     args = ap.parse_args(argv)
     _PIPE['checkpoint'] = args.lifter
     if not os.path.exists(S8):
@@ -300,10 +305,53 @@ def main(argv=None) -> int:
         results['live'] = {'frames': len(x), 'fps_wall': len(x) / wall, 'fps_cpu': len(x) / cpu,
                            'ms_per_frame_cpu': 1e3 * cpu / len(x),
                            'max_abs_diff_vs_offline_deg': diff}
+    if args.cmu and os.path.exists(args.cmu) and 'clean' in args.conditions:
+        results['cmu'] = cmu_section(args.cmu, [c for c in args.conditions
+                                                if c == 'clean' or c.startswith(('world1cam',
+                                                                                 'fused'))],
+                                     args.lowpass_hz, rng, tmp)
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
     return 0
+
+
+def cmu_section(path: str, conditions, lowpass_hz, rng, tmp: Path) -> dict:
+    """The held-out CMU takes (``test_*``: other subjects, 60 fps, other motions: basketball,
+    jumping, running, soccer, walking, washing a window), whole, through the same conditions
+    as S8. Each take is its own subject: every condition scales the model from the take's
+    own stillest upright window (``static_window``, as vp3d-kinematics does), then IK.
+    Hip and knee flexion RMSE against the take's clean angles, per take and pooled."""
+    data = np.load(path)
+    rate = float(data['fps'])
+    takes = [str(t) for t in data['sequences'] if str(t).startswith('test_')]
+    angles = {}
+    for cond in conditions:
+        lp = None if cond == 'clean' else lowpass_hz
+        for take in takes:
+            x = data[take].astype(np.float64)
+            m, _, _ = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
+                                              zup_to_yup(perturb(x, cond, rate, rng))),
+                                      lowpass_hz=lp)
+            trc = write_trc(m, tmp / f'cmu_{take}_{cond}.trc')
+            sc = scaling.scale(m, trc, static_window(m), tmp / f'cmu_{take}_{cond}_scaled.osim',
+                               tmp / f'cmu_{take}_{cond}_setup.xml', work_dir=tmp)
+            r = ik.solve(sc.model_path, m)
+            angles[(cond, take)] = {a: r.column(a) for a in FLEXION}
+            print(f'cmu {cond:9s} {take:18s} {len(x)} frames, marker RMS '
+                  f'{100 * np.sqrt(np.nanmean(r.marker_errors ** 2)):.2f} cm', flush=True)
+    out = {'takes': takes, 'rate_hz': rate, 'conditions': {}}
+    for cond in conditions:
+        if cond == 'clean':
+            continue
+        entry = {}
+        for a in FLEXION:
+            d = [angles[(cond, t)][a] - angles[('clean', t)][a] for t in takes]
+            entry[a] = {'pooled_rmse': round(float(np.sqrt(np.mean(np.concatenate(d) ** 2))), 2),
+                        'per_take': {t: round(float(np.sqrt(np.mean(x ** 2))), 1)
+                                     for t, x in zip(takes, d)}}
+        out['conditions'][cond] = entry
+    return out
 
 
 if __name__ == '__main__':
