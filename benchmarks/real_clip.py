@@ -22,7 +22,7 @@ are MediaPipe constructions and are not a fair test):
   CV is printed for context (triangulation noise).
 Methods: MediaPipe world landmarks (mapped to H36M-17 the same way), the shipped symmetric
 and causal lifters (or the given checkpoints), all on the same frames, lifted by
-vp3d-offline's own code (``apps.offline.lift_frames``: the engine's gap rules, joints below
+vp3d-offline's own code (``apps.offline.lift_camera``: the engine's gap rules, joints below
 ``min_confidence`` held, :func:`as_vp3d_offline`), as ``vp3d-offline --calibration`` and the
 lifter node with ``calibration`` lift them: in each
 camera's level view (``vp3d_ros.geometry.view``: the keypoints re-drawn as a level camera
@@ -107,28 +107,23 @@ def score(pred: np.ndarray, ref: np.ndarray):
 
 def as_vp3d_offline(lifter, kp, conf, size, fps, camera, how: str) -> np.ndarray:
     """(T, 17, 3) poses of one camera's 2D track, lifted by vp3d-offline's own code
-    (``apps.offline.lift_frames``: the engine's track and gap rules, weak joints held, the
-    whole sequence in one pass) through the view ``vp3d-offline`` picks: ``calibration``
-    (the camera's level view), ``subject`` (no calibration: up from the subject's first
-    lift, ``apps.offline._subject_view``) or ``none`` (``--no-level-view``). NaN where no
-    pose came out."""
-    from vp3d_ros.apps.offline import CameraResult, Frame2D, _subject_view, lift_frames
-    from vp3d_ros.core.track_rules import DEFAULT as RULES
-    from vp3d_ros.geometry.view import level_view_factory
+    (``apps.offline.lift_camera``: the engine's track and gap rules, weak joints held, the
+    whole sequence in one pass) as ``vp3d-offline`` lifts it: ``calibration`` (with
+    ``--calibration``: the camera's level view), ``subject`` (without: up from the
+    subject's first lift) or ``none`` (``--no-level-view``). NaN where no pose came out."""
+    from vp3d_ros.apps.offline import CameraResult, Frame2D, lift_camera
     stamps = [int(round(i * 1e9 / fps)) for i in range(len(kp))]
-    frames = [Frame2D(s, 'camera', tuple(size),
-                      {0: (kp[i], conf[i])} if np.all(np.isfinite(kp[i])) else {})
-              for i, s in enumerate(stamps)]
-    view = level_view_factory(camera, 'h36m') if how == 'calibration' else None
-    poses = lift_frames(frames, lifter, make_view=view)
-    if how == 'subject':
-        view = _subject_view(CameraResult('camera', frames, poses), 'h36m', RULES.max_gap_s)
-        if view is not None:
-            poses = lift_frames(frames, lifter, make_view=view)
+    cam = CameraResult('camera', [
+        Frame2D(s, 'camera', tuple(size),
+                {0: (kp[i], conf[i])} if np.all(np.isfinite(kp[i])) else {})
+        for i, s in enumerate(stamps)])
+    got = lift_camera(cam, lifter, 'h36m', camera=camera if how == 'calibration' else None,
+                      level_view=how != 'none')
+    assert how == 'none' or got == how, (how, got)
     out = np.full((len(kp), 17, 3), np.nan)
     for i, s in enumerate(stamps):
-        if 0 in poses.get(s, {}):
-            out[i] = poses[s][0].pose
+        if 0 in cam.poses.get(s, {}):
+            out[i] = cam.poses[s][0].pose
     return out
 
 

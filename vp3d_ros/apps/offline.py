@@ -373,6 +373,28 @@ def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
     return lambda w, h: view if (int(w), int(h)) == size else None
 
 
+def lift_camera(cam: CameraResult, lifter, layout: str, rules: TrackRules = RULES,
+                camera=None, level_view: bool = True) -> str:
+    """Lift one camera's frames into ``cam.poses`` as vp3d-offline does, and say how its
+    view was had: ``'calibration'`` (the calibrated ``camera``'s level view), ``'subject'``
+    (no calibration: a plain lift, then again in the level view of the subject's up,
+    :func:`_subject_view`) or ``'none'`` (the pixels as they are: ``level_view`` off, or no
+    view to be had). Raises ``CalibrationError`` for an image size the calibration does
+    not fit."""
+    from ..geometry.view import level_view_factory
+    view = level_view_factory(camera, layout) if camera is not None and level_view else None
+    cam.poses = lift_frames(cam.frames, lifter, rules.max_gap_frames, rules.max_gap_s,
+                            rules.min_confidence, make_view=view)
+    how = 'calibration' if view is not None else 'none'
+    if camera is None and level_view:   # up from the subject, then lifted again
+        view = _subject_view(cam, layout, rules.max_gap_s)
+        if view is not None:
+            cam.poses = lift_frames(cam.frames, lifter, rules.max_gap_frames, rules.max_gap_s,
+                                    rules.min_confidence, make_view=view)
+            how = 'subject'
+    return how
+
+
 def place_in_world(cam: CameraResult, camera, layout: str,
                    subject_height_m: Optional[float] = None, floor_z: Optional[float] = 0.0,
                    max_gap_s: float = RULES.max_gap_s
@@ -673,23 +695,14 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         if bag is not None:
             bag.close()
 
-    from ..geometry.view import level_view_factory
     models = [_calibrated(rig, cam.name) for cam in cameras] if rig is not None else []
     level = {}   # camera -> how its level view was had
     for i, cam in enumerate(cameras):
-        view = level_view_factory(models[i], layout) if models and lifter.level_view else None
         try:
-            cam.poses = lift_frames(cam.frames, seq, rules.max_gap_frames, rules.max_gap_s,
-                                    rules.min_confidence, make_view=view)
+            level[cam.name] = lift_camera(cam, seq, layout, rules,
+                                          models[i] if models else None, lifter.level_view)
         except CalibrationError as e:
             raise OfflineError(f'camera {cam.name!r}: {e}') from None
-        level[cam.name] = 'calibration' if view is not None else 'none'
-        if rig is None and lifter.level_view:   # up from the subject, then lifted again
-            view = _subject_view(cam, layout, max_gap_s)
-            if view is not None:
-                cam.poses = lift_frames(cam.frames, seq, rules.max_gap_frames, rules.max_gap_s,
-                                        rules.min_confidence, make_view=view)
-                level[cam.name] = 'subject'
     fused = None
     if rig is not None:
         for cam, model in zip(cameras, models):
