@@ -25,8 +25,11 @@ def _live(model, **kw):
 
 
 def _frames(T, seed=0):
+    """A person's 2D track: a random pose moving a few pixels a frame (continuous, as real
+    tracks are: a limb jumping onto its twin's place is a label swap, traded back)."""
     rng = np.random.default_rng(seed)
-    return rng.uniform(100, 500, size=(T, 17, 2)), np.full((T, 17), 0.9)
+    pose = rng.uniform(150, 450, size=(17, 2))
+    return pose + np.cumsum(rng.normal(0, 3, size=(T, 17, 2)), axis=0), np.full((T, 17), 0.9)
 
 
 def _collect(ready, into):

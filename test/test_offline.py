@@ -209,8 +209,8 @@ def test_lift_frames_equals_track_window_streaming(make_checkpoint):
             people[4] = (500 + 30 * rng.normal(size=(17, 2)), rng.uniform(0.5, 1.0, 17))
         frames.append(Frame2D(stamp, 'cam', (640, 480), people))
 
-    got = lift_frames(frames, SequenceLifter(model), max_gap_frames=5)
-    chunked = lift_frames(frames, SequenceLifter(model), max_gap_frames=5, chunk=4)
+    got = lift_frames(frames, SequenceLifter(model), TrackRules(max_gap_frames=5))
+    chunked = lift_frames(frames, SequenceLifter(model), TrackRules(max_gap_frames=5), chunk=4)
 
     tracks, live = {}, {}
     for fr in frames:

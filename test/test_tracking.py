@@ -6,6 +6,7 @@ import pytest
 
 from conftest import CLIP
 from test_robustness_common import rig  # noqa: F401  (fixture)
+from vp3d_ros.core.track_rules import TrackRules
 from vp3d_ros.core.tracking import (CONFIRMED, LOST, PeopleTracking, PersonTracker, SubjectSelector,
                                TrackerConfig)
 
@@ -262,7 +263,7 @@ def test_offline_lifting_ends_a_track_and_starts_the_next(make_checkpoint):
         keep, ids = tracking.step(kp, conf, (W, H), f / 30)
         frames.append(Frame2D(int(f * 1e9 / 30), 'cam', (W, H),
                               {i: (kp[k], conf[k]) for k, i in zip(keep, ids)}))
-    poses = lift_frames(frames, lifter, max_gap_frames=10)
+    poses = lift_frames(frames, lifter, TrackRules(max_gap_frames=10))
     by_id = {}
     for stamp, people in poses.items():
         for pid, lp in people.items():

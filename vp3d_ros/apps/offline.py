@@ -67,13 +67,17 @@ class OfflineSummary:
     cameras: List[str]
     out: str
     checkpoint: str
+    swaps_repaired: Dict[str, int] = field(default_factory=dict)  # camera -> limb-frames
 
     def line(self) -> str:
+        swaps = ', '.join(f'{c or "camera"} {n}' for c, n in self.swaps_repaired.items() if n)
         return (f'{self.frames} frames ({len(self.cameras)} camera'
                 f'{"s" if len(self.cameras) != 1 else ""}: {", ".join(self.cameras) or "/"}), '
                 f'{self.persons} person{"s" if self.persons != 1 else ""} found, '
-                f'{self.frames_without_person} frames without a person, {self.seconds:.1f} s, '
-                f'{self.fps:.1f} frames/s -> {self.out}')
+                f'{self.frames_without_person} frames without a person, '
+                + (f'left/right labels traded back in {swaps} limb-frames (repair_swaps), '
+                   if swaps else '')
+                + f'{self.seconds:.1f} s, {self.fps:.1f} frames/s -> {self.out}')
 
 
 @dataclass
@@ -99,6 +103,7 @@ class CameraResult:
     name: str
     frames: List[Frame2D]
     poses: Dict[int, Dict[int, LiftedPose]] = field(default_factory=dict)  # stamp -> id -> pose
+    swaps_repaired: int = 0  # limb-frames whose left/right labels the lift traded back
     # With a calibration: stamp -> id -> (world positions (17, 3), confidence (17,))
     world: Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
 
@@ -308,17 +313,16 @@ def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout
 
 
 # -- lifting -------------------------------------------------------------------------------
-def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = RULES.max_gap_frames,
-                max_gap_s: float = RULES.max_gap_s, min_confidence: float = RULES.min_confidence,
-                chunk: int = 8192, make_view=None
+def lift_frames(frames: Sequence[Frame2D], lifter, rules: TrackRules = RULES,
+                chunk: int = 8192, make_view=None, counts: Optional[dict] = None
                 ) -> Dict[int, Dict[int, LiftedPose]]:
     """Every person track of one camera -> {stamp: {person: pose}}: the live engine's
     tracks and gap rules, each segment lifted in one pass (:class:`SegmentLifter`);
     ``make_view``: (width, height) -> the view to lift through
-    (``geometry.view.level_view_factory``)."""
+    (``geometry.view.level_view_factory``); ``counts``, if given, receives
+    ``swaps_repaired``."""
     from ..core.lifter import SegmentLifter
-    engine = LiftingEngine([lambda w, h: SegmentLifter(lifter, w, h, chunk)], [''],
-                           TrackRules(max_gap_frames, max_gap_s, min_confidence),
+    engine = LiftingEngine([lambda w, h: SegmentLifter(lifter, w, h, chunk)], [''], rules,
                            views={'': make_view} if make_view else None)
     out: Dict[int, Dict[int, LiftedPose]] = {}
 
@@ -332,6 +336,8 @@ def lift_frames(frames: Sequence[Frame2D], lifter, max_gap_frames: int = RULES.m
         engine.add('', fr.stamp_ns, fr.people, fr.size)
         keep(engine.lift_due())
     keep(engine.finish())
+    if counts is not None:
+        counts['swaps_repaired'] = engine.swaps_repaired
     return out
 
 
@@ -383,15 +389,15 @@ def lift_camera(cam: CameraResult, lifter, layout: str, rules: TrackRules = RULE
     not fit."""
     from ..geometry.view import level_view_factory
     view = level_view_factory(camera, layout) if camera is not None and level_view else None
-    cam.poses = lift_frames(cam.frames, lifter, rules.max_gap_frames, rules.max_gap_s,
-                            rules.min_confidence, make_view=view)
+    counts: dict = {}
+    cam.poses = lift_frames(cam.frames, lifter, rules, make_view=view, counts=counts)
     how = 'calibration' if view is not None else 'none'
     if camera is None and level_view:   # up from the subject, then lifted again
         view = _subject_view(cam, layout, rules.max_gap_s)
         if view is not None:
-            cam.poses = lift_frames(cam.frames, lifter, rules.max_gap_frames, rules.max_gap_s,
-                                    rules.min_confidence, make_view=view)
+            cam.poses = lift_frames(cam.frames, lifter, rules, make_view=view, counts=counts)
             how = 'subject'
+    cam.swaps_repaired = counts['swaps_repaired']
     return how
 
 
@@ -724,7 +730,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         'flip': flip, **dataclasses.asdict(pose),
         'topics': [s.label for s in sources], 'max_frames': max_frames or 0,
         'max_gap_frames': rules.max_gap_frames, 'max_gap_s': rules.max_gap_s,
-        'min_confidence': rules.min_confidence, 'lifting': 'whole sequence (SequenceLifter)',
+        'min_confidence': rules.min_confidence, 'repair_swaps': rules.repair_swaps,
+        'lifting': 'whole sequence (SequenceLifter)',
         'calibration': str(Path(calibration).resolve()) if calibration else '',
         'level_view': level,
         'subject_height_m': subject_height_m or 0.0, 'world_frame': world_frame,
@@ -743,7 +750,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         persons=sum(len({p for f in c.frames for p in f.people}) for c in cameras),
         frames_without_person=sum(1 for c in cameras for f in c.frames if not f.people),
         seconds=seconds, fps=frames / seconds if seconds > 0 else 0.0,
-        cameras=[c.name for c in cameras], out=str(out), checkpoint=ckpt.path)
+        cameras=[c.name for c in cameras], out=str(out), checkpoint=ckpt.path,
+        swaps_repaired={c.name: c.swaps_repaired for c in cameras})
 
 
 def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,

@@ -86,6 +86,7 @@ class LiftingEngine:
             for c in cameras}
         self.resets = 0          # windows ended early (gaps, restarts, failures)
         self.out_of_image = 0    # joints refused for lying far outside their image
+        self.swaps_repaired = 0  # limb-frames whose left/right labels were traded back
         self.frames_missing = 0  # frames missing from the cameras' stamp sequences
         self.passes = self.streams_lifted = 0  # how well streams share passes
         self._notices: List[Notice] = []
@@ -177,11 +178,20 @@ class LiftingEngine:
                 r = self.rules
                 track = tracks[pid] = TrackWindow(self.outputs[out], r.max_gap_frames,
                                                   r.max_gap_s, r.min_confidence,
-                                                  cam.make_view)
+                                                  cam.make_view, r.repair_swaps)
             kp, conf = people.get(pid, (None, None))
             resets, far = track.stats.resets, track.stats.out_of_image
+            traded = track.stats.swaps_repaired
             poses = track.add(stamp_ns, kp, conf, size)
             far = track.stats.out_of_image - far
+            traded = track.stats.swaps_repaired - traded
+            if traded and out == 0:
+                self.swaps_repaired += traded
+                self._note('info', f'swap-{cam.name}', (
+                    f'{cam.label}: the 2D detector named a limb of person {pid} the wrong way '
+                    'round (left for right): traded back from the track\'s continuity '
+                    f'({self.swaps_repaired} limb-frames so far; swaps_repaired in '
+                    '/diagnostics; repair_swaps false to lift the labels as given)'))
             if far and out == 0:
                 self.out_of_image += far
                 self._note('warning', f'far-{cam.name}', (

@@ -276,6 +276,7 @@ class SegmentLifter:
 
     def __init__(self, lifter: SequenceLifter, width: float, height: float, chunk: int = 8192):
         self.lifter = lifter
+        self.layout = lifter.layout
         self.width, self.height = float(width), float(height)
         self.chunk = max(1, int(chunk))
         self._frames: List[np.ndarray] = []

@@ -3,7 +3,8 @@
 The three layouts the package meets: MediaPipe Pose (33 landmarks, the detector),
 COCO-17 (what `pretrained_h36m_detectron_coco.bin` eats) and Human3.6M-17 in
 VideoPose3D order (what `pretrained_h36m_cpn.bin` eats and what every lifter emits).
-Symmetry lists drive test-time flip augmentation, so they must be exact.
+Symmetry lists drive test-time flip augmentation, so they must be exact; the limbs drive
+the repair of left/right label swaps (:mod:`vp3d_ros.core.label_swaps`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class SkeletonLayout:
     parents: Tuple[int, ...]  # -1 for the root
     left: Tuple[int, ...]
     right: Tuple[int, ...]
+    # Left joints of each limb a detector names the wrong way round as one piece (a leg from
+    # the hip down, an arm from the shoulder down); the right twins follow from left/right.
+    limbs: Tuple[Tuple[int, ...], ...] = ()
 
     def __post_init__(self):
         n = len(self.joints)
@@ -25,6 +29,9 @@ class SkeletonLayout:
             raise ValueError(f'{self.name}: {n} joints but {len(self.parents)} parents')
         if len(self.left) != len(self.right):
             raise ValueError(f'{self.name}: left/right lists differ in length')
+        stray = {j for limb in self.limbs for j in limb} - set(self.left)
+        if stray:
+            raise ValueError(f'{self.name}: limb joints {sorted(stray)} are not left joints')
 
     @property
     def num_joints(self) -> int:
@@ -54,6 +61,7 @@ H36M17 = SkeletonLayout(
     parents=(-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15),
     left=(4, 5, 6, 11, 12, 13),
     right=(1, 2, 3, 14, 15, 16),
+    limbs=((4, 5, 6), (11, 12, 13)),
 )
 
 COCO17 = SkeletonLayout(
@@ -65,6 +73,7 @@ COCO17 = SkeletonLayout(
     parents=(-1, 0, 0, 1, 2, 0, 0, 5, 6, 7, 8, 5, 6, 11, 12, 13, 14),
     left=(1, 3, 5, 7, 9, 11, 13, 15),
     right=(2, 4, 6, 8, 10, 12, 14, 16),
+    limbs=((11, 13, 15), (5, 7, 9)),
 )
 
 MEDIAPIPE33 = SkeletonLayout(
@@ -80,6 +89,7 @@ MEDIAPIPE33 = SkeletonLayout(
              16, 11, 12, 23, 24, 25, 26, 27, 28, 27, 28),
     left=(1, 2, 3, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
     right=(4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32),
+    limbs=((23, 25, 27, 29, 31), (11, 13, 15, 17, 19, 21)),
 )
 
 LAYOUTS = {layout.name: layout for layout in (H36M17, COCO17, MEDIAPIPE33)}

@@ -21,6 +21,11 @@ class TrackRules:
     # visibility 0.16-0.19 for 24 frames, 39 px from the multi-view reference (32 px when
     # seen); held at 0.2 it was 134 px off and the camera's P-MPJPE went 78 -> 85 mm.
     min_confidence: float = option(0.1, 'joints below this hold their last position')
+    # MediaPipe names a leg, an arm or the whole body the wrong way round for runs of frames
+    # (bundled clip, cam02: 34 of 100 frames, skeletons mirrored there): core.label_swaps.
+    repair_swaps: bool = option(True, 'trade back left/right labels a detector swaps for a '
+                                "run of frames (judged from the track's continuity, for at "
+                                'most 1 s at a time)')
 
 
 DEFAULT = TrackRules()

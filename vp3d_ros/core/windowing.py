@@ -18,6 +18,9 @@ A track is one person seen by one camera. Rules (what a rig needs):
   coordinate, e.g. 3e38 px) is no detection: it is held like a weak joint and counted
   (``stats.out_of_image``). Lifted, one such value made that frame and the next receptive
   field's worth of skeletons come out at 1e33 m: what enters the window must stay bounded.
+- A limb the detector names the wrong way round for a run of frames (left for right) is
+  traded back (``repair_swaps``, :mod:`vp3d_ros.core.label_swaps`; counted in
+  ``stats.swaps_repaired``), judged against the track's previous frame.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Callable, Deque, List, Optional, Protocol, Tuple
 
 import numpy as np
 
+from .label_swaps import SwapRepair
 from .track_rules import DEFAULT as RULES
 
 
@@ -36,6 +40,7 @@ class WindowLifter(Protocol):
     :class:`~vp3d_ros.core.lifter.SegmentLifter` (offline, a segment at a time)."""
 
     due: bool            # frames are queued for a shared pass
+    layout: object       # the SkeletonLayout of the keypoints it takes
 
     def push(self, keypoints_px: np.ndarray) -> list:
         """One frame -> [(frame_index, pose)] that became available (maybe none)."""
@@ -82,6 +87,7 @@ class WindowStats:
     resets: int = 0
     duplicates: int = 0
     out_of_image: int = 0  # joints refused for lying far outside the image
+    swaps_repaired: int = 0  # limb-frames whose left/right labels were traded back
     last_reset_reason: str = ''
 
 
@@ -195,8 +201,11 @@ class TrackWindow:
     def __init__(self, make_lifter: Callable[[float, float], WindowLifter],
                  max_gap_frames: int = RULES.max_gap_frames, max_gap_s: float = RULES.max_gap_s,
                  min_confidence: float = RULES.min_confidence,
-                 make_view: Optional[ViewFactory] = None):
+                 make_view: Optional[ViewFactory] = None,
+                 repair_swaps: bool = RULES.repair_swaps):
         self._make = make_lifter
+        self.repair_swaps = repair_swaps
+        self._swaps: Optional[SwapRepair] = None
         self._make_view = make_view
         self.view: Optional[KeypointView] = None
         self.max_gap_frames = max_gap_frames
@@ -249,6 +258,8 @@ class TrackWindow:
         self._last_kp = None
         self._last_good_stamp = None
         self._missing = []
+        if self._swaps is not None:
+            self._swaps.reset()
         return out
 
     def _push(self, stamp, kp, conf, bridged=False) -> List[LiftedPose]:
@@ -284,9 +295,12 @@ class TrackWindow:
             self.size = tuple(image_size)
             self.lifter = self._make(*self.size)
             self.view = self._make_view(*self.size) if self._make_view else None
+            layout = getattr(self.lifter, 'layout', None)
+            self._swaps = (SwapRepair(layout) if self.repair_swaps and layout is not None
+                           and layout.limbs else None)
         self._last_stamp = stamp_ns
 
-        kp, conf = self._clean(keypoints, confidence)
+        kp, conf = self._clean(stamp_ns, keypoints, confidence)
         if kp is None:
             if self._last_kp is not None:
                 self._missing.append(stamp_ns)
@@ -305,9 +319,9 @@ class TrackWindow:
         out += self._push(stamp_ns, kp, conf)
         return out
 
-    def _clean(self, keypoints, confidence):
-        """Non-finite, weak or far-outside-the-image joints hold their last confident value;
-        None if nobody is there."""
+    def _clean(self, stamp_ns, keypoints, confidence):
+        """Swapped limbs traded back; non-finite, weak or far-outside-the-image joints hold
+        their last confident value; None if nobody is there."""
         if keypoints is None:
             return None, None
         kp = np.array(keypoints, dtype=np.float64)
@@ -323,9 +337,16 @@ class TrackWindow:
         bad = ~np.all(np.isfinite(kp), axis=1) | far | (conf < self.min_confidence)
         if bad.all():
             return None, None
+        if self._swaps is not None:
+            perm = self._swaps.permutation(stamp_ns, kp, ~bad)
+            if perm is not None:
+                kp, conf, bad = kp[perm], conf[perm], bad[perm]
+                self.stats.swaps_repaired = self._swaps.repaired
         if bad.any():
             if self._last_kp is not None:
                 kp[bad] = self._last_kp[bad]
             else:  # nothing to hold yet: put weak joints on the centre of the confident ones
                 kp[bad] = kp[~bad].mean(axis=0)
+        if self._swaps is not None:
+            self._swaps.accept(kp)
         return kp, conf

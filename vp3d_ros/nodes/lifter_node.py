@@ -244,6 +244,7 @@ class LifterNode(Node):
         fills = {f'window_fill/{c or "."}/{pid}': fill
                  for c, tracks in e.window_fills().items() for pid, fill in tracks.items()}
         return {'tracks': len(fills), 'resets': e.resets, 'joints_out_of_image': e.out_of_image,
+                'swaps_repaired': e.swaps_repaired,
                 'keypoints_missing': e.frames_missing,
                 **{f'keypoints_missing/{c.label}': c.gaps.missing for c in e.cameras.values()},
                 'window_fill': max(fills.values(), default=0),

@@ -313,6 +313,24 @@ def relocate(src: str, dst: str) -> None:
 
 # ----------------------------------------------------------------------------- training
 
+def parse_source_weights(items: Sequence[str]) -> Dict[str, float]:
+    """``['cmu=5']`` -> ``{'cmu': 5.0}``; unknown sources and bad numbers are refused (a
+    typo would otherwise silently train on the default mix)."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition('=')
+        if not sep or name not in SOURCES:
+            raise SystemExit(f'--source-weight {item!r}: expected SOURCE=W with SOURCE one of '
+                             f'{", ".join(sorted(SOURCES))}')
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SystemExit(f'--source-weight {item!r}: {value!r} is not a number') from None
+        if out[name] <= 0:
+            raise SystemExit(f'--source-weight {item!r}: the weight must be positive')
+    return out
+
+
 def train(args) -> Dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -326,7 +344,9 @@ def train(args) -> Dict:
                         dropout=args.dropout)
     clips = load_clips(args.data)
     train_clips, val_clips = split_clips(clips)
-    bank = MotionBank.from_clips(train_clips, flexion_boost=args.flexion_boost)
+    weights = parse_source_weights(args.source_weight)
+    bank = MotionBank.from_clips(train_clips, source_weight=weights,
+                                 flexion_boost=args.flexion_boost)
     print(f'[{args.kind}] {arch.describe()}', flush=True)
     print(f'train: {bank.describe()}; validation: {len(val_clips)} clips', flush=True)
     quick_val = make_eval_set(val_clips, seed=0, max_frames=args.quick_val_frames)
@@ -411,6 +431,9 @@ def train(args) -> Dict:
             'deep_flexion': (f'clips weighted x (1 + {args.flexion_boost:g} x their fraction of '
                              'frames with a knee flexed past 120 degrees)'
                              if args.flexion_boost else 'no extra weight'),
+            'source_weights': (', '.join(f'{k} x{v:g}' for k, v in sorted(weights.items()))
+                               + ' (sampling weight on top of duration)'
+                               if weights else 'by duration'),
             'seed': args.seed,
             'resumed_from': getattr(args, 'resume_note', None),
             # every run that made these weights, oldest first, this one last
@@ -422,7 +445,8 @@ def train(args) -> Dict:
                 'bone_weight': args.bone_weight,
                 'rig_prob': args.rig_prob, 'definitions': args.definitions,
                 'direction_weight': args.direction_weight,
-                'flexion_boost': args.flexion_boost}],
+                'flexion_boost': args.flexion_boost,
+                'source_weight': dict(weights)}],
             'final': final,
         })
         epoch = int((frames_seen + args.prior_frames) // max(total_train_frames, 1))
@@ -512,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--flexion-boost', type=float, default=0.0,
                    help='extra sampling weight of clips with deeply bent knees (data.'
                         'deep_flexion_fraction; sitting on the floor, issue 21)')
+    p.add_argument('--source-weight', nargs='*', default=[], metavar='SOURCE=W',
+                   help='extra sampling weight of a data source on top of its duration, e.g. '
+                        'cmu=5 (sources: ' + ', '.join(sorted(SOURCES)) + ')')
     p.add_argument('--resume', default=None,
                    help='start from this checkpoint\'s weights; with --filter-widths longer '
                         'than its own, the extra blocks are added as identity (load_grown)')
