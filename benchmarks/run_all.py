@@ -19,6 +19,7 @@ BENCHMARKS = [
     ('recorder: sustained messages/s with zero loss', 'recorder.py',
      ['--rates', '500,1000', '--seconds', '2'] if QUICK else []),
     ('real 4-camera clip: skeleton stability vs MediaPipe world landmarks', 'real_clip.py', []),
+    ('left/right label swaps traded back: held-out mocap, real clip', 'label_swaps.py', []),
     ('accuracy: lifters vs baselines on held-out motion capture', 'accuracy.py',
      ['--quick'] if QUICK else []),
     ("person tracking: identity switches vs the detector's output order", 'tracking.py',

@@ -3,10 +3,10 @@
 MediaPipe, like every single-image 2D detector, now and then names a leg, an arm or the
 whole body the wrong way round (a person seen from behind taken as facing the camera): the
 keypoints stay on the limbs, only their names trade places, for a run of frames. Lifted as
-given, those frames come out mirrored. On the bundled 4-camera clip cam02 does it in 34 of
-its 100 frames, 194 px from the multi-view reference where the traded names are 15 px off,
-and its skeletons (the lifter's and MediaPipe's own world landmarks alike) sit near 200 mm
-P-MPJPE there (``benchmarks/label_swaps.py``).
+given, those frames come out mirrored. On the bundled 4-camera clip cam02 does it for 21
+leg- and 30 arm-frames of its 100, 194 px from the multi-view reference where the traded
+names are 15 px off, and its skeletons (the lifter's and MediaPipe's own world landmarks
+alike) sat near 200 mm P-MPJPE there (``benchmarks/real_clip.py``, ``label_swaps.py``).
 
 Between two frames a limb moves a little, never onto its twin's place. So a limb whose
 keypoints match the track's previous frame far better with left and right traded (that

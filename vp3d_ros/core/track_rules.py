@@ -22,7 +22,7 @@ class TrackRules:
     # seen); held at 0.2 it was 134 px off and the camera's P-MPJPE went 78 -> 85 mm.
     min_confidence: float = option(0.1, 'joints below this hold their last position')
     # MediaPipe names a leg, an arm or the whole body the wrong way round for runs of frames
-    # (bundled clip, cam02: 34 of 100 frames, skeletons mirrored there): core.label_swaps.
+    # (bundled clip, cam02: 21 leg- and 30 arm-frames of 100, mirrored there): core.label_swaps.
     repair_swaps: bool = option(True, 'trade back left/right labels a detector swaps for a '
                                 "run of frames (judged from the track's continuity, for at "
                                 'most 1 s at a time)')
