@@ -155,3 +155,24 @@ def test_bundled_clip_cam02_swap_is_traded_back(tmp_path):
     assert on[:30].mean() < 0.12 and off[:30].mean() < 0.12      # before the swap: alike
     assert on[44:].mean() < 0.2                                  # swapped frames, traded back
     assert off[44:].mean() > 0.4                                 # ... lifted as detected
+
+
+def test_vp3d_lift_repair_swaps_flag(tmp_path):
+    """vp3d-lift lifts keypoints exactly as given unless --repair-swaps: then a swapped run
+    lifts as the true track does (the shipped model, a keypoints file with confidences)."""
+    kp, conf = walking(90)
+    bad, bad_conf = swapped(kp, conf, range(20, 35), np.r_[LEG, ARM])
+    poses = {}
+    for name, k, c, extra in (('true', kp, conf, []), ('traded', bad, bad_conf, ['--repair-swaps']),
+                              ('as_given', bad, bad_conf, [])):
+        src = tmp_path / f'{name}.npy'
+        np.save(src, np.concatenate([k, c[..., None]], axis=-1))
+        r = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.lift', str(src), '--width', '1000',
+                            '--height', '1000', '--fps', str(FPS), '--out',
+                            str(tmp_path / f'{name}_3d.npy'), *extra],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert ('traded back in 15 frame(s)' in r.stderr) == (name == 'traded'), r.stderr
+        poses[name] = np.load(tmp_path / f'{name}_3d.npy')
+    assert np.abs(poses['traded'] - poses['true']).max() < 1e-6
+    assert np.abs(poses['as_given'] - poses['true'])[20:35].max() > 0.05

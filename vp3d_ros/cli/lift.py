@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(g, LifterOptions, defaults={'mode': OFFLINE_LIFTER.mode},
                 aliases={'input_layout': ['--layout']})
     p.add_argument('--out', required=True, help='output .npy, shape (T, 17, 3), metres')
+    p.add_argument('--repair-swaps', action='store_true',
+                   help='trade back left/right labels the 2D detector swapped for a run of '
+                        "frames, as the lifter node and vp3d-offline do (their repair_swaps "
+                        'rule; vp3d_ros.core.label_swaps; timing from --fps). Off by default: '
+                        'vp3d-lift lifts the keypoints exactly as given')
     p.add_argument('--rigid-bones', action='store_true',
                    help="post-hoc: every bone gets its median length over the track, in the "
                         "direction the lifter gave it (vp3d_ros.geometry.bones; off by default: "
@@ -124,6 +129,8 @@ def main(argv=None) -> int:
         return 2
     lifter = SequenceLifter(ckpt.build(args.device), input_layout=layout,
                             flip=args.flip, device=args.device, trajectory=trajectory)
+    if args.repair_swaps:
+        kp, conf = _repair_swaps(kp, conf, lifter.layout, args.fps)
     if args.frame == 'world' or args.calibration:
         from ..geometry.calibration import CalibrationError
         try:
@@ -144,6 +151,19 @@ def main(argv=None) -> int:
           f'flip={args.flip}{", trajectory (camera-space root)" if trajectory else ""} '
           f'-> {args.out}', file=sys.stderr)
     return 0
+
+
+def _repair_swaps(kp, conf, layout, fps):
+    """The track rule of the node and vp3d-offline on a whole keypoints file."""
+    from ..core.label_swaps import trade_back_track
+    from ..core.track_rules import DEFAULT
+    seen = np.ones(kp.shape[:2], bool) if conf is None else conf >= DEFAULT.min_confidence
+    stamps = np.round(np.arange(len(kp)) * 1e9 / fps).astype(np.int64)
+    perms = trade_back_track(kp, seen, stamps, layout)
+    traded = int((perms != np.arange(kp.shape[1])).any(axis=1).sum())
+    print(f'vp3d-lift: left/right labels traded back in {traded} frame(s)', file=sys.stderr)
+    kp = np.take_along_axis(kp, perms[..., None], axis=1)
+    return kp, None if conf is None else np.take_along_axis(conf, perms, axis=1)
 
 
 def _rigid(poses, args):
