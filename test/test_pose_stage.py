@@ -48,3 +48,40 @@ def test_stage_tracks_the_person_and_restarts_where_mediapipe_must():
         assert stage.restarted is None and len(d.ids) == 1
     finally:
         stage.close()
+
+
+def test_stage_trades_back_the_limbs_mediapipe_names_the_wrong_way_round():
+    """Bundled cam02 (real MediaPipe, full size): from frame 41 MediaPipe names the legs and
+    arms the wrong way round. The stage trades them back in the mapped keypoints, their
+    confidences and the 33 landmarks (image and world) alike; with repair_swaps off they
+    come out as detected, and before the swap both agree."""
+    from pathlib import Path
+    from vp3d_ros.core.label_swaps import limb_permutation
+    from vp3d_ros.core.skeletons import H36M17, MEDIAPIPE33
+    video = Path(CLIP).with_name('balancing_cam02.mp4')
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < 52:
+        ok, bgr = cap.read()
+        assert ok
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    out = {}
+    for repair in (True, False):
+        stage = PoseStage(lambda: create_estimator('legacy', video_mode=True), 'h36m',
+                          PeopleTracking(), repair_swaps=repair)
+        try:
+            out[repair] = [stage.process(f, (i + 1) * 16_666_667) for i, f in enumerate(frames)]
+        finally:
+            stage.close()
+        assert (stage.swaps is not None) == repair
+    both = limb_permutation(H36M17, [True, True])
+    both33 = limb_permutation(MEDIAPIPE33, [True, True])
+    for t in range(len(frames)):
+        a, b = out[True][t], out[False][t]
+        if t < 40:
+            assert np.array_equal(a.keypoints, b.keypoints)
+        elif t >= 42:
+            assert np.array_equal(a.keypoints[0], b.keypoints[0][both]), t
+            assert np.array_equal(a.confidence[0], b.confidence[0][both])
+            assert np.array_equal(a.landmarks[0], b.landmarks[0][both33])
+            assert np.array_equal(a.world[0], b.world[0][both33], equal_nan=True)

@@ -103,7 +103,8 @@ class CameraResult:
     name: str
     frames: List[Frame2D]
     poses: Dict[int, Dict[int, LiftedPose]] = field(default_factory=dict)  # stamp -> id -> pose
-    swaps_repaired: int = 0  # limb-frames whose left/right labels the lift traded back
+    swaps_2d: int = 0       # limb-frames whose left/right labels the 2D stage traded back
+    swaps_lifted: int = 0   # ... and the lifting engine (2D from elsewhere: a bag's keypoints)
     # With a calibration: stamp -> id -> (world positions (17, 3), confidence (17,))
     world: Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
 
@@ -290,15 +291,19 @@ def _bag_frames(bag, topic: str, info_topic: Optional[str], max_frames: Optional
 # -- 2D ------------------------------------------------------------------------------------
 def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout: str,
               on_frame: Callable[[int], None] = lambda n: None,
-              make_tracking: Optional[Callable[[], object]] = None) -> List[Frame2D]:
+              make_tracking: Optional[Callable[[], object]] = None,
+              repair_swaps: bool = RULES.repair_swaps,
+              counts: Optional[dict] = None) -> List[Frame2D]:
     """MediaPipe on every frame through pose2d's own 2D stage
-    (:class:`~vp3d_ros.vision.pose_stage.PoseStage`: mapping, person tracking, restarts;
-    ``make_tracking`` builds a :class:`~vp3d_ros.core.tracking.PeopleTracking`, default all
-    persons), keypoints rounded to the cloud's float32."""
+    (:class:`~vp3d_ros.vision.pose_stage.PoseStage`: mapping, person tracking, restarts,
+    left/right swaps traded back; ``make_tracking`` builds a
+    :class:`~vp3d_ros.core.tracking.PeopleTracking`, default all persons), keypoints rounded
+    to the cloud's float32; ``counts``, if given, receives ``swaps_repaired``."""
     from ..vision.pose_stage import PoseStage
     from ..core.tracking import PeopleTracking
     out: List[Frame2D] = []
-    stage = PoseStage(make_estimator, layout, (make_tracking or PeopleTracking)())
+    stage = PoseStage(make_estimator, layout, (make_tracking or PeopleTracking)(),
+                      repair_swaps=repair_swaps)
     try:
         for stamp, frame_id, rgb, info_size in source.frames():
             det = stage.process(rgb, stamp, info_size)
@@ -309,6 +314,8 @@ def detect_2d(source: CameraSource, make_estimator: Callable[[], object], layout
             on_frame(len(out))
     finally:
         stage.close()
+    if counts is not None:
+        counts['swaps_repaired'] = stage.swaps.repaired if stage.swaps is not None else 0
     return out
 
 
@@ -397,7 +404,7 @@ def lift_camera(cam: CameraResult, lifter, layout: str, rules: TrackRules = RULE
         if view is not None:
             cam.poses = lift_frames(cam.frames, lifter, rules, make_view=view, counts=counts)
             how = 'subject'
-    cam.swaps_repaired = counts['swaps_repaired']
+    cam.swaps_lifted = counts['swaps_repaired']
     return how
 
 
@@ -694,7 +701,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             if topics:
                 raise OfflineError('--topics applies to bags, not to video files')
             sources = [video_source(src, camera_name, frame_id, max_frames or None)]
-        cameras = _run_pose(sources, layout, progress, pose.tracking, **pose.estimator_args())
+        cameras = _run_pose(sources, layout, progress, pose.tracking, rules.repair_swaps,
+                            **pose.estimator_args())
     except bag_io.BagError as e:
         raise OfflineError(f'{src}: {e}') from None
     finally:
@@ -751,11 +759,12 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         frames_without_person=sum(1 for c in cameras for f in c.frames if not f.people),
         seconds=seconds, fps=frames / seconds if seconds > 0 else 0.0,
         cameras=[c.name for c in cameras], out=str(out), checkpoint=ckpt.path,
-        swaps_repaired={c.name: c.swaps_repaired for c in cameras})
+        swaps_repaired={c.name: c.swaps_2d + c.swaps_lifted for c in cameras})
 
 
 def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,
-              make_tracking=None, **estimator_args) -> List[CameraResult]:
+              make_tracking=None, repair_swaps: bool = RULES.repair_swaps,
+              **estimator_args) -> List[CameraResult]:
     """2D for every camera, one MediaPipe video-mode graph and person tracking per camera."""
     from ..vision.pose_estimation import PoseEstimationError, create_estimator
 
@@ -775,8 +784,10 @@ def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,
                 dt = time.perf_counter() - t0
                 bar.update(label, n, total, n / dt if dt > 0 else 0.0)
 
+            counts: dict = {}
             results.append(CameraResult(src.name, detect_2d(src, make_estimator, layout, tick,
-                                                            make_tracking)))
+                                                            make_tracking, repair_swaps, counts),
+                                        swaps_2d=counts['swaps_repaired']))
             if not results[-1].frames:
                 raise OfflineError(f'{src.label}: no frames')
     finally:

@@ -26,7 +26,7 @@ traded in 136,604 frames (68,324 at half the rate).
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class SwapRepair:
         self.ratio, self.min_jump = ratio, min_jump
         self.max_run_ns = int(max_run_s * 1e9)
         self.repaired = 0    # limb-frames traded back since the track began
+        self.traded: List[bool] = [False] * len(self.limbs)   # per limb, the last frame
         self._since: List[Optional[int]] = [None] * len(self.limbs)  # stamp a trade began
         self._last: Optional[np.ndarray] = None   # the last frame as the track took it
 
@@ -68,6 +69,7 @@ class SwapRepair:
 
         keypoints (J, 2) as detected; seen (J,) the joints detected well enough to judge."""
         expected = self._last
+        self.traded = [False] * len(self.limbs)
         if expected is None or seen.sum() < 2:
             return None
         size = float(np.ptp(keypoints[seen], axis=0).max())
@@ -90,8 +92,54 @@ class SwapRepair:
                 self._since[k] = None   # held this long: the detector means it
                 continue
             perm[kept] = traded
+            self.traded[k] = True
             self.repaired += 1
         return None if np.array_equal(perm, np.arange(self.num_joints)) else perm
+
+
+def limb_permutation(layout: SkeletonLayout, traded: Sequence[bool]) -> np.ndarray:
+    """Index order of ``layout`` that trades the limbs flagged in ``traded`` (in the order of
+    ``layout.limbs``: legs, then arms, in every layout), e.g. to trade MediaPipe's 33
+    landmarks as the keypoints mapped from them were traded."""
+    twin = layout.flip_permutation()
+    perm = np.arange(layout.num_joints)
+    for limb, on in zip(layout.limbs, traded):
+        if on:
+            for j in limb:
+                perm[j], perm[twin[j]] = twin[j], j
+    return perm
+
+
+class TrackSwaps:
+    """A :class:`SwapRepair` per person track of a 2D stage (ids from ``core.tracking``);
+    a track unseen for ``forget_s`` starts afresh."""
+
+    def __init__(self, layout: SkeletonLayout, min_confidence: float, forget_s: float = 1.0):
+        self.layout, self.min_confidence = layout, min_confidence
+        self.forget_ns = int(forget_s * 1e9)
+        self.repaired = 0
+        self._tracks: Dict[int, Tuple[SwapRepair, int]] = {}
+
+    def reset(self):
+        self._tracks.clear()
+
+    def trade(self, pid: int, stamp_ns: int, keypoints: np.ndarray, confidence: np.ndarray
+              ) -> Optional[List[bool]]:
+        """One person's frame -> the limbs to trade back (None: none); the caller trades
+        its keypoints with ``limb_permutation``."""
+        self._tracks = {i: v for i, v in self._tracks.items()
+                        if stamp_ns - v[1] <= self.forget_ns}
+        repair = self._tracks[pid][0] if pid in self._tracks else SwapRepair(self.layout)
+        self._tracks[pid] = (repair, stamp_ns)
+        seen = np.isfinite(keypoints).all(axis=-1) & (np.asarray(confidence) >= self.min_confidence)
+        perm = repair.permutation(stamp_ns, keypoints, seen)
+        traded = None
+        if perm is not None:
+            keypoints = keypoints[perm]
+            traded = list(repair.traded)
+            self.repaired += sum(traded)
+        repair.accept(np.where(np.isfinite(keypoints), keypoints, 0.0))
+        return traded
 
 
 def trade_back_track(keypoints: np.ndarray, seen: np.ndarray, stamps_ns: np.ndarray,

@@ -41,7 +41,8 @@ from . import ros_conversions
 from ..vision.pose_stage import PoseStage
 from .ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
                                keypoints_to_cloud)
-from ..core.options import PoseOptions
+from ..core.options import PoseOptions, fields_of
+from ..core.track_rules import DEFAULT as RULES, TrackRules
 from .common import ConfigError, Throttle, declare, declare_options, problem_kind, run_node
 from .diagnostics import NodeDiagnostics
 
@@ -68,6 +69,11 @@ class Pose2dNode(Node):
         self.publish_33 = p('publish_landmarks', False, 'also publish all 33 MediaPipe landmarks')
         self.publish_world = p('publish_world_landmarks', False,
                                "also publish MediaPipe's world landmarks (metres, hip-centred)")
+        repair_swaps = p('repair_swaps', RULES.repair_swaps,
+                         next(f.metadata['help'] for f in fields_of(TrackRules)
+                              if f.name == 'repair_swaps')
+                         + ' (in keypoints_2d and the landmarks: every consumer sees one '
+                         'labelling)')
         compressed = p('compressed', False, "subscribe to '<image>/compressed' "
                        '(sensor_msgs/CompressedImage) instead of raw images')
         if self.layout not in ('h36m', 'coco'):
@@ -80,7 +86,8 @@ class Pose2dNode(Node):
         self._estimator_args = dict(opts.estimator_args(), video_mode=True)
         try:
             self.stage = PoseStage(lambda: create_estimator(**self._estimator_args), self.layout,
-                                   self.tracking, size_restart_min_s=SIZE_RESTART_MIN_S)
+                                   self.tracking, size_restart_min_s=SIZE_RESTART_MIN_S,
+                                   repair_swaps=repair_swaps)
         except (PoseEstimationError, ValueError, OSError) as e:
             raise ConfigError(f'pose2d: {e}') from e
 

@@ -4,7 +4,10 @@ MediaPipe on a frame, its 33 landmarks mapped to the keypoint layout, persons tr
 (``person`` = a track id, only the chosen subject(s)), and the rules that keep MediaPipe's
 video graph honest: its tracking state belongs to one geometry and one time line, so a new
 image size or stamps going backwards restart it (and the person tracks: new ids), and its
-timestamps must increase, so they are made to. Live, a size that changes on every frame
+timestamps must increase, so they are made to. A leg or arm MediaPipe names the wrong way
+round for a run of frames is traded back per person track (``repair_swaps``,
+:mod:`vp3d_ros.core.label_swaps`), in the mapped keypoints and the 33 landmarks alike, so
+every consumer of the 2D (lifter, world placement, fusion, recordings) sees one labelling. Live, a size that changes on every frame
 must not rebuild the graph on every frame: ``size_restart_min_s`` skips frames of yet
 another size that soon after a restart.
 
@@ -20,6 +23,9 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 
 from ..core.keypoint_mapping import map_mediapipe
+from ..core.label_swaps import TrackSwaps, limb_permutation
+from ..core.skeletons import MEDIAPIPE33, get_layout
+from ..core.track_rules import DEFAULT as RULES
 
 
 @dataclass
@@ -46,10 +52,13 @@ class PoseStage:
     its size changed again within ``size_restart_min_s`` of the last restart."""
 
     def __init__(self, make_estimator: Callable[[], object], layout: str, tracking,
-                 size_restart_min_s: float = 0.0, clock: Callable[[], float] = time.monotonic):
+                 size_restart_min_s: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 repair_swaps: bool = RULES.repair_swaps):
         self.make_estimator = make_estimator
         self.layout = layout
         self.tracking = tracking
+        self.swaps = (TrackSwaps(get_layout(layout), RULES.min_confidence)
+                      if repair_swaps else None)
         self.size_restart_min_s = float(size_restart_min_s)
         self.clock = clock
         self.estimator = make_estimator()
@@ -70,6 +79,8 @@ class PoseStage:
                 pass
         self._last_ms = -1
         self.tracking.reset()
+        if self.swaps is not None:
+            self.swaps.reset()
         self.restarted = Restart(kind, why)
         self.estimator = self.make_estimator()
 
@@ -103,8 +114,24 @@ class PoseStage:
         world = np.array([p.world_landmarks if p.world_landmarks is not None
                           else np.full((33, 3), np.nan) for p in people],
                          dtype=np.float64).reshape(n, 33, 3)
-        return Detections(kp[keep], conf[keep], list(ids), lm[keep], vis[keep], world[keep],
-                          (w, h))
+        det = Detections(kp[keep], conf[keep], list(ids), lm[keep], vis[keep], world[keep],
+                         (w, h))
+        if self.swaps is not None:
+            self._trade_back(det, int(stamp_ns))
+        return det
+
+    def _trade_back(self, det: Detections, stamp_ns: int) -> None:
+        """Each person's swapped limbs traded back, in every array of the detection."""
+        layout = get_layout(self.layout)
+        for i, pid in enumerate(det.ids):
+            traded = self.swaps.trade(pid, stamp_ns, det.keypoints[i], det.confidence[i])
+            if traded is None:
+                continue
+            perm = limb_permutation(layout, traded)
+            det.keypoints[i], det.confidence[i] = det.keypoints[i][perm], det.confidence[i][perm]
+            perm33 = limb_permutation(MEDIAPIPE33, traded)
+            det.landmarks[i], det.visibility[i] = det.landmarks[i][perm33], det.visibility[i][perm33]
+            det.world[i] = det.world[i][perm33]
 
     def close(self) -> None:
         if self.estimator is not None:
