@@ -30,9 +30,11 @@
    up-axis error (degrees) and camera height error (mm).
 2. The real 4-camera clip (../shared/data/video/pose2sim_balancing, Calib_qualisys.toml,
    world z up, floor z = 0): MediaPipe 2D per camera (cached in out/world_cache/), lifted
-   in the level view,
-   placed in the world. Reference: the 4-camera triangulation of the same 2D (DLT,
-   confidence-weighted). Per camera: distance to the triangulation (root, all joints),
+   and placed in the world as ``vp3d-offline --calibration`` does (``apps.offline``: the
+   engine's track rules, left/right swaps traded back, the level view, ``place_in_world``).
+   Reference: the 4-camera triangulation of the same 2D (``geometry.fusion.robust_triangulate``
+   as in ``real_clip.py``: confidence-weighted, views more than 15 px off dropped, so a camera
+   whose labels are swapped does not pull it). Per camera: distance to the triangulation (root, all joints),
    cross-camera agreement = distance to the median of the other three cameras' world
    skeletons, and the lower foot joint's height above the floor (median over frames; the
    subject balances on one leg), with the lifter's scale and with the subject height
@@ -250,25 +252,24 @@ def mediapipe_2d(video):
     return kp2, c2, fps, size
 
 
-def triangulate(cams, kps, confs):
-    """Confidence-weighted DLT of every joint seen by two or more calibrated views (the
-    multi-camera reference for the single-camera world skeletons)."""
-    T = kps[0].shape[0]
-    X = np.full((T, 17, 3), np.nan)
-    xns = [c.normalize_pixels(k) for c, k in zip(cams, kps)]
-    for t in range(T):
-        for j in range(17):
-            rows = []
-            for c, xn, w in zip(cams, xns, confs):
-                if not np.isfinite(xn[t, j]).all() or w[t, j] <= 0:
-                    continue
-                P = np.concatenate([c.R, c.t[:, None]], 1)
-                rows += [w[t, j] * (xn[t, j, 0] * P[2] - P[0]),
-                         w[t, j] * (xn[t, j, 1] * P[2] - P[1])]
-            if len(rows) >= 4:
-                v = np.linalg.svd(np.array(rows))[2][-1]
-                X[t, j] = v[:3] / v[3]
-    return X
+def as_vp3d_offline(lifter, kp, conf, size, fps, camera, height, floor):
+    """(T, 17, 3) world skeletons of one camera's 2D track as ``vp3d-offline --calibration``
+    makes them (``apps.offline``: the engine's track rules, left/right swaps traded back,
+    the level view, then ``place_in_world``); NaN where no pose came out."""
+    from vp3d_ros.apps.offline import CameraResult, Frame2D, lift_camera, place_in_world
+    stamps = [int(round(i * 1e9 / fps)) for i in range(len(kp))]
+    res = CameraResult(camera.name, [
+        Frame2D(s, camera.name, tuple(size),
+                {0: (kp[i], conf[i])} if np.all(np.isfinite(kp[i])) else {})
+        for i, s in enumerate(stamps)])
+    lift_camera(res, lifter, 'h36m', camera=camera)
+    placed = place_in_world(res, camera, 'h36m', subject_height_m=height,
+                            floor_z=0.0 if floor else None)
+    out = np.full((len(kp), 17, 3), np.nan)
+    for i, s in enumerate(stamps):
+        if 0 in placed.get(s, {}):
+            out[i] = placed[s][0][0]
+    return out
 
 
 def real_benchmark(lifter, floor=True):
@@ -282,8 +283,12 @@ def real_benchmark(lifter, floor=True):
         cam = find_camera(rig, v[:-4]).with_image_size(*size)
         tracks[v[:-4]] = (cam, kp, conf, size)
     names = sorted(tracks)
-    ref = triangulate([tracks[n][0] for n in names], [tracks[n][1] for n in names],
-                      [tracks[n][2] for n in names])
+    from vp3d_ros.geometry.fusion import robust_triangulate
+    ref = robust_triangulate([tracks[n][0] for n in names],     # as real_clip.py's reference
+                             np.stack([tracks[n][1] for n in names]),
+                             np.stack([np.where(np.isfinite(tracks[n][1]).all(-1), tracks[n][2], 0.0)
+                                       for n in names]),
+                             threshold_px=15.0, max_error_px=25.0).points
     ref_h = W.skeleton_height(ref[np.isfinite(ref).all((1, 2))])
     low_ref = np.nanmin(ref[:, [W.RFOOT, W.LFOOT], 2], axis=1)
     print(f'real clip: 4-camera triangulation (reference): skeleton height {ref_h:.2f} m, '
@@ -292,13 +297,8 @@ def real_benchmark(lifter, floor=True):
     for h in (None, ref_h):
         per_cam = {}
         for name, (cam, kp, conf, size) in tracks.items():
-            seen = np.isfinite(kp).all((1, 2))
-            full = np.full(kp.shape[:1] + (17, 3), np.nan)
-            rel = level_view(cam).lift(lifter, kp[seen])
-            pl = W.place_skeletons(rel, kp[seen], cam, conf[seen], subject_height_m=h, fps=fps,
-                                   floor_z=0.0 if floor else None)
-            full[seen] = W.to_world(pl.poses_cam, cam)
-            per_cam[name] = (full, pl.floor_scale is not None)
+            full = as_vp3d_offline(lifter, kp, conf, size, fps, cam, h, floor)
+            per_cam[name] = (full, floor)
             if floor and h is None and name == 'cam01':
                 opensim_check(full, fps, 'balancing_cam01', os.path.join(ROOT, 'out', 'world'))
         stack = np.stack([per_cam[n][0] for n in names])          # (C, T, 17, 3)
@@ -317,7 +317,7 @@ def real_benchmark(lifter, floor=True):
                    1000 * np.nanmedian(low))
             rows.append(row)
             print(f'  {n:7s} vs tri {row[0]:5.0f} {row[1]:5.0f}   vs others {row[2]:5.0f} '
-                  f'{row[3]:5.0f}   foot {row[4]:5.0f}   floor used {per_cam[n][1]}')
+                  f'{row[3]:5.0f}   foot {row[4]:5.0f}   floor cue offered {per_cam[n][1]}')
         m = np.mean(rows, axis=0)
         print(f'  {"mean":7s} vs tri {m[0]:5.0f} {m[1]:5.0f}   vs others {m[2]:5.0f} {m[3]:5.0f}'
               f'   foot {m[4]:5.0f}')
