@@ -114,7 +114,7 @@ class Pose2dNode(Node):
         self.camera_size = None
         self.create_subscription(CameraInfo, 'camera_info', self._on_info, qos_profile_sensor_data)
         self.throttle = Throttle()
-        self.diag = NodeDiagnostics(self, 'pose2d', extra=self.tracking.values)
+        self.diag = NodeDiagnostics(self, 'pose2d', extra=self._diag_extra)
         self._slot: Optional[object] = None
         self._cv = threading.Condition()
         self._running = True
@@ -125,6 +125,10 @@ class Pose2dNode(Node):
                                       'told from good ones (pip install simplejpeg)')
         self.get_logger().info(f'pose2d ready: backend={self.backend} layout={self.layout} '
                                f'listening on {"image/compressed" if compressed else "image"}')
+
+    def _diag_extra(self):
+        swaps = self.stage.swaps
+        return {**self.tracking.values(), 'swaps_repaired': swaps.repaired if swaps else 0}
 
     def _on_info(self, msg: CameraInfo):
         if not msg.width or not msg.height:
