@@ -176,3 +176,42 @@ def test_vp3d_lift_repair_swaps_flag(tmp_path):
         poses[name] = np.load(tmp_path / f'{name}_3d.npy')
     assert np.abs(poses['traded'] - poses['true']).max() < 1e-6
     assert np.abs(poses['as_given'] - poses['true'])[20:35].max() > 0.05
+
+
+@pytest.mark.parametrize('layout', ['h36m', 'coco'])
+def test_limbs_correspond_across_layouts(layout):
+    """The 2D stage trades MediaPipe's 33 landmarks with the limbs it traded in the mapped
+    keypoints: trading a leg or an arm in the 33 and mapping gives what trading the mapped
+    keypoints gives, in both output layouts."""
+    from vp3d_ros.core.keypoint_mapping import map_mediapipe
+    from vp3d_ros.core.label_swaps import limb_permutation
+    from vp3d_ros.core.skeletons import MEDIAPIPE33, get_layout
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(0, 500, (1, 33, 2))
+    vis = rng.uniform(0.5, 1, (1, 33))
+    for traded in ([True, False], [False, True], [True, True]):
+        p33 = limb_permutation(MEDIAPIPE33, traded)
+        a, ca = map_mediapipe(lm[:, p33], vis[:, p33], layout)
+        b, cb = map_mediapipe(lm, vis, layout)
+        p = limb_permutation(get_layout(layout), traded)
+        assert np.allclose(a, b[:, p]) and np.allclose(ca, cb[:, p]), traded
+
+
+def test_track_swaps_per_person_and_with_missing_joints():
+    """The 2D stage's per-track state: two persons, one swapped, one not; a joint without a
+    position holds its last one instead of spoiling the next frame's judgement."""
+    from vp3d_ros.core.label_swaps import TrackSwaps
+    kp, conf = walking(60)
+    other, other_conf = walking(60, seed=9)
+    other[..., 0] += 300
+    bad, bad_conf = swapped(kp, conf, range(20, 30), np.r_[LEG, ARM])
+    bad[25, 3] = np.nan
+    swaps = TrackSwaps(H36M17, 0.1)
+    got = {1: [], 2: []}
+    for t in range(60):
+        stamp = t * 1000 * MS // FPS
+        got[1].append(swaps.trade(1, stamp, bad[t], bad_conf[t]))
+        got[2].append(swaps.trade(2, stamp, other[t], other_conf[t]))
+    assert [t for t, g in enumerate(got[1]) if g] == list(range(20, 30))
+    assert all(g == [True, True] for g in got[1][20:30])
+    assert not any(got[2]) and swaps.repaired == 20

@@ -138,7 +138,13 @@ class TrackSwaps:
             keypoints = keypoints[perm]
             traded = list(repair.traded)
             self.repaired += sum(traded)
-        repair.accept(np.where(np.isfinite(keypoints), keypoints, 0.0))
+        ok = np.isfinite(keypoints).all(axis=-1)
+        if repair._last is not None:   # a joint without a position holds its last one
+            keypoints = np.where(ok[:, None], keypoints, repair._last)
+        elif not ok.all():
+            keypoints = np.where(ok[:, None], keypoints,
+                                 keypoints[ok].mean(axis=0) if ok.any() else 0.0)
+        repair.accept(keypoints)
         return traded
 
 
