@@ -204,3 +204,55 @@ def test_pose2d_survives_corrupt_compressed_images(rig):
     assert client.wait_for(lambda: int(diag_values(client, FQN).get('errors', 0)) >= 25, 10), \
         diag_values(client, FQN)
     assert_alive_and_clean(pose)
+
+
+def test_pose2d_publishes_swapped_limbs_traded_back(rig):
+    """The bundled cam02 through a real pose2d node over DDS, frame by frame: from frame 41
+    MediaPipe names the legs and arms the wrong way round; keypoints_2d carries them traded
+    back (MediaPipe's own labels, from the same 2D stage with repair_swaps off, are the
+    mirror of what the node publishes), one info line says so, /diagnostics counts it."""
+    from pathlib import Path
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image, PointCloud2
+    from conftest import CLIP
+    from vp3d_ros.core.label_swaps import limb_permutation
+    from vp3d_ros.core.skeletons import H36M17
+    from vp3d_ros.core.tracking import PeopleTracking
+    from vp3d_ros.vision.pose_estimation import create_estimator
+    from vp3d_ros.vision.pose_stage import PoseStage
+    cap = cv2.VideoCapture(str(Path(CLIP).with_name('balancing_cam02.mp4')))
+    frames = []
+    while len(frames) < 50:
+        ok, bgr = cap.read()
+        assert ok
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    t0, dt = 1000 * SEC, SEC // 60
+    start, client, _ = rig
+    pose = start('pose2d_node', '-r', '__ns:=/cam02', name='pose2d')
+    client.collect(PointCloud2, '/cam02/keypoints_2d')
+    client.collect(DiagnosticArray, '/diagnostics')
+    pub = client.node.create_publisher(Image, '/cam02/image', reliable(5))
+    assert pose.wait_for_log('pose2d ready', 90), pose.log()
+    assert client.wait_for_subscribers(pub, 1, 60), 'pose2d never subscribed'
+    for i, f in enumerate(frames):   # one at a time: pose2d keeps only the newest frame
+        ns = t0 + i * dt
+        assert send_until(client, pub, image(f, ns),
+                          lambda ns=ns: has_stamp(client, '/cam02/keypoints_2d', ns)), pose.log()
+    published = {stamps_ns([m])[0]: _people(m) for m in client.messages('/cam02/keypoints_2d')}
+    assert pose.wait_for_log('traded back', 10), pose.log()
+    assert client.wait_for(lambda: float(diag_values(client, FQN.replace('01', '02')).get(
+        'swaps_repaired', 0)) > 0, 10)
+    stage = PoseStage(lambda: create_estimator('legacy', video_mode=True), 'h36m',
+                      PeopleTracking(), repair_swaps=False)
+    try:
+        raw = [stage.process(f, t0 + i * dt) for i, f in enumerate(frames)]
+    finally:
+        stage.close()
+    both = limb_permutation(H36M17, [True, True])
+    for i in range(42, 50):
+        (kp, _), = published[t0 + i * dt].values()
+        assert np.allclose(kp, raw[i].keypoints[0][both], atol=0.05), i
+    for i in range(0, 38):
+        (kp, _), = published[t0 + i * dt].values()
+        assert np.allclose(kp, raw[i].keypoints[0], atol=0.05), i
+    assert_alive_and_clean(pose)

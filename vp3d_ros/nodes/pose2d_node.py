@@ -198,10 +198,18 @@ class Pose2dNode(Node):
                               f'but images are {w}x{h}; the lifter will refuse these frames '
                               'until they agree')
         old_size = self.stage.size
+        traded = self.stage.swaps.repaired if self.stage.swaps else 0
         try:
             det = self.stage.process(rgb, stamp_ns)
         finally:
             self._log_restart()
+        if self.stage.swaps and self.stage.swaps.repaired > traded:
+            self.throttle.log(self.get_logger().info, 'swap',
+                              'MediaPipe named a leg or an arm the wrong way round (left for '
+                              "right): traded back from the person's track "
+                              f'({self.stage.swaps.repaired} limb-frames so far; swaps_repaired '
+                              'in /diagnostics; repair_swaps false to publish the labels as '
+                              'detected)')
         if det is None:
             # A size that changes on every frame must not rebuild MediaPipe every frame.
             self.diag.dropped()
