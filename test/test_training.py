@@ -345,3 +345,29 @@ def test_limb_direction_term_is_tame_at_the_all_zero_start():
     bone_directions(pred, target).backward()
     assert torch.isfinite(pred.grad).all()
     assert pred.grad.abs().max().item() < 50.0, pred.grad.abs().max()
+
+
+def test_source_weight_option_reweights_sampling_and_is_recorded(tmp_path):
+    """train --source-weight cmu=5: the CMU clips' sampling weight x5 on top of duration,
+    written into the sidecar; a typo or a non-positive weight is refused, not ignored."""
+    from vp3d_ros.core.checkpoint import read_sidecar
+    from vp3d_ros.training import train
+    assert train.parse_source_weights(['cmu=5', 'bandai=0.5']) == {'cmu': 5.0, 'bandai': 0.5}
+    for bad in (['cmx=5'], ['cmu'], ['cmu=x'], ['cmu=0']):
+        with pytest.raises(SystemExit):
+            train.parse_source_weights(bad)
+    h36m, cmu = tiny_clip(seed=0), tiny_clip(seed=1)
+    cmu = Clip('cmu', '', 'train_x', cmu.fps, cmu.poses)
+    np.testing.assert_allclose(MotionBank.from_clips([h36m, cmu], {'cmu': 5.0}).weights,
+                               [1 / 6, 5 / 6])
+    data = tmp_path / 'mocap'
+    _write_mocap(data, 'h36m_S1.npz', [tiny_clip(n=200, seed=s) for s in range(2)])
+    _write_mocap(data, 'h36m_S8.npz', [tiny_clip(n=200, seed=5)])
+    out = tmp_path / 'w.bin'
+    train.main(['--kind', 'causal', '--filter-widths', '3', '3', '--channels', '16',
+                '--batch', '4', '--outputs-per-window', '4', '--minutes', '0.02',
+                '--data', str(data), '--out', str(out), '--log-every', '1000',
+                '--source-weight', 'h36m=2'])
+    side = read_sidecar(str(out))['training']
+    assert side['history'][-1]['source_weight'] == {'h36m': 2.0}
+    assert side['source_weights'].startswith('h36m x2')
