@@ -107,19 +107,25 @@ def score(pred: np.ndarray, ref: np.ndarray):
             limb_cv(pred))
 
 
+def camera_track(kp, conf, size, fps, name: str = 'camera'):
+    """One camera's (T, 17, 2) track as vp3d-offline's 2D stage hands it on
+    (``apps.offline.CameraResult``: person 0 where every joint is finite), and its stamps."""
+    from vp3d_ros.apps.offline import CameraResult, Frame2D
+    stamps = [int(round(i * 1e9 / fps)) for i in range(len(kp))]
+    return CameraResult(name, [
+        Frame2D(s, name, tuple(size), {0: (kp[i], conf[i])} if np.all(np.isfinite(kp[i])) else {})
+        for i, s in enumerate(stamps)]), stamps
+
+
 def as_vp3d_offline(lifter, kp, conf, size, fps, camera, how: str, rules=None) -> np.ndarray:
     """(T, 17, 3) poses of one camera's 2D track, lifted by vp3d-offline's own code
     (``apps.offline.lift_camera``: the engine's track and gap rules, weak joints held, the
     whole sequence in one pass) as ``vp3d-offline`` lifts it: ``calibration`` (with
     ``--calibration``: the camera's level view), ``subject`` (without: up from the
     subject's first lift) or ``none`` (``--no-level-view``). NaN where no pose came out."""
-    from vp3d_ros.apps.offline import CameraResult, Frame2D, lift_camera
+    from vp3d_ros.apps.offline import lift_camera
     from vp3d_ros.core.track_rules import DEFAULT
-    stamps = [int(round(i * 1e9 / fps)) for i in range(len(kp))]
-    cam = CameraResult('camera', [
-        Frame2D(s, 'camera', tuple(size),
-                {0: (kp[i], conf[i])} if np.all(np.isfinite(kp[i])) else {})
-        for i, s in enumerate(stamps)])
+    cam, stamps = camera_track(kp, conf, size, fps)
     got = lift_camera(cam, lifter, 'h36m', rules or DEFAULT,
                       camera=camera if how == 'calibration' else None, level_view=how != 'none')
     assert how == 'none' or got == how, (how, got)

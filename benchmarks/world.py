@@ -256,12 +256,9 @@ def as_vp3d_offline(lifter, kp, conf, size, fps, camera, height, floor):
     """(T, 17, 3) world skeletons of one camera's 2D track as ``vp3d-offline --calibration``
     makes them (``apps.offline``: the engine's track rules, left/right swaps traded back,
     the level view, then ``place_in_world``); NaN where no pose came out."""
-    from vp3d_ros.apps.offline import CameraResult, Frame2D, lift_camera, place_in_world
-    stamps = [int(round(i * 1e9 / fps)) for i in range(len(kp))]
-    res = CameraResult(camera.name, [
-        Frame2D(s, camera.name, tuple(size),
-                {0: (kp[i], conf[i])} if np.all(np.isfinite(kp[i])) else {})
-        for i, s in enumerate(stamps)])
+    from vp3d_ros.apps.offline import lift_camera, place_in_world
+    from real_clip import camera_track
+    res, stamps = camera_track(kp, conf, size, fps, camera.name)
     lift_camera(res, lifter, 'h36m', camera=camera)
     placed = place_in_world(res, camera, 'h36m', subject_height_m=height,
                             floor_z=0.0 if floor else None)

@@ -39,7 +39,7 @@ MAX_RUN_S = 1.0  # a trade held this long ends: the detector's labels are taken 
 
 class SwapRepair:
     """One track's swap state: :meth:`permutation` for a new frame, :meth:`accept` for the
-    frame as the track took it, :meth:`reset` at a new segment."""
+    frame as the track took it (or :meth:`step` for both), :meth:`reset` at a new segment."""
 
     def __init__(self, layout: SkeletonLayout, ratio: float = RATIO,
                  min_jump: float = MIN_JUMP, max_run_s: float = MAX_RUN_S):
@@ -62,6 +62,24 @@ class SwapRepair:
     def accept(self, keypoints: np.ndarray):
         """The frame as the track took it (traded back, weak joints held)."""
         self._last = np.array(keypoints, dtype=np.float64)
+
+    def step(self, stamp_ns: int, keypoints: np.ndarray, seen: np.ndarray,
+             hold: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """:meth:`permutation`, then :meth:`accept` of the frame as a track takes it: traded
+        back, the ``hold`` joints (default: those not seen) at their last position, or at the
+        centre of the others before there is one."""
+        kp = np.array(keypoints, dtype=np.float64)
+        hold = ~seen if hold is None else hold
+        perm = self.permutation(stamp_ns, kp, seen)
+        if perm is not None:
+            kp, hold = kp[perm], hold[perm]
+        if hold.any():
+            if self._last is not None:
+                kp[hold] = self._last[hold]
+            else:
+                kp[hold] = kp[~hold].mean(axis=0) if (~hold).any() else 0.0
+        self.accept(kp)
+        return perm
 
     def permutation(self, stamp_ns: int, keypoints: np.ndarray, seen: np.ndarray
                     ) -> Optional[np.ndarray]:
@@ -131,21 +149,12 @@ class TrackSwaps:
                         if stamp_ns - v[1] <= self.forget_ns}
         repair = self._tracks[pid][0] if pid in self._tracks else SwapRepair(self.layout)
         self._tracks[pid] = (repair, stamp_ns)
-        seen = np.isfinite(keypoints).all(axis=-1) & (np.asarray(confidence) >= self.min_confidence)
-        perm = repair.permutation(stamp_ns, keypoints, seen)
-        traded = None
-        if perm is not None:
-            keypoints = keypoints[perm]
-            traded = list(repair.traded)
-            self.repaired += sum(traded)
-        ok = np.isfinite(keypoints).all(axis=-1)
-        if repair._last is not None:   # a joint without a position holds its last one
-            keypoints = np.where(ok[:, None], keypoints, repair._last)
-        elif not ok.all():
-            keypoints = np.where(ok[:, None], keypoints,
-                                 keypoints[ok].mean(axis=0) if ok.any() else 0.0)
-        repair.accept(keypoints)
-        return traded
+        finite = np.isfinite(keypoints).all(axis=-1)
+        seen = finite & (np.asarray(confidence) >= self.min_confidence)
+        if repair.step(stamp_ns, keypoints, seen, hold=~finite) is None:
+            return None
+        self.repaired += sum(repair.traded)
+        return list(repair.traded)
 
 
 def trade_back_track(keypoints: np.ndarray, seen: np.ndarray, stamps_ns: np.ndarray,
@@ -156,16 +165,10 @@ def trade_back_track(keypoints: np.ndarray, seen: np.ndarray, stamps_ns: np.ndar
     trades to anything labelled like the keypoints: confidences, a detector's 3D)."""
     repair = SwapRepair(layout, **kw)
     perms = np.tile(np.arange(layout.num_joints), (len(keypoints), 1))
-    last = None
     for t, (kp, ok) in enumerate(zip(keypoints, seen)):
         ok = ok & np.all(np.isfinite(kp), axis=-1)
-        if not ok.any():
-            continue
-        kp = np.array(kp, dtype=np.float64)
-        perm = repair.permutation(int(stamps_ns[t]), kp, ok)
-        if perm is not None:
-            perms[t], kp, ok = perm, kp[perm], ok[perm]
-        kp[~ok] = last[~ok] if last is not None else kp[ok].mean(axis=0)
-        repair.accept(kp)
-        last = kp
+        if ok.any():
+            perm = repair.step(int(stamps_ns[t]), kp, ok)
+            if perm is not None:
+                perms[t] = perm
     return perms

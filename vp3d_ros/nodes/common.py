@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict, deque
-from typing import Any, Callable, Deque, Dict, Optional
+from typing import Any, Callable, Deque, Dict, Optional, Sequence
 
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -44,9 +44,10 @@ def declare(node: Node, name: str, default: Any, description: str, dynamic: bool
                           f'{type(default).__name__}, e.g. {default!r}; {description})') from e
 
 
-def declare_options(node: Node, cls, **defaults):
-    """Declare every field of an options class (:mod:`vp3d_ros.core.options`) as a
-    documented parameter of the same name -> an instance; a bad value is a ConfigError.
+def declare_options(node: Node, cls, only: Sequence[str] = (), **defaults):
+    """Declare every field of an options class (:mod:`vp3d_ros.core.options`), or the
+    ``only`` ones (the others keep their defaults), as a documented parameter of the same
+    name -> an instance; a bad value is a ConfigError.
 
     ROS has no empty typed list, so an empty tuple default is declared as ``[0]`` (zeros are
     dropped when read); fields with choices take any type (``causal:=true`` arrives as a
@@ -54,6 +55,8 @@ def declare_options(node: Node, cls, **defaults):
     from ..core.options import fields_of
     values = {}
     for f in fields_of(cls):
+        if only and f.name not in only:
+            continue
         default, text = defaults.get(f.name, f.default), f.metadata['help']
         if isinstance(default, tuple):
             v = declare(node, f.name, [int(x) for x in default] or [0], text)

@@ -41,8 +41,8 @@ from . import ros_conversions
 from ..vision.pose_stage import PoseStage
 from .ros_conversions import (ImageConversionError, compressed_to_numpy, image_to_numpy,
                                keypoints_to_cloud)
-from ..core.options import PoseOptions, fields_of
-from ..core.track_rules import DEFAULT as RULES, TrackRules
+from ..core.options import PoseOptions
+from ..core.track_rules import TrackRules
 from .common import ConfigError, Throttle, declare, declare_options, problem_kind, run_node
 from .diagnostics import NodeDiagnostics
 
@@ -69,11 +69,8 @@ class Pose2dNode(Node):
         self.publish_33 = p('publish_landmarks', False, 'also publish all 33 MediaPipe landmarks')
         self.publish_world = p('publish_world_landmarks', False,
                                "also publish MediaPipe's world landmarks (metres, hip-centred)")
-        repair_swaps = p('repair_swaps', RULES.repair_swaps,
-                         next(f.metadata['help'] for f in fields_of(TrackRules)
-                              if f.name == 'repair_swaps')
-                         + ' (in keypoints_2d and the landmarks: every consumer sees one '
-                         'labelling)')
+        # The lifter's track rule, here for keypoints_2d and the landmarks alike.
+        repair_swaps = declare_options(self, TrackRules, only=('repair_swaps',)).repair_swaps
         compressed = p('compressed', False, "subscribe to '<image>/compressed' "
                        '(sensor_msgs/CompressedImage) instead of raw images')
         if self.layout not in ('h36m', 'coco'):

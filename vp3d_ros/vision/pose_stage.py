@@ -122,12 +122,11 @@ class PoseStage:
 
     def _trade_back(self, det: Detections, stamp_ns: int) -> None:
         """Each person's swapped limbs traded back, in every array of the detection."""
-        layout = get_layout(self.layout)
         for i, pid in enumerate(det.ids):
             traded = self.swaps.trade(pid, stamp_ns, det.keypoints[i], det.confidence[i])
             if traded is None:
                 continue
-            perm = limb_permutation(layout, traded)
+            perm = limb_permutation(self.swaps.layout, traded)
             det.keypoints[i], det.confidence[i] = det.keypoints[i][perm], det.confidence[i][perm]
             perm33 = limb_permutation(MEDIAPIPE33, traded)
             det.landmarks[i], det.visibility[i] = det.landmarks[i][perm33], det.visibility[i][perm33]
