@@ -363,6 +363,61 @@ def test_ik_recovers_known_angles_and_scale(cli_run):
 
 
 @needs_opensim
+def test_z_up_trc_is_refused_or_turned_and_frames_without_the_subject_stay_nan(cli_run,
+                                                                                tmp_path):
+    """A Z-up TRC (Vicon, Qualisys) would fit a model lying on its back without an error:
+    refused unless --up z. Frames where the subject is not seen (the start of a recording,
+    a lost track) used to stop OpenSim's assembler for the whole run; they are left NaN."""
+    proc, out, truth = cli_run
+    m = km.read_trc(next(p for p in out.parent.iterdir() if p.suffix == '.trc'))
+    xyz = m.xyz @ km.ZUP_TO_YUP          # Y up -> Z up: the inverse rotation
+    xyz[:5] = np.nan                     # not yet in view
+    xyz[40:44] = np.nan                  # lost for four frames
+    xyz[60:63, :3] = np.nan              # the pelvis unseen
+    xyz[:, km.H36M_MARKERS.index('Head')] = np.nan   # a marker never seen
+    gaps = tmp_path / 'zup_gaps.trc'
+    km.write_trc(m._replace(xyz=xyz), gaps)
+    refused = _cli(gaps, '--out-dir', tmp_path / 'refused')
+    assert refused.returncode == 2 and '--up z' in refused.stderr, refused.stderr[-2000:]
+    assert not (tmp_path / 'refused' / 'zup_gaps.mot').exists()
+    turned = _cli(gaps, '--up', 'z', '--out-dir', tmp_path / 'turned')
+    assert turned.returncode == 0, turned.stderr[-3000:]
+    from vp3d_ros.kinematics.report import read_mot
+    mot = read_mot(tmp_path / 'turned' / 'zup_gaps.mot')
+    unseen = np.zeros(len(m.times), bool)
+    unseen[:5] = unseen[40:44] = unseen[60:63] = True
+    assert len(mot['time']) == len(m.times)
+    for c in ('hip_flexion_r', 'knee_angle_r', 'knee_angle_l', 'pelvis_tilt'):
+        assert np.isnan(mot[c][unseen]).all() and np.isfinite(mot[c][~unseen]).all(), c
+    for c in ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l'):
+        rmse = float(np.sqrt(np.mean((mot[c] - truth[c])[~unseen] ** 2)))
+        assert rmse < 3.0, (c, rmse)
+    summary = json.loads((tmp_path / 'turned' / 'zup_gaps_summary.json').read_text())
+    assert summary['frames_not_solved'] == int(unseen.sum())
+    assert summary['markers']['Head']['rms_m'] is None        # strict JSON: null, not NaN
+    assert 'Z up, turned to Y up' in summary['source']
+
+
+def test_standing_axis_is_measured_from_head_over_feet():
+    n = km.H36M_MARKERS
+    xyz = np.zeros((10, len(n), 3))
+    xyz[:, n.index('Head'), 1] = 1.6
+    xyz[:, n.index('RFoot'), 2], xyz[:, n.index('LFoot'), 2] = 0.1, -0.1
+    yup = km.Markers(np.arange(10) / 30.0, n, xyz)
+    assert km.standing_axes(yup)['+Y'] == 1.0
+    km.check_y_up(yup, 'y up')
+    zup = yup._replace(xyz=xyz[..., [0, 2, 1]])
+    assert km.standing_axes(zup)['+Z'] == 1.0
+    with pytest.raises(ValueError, match='stands along [+]Z.*--up z'):
+        km.check_y_up(zup, 'z up')
+    lying = yup._replace(xyz=xyz[..., [1, 0, 2]])            # along +X: no hint to give
+    with pytest.raises(ValueError, match='stands along [+]X'):
+        km.check_y_up(lying, 'x')
+    mixed = yup._replace(xyz=np.concatenate([xyz[:2], xyz[2:, :, [0, 2, 1]]]))
+    km.check_y_up(mixed, 'stands up at times')                # some frames along +Y: kept
+
+
+@needs_opensim
 def test_shoulder_elevation_follows_the_humerus_without_gimbal_jumps(cli_run):
     """The CSV's humerothoracic angles: pure flexion (with axial rotation) of the synthetic
     arms is elevation = arm_flex in the sagittal plane (plane of elevation 90 deg)."""

@@ -5,8 +5,9 @@ marker at each H36M joint centre) to the subject from the stillest half second o
 three seconds (or to --height), then runs inverse kinematics over the whole track.
 
 Input: a TRC with our marker names (Hip, RHip, RKnee, RFoot, LHip, LKnee, LFoot, Spine,
-Thorax, Neck_Nose, Head, LShoulder, LElbow, LWrist, RShoulder, RElbow, RWrist), Y up,
-metres (cm/mm read from the Units field); or a LandmarkRecord bag with a world-frame
+Thorax, Neck_Nose, Head, LShoulder, LElbow, LWrist, RShoulder, RElbow, RWrist; other
+markers are ignored), Y up (--up z turns a Z-up file), metres (cm/mm read from the Units
+field), blank or NaN cells for missing markers (frames without the pelvis are left NaN); or a LandmarkRecord bag with a world-frame
 (REP-103, z up) H36M-17 track: /skeleton_3d/fused first, else a topic with "world" in its
 name, or --topic; or a .npy (T, 17, 3) of world joints, REP-103 z up, as
 `vp3d-lift --frame world` writes, with --fps.
@@ -57,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                         '(default: the bundled vp3d_h36m17.osim)')
     p.add_argument('--topic', default=None, help='bag input: the world/fused topic to use')
     p.add_argument('--fps', type=float, default=None, help='.npy input: its frame rate')
+    p.add_argument('--up', choices=('y', 'z'), default='y',
+                   help="TRC input: its vertical axis. 'z' turns a Z-up file (Vicon, Qualisys, "
+                        "REP-103 exports) to OpenSim's Y up: X, Y, Z -> X, Z, -Y. Default: y; "
+                        'a subject that stands along another axis is refused')
     p.add_argument('--lowpass-hz', type=float, default=None, metavar='HZ',
                    help='zero-phase Butterworth low-pass of the markers before scaling and IK '
                         '(4th order, as the fusion smooths; e.g. 6). Default: none')
@@ -84,7 +89,7 @@ def main(argv=None) -> int:
     try:
         out = pipeline.run(src, args.out_dir, height=args.height, mass=args.mass,
                            model_file=args.model, topic=args.topic, fps=args.fps,
-                           lowpass_hz=args.lowpass_hz)
+                           lowpass_hz=args.lowpass_hz, up=args.up)
     except (ValueError, FileNotFoundError) as e:
         print(f'vp3d-kinematics: {e}', file=sys.stderr)
         return 2

@@ -13,14 +13,15 @@ import numpy as np
 
 from . import require_opensim
 from . import model as kmodel
-from .markers import Markers
+from .markers import Markers, solvable_frames
 from .shoulder import SHOULDER_ANGLES, Humerothoracic
 
 
 class IKResult(NamedTuple):
     times: np.ndarray                 # (T,)
     coordinates: Tuple[str, ...]      # (C,) all model coordinates, model order
-    values: np.ndarray                # (T, C) degrees for rotations, metres for translations
+    values: np.ndarray                # (T, C) degrees for rotations, metres for translations;
+                                      # NaN rows: frames not solved (markers.solvable_frames)
     rotational: np.ndarray            # (C,) bool
     marker_names: Tuple[str, ...]     # (M,)
     marker_errors: np.ndarray         # (T, M) metres, NaN where the marker was missing
@@ -124,9 +125,12 @@ def _coordinate_info(osim, model):
 def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
     """IK of the whole track on the (scaled) model at ``model_path``."""
     osim = require_opensim()
+    solvable = solvable_frames(markers)
+    if not solvable.any():
+        raise ValueError('no frame has the three pelvis markers (Hip, RHip, LHip) and '
+                         'enough others for IK')
     model = kmodel.load(model_path)
-    kmodel.place_pelvis(model, markers, int(np.flatnonzero(
-        np.all(np.isfinite(markers.xyz), axis=(1, 2)))[0]))
+    kmodel.place_pelvis(model, markers, int(np.flatnonzero(solvable)[0]))
     state = model.initSystem()
     coords, cnames, rot = _coordinate_info(osim, model)
     # the solver keeps references to these: they must outlive it (SWIG does not know)
@@ -143,32 +147,37 @@ def solve(model_path, markers: Markers, accuracy: float = 1e-5) -> IKResult:
     present = np.isfinite(markers.xyz).all(-1)   # (T, M)
     shoulders = Humerothoracic.of(model, state)
     derived = np.full((n, len(SHOULDER_ANGLES)), np.nan)
+    applied = _frame_weights(prior_w, 0)
+    mnames, errors, tracking = None, None, False
     t0, c0 = time.perf_counter(), time.process_time()
     for k, t in enumerate(markers.times):
+        if not solvable[k]:        # left NaN; the next solved frame assembles afresh
+            tracking = False
+            continue
         state.setTime(float(t))
-        if k == 0:
-            solver.assemble(state)
+        changed = False
+        for c in varying:
+            if prior_w[c][k] != applied[c]:
+                solver.updateCoordinateReference(c, 0.0, float(prior_w[c][k]))
+                applied[c] = float(prior_w[c][k])
+                changed = True
+        # a changed weight: assemble() sets the goals up again (track() only updates their
+        # values); from the previous pose it costs about as much
+        solver.track(state) if tracking and not changed else solver.assemble(state)
+        tracking = True
+        if mnames is None:
             n_m = solver.getNumMarkersInUse()
             mnames = tuple(solver.getMarkerNameForIndex(i) for i in range(n_m))
             errors = np.full((n, n_m), np.nan)
             col = [markers.names.index(m) for m in mnames]
-        else:
-            changed = False
-            for c in varying:
-                if prior_w[c][k] != prior_w[c][k - 1]:
-                    solver.updateCoordinateReference(c, 0.0, float(prior_w[c][k]))
-                    changed = True
-            # a changed weight: assemble() sets the goals up again (track() only updates
-            # their values); from the previous pose it costs about as much
-            solver.assemble(state) if changed else solver.track(state)
         solver.computeCurrentMarkerErrors(errs)
         errors[k] = _retry_arms(model, solver, state, coords, errs, mnames,
                                 np.array([errs.getElt(i) for i in range(n_m)]))
         values[k] = [coords.get(i).getValue(state) for i in range(len(cnames))]
         if shoulders is not None:
             derived[k] = shoulders(state)
-    dt = (time.perf_counter() - t0) / max(n, 1)
-    dc = (time.process_time() - c0) / max(n, 1)
+    dt = (time.perf_counter() - t0) / max(int(solvable.sum()), 1)
+    dc = (time.process_time() - c0) / max(int(solvable.sum()), 1)
     errors[~present[:, col]] = np.nan
     values[:, rot] = np.degrees(values[:, rot])
     locked = tuple(n for n in cnames if coords.get(n).getDefaultLocked())

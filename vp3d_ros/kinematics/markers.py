@@ -6,6 +6,7 @@ OpenSim axes (Y up), NaN where a marker is missing.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence, Tuple
 
@@ -17,6 +18,8 @@ from ..core.skeletons import H36M17
 
 H36M_MARKERS = tuple(trc_marker_name(j) for j in H36M17.joints)
 UNITS = {'m': 1.0, 'mm': 1e-3, 'cm': 1e-2}
+PELVIS = ('Hip', 'RHip', 'LHip')   # place and turn the model
+MIN_MARKERS = 6                    # in a frame IK poses (:func:`solvable_frames`)
 # REP-103 (x forward, y left, z up) -> OpenSim (X forward, Y up, Z right): a rotation
 ZUP_TO_YUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
@@ -143,7 +146,7 @@ def static_window(markers: Markers, search_s: float = 3.0,
     end = int(np.searchsorted(t, t[0] + search_s, side='right'))
     end = max(end, w)
     present = np.all(np.isfinite(markers.xyz), axis=-1)               # (T, M)
-    pelvis = [markers.names.index(n) for n in ('Hip', 'RHip', 'LHip') if n in markers.names]
+    pelvis = [markers.names.index(n) for n in PELVIS if n in markers.names]
     ok = present[:, pelvis].all(axis=1) & (present.sum(axis=1) >= len(markers.names) - 2)
     speed = np.full(len(t), np.inf)
     if len(t) > 1:
@@ -151,7 +154,8 @@ def static_window(markers: Markers, search_s: float = 3.0,
         # 1.4 m/s at 50 fps) must not hide a standing subject
         sm = _smooth(markers.xyz, 0.1 * rate)
         d = np.linalg.norm(np.diff(sm, axis=0), axis=-1)    # (T-1, M), NaN if missing
-        with np.errstate(invalid='ignore'):
+        with np.errstate(invalid='ignore'), warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)   # frames with no marker: NaN
             v = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=-1) * rate
         speed[1:] = np.where(np.isfinite(v), v, np.inf)
         speed[0] = speed[1]
@@ -223,6 +227,59 @@ def rotate_about_vertical(markers: Markers, degrees: float) -> Markers:
     a = np.radians(degrees)
     r = np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
     return markers._replace(xyz=markers.xyz @ r.T)
+
+
+def solvable_frames(markers: Markers, min_markers: int = MIN_MARKERS) -> np.ndarray:
+    """(T,) bool: frames IK can pose: the three pelvis markers (they place and turn the
+    model) and at least ``min_markers`` markers in all. A frame without them (the subject
+    not yet in view, a tracker that lost the person) is left unsolved, NaN in the outputs:
+    OpenSim's assembler stops the whole run on a frame with no marker."""
+    present = np.all(np.isfinite(markers.xyz), axis=-1)
+    pelvis = [markers.names.index(n) for n in PELVIS if n in markers.names]
+    return (present[:, pelvis].all(axis=1) & (len(pelvis) == len(PELVIS))
+            & (present.sum(axis=1) >= min_markers))
+
+
+AXES = {'+X': (1, 0, 0), '-X': (-1, 0, 0), '+Y': (0, 1, 0), '-Y': (0, -1, 0),
+        '+Z': (0, 0, 1), '-Z': (0, 0, -1)}
+
+
+def standing_axes(markers: Markers, within_deg: float = 30.0) -> dict:
+    """{axis: fraction of frames whose feet-to-head direction lies within ``within_deg`` of
+    it} over the frames that show the feet and the head, neck or thorax. A Y-up recording
+    of anyone on their feet is mostly '+Y'; a Z-up one (Vicon, Qualisys, REP-103 exports)
+    mostly '+Z'."""
+    n = markers.names
+    top = [n.index(j) for j in ('Head', 'Neck_Nose', 'Thorax') if j in n]
+    feet = [n.index(j) for j in ('RFoot', 'LFoot') if j in n]
+    if not top or not feet:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)      # frames without any: NaN
+        up = (np.nanmean(markers.xyz[:, top], axis=1)
+              - np.nanmean(markers.xyz[:, feet], axis=1))
+    up = up[np.all(np.isfinite(up), axis=-1)]
+    norm = np.linalg.norm(up, axis=-1)
+    up = up[norm > 0] / norm[norm > 0, None]
+    if not len(up):
+        return {}
+    c = np.cos(np.radians(within_deg))
+    return {a: float(np.mean(up @ np.array(v, float) > c)) for a, v in AXES.items()}
+
+
+def check_y_up(markers: Markers, source: str) -> None:
+    """Refuse a track whose subject stands along another axis than +Y for most of it and
+    never along +Y: IK would fit a model lying on its back (pelvis tilt -90 degrees, the
+    standing window never found) without any error to show for it."""
+    share = standing_axes(markers)
+    if not share or share['+Y'] > 0.05:
+        return
+    axis = max(share, key=share.get)
+    if share[axis] > 0.5:
+        hint = ' (pass --up z to turn a Z-up file to Y up)' if axis == '+Z' else ''
+        raise ValueError(f'{source}: the subject stands along {axis} in '
+                         f'{100 * share[axis]:.0f}% of the frames and never along +Y: '
+                         f'OpenSim input is Y up{hint}')
 
 
 def bend_deg(markers: Markers, a: str, b: str, c: str) -> np.ndarray:

@@ -15,9 +15,9 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from . import require_opensim
-from .markers import (H36M_MARKERS, Markers, drop_implausible, heading_deg, neutral_frames,
-                      read_trc, rotate_about_vertical, static_window, window_speed, write_trc,
-                      zup_to_yup)
+from .markers import (H36M_MARKERS, Markers, check_y_up, drop_implausible, heading_deg,
+                      neutral_frames, read_trc, rotate_about_vertical, static_window,
+                      window_speed, write_trc, zup_to_yup)
 
 WORLD_HINTS = ('fused', 'world')
 
@@ -36,13 +36,21 @@ def input_name(path) -> str:
     return p.stem if p.is_file() else p.name
 
 
-def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None) -> tuple:
-    """(Markers with Y up, description of the source). TRC: as is (Y up, its units);
+def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None,
+                 up: str = 'y') -> tuple:
+    """(Markers with Y up, description of the source). TRC: as is (Y up, its units), or
+    turned from Z up with ``up='z'`` (X, Y, Z -> X, Z, -Y, as from REP-103);
     a ``.npy`` (T, 17, 3) of world joints, REP-103 z up (``vp3d-lift --frame world``), at
     ``fps``; a bag: the fused (``/skeleton_3d/fused``) or else a world
     (``/<cam>/skeleton_3d/world``)
-    H36M-17 track, the person seen in most frames, REP-103 z up turned to Y up."""
-    p = Path(path)
+    H36M-17 track, the person seen in most frames, REP-103 z up turned to Y up. A subject
+    that never stands along +Y is refused (:func:`markers.check_y_up`)."""
+    m, source = _load(Path(path), topic, fps, up)
+    check_y_up(m, source)
+    return m, source
+
+
+def _load(p: Path, topic, fps, up) -> tuple:
     if p.is_file() and p.suffix.lower() == '.npy':
         x = np.load(p)
         if x.ndim != 3 or x.shape[1:] != (17, 3):
@@ -54,12 +62,16 @@ def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None)
         return m, f'npy {p.name} (REP-103 z up, {fps:g} fps)'
     if p.is_file() and p.suffix.lower() == '.trc':
         m = read_trc(p)
+        if up == 'z':
+            m = m._replace(xyz=zup_to_yup(m.xyz))
+        elif up != 'y':
+            raise ValueError(f"up axis {up!r}: 'y' or 'z'")
         keep = [n for n in H36M_MARKERS if n in m.names]
         if len(keep) < len(H36M_MARKERS):
             missing = sorted(set(H36M_MARKERS) - set(keep))
             raise ValueError(f'{p}: TRC lacks markers {missing} (needs the 17 H36M joints, '
                              f'named as vp3d-export writes them: {list(H36M_MARKERS)})')
-        return m.subset(keep), f'TRC {p.name}'
+        return m.subset(keep), f'TRC {p.name}' + (' (Z up, turned to Y up)' if up == 'z' else '')
     from ..io.records import read_landmark_tracks, trc_marker_name
     tracks = [t for t in read_landmark_tracks(p, [topic] if topic else None) if t.dims == 3]
     if topic is None:
@@ -112,13 +124,13 @@ def prepare_markers(markers: Markers, bone_tolerance: float = 0.35,
 def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
         model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0,
         fps: Optional[float] = None, bone_tolerance: float = 0.35,
-        lowpass_hz: Optional[float] = None) -> Outputs:
+        lowpass_hz: Optional[float] = None, up: str = 'y') -> Outputs:
     require_opensim()
     from . import ik, report, scaling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = input_name(input_path)
-    markers, source = load_markers(input_path, topic, fps)
+    markers, source = load_markers(input_path, topic, fps, up)
     markers, turn, dropped = prepare_markers(markers, bone_tolerance, lowpass_hz)
     frames = static_window(markers, static_search_s)
     with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:

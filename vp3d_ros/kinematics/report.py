@@ -9,6 +9,7 @@ import numpy as np
 
 from . import model as kmodel
 from .ik import IKResult
+from .markers import MIN_MARKERS
 from .shoulder import DESCRIPTIONS
 
 
@@ -140,6 +141,7 @@ def summary(result: IKResult, extra: dict) -> dict:
     return {
         **extra,
         'frames': int(len(result.times)),
+        'frames_not_solved': int(np.isnan(result.values).all(axis=1).sum()),
         'ik_seconds_per_frame': result.seconds_per_frame,
         'ik_cpu_seconds_per_frame': result.cpu_seconds_per_frame,
         'marker_rms_m': float(np.sqrt(np.mean(e ** 2))) if len(e) else None,
@@ -162,6 +164,9 @@ def summary_text(s: dict) -> str:
              'per marker (RMS / max, cm):']
     for name, m in s['markers'].items():
         lines.append(f"  {name:10s} {100 * m['rms_m']:6.2f} {100 * m['max_m']:6.2f}")
+    if s.get('frames_not_solved'):
+        lines.append(f"frames not solved (no pelvis markers or under {MIN_MARKERS} markers; "
+                     f"NaN in the outputs): {s['frames_not_solved']}")
     if s.get('markers_dropped_frames'):
         lines.append('dropped (segment length off its median by more than '
                      f"{100 * s.get('bone_length_tolerance', 0):.0f}%), frames: " +
@@ -171,8 +176,20 @@ def summary_text(s: dict) -> str:
     return '\n'.join(lines)
 
 
+def _json_safe(v):
+    """NaN and infinity as null: json.dumps writes them as bare NaN, which strict JSON
+    readers (jq, JavaScript) refuse (a marker missing in every frame has no RMS)."""
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v
+
+
 def write_summary(s: dict, path) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(s, indent=2, default=float) + '\n')
+    path.write_text(json.dumps(_json_safe(s), indent=2, default=float, allow_nan=False) + '\n')
     path.with_suffix('.txt').write_text(summary_text(s) + '\n')
     return path
