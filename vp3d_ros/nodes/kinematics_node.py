@@ -11,6 +11,8 @@ lowest id present). Output on ``output_topic`` (default ``/kinematics/joint_stat
 ``name`` = every model coordinate (hip_flexion_r, knee_angle_r, ...), ``position`` in
 radians (rotations) and metres (pelvis translations), header = the skeleton's header.
 Coordinates no joint centre measures (ankle, subtalar, mtp, forearm, wrist) are held at 0.
+A frame without the three pelvis joints, or with fewer than 6 joints, is not solved and
+publishes nothing (counted as dropped in ``/diagnostics``), as ``vp3d-kinematics`` leaves it NaN.
 With ``face_forward`` (default) the world is first turned about the vertical so that the
 subject's first seen heading faces +X, as ``vp3d-kinematics`` does with the mean heading.
 The model is ``model``: a scaled model from ``vp3d-kinematics`` of the same subject (best),
@@ -98,6 +100,12 @@ class KinematicsNode(Node):
             self.get_logger().info(f'subject turned by {self.turn:.1f} deg about the vertical '
                                    'to face +X')
         m = self.km.rotate_about_vertical(m, self.turn)
+        if not self.km.solvable_frames(m)[0]:   # as offline: no pose without the pelvis
+            self.diag.dropped()
+            self.throttle.log(self.get_logger().info, 'unseen',
+                              f'{self.input_topic}: frame without the three pelvis joints or '
+                              f'with under {self.km.MIN_MARKERS} joints: not solved')
+            return
         try:
             q = self.solver.solve(m.xyz[0], t)
         except Exception as e:  # noqa: BLE001 - one bad frame must not stop the stream
