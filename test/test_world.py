@@ -423,6 +423,44 @@ def test_offline_writes_world_skeletons_of_the_bundled_clip(tmp_path):
             raw, 'sensor_msgs/msg/PointCloud2').header.frame_id == 'world'
 
 
+def test_offline_estimates_the_ground_without_calibration_as_vp3d_lift_does(tmp_path, capsys):
+    """vp3d-offline --estimate-ground on the bundled clip, no calibration (real MediaPipe,
+    shipped lifter): /cam01/skeleton_3d/world in a ground frame of the camera's own, z up,
+    feet on z = 0, the same joints vp3d-lift --frame world makes of the bag's keypoints
+    (what the kinematics demo used to take four commands for). Refused with a calibration."""
+    from conftest import CLIP
+    from vp3d_ros.cli.lift import main as lift_main
+    from vp3d_ros.cli.offline import main as offline_main
+    from vp3d_ros.io import bag_io
+    from vp3d_ros.io.records import read_landmark_tracks
+    out = tmp_path / 'bag'
+    assert offline_main([CLIP, '--out', str(out), '--max-frames', '60', '--estimate-ground',
+                         '--no-progress']) == 0
+    assert 'cam01: ground from the subject: pitch' in capsys.readouterr().out
+    tracks = {t.topic: t for t in read_landmark_tracks(out)}
+    w, kp = tracks['/cam01/skeleton_3d/world'], tracks['/cam01/keypoints_2d']
+    assert len(w.stamps_s) == len(kp.stamps_s) == 60
+    p = w.positions
+    assert np.isfinite(p).all()
+    feet = np.minimum(p[:, W.RFOOT, 2], p[:, W.LFOOT, 2])
+    assert abs(np.percentile(feet, 10) - W.FOOT_JOINT_HEIGHT_M) < 0.02   # floor at z = 0
+    assert (p[:, W.HEAD, 2] - feet > 1.2).all()
+    with open_bag(out) as bag:
+        raw = next(r for _, _, _, r in bag.messages(['/cam01/skeleton_3d/world']))
+        assert bag_io.typestore().deserialize_cdr(
+            raw, 'sensor_msgs/msg/PointCloud2').header.frame_id == 'cam01_ground'
+        params = bag.metadata['vp3d.parameters']
+        assert 'pitch' in next(iter(params.values()))['estimate_ground']['cam01']
+    np.save(tmp_path / 'kp.npy', np.concatenate([kp.positions, kp.confidence[..., None]], -1))
+    assert lift_main([str(tmp_path / 'kp.npy'), '--width', '1080', '--height', '1920',
+                      '--frame', 'world', '--fps', '60', '--out', str(tmp_path / 'w.npy')]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / 'w.npy'), p, atol=1e-4)
+    assert offline_main([CLIP, '--out', str(tmp_path / 'no'), '--max-frames', '5',
+                         '--estimate-ground', '--calibration', str(BUNDLED_CALIB)]) == 2
+    assert 'without a calibration' in capsys.readouterr().err
+    assert not (tmp_path / 'no').exists()
+
+
 def test_rigid_bones_keeps_nan_frames_and_checks_the_order():
     from vp3d_ros.geometry.bones import rigid_bones
     rng = np.random.default_rng(5)

@@ -68,6 +68,7 @@ class OfflineSummary:
     out: str
     checkpoint: str
     swaps_repaired: Dict[str, int] = field(default_factory=dict)  # camera -> limb-frames
+    grounds: Dict[str, str] = field(default_factory=dict)  # camera -> estimated ground, said
 
     def line(self) -> str:
         swaps = ', '.join(f'{c or "camera"} {n}' for c, n in self.swaps_repaired.items() if n)
@@ -77,6 +78,7 @@ class OfflineSummary:
                 f'{self.frames_without_person} frames without a person, '
                 + (f'left/right labels traded back in {swaps} limb-frames (repair_swaps), '
                    if swaps else '')
+                + ''.join(f'{c or "camera"}: {g}, ' for c, g in self.grounds.items())
                 + f'{self.seconds:.1f} s, {self.fps:.1f} frames/s -> {self.out}')
 
 
@@ -107,6 +109,7 @@ class CameraResult:
     swaps_lifted: int = 0   # ... and the lifting engine (2D from elsewhere: a bag's keypoints)
     # With a calibration: stamp -> id -> (world positions (17, 3), confidence (17,))
     world: Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    world_frame: str = ''   # frame_id of ``world`` where it is not the rig's (estimated ground)
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -359,18 +362,15 @@ def _calibrated(rig, name: str):
         return next(iter(rig.values()))
 
 
-def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
-    """Without a calibration: (width, height) -> the level view with gravity from the
-    subject (``geometry.view.subject_level_view`` on the longest-seen person's first lift,
-    placed through a camera of guessed intrinsics: focal = the long image side), or None
-    when the frames have several sizes or the skeletons cannot tell."""
+def _subject_poses(cam: CameraResult, layout: str, max_gap_s: float):
+    """Without a calibration: (a camera of guessed intrinsics, focal = the long image side;
+    the longest-seen person's lifted skeletons placed through it, camera frame) or None
+    when the frames have several sizes or nobody was lifted."""
     from ..geometry.calibration import guessed_camera
-    from ..geometry.view import subject_level_view
     sizes = {fr.size for fr in cam.frames}
     if len(sizes) != 1 or not cam.poses:
         return None
-    size = next(iter(sizes))
-    camera = guessed_camera(*size, name=cam.name or 'camera')
+    camera = guessed_camera(*next(iter(sizes)), name=cam.name or 'camera')
     placed = place_in_world(cam, camera, layout, floor_z=None, max_gap_s=max_gap_s)
     seen: Dict[int, int] = {}
     for by_id in placed.values():
@@ -379,11 +379,37 @@ def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
     pid = max(seen, key=seen.get, default=None)
     if pid is None:
         return None
-    poses = np.stack([placed[s][pid][0] for s in sorted(placed) if pid in placed[s]])
-    view = subject_level_view(poses, camera, layout)
+    return camera, np.stack([placed[s][pid][0] for s in sorted(placed) if pid in placed[s]])
+
+
+def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
+    """Without a calibration: (width, height) -> the level view with gravity from the
+    subject (``geometry.view.subject_level_view`` on :func:`_subject_poses`), or None when
+    the skeletons cannot tell."""
+    from ..geometry.view import subject_level_view
+    got = _subject_poses(cam, layout, max_gap_s)
+    view = subject_level_view(got[1], got[0], layout) if got is not None else None
     if view is None:
         return None
-    return lambda w, h: view if (int(w), int(h)) == size else None
+    size = got[0].size
+    return lambda w, h: view if (int(w), int(h)) == tuple(size) else None
+
+
+def subject_ground(cam: CameraResult, layout: str, max_gap_s: float = RULES.max_gap_s):
+    """Without a calibration: the floor and gravity from the subject
+    (:func:`vp3d_ros.geometry.world.estimate_ground` on :func:`_subject_poses`, as
+    ``vp3d-lift --frame world`` does), or None when nobody was lifted. Its ``camera`` maps
+    a world frame of this camera's own (REP-103: x along the optical axis on the floor,
+    y left, z up, origin on the floor under the camera) into the camera."""
+    from ..geometry.world import estimate_ground
+    got = _subject_poses(cam, layout, max_gap_s)
+    if got is None:
+        return None
+    camera, poses = got
+    try:
+        return estimate_ground(poses, camera.name, camera.K, camera.size)
+    except ValueError:
+        return None
 
 
 def lift_camera(cam: CameraResult, lifter, layout: str, rules: TrackRules = RULES,
@@ -558,7 +584,7 @@ def _messages(cameras: Sequence[CameraResult], layout_joints: int, world_frame: 
             pts = np.array([by_id[i][0] for i in ids]).reshape(len(ids), 17, 3)
             conf = np.array([by_id[i][1] for i in ids]).reshape(len(ids), 17)
             entries.append((stamp, ci, 2, 0, prefix + 'skeleton_3d/world',
-                            (pts, conf, ids, stamp, world_frame)))
+                            (pts, conf, ids, stamp, cam.world_frame or world_frame)))
     for stamp, by_id in (fused or {}).items():
         ids = sorted(by_id)
         pts = np.array([by_id[i][0] for i in ids]).reshape(len(ids), 17, 3)
@@ -618,7 +644,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             camera_name: Optional[str] = None, frame_id: Optional[str] = None,
             max_frames: Optional[int] = None, progress: bool = False,
             calibration: Optional[str] = None, subject_height_m: Optional[float] = None,
-            world_frame: str = 'world', floor_z: Optional[float] = 0.0) -> OfflineSummary:
+            world_frame: str = 'world', floor_z: Optional[float] = 0.0,
+            estimate_ground: bool = False) -> OfflineSummary:
     """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError.
 
     ``lifter``: which model and how (the lifter node's options; offline the shipped
@@ -628,6 +655,11 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
     frame, ``frame_id`` = ``world_frame``), each camera matched by name (the only camera of
     a one-camera calibration otherwise); ``subject_height_m`` scales the skeletons,
     ``floor_z`` is the world's floor height (``None``: no floor cue).
+
+    ``estimate_ground`` (no calibration): also ``/<cam>/skeleton_3d/world``, each camera in
+    a ground frame of its own that the subject tells (:func:`subject_ground`, ``frame_id``
+    ``<cam>_ground``), as ``vp3d-lift --frame world`` does: what ``vp3d-kinematics`` needs
+    from one uncalibrated camera.
 
     ``pose``: MediaPipe and person tracking, as the pose2d node's parameters."""
     from ..core.checkpoint import CheckpointError
@@ -663,6 +695,12 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             raise OfflineError('--camera-name applies to a single input; several videos are '
                                'named from their files (balancing_cam01.mp4 -> cam01)')
     _check_out(out)
+    if estimate_ground and calibration:
+        raise OfflineError('estimate_ground is for cameras without a calibration: with '
+                           '--calibration the world is the calibration\'s')
+    if subject_height_m is not None and not 0.5 <= subject_height_m <= 2.8:
+        raise OfflineError('subject height is the standing height in metres (0.5 to 2.8), '
+                           f'got {subject_height_m:g}')
     rig = None
     if calibration:
         from ..geometry.calibration import load_calibration
@@ -670,9 +708,6 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             rig = load_calibration(calibration)
         except CalibrationError as e:
             raise OfflineError(str(e)) from None
-        if subject_height_m is not None and not 0.5 <= subject_height_m <= 2.8:
-            raise OfflineError('subject height is the standing height in metres (0.5 to 2.8), '
-                               f'got {subject_height_m:g}')
     try:
         pose.tracking()  # refuse a bad subject or gate before any work
     except ValueError as e:
@@ -730,6 +765,18 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
                 fused = fuse_in_world(cameras, models, layout, max_gap_s)
             except CalibrationError as e:
                 raise OfflineError(f'fusion: {e}') from None
+    grounds = {}   # camera -> how its estimated ground is said
+    if estimate_ground:
+        for cam in cameras:
+            g = subject_ground(cam, layout, max_gap_s)
+            if g is None:
+                grounds[cam.name] = 'no ground estimated (nobody lifted), no world track'
+                continue
+            cam.world = place_in_world(cam, g.camera, layout, subject_height_m, None, max_gap_s)
+            cam.world_frame = f'{cam.name or "camera"}_ground'
+            grounds[cam.name] = (f'ground from the subject: pitch {g.pitch_deg:.1f} deg, roll '
+                                 f'{g.roll_deg:.1f} deg, camera {g.height_m:.2f} m above the '
+                                 f'floor (frame {cam.world_frame})')
     params = {
         'input': (str(src.resolve()) if len(inputs) == 1
                   else [str(p.resolve()) for p in inputs]),
@@ -742,6 +789,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         'lifting': 'whole sequence (SequenceLifter)',
         'calibration': str(Path(calibration).resolve()) if calibration else '',
         'level_view': level,
+        'estimate_ground': grounds if estimate_ground else '',
         'subject_height_m': subject_height_m or 0.0, 'world_frame': world_frame,
         'floor_z': floor_z if floor_z is not None else 'none'}
     meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, flip), params, {},
@@ -759,7 +807,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         frames_without_person=sum(1 for c in cameras for f in c.frames if not f.people),
         seconds=seconds, fps=frames / seconds if seconds > 0 else 0.0,
         cameras=[c.name for c in cameras], out=str(out), checkpoint=ckpt.path,
-        swaps_repaired={c.name: c.swaps_2d + c.swaps_lifted for c in cameras})
+        swaps_repaired={c.name: c.swaps_2d + c.swaps_lifted for c in cameras},
+        grounds=grounds)
 
 
 def _run_pose(sources: Sequence[CameraSource], layout: str, progress: bool,

@@ -7,6 +7,7 @@ Examples::
     vp3d-offline cameras.mcap --topics /cam01/image /cam02/image/compressed --storage sqlite3
     vp3d-offline rig_cam01.mp4 rig_cam02.mp4 rig_cam03.mp4 --calibration calib.toml  # + fused
     vp3d-export session_landmarks --out-dir exports     # then: CSV, OpenSim TRC, npz
+    vp3d-offline clip.mp4 --estimate-ground --out s && vp3d-kinematics s --out-dir angles
 
 (From a clone without activating .venv: ``make offline VIDEO=clip.mp4 OUT=session_landmarks``,
 or ``make process VIDEO=clip.mp4`` for the bag and its CSV/TRC in one go.)
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--floor-z', type=float, default=0.0, metavar='Z',
                    help="floor height in the calibration's world (default 0)")
     w.add_argument('--no-floor', action='store_true', help='do not use the floor cue')
+    w.add_argument('--estimate-ground', action='store_true',
+                   help='without a calibration: estimate each camera\'s floor and gravity from '
+                        'the subject (as vp3d-lift --frame world does; intrinsics guessed: '
+                        'focal = the long image side) and also write /<cam>/skeleton_3d/world '
+                        'in that ground frame (REP-103: x along the optical axis on the floor, '
+                        'y left, z up, origin on the floor under the camera; frame_id '
+                        '<cam>_ground), what vp3d-kinematics needs from one uncalibrated camera')
     m = p.add_argument_group("pose (MediaPipe; the pose2d node's parameters of the same names)")
     add_options(m, PoseOptions)
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
@@ -87,7 +95,8 @@ def main(argv=None) -> int:
             frame_id=args.frame_id, max_frames=args.max_frames,
             progress=args.progress,
             calibration=args.calibration, subject_height_m=args.subject_height,
-            world_frame=args.world_frame, floor_z=None if args.no_floor else args.floor_z)
+            world_frame=args.world_frame, floor_z=None if args.no_floor else args.floor_z,
+            estimate_ground=args.estimate_ground)
     except OfflineError as e:
         print(f'vp3d-offline: error: {e}', file=sys.stderr)
         return 2
