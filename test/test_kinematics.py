@@ -476,6 +476,11 @@ def test_npy_world_joints_need_fps_and_shape(tmp_path):
     np.save(tmp_path / 'bad.npy', np.zeros((10, 16, 3)))
     res = _cli(tmp_path / 'bad.npy', '--fps', '50', '--out-dir', tmp_path / 'o')
     assert res.returncode == 2 and '(T, 17, 3)' in res.stderr
+    yup = np.zeros((10, 17, 3))                    # a Y-up array where REP-103 z up is due
+    yup[:, km.H36M_MARKERS.index('Head'), 1] = 1.6
+    np.save(tmp_path / 'yup.npy', yup)
+    res = _cli(tmp_path / 'yup.npy', '--fps', '50', '--out-dir', tmp_path / 'o')
+    assert res.returncode == 2 and 'this input looks Y up' in res.stderr, res.stderr
 
 
 @needs_opensim

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import NamedTuple, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -267,19 +267,20 @@ def standing_axes(markers: Markers, within_deg: float = 30.0) -> dict:
     return {a: float(np.mean(up @ np.array(v, float) > c)) for a, v in AXES.items()}
 
 
-def check_y_up(markers: Markers, source: str) -> None:
+def check_y_up(markers: Markers, source: str, hints: Optional[dict] = None) -> None:
     """Refuse a track whose subject stands along another axis than +Y for most of it and
     never along +Y: IK would fit a model lying on its back (pelvis tilt -90 degrees, the
-    standing window never found) without any error to show for it."""
+    standing window never found) without any error to show for it. ``hints``: {axis: what
+    to do about it}, said with the error."""
     share = standing_axes(markers)
     if not share or share['+Y'] > 0.05:
         return
     axis = max(share, key=share.get)
     if share[axis] > 0.5:
-        hint = ' (pass --up z to turn a Z-up file to Y up)' if axis == '+Z' else ''
+        hint = (hints or {}).get(axis)
         raise ValueError(f'{source}: the subject stands along {axis} in '
                          f'{100 * share[axis]:.0f}% of the frames and never along +Y: '
-                         f'OpenSim input is Y up{hint}')
+                         f'OpenSim input is Y up' + (f' ({hint})' if hint else ''))
 
 
 def bend_deg(markers: Markers, a: str, b: str, c: str) -> np.ndarray:

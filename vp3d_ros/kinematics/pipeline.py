@@ -45,8 +45,14 @@ def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None,
     (``/<cam>/skeleton_3d/world``)
     H36M-17 track, the person seen in most frames, REP-103 z up turned to Y up. A subject
     that never stands along +Y is refused (:func:`markers.check_y_up`)."""
-    m, source = _load(Path(path), topic, fps, up)
-    check_y_up(m, source)
+    p = Path(path)
+    m, source = _load(p, topic, fps, up)
+    if p.suffix.lower() == '.trc':
+        hints = {'+Z': 'pass --up z to turn a Z-up file to Y up'}
+    else:   # turned from REP-103: a Y-up input now stands along -Z
+        hints = {'-Z': 'this input looks Y up: a .npy or a bag world track is REP-103 z up, '
+                       'as vp3d-lift --frame world and vp3d-offline write them'}
+    check_y_up(m, source, hints)
     return m, source
 
 
