@@ -408,8 +408,8 @@ def test_standing_axis_is_measured_from_head_over_feet():
     km.check_y_up(yup, 'y up')
     zup = yup._replace(xyz=xyz[..., [0, 2, 1]])
     assert km.standing_axes(zup)['+Z'] == 1.0
-    with pytest.raises(ValueError, match='stands along [+]Z.*--up z'):
-        km.check_y_up(zup, 'z up')
+    with pytest.raises(ValueError, match='stands along [+]Z.*[(]turn it[)]'):
+        km.check_y_up(zup, 'z up', {'+Z': 'turn it'})
     lying = yup._replace(xyz=xyz[..., [1, 0, 2]])            # along +X: no hint to give
     with pytest.raises(ValueError, match='stands along [+]X'):
         km.check_y_up(lying, 'x')
