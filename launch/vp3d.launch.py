@@ -4,6 +4,8 @@
   ros2 launch vp3d_ros vp3d.launch.py video:=/path/clip.mp4       # a video as camera 'cam01'
   ros2 launch vp3d_ros vp3d.launch.py cameras:=cam01,cam02 calibration:=calib.toml \
       video:=/path/a.mp4,/path/b.mp4    # one video per camera, in lockstep: fused skeletons
+  ros2 launch vp3d_ros vp3d.launch.py cameras:=cam01,cam02 calibration:=calib.toml \
+      kinematics:=angles/subject_scaled.osim   # + live joint angles (/kinematics/joint_states)
 
 The node set comes from ``vp3d_ros.core.topology`` (as for ``python -m vp3d_ros.apps.rig``).
 Cameras are namespaces: pose2d in /<cam> reads /<cam>/<image_topic> (default image_raw)
@@ -36,6 +38,7 @@ def _nodes(context):
                       record=arg('record').lower() == 'true', bag_dir=arg('bag_dir'),
                       checkpoint=arg('checkpoint'), mode=arg('mode'),
                       image_topic=arg('image_topic'), calibration=arg('calibration'),
+                      kinematics=arg('kinematics'),
                       lifter_arch=arch)
     common = [arg('params_file'), {'use_sim_time': arg('use_sim_time').lower() == 'true'}]
     return [Node(package='vp3d_ros', executable=n.executable, name=n.name,
@@ -65,6 +68,10 @@ def generate_launch_description():
         ('calibration', '', 'calibration file of the cameras (Pose2Sim/Anipose TOML, JSON, '
                             'YAML): starts the world node (/<cam>/skeleton_3d/world), and '
                             'with two or more cameras the fusion node'),
+        ('kinematics', '', "with calibration: also the kinematics node (OpenSim IK of the "
+                           "fused skeleton, one camera: its world skeleton -> "
+                           "/kinematics/joint_states): the subject's scaled .osim from "
+                           "vp3d-kinematics, or 'generic' for the bundled model"),
     ]
     return LaunchDescription([DeclareLaunchArgument(n, default_value=d, description=h)
                               for n, d, h in args] + [OpaqueFunction(function=_nodes)])

@@ -11,7 +11,7 @@ Needs ``launch`` and ``launch_ros`` (a ROS 2 install, or a scratch venv that als
 package's .venv; never install them into the .venv) and the DDS environment::
 
     source scripts/ros_env.sh && source /tmp/h13launch/env.sh
-    /tmp/h13launch/bin/python scripts/launch_fusion_check.py --seconds 60
+    /tmp/h13launch/bin/python scripts/launch_fusion_check.py --seconds 60 [--kinematics generic]
 
 ``--rate`` (video_source, default 5 Hz) and ``--max-wait`` (fusion ``max_wait_s``, default
 1 s) go into a copy of config/vp3d.yaml given as ``params_file:=``: four pose2d on full 1080 x
@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument('--rate', type=float, default=5.0, help='video_source rate (Hz)')
     ap.add_argument('--max-wait', type=float, default=1.0, help='fusion max_wait_s (s)')
     ap.add_argument('--out', default=None, help='folder for logs and the bag (default: temp)')
+    ap.add_argument('--kinematics', default='', metavar='MODEL',
+                    help="also kinematics:=MODEL ('generic' or a scaled .osim; needs opensim) "
+                         'and count /kinematics/joint_states')
     a = ap.parse_args(argv)
     try:
         import launch  # noqa: F401
@@ -91,7 +94,7 @@ def main(argv=None) -> int:
         return 3
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import PointCloud2
+    from sensor_msgs.msg import JointState, PointCloud2
     sys.path.insert(0, REPO)
     from vp3d_ros import DATA_DIR
     from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
@@ -109,11 +112,13 @@ def main(argv=None) -> int:
             f'calibration:={os.path.join(DATA_DIR, "balancing_calib_qualisys.toml")}',
             f'bag_dir:={os.path.join(out, "bags")}',
             f'params_file:={params_file(os.path.join(out, "params.yaml"), a.rate, a.max_wait)}']
+    if a.kinematics:
+        args.append(f'kinematics:={a.kinematics}')
     print('ros2 launch vp3d_ros vp3d.launch.py ' + ' '.join(args), flush=True)
 
     rclpy.init()
     node = rclpy.create_node('launch_fusion_check')
-    got = {'all': 0, 'persons': 0, 'first_s': None, 'stamps': set()}
+    got = {'all': 0, 'persons': 0, 'first_s': None, 'stamps': set(), 'angles': 0}
     t0 = time.monotonic()
 
     def on_fused(msg):
@@ -126,6 +131,9 @@ def main(argv=None) -> int:
     node.create_subscription(PointCloud2, '/skeleton_3d/fused', on_fused, QoSProfile(
         depth=100, reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    if a.kinematics:
+        node.create_subscription(JointState, '/kinematics/joint_states',
+                                 lambda msg: got.__setitem__('angles', got['angles'] + 1), 100)
     log = open(os.path.join(out, 'launch.log'), 'w')
     proc = subprocess.Popen([sys.executable, '-c', RUN_LAUNCH,
                              os.path.join(REPO, 'launch', 'vp3d.launch.py'), *args],
@@ -162,7 +170,9 @@ def main(argv=None) -> int:
           f'with a person ({len(got["stamps"])} distinct instants), first after '
           + (f'{got["first_s"]:.1f} s' if got['first_s'] is not None else '-')
           + f'; recorded in the bag: {bag_count}; logs and bag in {out}')
-    return 0 if got['persons'] else 1
+    if a.kinematics:
+        print(f'/kinematics/joint_states: {got["angles"]} messages')
+    return 0 if got['persons'] and (got['angles'] or not a.kinematics) else 1
 
 
 if __name__ == '__main__':

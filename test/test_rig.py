@@ -1,6 +1,7 @@
 """The launch file's node set started from the YAML without ros2 launch (vp3d_ros.apps.rig):
 video_source plays the bundled clip as camera cam01, the nodes process it, the recorder's
 bag holds the result."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -8,7 +9,10 @@ import sys
 import numpy as np
 
 from conftest import REPO
-from ros_harness import ros_env, unique_domain_id
+from ros_harness import Client, ros_env, unique_domain_id
+
+# find_spec, not import (see test_kinematics): the kinematics node runs where OpenSim is
+HAVE_OPENSIM = importlib.util.find_spec('opensim') is not None
 
 
 def test_rig_plays_video_through_pipeline_into_bag(tmp_path, make_checkpoint):
@@ -56,16 +60,23 @@ def test_rig_fuses_the_bundled_four_camera_clip(tmp_path):
     with one bundled video per camera (vp3d_ros.apps.rig, the same plan_nodes): a video_source
     playing the four real clips in lockstep, four pose2d (real MediaPipe), the lifter, world,
     fusion and the recorder, over real DDS. The bag holds fused world skeletons, stamped with
-    the videos' instants, upright in the calibration's z-up world."""
+    the videos' instants, upright in the calibration's z-up world. Where OpenSim is installed
+    (CI) the plan also starts the kinematics node (``kinematics:=generic``): joint angles of
+    the fused skeleton on /kinematics/joint_states, stamped as the fused instants."""
+    from sensor_msgs.msg import JointState
     from vp3d_ros import DATA_DIR
     from vp3d_ros.io.bag_io import open_bag
     from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     cams = ['cam01', 'cam02', 'cam03', 'cam04']
     videos = ','.join(os.path.join(DATA_DIR, f'balancing_{c}.mp4') for c in cams)
     calib = os.path.join(DATA_DIR, 'balancing_calib_qualisys.toml')
-    env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
+    domain = unique_domain_id()
+    env = ros_env(domain, tmp_path / 'ros_log')
     log = open(tmp_path / 'rig.log', 'w')
     n = 10
+    kinematics = 'generic' if HAVE_OPENSIM else ''
+    client = Client(domain)
+    client.collect(JointState, '/kinematics/joint_states')
     proc = subprocess.Popen(
         [sys.executable, '-c', f'''
 import sys, time
@@ -74,7 +85,7 @@ specs = rig.plan({cams!r}, video={videos!r}, record=True, bag_dir={str(tmp_path)
                  calibration={calib!r},
                  video_params=['max_frames:={n}', 'rate:=2.0', 'stamp_source:=video'],
                  recorder_params=['bag_name:=rig_fused'],
-                 fusion_params=['max_wait_s:=3.0'])
+                 fusion_params=['max_wait_s:=3.0'], kinematics={kinematics!r})
 r = rig.Rig(specs, rig.default_params_file(), log_dir={str(tmp_path / "logs")!r})
 ok = r.wait_for_log('video_source', 'end of clip after {n} frames', 400)
 time.sleep(8.0)
@@ -88,11 +99,13 @@ sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
         if proc.poll() is None:
             proc.kill()
         log.close()
+        client.close()
     logs = {p: open(tmp_path / 'logs' / p).read() for p in os.listdir(tmp_path / 'logs')}
     assert rc == 0, open(tmp_path / 'rig.log').read() + str(logs)
-    assert sorted(logs) == ['cam01_pose2d.log', 'cam02_pose2d.log', 'cam03_pose2d.log',
-                            'cam04_pose2d.log', 'fusion.log', 'lifter.log', 'recorder.log',
-                            'video_source.log', 'world.log']
+    assert sorted(logs) == sorted(['cam01_pose2d.log', 'cam02_pose2d.log', 'cam03_pose2d.log',
+                                   'cam04_pose2d.log', 'fusion.log', 'lifter.log',
+                                   'recorder.log', 'video_source.log', 'world.log']
+                                  + (['kinematics.log'] if kinematics else []))
     assert 'in lockstep' in logs['video_source.log']
     # the launch plan hands the lifter the calibration: every camera lifted in its level view
     assert "level view from" in logs['lifter.log'] and \
@@ -116,3 +129,13 @@ sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
         assert frame_id == 'world'
         if np.isfinite(pose[[0, 10]]).all():
             assert pose[10, 2] > pose[0, 2] + 0.3      # head above hip in the z-up world
+    if kinematics:
+        assert 'IK of /skeleton_3d/fused' in logs['kinematics.log'], logs['kinematics.log']
+        angles = client.messages('/kinematics/joint_states')
+        assert len(angles) >= len(fused) // 2, (len(angles), logs['kinematics.log'])
+        stamps = {s for s, _, _ in fused}
+        for msg in angles:
+            assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec in stamps
+            q = dict(zip(msg.name, msg.position))
+            # the subject balances on one leg: knees within their anatomical range
+            assert all(-0.2 < q[f'knee_angle_{s}'] < 2.2 for s in 'rl'), q

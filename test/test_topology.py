@@ -23,6 +23,20 @@ def test_node_set_follows_the_options():
     assert ('', 'fusion') not in _names(RigOptions(['cam01'], calibration='c.toml'))
 
 
+def test_kinematics_node_follows_the_world_skeletons():
+    fused = {n.name: n for n in plan_nodes(RigOptions(['c1', 'c2'], calibration='/r.toml',
+                                                      kinematics='/s_scaled.osim'))}
+    assert fused['kinematics'].params == {'input_topic': '/skeleton_3d/fused',
+                                          'model': '/s_scaled.osim'}
+    one = {n.name: n for n in plan_nodes(RigOptions(['c1'], calibration='/r.toml',
+                                                    kinematics='generic'))}
+    assert one['kinematics'].params == {'input_topic': '/c1/skeleton_3d/world'}
+    assert 'kinematics' not in {n.name for n in plan_nodes(RigOptions(['c1'],
+                                                                      calibration='/r.toml'))}
+    with pytest.raises(ValueError, match='needs a calibration'):
+        plan_nodes(RigOptions(['c1'], kinematics='generic'))
+
+
 def test_parameters_only_where_an_option_sets_them():
     nodes = {n.name: n for n in plan_nodes(RigOptions(['cam01', 'cam02'], video='', record=True))}
     assert nodes['lifter'].params == {'cameras': ['cam01', 'cam02'], 'mode': 'causal'}

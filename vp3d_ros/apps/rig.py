@@ -54,14 +54,16 @@ def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
          bag_dir: str = 'vp3d_bags', checkpoint: str = '', mode: str = 'causal',
          image_topic: str = 'image_raw', use_sim_time: bool = False,
          video_params=(), lifter_params=(), recorder_params=(),
-         calibration: str = '', fusion_params=(), loop: bool = False) -> List[NodeSpec]:
+         calibration: str = '', fusion_params=(), loop: bool = False,
+         kinematics: str = '', kinematics_params=()) -> List[NodeSpec]:
     """The launch file's node set (:func:`vp3d_ros.core.topology.plan_nodes`) as processes;
     ``*_params``: extra ``name:=value`` overrides of that node."""
     extra = {'video_source': video_params, 'lifter': lifter_params,
-             'recorder': recorder_params, 'fusion': fusion_params}
+             'recorder': recorder_params, 'fusion': fusion_params,
+             'kinematics': kinematics_params}
     opts = RigOptions(cameras=list(cameras), video=video, loop=loop, record=record,
                       bag_dir=bag_dir, checkpoint=checkpoint, mode=mode, image_topic=image_topic,
-                      calibration=calibration)
+                      calibration=calibration, kinematics=kinematics)
     return [NodeSpec(p, extra.get(p.name, ())) for p in plan_nodes(opts)]
 
 
@@ -142,14 +144,19 @@ def main(argv=None) -> int:
                     help='calibration file of the cameras: starts the world node '
                          '(/<cam>/skeleton_3d/world), and with two or more cameras the fusion '
                          'node (/skeleton_3d/fused)')
+    ap.add_argument('--kinematics', default='', metavar='MODEL',
+                    help="with --calibration: also the kinematics node, OpenSim IK of the fused "
+                         "skeleton (one camera: its world skeleton) on /kinematics/joint_states; "
+                         "MODEL: the subject's scaled .osim from vp3d-kinematics, or 'generic' "
+                         'for the bundled unscaled model (needs opensim)')
     a = ap.parse_args(argv)
     try:
         cams = parse_cameras(a.cameras)
+        specs = plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic,
+                     calibration=a.calibration, loop=a.loop, kinematics=a.kinematics)
     except ValueError as e:
         ap.error(str(e))
-    rig = Rig(plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic,
-                   calibration=a.calibration, loop=a.loop),
-              a.params_file or default_params_file(), use_sim_time=a.use_sim_time)
+    rig = Rig(specs, a.params_file or default_params_file(), use_sim_time=a.use_sim_time)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))

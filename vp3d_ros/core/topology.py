@@ -41,6 +41,8 @@ class RigOptions:
     image_topic: str = 'image_raw'
     calibration: str = ''             # '': no world frame, no fusion
     lifter_arch: Dict[str, Any] = field(default_factory=dict)  # official checkpoints
+    kinematics: str = ''              # '': no IK; 'generic': the bundled model; else a
+    #                                   scaled .osim from vp3d-kinematics (needs calibration)
 
 
 def parse_cameras(text: str) -> List[str]:
@@ -53,12 +55,17 @@ def parse_cameras(text: str) -> List[str]:
 
 def plan_nodes(opts: RigOptions) -> List[NodePlan]:
     """The node set: [video_source] + one pose2d per camera + lifter [+ recorder]
-    [+ world with a calibration] [+ fusion with a calibration and >= 2 cameras].
+    [+ world with a calibration] [+ fusion with a calibration and >= 2 cameras]
+    [+ kinematics: OpenSim IK of the fused skeleton, or of the one camera's world skeleton].
 
     ``video`` with one file per camera (comma-separated): one video_source plays them all
     in lockstep, each frame on every camera with one stamp (a synchronised rig from files),
     once every camera's pipeline is up."""
     cams = list(opts.cameras)
+    if opts.kinematics and not opts.calibration:
+        raise ValueError('kinematics runs IK on world skeletons: it needs a calibration '
+                         '(offline, one camera without one: vp3d-offline --estimate-ground, '
+                         'then vp3d-kinematics)')
     image = (('image', opts.image_topic),)
     nodes = []
     videos = [v.strip() for v in opts.video.split(',')] if opts.video else []
@@ -102,6 +109,11 @@ def plan_nodes(opts: RigOptions) -> List[NodePlan]:
     if fused:  # one fused world skeleton from all cameras
         nodes.append(NodePlan('fusion_node', 'fusion_node', 'fusion', '',
                               {'cameras': cams, 'calibration': opts.calibration}))
+    if opts.kinematics:  # joint angles of the fused (else the camera's world) skeleton
+        kin = {'input_topic': '/skeleton_3d/fused' if fused else f'/{cams[0]}/skeleton_3d/world'}
+        if opts.kinematics != 'generic':
+            kin['model'] = opts.kinematics
+        nodes.append(NodePlan('kinematics_node', 'kinematics_node', 'kinematics', '', kin))
     return nodes
 
 
