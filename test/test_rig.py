@@ -115,6 +115,8 @@ sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
     fused = []
     with open_bag(tmp_path / 'rig_fused') as bag:
         assert '/skeleton_3d/fused' in bag.topics, list(bag.topics)
+        if kinematics:    # the recorder keeps the live joint angles too
+            assert bag.topics['/kinematics/joint_states'].count > 0, list(bag.topics)
         for _, msgtype, _, raw in bag.messages(['/skeleton_3d/fused']):
             msg = bag.deserialize(raw, msgtype)
             people = cloud_to_keypoints(msg, 17)

@@ -3,7 +3,8 @@
 Messages are stored serialized exactly as received (raw subscriptions, no re-encoding),
 with stock message definitions, so ``ros2 bag info/play`` and the exporters read them.
 Topics: the ``topics`` list, or (default) every ``.../keypoints_2d`` and ``.../skeleton_3d``
-PointCloud2 topic discovered on the graph. Each topic is subscribed with the reliability its
+PointCloud2 topic discovered on the graph (``topic_suffixes``), and the kinematics node's
+``.../kinematics/joint_states`` (sensor_msgs/JointState). Each topic is subscribed with the reliability its
 publishers offer (reliable publishers get a reliable, lossless subscription; best-effort
 ones a best-effort subscription; transient-local publishers, like pose2d's and the lifter's,
 get a transient-local subscription, so what they sent just before the match is not lost).
@@ -39,6 +40,8 @@ from .common import (ConfigError, Throttle, declare, message_class, offered_qos,
 from .diagnostics import NodeDiagnostics
 
 DEFAULT_SUFFIXES = ('keypoints_2d', 'skeleton_3d', 'skeleton_3d/world', 'skeleton_3d/fused')
+JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
+JOINT_STATE_SUFFIX = 'kinematics/joint_states'   # the kinematics node's live joint angles
 MODEL_TYPE = 'std_msgs/msg/String'
 MODEL_SUFFIX = '/model'  # the lifter's ~/model
 
@@ -105,7 +108,8 @@ class RecorderNode(Node):
     def _wanted(self, topic: str, types) -> bool:
         if self.topics:
             return topic in self.topics
-        return 'sensor_msgs/msg/PointCloud2' in types and topic.endswith(self.suffixes)
+        return (('sensor_msgs/msg/PointCloud2' in types and topic.endswith(self.suffixes))
+                or (JOINT_STATE_TYPE in types and topic.endswith(JOINT_STATE_SUFFIX)))
 
     def _qos_for(self, topic: str) -> QoSProfile:
         reliability, durability = offered_qos(self, topic) or (ReliabilityPolicy.BEST_EFFORT,
