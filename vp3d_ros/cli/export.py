@@ -25,6 +25,11 @@ Columns:
            read back with vp3d_ros.io.records.read_npz. The positions of a 2D track are the
            (T, 17, 2) keypoints that vp3d-lift takes.
 Empty cells (CSV, TRC) and NaN (npz) mark frames where the person was not detected.
+
+Joint angles (sensor_msgs/JointState topics: the kinematics node's /kinematics/joint_states,
+which the recorder keeps) go out as <topic>.mot (OpenSim motion file, degrees; with the TRC
+format), <topic>.csv (time_s, <coordinate>_deg, pelvis_t*_m) and <topic>.npz (stamps_s,
+names, positions as published: radians / metres); vp3d_ros.io.joint_states.
 """
 from __future__ import annotations
 
@@ -43,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--overwrite', action='store_true',
                    help='replace files of the same names in --out-dir (default: refuse)')
     p.add_argument('--csv', action='store_true', help='write CSV (default: all formats)')
-    p.add_argument('--trc', action='store_true', help='write OpenSim TRC (3D tracks only)')
+    p.add_argument('--trc', action='store_true',
+                   help='write OpenSim TRC (3D tracks only; joint angles: OpenSim .mot)')
     p.add_argument('--npz', action='store_true', help='write numpy .npz')
     p.add_argument('--topics', nargs='+', default=None,
-                   help='only these PointCloud2 topics (default: all keypoint topics)')
+                   help='only these topics: PointCloud2 keypoint topics and JointState topics '
+                        '(default: all of both)')
     p.add_argument('--include-2d', action='store_true',
                    help='also export 2D keypoint tracks (pixels; CSV and npz)')
     return p
@@ -75,6 +82,7 @@ def _why_nothing(args, tracks, topics) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from ..io import joint_states as js
     from ..io.bag_io import BagError
     from ..io.records import (is_world_track, keypoint_topic_frames, read_landmark_tracks,
                            write_csv, write_npz, write_trc, write_world_csv, write_world_trc)
@@ -83,15 +91,22 @@ def main(argv=None) -> int:
     if not Path(args.bag).exists():
         return _fail(f'no bag at {args.bag}')
     try:
-        tracks = read_landmark_tracks(args.bag, args.topics)
+        angle_topics = js.joint_state_topics(args.bag)
+        clouds = (None if args.topics is None
+                  else [t for t in args.topics if t not in angle_topics])
+        tracks = read_landmark_tracks(args.bag, clouds) if clouds != [] else []
+        angles = js.read_joint_states(args.bag, args.topics)
+        topics = keypoint_topic_frames(args.bag, clouds) if clouds != [] else []
     except (BagError, ValueError) as e:
         return _fail(str(e))
     chosen = [t for t in tracks if t.dims == 3 or args.include_2d]
-    if not chosen:
-        return _fail(_why_nothing(args, tracks, keypoint_topic_frames(args.bag, args.topics)))
+    if not chosen and not angles:
+        return _fail(_why_nothing(args, tracks, topics))
     out = Path(args.out_dir)
     jobs = [(tr, out / f'{tr.name}.{ext}', ext) for tr in chosen for ext in formats
             if ext != 'trc' or tr.dims == 3]
+    jobs += [(tr, out / f'{tr.name}.{"mot" if ext == "trc" else ext}', ext)
+             for tr in angles for ext in formats]
     if not args.overwrite and (there := [str(path) for _, path, _ in jobs if path.exists()]):
         return _fail(f'{len(there)} file(s) already exist in {out} ({", ".join(there[:3])}'
                      f'{", ..." if len(there) > 3 else ""}); pass --overwrite to replace them, '
@@ -99,6 +114,10 @@ def main(argv=None) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         for tr, path, ext in jobs:
+            if isinstance(tr, js.JointTrack):
+                print({'csv': js.write_joint_csv, 'trc': js.write_joint_mot,
+                       'npz': js.write_joint_npz}[ext](tr, path))
+                continue
             world = is_world_track(tr)
             if ext == 'csv':
                 print(write_world_csv(tr, path) if world else write_csv(tr, path, allow_2d=True))

@@ -7,6 +7,7 @@ from typing import Dict
 
 import numpy as np
 
+from ..io import joint_states
 from . import model as kmodel
 from .ik import IKResult
 from .markers import MIN_MARKERS
@@ -15,17 +16,7 @@ from .shoulder import DESCRIPTIONS
 
 def write_mot(result: IKResult, path, name: str = 'ik') -> Path:
     """OpenSim motion file (what the InverseKinematicsTool writes): degrees, all coordinates."""
-    path = Path(path)
-    n, c = result.values.shape
-    head = [name, 'version=1', f'nRows={n}', f'nColumns={c + 1}', 'inDegrees=yes', '',
-            'Units are S.I. units (second, meters, Newtons, ...)',
-            'If the header above contains a line with \'inDegrees\', this indicates whether '
-            'rotational values are in degrees (yes) or radians (no).', '', 'endheader',
-            'time\t' + '\t'.join(result.coordinates)]
-    rows = ['\t'.join([f'{t:.6f}'] + [f'{v:.8f}' for v in row])
-            for t, row in zip(result.times, result.values)]
-    path.write_text('\n'.join(head + rows) + '\n')
-    return path
+    return joint_states.write_mot(path, name, result.times, result.coordinates, result.values)
 
 
 def read_mot(path) -> Dict[str, np.ndarray]:
