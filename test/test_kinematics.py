@@ -293,9 +293,10 @@ def test_cli_says_how_to_install_opensim_when_missing(tmp_path):
     assert 'pip install --no-deps opensim==4.6' in proc.stderr
 
 
-def _write_bag(path: Path, trc: Path, stride: int = 2):
+def _write_bag(path: Path, trc: Path, stride: int = 2, other: int = None):
     """A LandmarkRecord bag: the TRC's markers as /skeleton_3d/fused (REP-103, z up) and a
-    camera-frame /cam01/skeleton_3d (root-relative, must not be used)."""
+    camera-frame /cam01/skeleton_3d (root-relative, must not be used); ``other``: a second
+    person of that id, 1.5 m aside, in the first half of the frames only."""
     from vp3d_ros.io import bag_io, records
     from vp3d_ros.io.bag_io import BagWriter
     m = km.read_trc(trc)
@@ -305,8 +306,11 @@ def _write_bag(path: Path, trc: Path, stride: int = 2):
             w.add_topic(topic, records.CLOUD_TYPE)
         for k, t in enumerate(m.times[::stride]):
             ns = 10**9 + int(round(t * 1e9))
+            pts, ids = zup[k][None], [0]
+            if other is not None and k < len(zup) // 2:
+                pts, ids = np.stack([zup[k], zup[k] + [1.5, 0.0, 0.0]]), [0, other]
             w.write_msg('/skeleton_3d/fused', ns,
-                        records.make_cloud(zup[k], np.ones(17), [0], ns, 'world'))
+                        records.make_cloud(pts, np.ones((len(ids), 17)), ids, ns, 'world'))
             w.write_msg('/cam01/skeleton_3d', ns,
                         records.make_cloud(zup[k] - zup[k, :1], np.ones(17), [0], ns, 'cam01'))
     return m.times[::stride]
@@ -452,6 +456,28 @@ def test_bag_with_a_fused_track_gives_the_same_angles(cli_run, tmp_path):
     assert (tmp_path / 'o' / 'session.trc').exists()
     for c in ('hip_flexion_r', 'knee_angle_l', 'elbow_flex_r', 'pelvis_rotation'):
         assert np.abs(bag[c] - trc[c][::2]).max() < 2.0, c
+
+
+@needs_opensim
+def test_person_picks_one_of_several_in_a_bag(cli_run, tmp_path):
+    """Two people in the fused track: the one seen in most frames by default, --person ID
+    the other (seen half the time: its frames without it stay NaN), an absent id refused."""
+    proc, out, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    times = _write_bag(tmp_path / 'two', out.parent / 'synthetic_squat.trc', other=5)
+    res = _cli(tmp_path / 'two', '--person', '5', '--out-dir', tmp_path / 'o5')
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / 'o5' / 'two_summary.json').read_text())
+    assert summary['source'].endswith('person 5')
+    assert summary['frames_not_solved'] == len(times) - len(times) // 2
+    from vp3d_ros.kinematics.report import read_mot
+    five = read_mot(tmp_path / 'o5' / 'two.mot')['knee_angle_r']
+    assert np.isfinite(five[:len(times) // 2]).all() and np.isnan(five[len(times) // 2:]).all()
+    res = _cli(tmp_path / 'two', '--out-dir', tmp_path / 'o0')
+    assert res.returncode == 0 and json.loads((tmp_path / 'o0' / 'two_summary.json').read_text())[
+        'source'].endswith('person 0')
+    res = _cli(tmp_path / 'two', '--person', '9', '--out-dir', tmp_path / 'o9')
+    assert res.returncode == 2 and 'persons: [0, 5]' in res.stderr, res.stderr
 
 
 @needs_opensim

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='OpenSim model whose marker set names the 17 TRC markers '
                         '(default: the bundled vp3d_h36m17.osim)')
     p.add_argument('--topic', default=None, help='bag input: the world/fused topic to use')
+    p.add_argument('--person', type=int, default=None, metavar='ID',
+                   help='bag input: the person id to follow (default: the person seen in most '
+                        'frames); the summary names the one used')
     p.add_argument('--fps', type=float, default=None, help='.npy input: its frame rate')
     p.add_argument('--up', choices=('y', 'z'), default='y',
                    help="TRC input: its vertical axis. 'z' turns a Z-up file (Vicon, Qualisys, "
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
     try:
         out = pipeline.run(src, args.out_dir, height=args.height, mass=args.mass,
                            model_file=args.model, topic=args.topic, fps=args.fps,
-                           lowpass_hz=args.lowpass_hz, up=args.up)
+                           lowpass_hz=args.lowpass_hz, up=args.up, person=args.person)
     except (ValueError, FileNotFoundError) as e:
         print(f'vp3d-kinematics: {e}', file=sys.stderr)
         return 2

@@ -37,16 +37,16 @@ def input_name(path) -> str:
 
 
 def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None,
-                 up: str = 'y') -> tuple:
+                 up: str = 'y', person: Optional[int] = None) -> tuple:
     """(Markers with Y up, description of the source). TRC: as is (Y up, its units), or
     turned from Z up with ``up='z'`` (X, Y, Z -> X, Z, -Y, as from REP-103);
     a ``.npy`` (T, 17, 3) of world joints, REP-103 z up (``vp3d-lift --frame world``), at
     ``fps``; a bag: the fused (``/skeleton_3d/fused``) or else a world
     (``/<cam>/skeleton_3d/world``)
-    H36M-17 track, the person seen in most frames, REP-103 z up turned to Y up. A subject
-    that never stands along +Y is refused (:func:`markers.check_y_up`)."""
+    H36M-17 track, the person seen in most frames (or ``person``), REP-103 z up turned to
+    Y up. A subject that never stands along +Y is refused (:func:`markers.check_y_up`)."""
     p = Path(path)
-    m, source = _load(p, topic, fps, up)
+    m, source = _load(p, topic, fps, up, person)
     if p.suffix.lower() == '.trc':
         hints = {'+Z': 'pass --up z to turn a Z-up file to Y up'}
     else:   # turned from REP-103: a Y-up input now stands along -Z
@@ -56,7 +56,9 @@ def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None,
     return m, source
 
 
-def _load(p: Path, topic, fps, up) -> tuple:
+def _load(p: Path, topic, fps, up, person) -> tuple:
+    if person is not None and (p.is_file() and p.suffix.lower() in ('.npy', '.trc')):
+        raise ValueError(f'{p}: --person picks a person of a bag; a {p.suffix} holds one')
     if p.is_file() and p.suffix.lower() == '.npy':
         x = np.load(p)
         if x.ndim != 3 or x.shape[1:] != (17, 3):
@@ -87,6 +89,11 @@ def _load(p: Path, topic, fps, up) -> tuple:
         raise ValueError(f'{p}: no world-frame H36M-17 track (a 3D keypoint topic with '
                          f'{"/".join(WORLD_HINTS)} in its name; camera-frame skeleton_3d '
                          'tracks are root-relative and cannot drive IK); name one with --topic')
+    if person is not None:
+        seen = sorted({t.person for t in tracks})
+        tracks = [t for t in tracks if t.person == person]
+        if not tracks:
+            raise ValueError(f'{p}: no person {person} in its world tracks (persons: {seen})')
     # fused (multi-camera) before one camera's world track, then the most complete person
     track = max(tracks, key=lambda t: ('fused' in t.topic,
                                        int(np.isfinite(t.positions).all(-1).all(-1).sum())))
@@ -130,13 +137,14 @@ def prepare_markers(markers: Markers, bone_tolerance: float = 0.35,
 def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
         model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0,
         fps: Optional[float] = None, bone_tolerance: float = 0.35,
-        lowpass_hz: Optional[float] = None, up: str = 'y') -> Outputs:
+        lowpass_hz: Optional[float] = None, up: str = 'y',
+        person: Optional[int] = None) -> Outputs:
     require_opensim()
     from . import ik, report, scaling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = input_name(input_path)
-    markers, source = load_markers(input_path, topic, fps, up)
+    markers, source = load_markers(input_path, topic, fps, up, person)
     markers, turn, dropped = prepare_markers(markers, bone_tolerance, lowpass_hz)
     frames = static_window(markers, static_search_s)
     with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:
