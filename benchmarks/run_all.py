@@ -28,6 +28,8 @@ BENCHMARKS = [
      ['--max-frames', '300', '--causal-frames', '200'] if QUICK else []),
     ('multi-view fusion live: 4 cameras x 30 fps over DDS', 'fusion_live.py',
      ['--seconds', '5'] if QUICK else []),
+    ('live joint angles: skeletons at 60 fps into the kinematics node (needs opensim)',
+     'kinematics_live.py', ['--seconds', '5'] if QUICK else []),
 ]
 
 

@@ -528,7 +528,8 @@ def test_kinematics_node_publishes_joint_states_over_dds(cli_run, tmp_path):
     domain = unique_domain_id()
     env = ros_env(domain, tmp_path / 'ros_log')
     client = Client(domain)
-    node = NodeProcess('kinematics_node', ['-p', f'model:={out / "synthetic_squat_scaled.osim"}'],
+    node = NodeProcess('kinematics_node', ['-p', f'model:={out / "synthetic_squat_scaled.osim"}',
+                                           '-p', 'latest_only:=false'],
                        env, tmp_path / 'kinematics.log')
     try:
         assert node.wait_for_log('IK of', 120), node.log()
@@ -563,3 +564,50 @@ def test_kinematics_node_publishes_joint_states_over_dds(cli_run, tmp_path):
         for c in ('hip_flexion_r', 'knee_angle_r', 'knee_angle_l', 'elbow_flex_r'):
             assert abs(np.degrees(q[c]) - mot[c][k]) < 2.0, (c, k, np.degrees(q[c]), mot[c][k])
         assert q['ankle_angle_r'] == 0.0
+
+
+@needs_opensim
+def test_kinematics_node_solves_the_newest_skeleton_when_behind(cli_run, tmp_path):
+    """latest_only (default): skeletons sent faster than IK solves are not queued; the node
+    drops the ones it has not reached and always gets to the newest, in order."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState, PointCloud2
+    from std_msgs.msg import Header
+    from builtin_interfaces.msg import Time
+    from ros_harness import Client, NodeProcess, ros_env, unique_domain_id
+    from vp3d_ros.kinematics.report import read_mot
+    from vp3d_ros.nodes.ros_conversions import keypoints_to_cloud
+    proc, out, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = km.read_trc(out.parent / 'synthetic_squat.trc')
+    zup = m.xyz @ km.ZUP_TO_YUP
+    domain = unique_domain_id()
+    client = Client(domain)
+    node = NodeProcess('kinematics_node', ['-p', f'model:={out / "synthetic_squat_scaled.osim"}'],
+                       ros_env(domain, tmp_path / 'ros_log'), tmp_path / 'kinematics.log')
+    stamp_of = lambda k: 10**9 + int(round(m.times[k] * 1e9))  # noqa: E731
+    try:
+        assert node.wait_for_log('IK of', 120), node.log()
+        client.collect(JointState, '/kinematics/joint_states')
+        pub = client.node.create_publisher(PointCloud2, '/skeleton_3d/fused', QoSProfile(
+            depth=200, reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        assert client.wait_for_subscribers(pub, 1, 60)
+        for k in range(len(m.times)):           # a burst: far faster than IK
+            ns = stamp_of(k)
+            header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id='world')
+            pub.publish(keypoints_to_cloud(header, zup[k][None], np.ones((1, 17)), [0]))
+        last = stamp_of(len(m.times) - 1)
+        stamps = lambda: [s.header.stamp.sec * 10**9 + s.header.stamp.nanosec  # noqa: E731
+                          for s in client.messages('/kinematics/joint_states')]
+        assert client.wait_for(lambda: last in stamps(), 120), (stamps(), node.log())
+    finally:
+        client.close()
+        node.stop()
+    got = stamps()
+    assert got == sorted(set(got)) and len(got) <= len(m.times)
+    q = dict(zip(client.messages('/kinematics/joint_states')[-1].name,
+                 client.messages('/kinematics/joint_states')[-1].position))
+    mot = read_mot(out / 'synthetic_squat.mot')
+    for c in ('hip_flexion_r', 'knee_angle_r'):
+        assert abs(np.degrees(q[c]) - mot[c][-1]) < 2.0, (c, np.degrees(q[c]), mot[c][-1])

@@ -45,6 +45,9 @@ class KinematicsNode(Node):
         self.face_forward = p('face_forward', True, "turn the world about the vertical so the "
                               "subject's first seen heading faces +X (the pelvis angles are "
                               'ground-frame Euler angles: tilt reads as tilt facing +X)')
+        latest_only = p('latest_only', True, 'solve the newest skeleton and drop those IK has '
+                        'not reached (live: the latency stays one solve, about 35 ms); false: '
+                        'every skeleton in order, up to 50 queued (a replay slower than IK)')
         self.turn = None if self.face_forward else 0.0
         try:
             from ..kinematics import ik, require_opensim
@@ -62,7 +65,10 @@ class KinematicsNode(Node):
         self.names = list(self.solver.coordinates)
         self.throttle = Throttle(5.0)
         self.last_ms = float('nan')
-        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+        # KEEP_LAST 1: a skeleton that arrives while IK runs replaces the one waiting, so a
+        # 60 fps rig into a 28 fps solver does not build a queue (1.7 s behind at depth 50)
+        latched = QoSProfile(depth=1 if latest_only else 50,
+                             reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub = self.create_publisher(JointState, output, 10)
         self.diag = NodeDiagnostics(self, 'kinematics',
