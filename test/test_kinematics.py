@@ -459,6 +459,18 @@ def test_bag_with_a_fused_track_gives_the_same_angles(cli_run, tmp_path):
 
 
 @needs_opensim
+def test_a_model_that_cannot_load_is_refused_with_exit_2(cli_run, tmp_path):
+    proc, out, _ = cli_run
+    trc = out.parent / 'synthetic_squat.trc'
+    (tmp_path / 'broken.osim').write_text('<OpenSimDocument>\n')
+    for model, said in ((tmp_path / 'broken.osim', 'cannot load OpenSim model'),
+                        (tmp_path / 'none.osim', 'does not exist')):
+        res = _cli(trc, '--model', model, '--out-dir', tmp_path / 'o')
+        assert res.returncode == 2 and said in res.stderr, res.stderr[-2000:]
+        assert 'Traceback' not in res.stderr
+
+
+@needs_opensim
 def test_person_picks_one_of_several_in_a_bag(cli_run, tmp_path):
     """Two people in the fused track: the one seen in most frames by default, --person ID
     the other (seen half the time: its frames without it stay NaN), an absent id refused."""

@@ -122,7 +122,14 @@ def prepare(model) -> None:
 def load(path=None):
     """The model from ``path`` (default: the shipped one), prepared, not yet initialised."""
     osim = require_opensim()
-    model = osim.Model(str(default_model_path(path)))
+    file = default_model_path(path)
+    if not Path(file).is_file():
+        raise FileNotFoundError(f'OpenSim model {file} does not exist')
+    try:
+        model = osim.Model(str(file))
+    except RuntimeError as e:   # OpenSim's own words, without its C++ call site
+        why = ' '.join(str(e).split('Thrown at')[0].split())
+        raise ValueError(f'cannot load OpenSim model {file}: {why}') from None
     prepare(model)
     return model
 
