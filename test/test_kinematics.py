@@ -468,6 +468,15 @@ def test_a_model_that_cannot_load_is_refused_with_exit_2(cli_run, tmp_path):
         res = _cli(trc, '--model', model, '--out-dir', tmp_path / 'o')
         assert res.returncode == 2 and said in res.stderr, res.stderr[-2000:]
         assert 'Traceback' not in res.stderr
+    # inputs that are not ours: a folder that is no bag, a text file; an unwritable out-dir
+    (tmp_path / 'folder').mkdir()
+    (tmp_path / 'notes.txt').write_text('hello\n')
+    for args, said in (((tmp_path / 'folder',), 'not a rosbag2 bag'),
+                       ((tmp_path / 'notes.txt',), 'not a TRC (.trc)'),
+                       ((trc, '--out-dir', '/proc/vp3d_no_such_dir'), 'No such file')):
+        res = _cli(*args, *(() if '--out-dir' in args else ('--out-dir', tmp_path / 'o')))
+        assert res.returncode == 2 and said in res.stderr, (args, res.stderr[-2000:])
+        assert 'Traceback' not in res.stderr
 
 
 @needs_opensim

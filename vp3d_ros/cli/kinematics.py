@@ -88,12 +88,13 @@ def main(argv=None) -> int:
     if args.height is not None and not 0.5 < args.height < 2.6:
         print(f'vp3d-kinematics: --height {args.height} m is not a human height', file=sys.stderr)
         return 2
+    from ..io.bag_io import BagError
     from ..kinematics import pipeline, report
     try:
         out = pipeline.run(src, args.out_dir, height=args.height, mass=args.mass,
                            model_file=args.model, topic=args.topic, fps=args.fps,
                            lowpass_hz=args.lowpass_hz, up=args.up, person=args.person)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError, BagError) as e:   # OSError: unreadable input, unwritable out
         print(f'vp3d-kinematics: {e}', file=sys.stderr)
         return 2
     print(report.summary_text(out.summary_data))

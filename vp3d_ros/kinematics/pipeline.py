@@ -57,6 +57,9 @@ def load_markers(path, topic: Optional[str] = None, fps: Optional[float] = None,
 
 
 def _load(p: Path, topic, fps, up, person) -> tuple:
+    if p.is_file() and p.suffix.lower() not in ('.trc', '.npy', '.mcap', '.db3'):
+        raise ValueError(f'{p}: not a TRC (.trc), a .npy of world joints or a bag '
+                         '(directory, .mcap, .db3)')
     if person is not None and (p.is_file() and p.suffix.lower() in ('.npy', '.trc')):
         raise ValueError(f'{p}: --person picks a person of a bag; a {p.suffix} holds one')
     if p.is_file() and p.suffix.lower() == '.npy':
