@@ -7,10 +7,12 @@ three seconds (or to --height), then runs inverse kinematics over the whole trac
 Input: a TRC with our marker names (Hip, RHip, RKnee, RFoot, LHip, LKnee, LFoot, Spine,
 Thorax, Neck_Nose, Head, LShoulder, LElbow, LWrist, RShoulder, RElbow, RWrist; other
 markers are ignored), Y up (--up z turns a Z-up file), metres (cm/mm read from the Units
-field), blank or NaN cells for missing markers (frames without the pelvis are left NaN); or a LandmarkRecord bag with a world-frame
-(REP-103, z up) H36M-17 track: /skeleton_3d/fused first, else a topic with "world" in its
-name, or --topic; or a .npy (T, 17, 3) of world joints, REP-103 z up, as
-`vp3d-lift --frame world` writes, with --fps.
+field), blank or NaN cells for missing markers (frames without the pelvis are left NaN);
+or a LandmarkRecord bag with a world-frame (REP-103, z up) H36M-17 track: /skeleton_3d/fused
+first, else a topic with "world" in its name, or --topic; the person seen in most frames, or
+--person; or a .npy (T, 17, 3) of world joints, REP-103 z up, as `vp3d-lift --frame world`
+writes, with --fps. One camera without calibration: `vp3d-offline clip.mp4
+--estimate-ground --out s`, then `vp3d-kinematics s`.
 
 Writes to --out-dir, for an input named <name> (the file stem):
 
