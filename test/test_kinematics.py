@@ -358,6 +358,11 @@ def test_ik_recovers_known_angles_and_scale(cli_run):
     assert np.abs(mot['pelvis_rotation']).max() < 3.0
     assert np.abs(mot['hip_rotation_r']).max() < 5 and np.abs(mot['arm_rot_l']).max() < 5
     assert np.allclose(mot['ankle_angle_r'], 0) and np.allclose(mot['subtalar_angle_l'], 0)
+    rom = summary['range_of_motion_deg']
+    for c in ('knee_angle_r', 'knee_angle_l', 'hip_flexion_r'):     # the known motion's range
+        assert abs(rom[c]['max_deg'] - truth[c].max()) < 3.0, (c, rom[c])
+        assert abs(rom[c]['range_deg'] - np.ptp(truth[c])) < 4.0, (c, rom[c])
+    assert 'range of motion' in (out / 'synthetic_squat_summary.txt').read_text()
     f = summary['scale_factors']
     assert abs(f['thigh'] - 1.08) < 0.01 and abs(f['shank'] - 1.05) < 0.01
     assert abs(f['pelvis_width'] - 1.5) < 0.01 and abs(f['upper_arm'] - 0.95) < 0.01

@@ -122,6 +122,27 @@ def marker_error_table(result: IKResult) -> Dict[str, Dict[str, float]]:
     return out
 
 
+# the angles a range of motion is reported for (the plot's; shoulder: humerothoracic)
+MAIN_ANGLES = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l', 'pelvis_tilt',
+               'L5_S1_Flex_Ext', 'shoulder_elevation_r', 'shoulder_elevation_l',
+               'elbow_flex_r', 'elbow_flex_l')
+
+
+def range_of_motion(result: IKResult) -> Dict[str, Dict[str, float]]:
+    """Per main angle (:data:`MAIN_ANGLES` the result has): min, max and range in degrees
+    over the frames its distal marker was seen (held values are not motion)."""
+    out = {}
+    for name in MAIN_ANGLES:
+        if name not in result.coordinates and name not in result.derived:
+            continue
+        y = result.column(name)
+        y = y[np.isfinite(y) & ~_unobserved(result, name)]
+        if len(y):
+            out[name] = {'min_deg': float(y.min()), 'max_deg': float(y.max()),
+                         'range_deg': float(y.max() - y.min()), 'frames': int(len(y))}
+    return out
+
+
 def summary(result: IKResult, extra: dict) -> dict:
     per = marker_error_table(result)
     e = result.marker_errors[np.isfinite(result.marker_errors)]
@@ -139,6 +160,7 @@ def summary(result: IKResult, extra: dict) -> dict:
         'marker_max_m': float(e.max()) if len(e) else None,
         'leg_marker_rms_m': float(np.sqrt(np.mean(le ** 2))) if len(le) else None,
         'markers': per,
+        'range_of_motion_deg': range_of_motion(result),
         'not_measured': {n: 'held at its default: no marker observes it' for n in result.locked},
         'inferred': {n: why for n, why in kmodel.INFERRED.items() if n in result.coordinates},
         'derived': {n: DESCRIPTIONS[n.rsplit('_', 1)[0]] for n in result.derived},
@@ -155,6 +177,11 @@ def summary_text(s: dict) -> str:
              'per marker (RMS / max, cm):']
     for name, m in s['markers'].items():
         lines.append(f"  {name:10s} {100 * m['rms_m']:6.2f} {100 * m['max_m']:6.2f}")
+    if s.get('range_of_motion_deg'):
+        lines.append('range of motion (deg, min / max / range):')
+        for name, r in s['range_of_motion_deg'].items():
+            lines.append(f"  {name:22s} {r['min_deg']:7.1f} {r['max_deg']:7.1f} "
+                         f"{r['range_deg']:7.1f}")
     if s.get('frames_not_solved'):
         lines.append(f"frames not solved (no pelvis markers or under {MIN_MARKERS} markers; "
                      f"NaN in the outputs): {s['frames_not_solved']}")
