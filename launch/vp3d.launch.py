@@ -6,6 +6,8 @@
       video:=/path/a.mp4,/path/b.mp4    # one video per camera, in lockstep: fused skeletons
   ros2 launch vp3d_ros vp3d.launch.py cameras:=cam01,cam02 calibration:=calib.toml \
       kinematics:=angles/subject_scaled.osim   # + live joint angles (/kinematics/joint_states)
+  ros2 launch vp3d_ros vp3d.launch.py estimate_ground:=true kinematics:=generic
+      # one camera, no calibration: ground from the subject, live joint angles
 
 The node set comes from ``vp3d_ros.core.topology`` (as for ``python -m vp3d_ros.apps.rig``).
 Cameras are namespaces: pose2d in /<cam> reads /<cam>/<image_topic> (default image_raw)
@@ -39,6 +41,7 @@ def _nodes(context):
                       checkpoint=arg('checkpoint'), mode=arg('mode'),
                       image_topic=arg('image_topic'), calibration=arg('calibration'),
                       kinematics=arg('kinematics'),
+                      estimate_ground=arg('estimate_ground').lower() == 'true',
                       lifter_arch=arch)
     common = [arg('params_file'), {'use_sim_time': arg('use_sim_time').lower() == 'true'}]
     return [Node(package='vp3d_ros', executable=n.executable, name=n.name,
@@ -68,10 +71,14 @@ def generate_launch_description():
         ('calibration', '', 'calibration file of the cameras (Pose2Sim/Anipose TOML, JSON, '
                             'YAML): starts the world node (/<cam>/skeleton_3d/world), and '
                             'with two or more cameras the fusion node'),
-        ('kinematics', '', "with calibration: also the kinematics node (OpenSim IK of the "
-                           "fused skeleton, one camera: its world skeleton -> "
-                           "/kinematics/joint_states): the subject's scaled .osim from "
-                           "vp3d-kinematics, or 'generic' for the bundled model"),
+        ('estimate_ground', 'false', 'without a calibration: start the world node all the '
+                                     'same, each camera in a ground frame its subject tells '
+                                     '(<cam>_ground: gravity and floor from the first upright '
+                                     'frames)'),
+        ('kinematics', '', "with calibration (or estimate_ground): also the kinematics node "
+                           "(OpenSim IK of the fused skeleton, else of the first camera's world "
+                           "skeleton -> /kinematics/joint_states): the subject's scaled .osim "
+                           "from vp3d-kinematics, or 'generic' for the bundled model"),
     ]
     return LaunchDescription([DeclareLaunchArgument(n, default_value=d, description=h)
                               for n, d, h in args] + [OpaqueFunction(function=_nodes)])

@@ -35,6 +35,15 @@ def test_kinematics_node_follows_the_world_skeletons():
                                                                       calibration='/r.toml'))}
     with pytest.raises(ValueError, match='needs a calibration'):
         plan_nodes(RigOptions(['c1'], kinematics='generic'))
+    # one camera without a calibration: the world node estimates the ground from the subject
+    ground = {n.name: n for n in plan_nodes(RigOptions(['c1'], estimate_ground=True,
+                                                       kinematics='generic'))}
+    assert ground['world'].params == {'cameras': ['c1'], 'estimate_ground': True}
+    assert ground['kinematics'].params == {'input_topic': '/c1/skeleton_3d/world'}
+    assert 'fusion' not in {n.name for n in plan_nodes(RigOptions(['c1', 'c2'],
+                                                                  estimate_ground=True))}
+    with pytest.raises(ValueError, match='without a calibration'):
+        plan_nodes(RigOptions(['c1'], estimate_ground=True, calibration='/r.toml'))
 
 
 def test_parameters_only_where_an_option_sets_them():

@@ -114,3 +114,58 @@ def test_rig_and_launch_start_the_world_node_with_a_calibration():
     root = pathlib.Path(__file__).resolve().parent.parent
     launch = (root / 'launch' / 'vp3d.launch.py').read_text()
     assert 'plan_nodes(' in launch   # the launch file starts the same node set (topology)
+
+
+def test_world_node_estimates_the_ground_without_a_calibration(rig, tmp_path):  # noqa: F811
+    """estimate_ground: no calibration, the image size from keypoints_2d/image_info (focal =
+    its long side, as guessed), the ground from the subject's first upright frames; nothing
+    before that, then /cam04/skeleton_3d/world in frame cam04_ground: z up, the floor at
+    z = 0, the subject at its true heights."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CameraInfo, PointCloud2
+    from std_msgs.msg import Header
+    from vp3d_ros.geometry.calibration import Camera
+    from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints, keypoints_to_cloud
+    start, client, tmp = rig
+    lab = lab_camera(dist=False)
+    w, h = lab.size
+    cam = Camera('cam04', [[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], [], lab.R, lab.t, (w, h))
+    track = walking_track(N, fps=30.0)
+    node = start('world_node', '-p', 'cameras:=[cam04]', '-p', 'estimate_ground:=true',
+                 '-p', 'ground_standing_frames:=20')
+    latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    one = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    client.collect(PointCloud2, '/cam04/skeleton_3d/world', latched=True)
+    client.collect(DiagnosticArray, '/diagnostics')
+    info = client.node.create_publisher(CameraInfo, '/cam04/keypoints_2d/image_info', one)
+    p2d = client.node.create_publisher(PointCloud2, '/cam04/keypoints_2d', latched)
+    p3d = client.node.create_publisher(PointCloud2, '/cam04/skeleton_3d', latched)
+    for pub in (info, p2d, p3d):
+        assert client.wait_for_subscribers(pub, 1, 60), node.log()
+    info.publish(CameraInfo(width=w, height=h))
+    time.sleep(0.5)
+    x_cam = cam.to_camera(track)
+    for i in range(N):
+        header = Header(frame_id='cam_optical')
+        header.stamp.sec, header.stamp.nanosec = divmod(7 * SEC + i * PERIOD_NS, SEC)
+        p2d.publish(keypoints_to_cloud(header, cam.project(track[i])[None], np.ones((1, 17)), [2]))
+        p3d.publish(keypoints_to_cloud(header, (x_cam[i] - x_cam[i, :1])[None],
+                                       np.ones((1, 17)), [2]))
+        time.sleep(0.005)
+    topic = '/cam04/skeleton_3d/world'
+    assert client.wait_for(lambda: len(client.messages(topic)) >= N - 20, 30), \
+        f'{len(client.messages(topic))} of {N}\n' + node.log()
+    assert 'ground from the subject: pitch' in node.log()
+    msgs = client.messages(topic)
+    assert len(msgs) == N - 20          # the first 20 frames made the ground
+    for i, msg in zip(range(20, N), msgs):
+        assert msg.header.frame_id == 'cam04_ground'
+        pos = cloud_to_keypoints(msg, 17)[2][0]
+        # heights above the floor as in the lab (the ground frame turns about z only)
+        assert np.abs(pos[:, 2] - track[i, :, 2]).max() < 0.08, (i, pos[:, 2] - track[i, :, 2])
+    assert client.wait_for(lambda: any(
+        kv.key == 'ground' and 'pitch' in kv.value for m in client.messages('/diagnostics')
+        for st in m.status for kv in st.values), 10)

@@ -55,15 +55,17 @@ def plan(cameras: List[str], video: Optional[str] = None, record: bool = False,
          image_topic: str = 'image_raw', use_sim_time: bool = False,
          video_params=(), lifter_params=(), recorder_params=(),
          calibration: str = '', fusion_params=(), loop: bool = False,
-         kinematics: str = '', kinematics_params=()) -> List[NodeSpec]:
+         kinematics: str = '', kinematics_params=(),
+         estimate_ground: bool = False, world_params=()) -> List[NodeSpec]:
     """The launch file's node set (:func:`vp3d_ros.core.topology.plan_nodes`) as processes;
     ``*_params``: extra ``name:=value`` overrides of that node."""
     extra = {'video_source': video_params, 'lifter': lifter_params,
              'recorder': recorder_params, 'fusion': fusion_params,
-             'kinematics': kinematics_params}
+             'kinematics': kinematics_params, 'world': world_params}
     opts = RigOptions(cameras=list(cameras), video=video, loop=loop, record=record,
                       bag_dir=bag_dir, checkpoint=checkpoint, mode=mode, image_topic=image_topic,
-                      calibration=calibration, kinematics=kinematics)
+                      calibration=calibration, kinematics=kinematics,
+                      estimate_ground=estimate_ground)
     return [NodeSpec(p, extra.get(p.name, ())) for p in plan_nodes(opts)]
 
 
@@ -144,16 +146,22 @@ def main(argv=None) -> int:
                     help='calibration file of the cameras: starts the world node '
                          '(/<cam>/skeleton_3d/world), and with two or more cameras the fusion '
                          'node (/skeleton_3d/fused)')
+    ap.add_argument('--estimate-ground', action='store_true',
+                    help='without a calibration: the world node all the same, each camera in a '
+                         "ground frame its subject tells (<cam>_ground; gravity and floor from "
+                         'the first upright frames)')
     ap.add_argument('--kinematics', default='', metavar='MODEL',
-                    help="with --calibration: also the kinematics node, OpenSim IK of the fused "
-                         "skeleton (one camera: its world skeleton) on /kinematics/joint_states; "
-                         "MODEL: the subject's scaled .osim from vp3d-kinematics, or 'generic' "
-                         'for the bundled unscaled model (needs opensim)')
+                    help="with --calibration or --estimate-ground: also the kinematics node, "
+                         "OpenSim IK of the fused skeleton (else the first camera's world "
+                         "skeleton) on /kinematics/joint_states; MODEL: the subject's scaled "
+                         ".osim from vp3d-kinematics, or 'generic' for the bundled unscaled "
+                         'model (needs opensim)')
     a = ap.parse_args(argv)
     try:
         cams = parse_cameras(a.cameras)
         specs = plan(cams, a.video, a.record, a.bag_dir, a.checkpoint, a.mode, a.image_topic,
-                     calibration=a.calibration, loop=a.loop, kinematics=a.kinematics)
+                     calibration=a.calibration, loop=a.loop, kinematics=a.kinematics,
+                     estimate_ground=a.estimate_ground)
     except ValueError as e:
         ap.error(str(e))
     rig = Rig(specs, a.params_file or default_params_file(), use_sim_time=a.use_sim_time)

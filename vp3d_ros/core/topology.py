@@ -42,7 +42,8 @@ class RigOptions:
     calibration: str = ''             # '': no world frame, no fusion
     lifter_arch: Dict[str, Any] = field(default_factory=dict)  # official checkpoints
     kinematics: str = ''              # '': no IK; 'generic': the bundled model; else a
-    #                                   scaled .osim from vp3d-kinematics (needs calibration)
+    #                                   scaled .osim from vp3d-kinematics (needs a world)
+    estimate_ground: bool = False     # no calibration: the world node's ground from the subject
 
 
 def parse_cameras(text: str) -> List[str]:
@@ -55,17 +56,21 @@ def parse_cameras(text: str) -> List[str]:
 
 def plan_nodes(opts: RigOptions) -> List[NodePlan]:
     """The node set: [video_source] + one pose2d per camera + lifter [+ recorder]
-    [+ world with a calibration] [+ fusion with a calibration and >= 2 cameras]
-    [+ kinematics: OpenSim IK of the fused skeleton, or of the one camera's world skeleton].
+    [+ world with a calibration, or estimate_ground without one]
+    [+ fusion with a calibration and >= 2 cameras]
+    [+ kinematics: OpenSim IK of the fused skeleton, else of the first camera's world skeleton].
 
     ``video`` with one file per camera (comma-separated): one video_source plays them all
     in lockstep, each frame on every camera with one stamp (a synchronised rig from files),
     once every camera's pipeline is up."""
     cams = list(opts.cameras)
-    if opts.kinematics and not opts.calibration:
-        raise ValueError('kinematics runs IK on world skeletons: it needs a calibration '
-                         '(offline, one camera without one: vp3d-offline --estimate-ground, '
-                         'then vp3d-kinematics)')
+    if opts.estimate_ground and opts.calibration:
+        raise ValueError('estimate_ground is for cameras without a calibration: the '
+                         "calibration's world is the world")
+    world = bool(opts.calibration) or opts.estimate_ground
+    if opts.kinematics and not world:
+        raise ValueError('kinematics runs IK on world skeletons: it needs a calibration, or '
+                         'estimate_ground (the ground from the subject)')
     image = (('image', opts.image_topic),)
     nodes = []
     videos = [v.strip() for v in opts.video.split(',')] if opts.video else []
@@ -103,9 +108,11 @@ def plan_nodes(opts: RigOptions) -> List[NodePlan]:
     if opts.record:
         nodes.append(NodePlan('recorder_node', 'recorder_node', 'recorder', '',
                               {'bag_dir': opts.bag_dir}))
-    if opts.calibration:  # each camera's skeleton in the world: /<cam>/skeleton_3d/world
+    if world:  # each camera's skeleton in the world: /<cam>/skeleton_3d/world
         nodes.append(NodePlan('world_node', 'world_node', 'world', '',
-                              {'cameras': cams, 'calibration': opts.calibration}))
+                              {'cameras': cams, 'calibration': opts.calibration}
+                              if opts.calibration else
+                              {'cameras': cams, 'estimate_ground': True}))
     if fused:  # one fused world skeleton from all cameras
         nodes.append(NodePlan('fusion_node', 'fusion_node', 'fusion', '',
                               {'cameras': cams, 'calibration': opts.calibration}))

@@ -39,7 +39,8 @@ z forward, metres, Hip at 0). This module puts them where the person is:
    Hip -> Thorax) over upright standing frames, the floor lies the foot-joint height below
    the lowest feet along it. The result is a :class:`~.calibration.Camera` whose world
    frame is REP-103 (x forward = the optical axis on the floor, y left, z up), origin on
-   the floor under the camera, so the same :func:`to_world` applies.
+   the floor under the camera, so the same :func:`to_world` applies. Live,
+   :class:`SubjectGround` makes that estimate once from a stream's first standing frames.
 
 Pure numpy; no ROS.
 """
@@ -629,3 +630,30 @@ def estimate_ground(poses_cam: np.ndarray, name: str = 'camera',
     roll = math.degrees(math.asin(np.clip(np.array([1.0, 0, 0]) @ up, -1, 1)))
     cam = Camera(name, np.eye(3) if K is None else K, np.zeros(0), R, -R @ C, size)
     return GroundEstimate(up, height, pitch, roll, n, cam)
+
+
+class SubjectGround:
+    """Live, without a calibration: one camera's floor and gravity from its subject
+    (:func:`estimate_ground` on absolute camera-frame skeletons placed through the
+    intrinsics-only ``camera``), fixed once ``min_standing`` upright frames (or
+    ``max_frames`` frames in all) have been seen: what ``vp3d-offline --estimate-ground``
+    does over a whole recording, from the first seconds of a stream."""
+
+    def __init__(self, camera: Camera, min_standing: int = 30, max_frames: int = 600):
+        self.guess = camera
+        self.min_standing, self.max_frames = int(min_standing), int(max_frames)
+        self.poses: list = []
+        self.standing = 0
+        self.estimate: Optional[GroundEstimate] = None
+
+    def observe(self, pose_cam: np.ndarray) -> Optional[GroundEstimate]:
+        """One absolute camera-frame skeleton (17, 3); returns the estimate once made."""
+        pose = np.asarray(pose_cam, dtype=np.float64)
+        if self.estimate is None and np.isfinite(pose).all():
+            self.poses.append(pose)
+            self.standing += int(standing_mask(pose[None])[0])
+            if self.standing >= self.min_standing or len(self.poses) >= self.max_frames:
+                self.estimate = estimate_ground(np.stack(self.poses), self.guess.name,
+                                                self.guess.K, self.guess.size)
+                self.poses = []
+        return self.estimate

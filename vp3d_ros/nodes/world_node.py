@@ -17,6 +17,15 @@ floor (``floor_z``) also tell the depth, as offline but from the past only
 (:class:`~vp3d_ros.geometry.world.CausalFloorScale`: the low quantile of the last 2 s);
 skipped by itself while the world's z is not the body's up or the floor disagrees with the
 skeleton's size.
+
+Without a calibration, ``estimate_ground`` places each camera's skeletons in a ground frame
+of its own that its subject tells (:class:`~vp3d_ros.geometry.world.SubjectGround`, as
+``vp3d-offline --estimate-ground``): intrinsics guessed from the image size pose2d reports
+(focal = the long side), gravity and the floor from the first ``ground_standing_frames``
+upright frames (or, after ``ground_max_frames`` frames, from the straightest quarter of
+them); nothing is published until then (``/diagnostics`` ``ground``), then
+``/<cam>/skeleton_3d/world`` in frame ``<cam>_ground`` (REP-103: x along the optical axis
+on the floor, y left, z up, floor z = 0 under the camera), the floor cue off.
 """
 from __future__ import annotations
 
@@ -73,10 +82,29 @@ class WorldNode(Node):
                          '(Pose2Sim, Qualisys, Human3.6M: 0)')
         self.max_wait_s = p('max_wait_s', 0.5, 'a skeleton_3d frame whose keypoints_2d has not '
                             'arrived yet waits this long for it (the topics are not ordered)')
+        estimate = p('estimate_ground', False, 'without a calibration: each camera in a ground '
+                     'frame of its own, gravity and floor from its subject\'s first upright '
+                     'frames (frame_id <cam>_ground)')
+        self.ground_frames = p('ground_standing_frames', 30, 'estimate_ground: upright frames '
+                               'the ground is estimated from')
+        self.ground_max = p('ground_max_frames', 300, 'estimate_ground: frames after which the '
+                            'ground is estimated all the same (from the straightest quarter)')
         if self.height < 0 or 0 < self.height <= W.HEIGHT_OFFSET_M:
             raise ConfigError(f'world: subject_height_m must be 0 (the lifter\'s scale) or a '
                               f'standing height in metres, got {self.height}')
-        names, self.cameras = rig_cameras('world', cameras, calibration)
+        if estimate and calibration:
+            raise ConfigError('world: estimate_ground is for cameras without a calibration; '
+                              f'{calibration} gives the world')
+        self.grounds = None   # estimate_ground: camera -> SubjectGround (once its size is known)
+        if estimate:
+            names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
+            if not names or len(set(names)) != len(names):
+                raise ConfigError(f'world: cameras must name distinct camera namespaces, got '
+                                  f'{list(cameras)}')
+            self.cameras, self.grounds = None, {n: None for n in names}
+            self.use_floor = False    # the ground came from the feet: no second floor cue
+        else:
+            names, self.cameras = rig_cameras('world', cameras, calibration)
         self.names = names
         self.throttle = Throttle(5.0)
         self.frames_2d: Dict[str, OrderedDict] = {n: OrderedDict() for n in names}
@@ -103,15 +131,31 @@ class WorldNode(Node):
         steady_timer(self, 1.0, self._forget)
         steady_timer(self, 0.05, self._expire)
         self.get_logger().info(
+            f'world skeletons of {", ".join(names)}: ground from the subject (after '
+            f'{self.ground_frames} upright frames) on /<cam>/skeleton_3d/world (frame '
+            "'<cam>_ground')" if estimate else
             f'world skeletons of {self.cameras.describe()} '
             f'from {calibration} on /<cam>/skeleton_3d/world (frame {self.world_frame!r})')
 
     def on_image_info(self, cam: str, msg: CameraInfo):
         if not msg.width or not msg.height:
             return
+        if self.grounds is not None:   # a new size: the ground is estimated afresh
+            g = self.grounds[cam]
+            if g is None or tuple(g.guess.size) != (msg.width, msg.height):
+                from ..geometry.calibration import guessed_camera
+                self.grounds[cam] = W.SubjectGround(
+                    guessed_camera(msg.width, msg.height, name=cam), int(self.ground_frames),
+                    int(self.ground_max))
+            return
         why = self.cameras.image_size(cam, msg.width, msg.height)
         if why:
             self.get_logger().error(f'{cam}: {why}; no world skeletons from it')
+
+    def _usable(self, cam: str) -> bool:
+        if self.grounds is not None:
+            return self.grounds[cam] is not None
+        return self.cameras.usable(cam)
 
     def on_keypoints(self, cam: str, msg: PointCloud2):
         try:
@@ -143,7 +187,7 @@ class WorldNode(Node):
 
     def on_skeleton(self, cam: str, msg: PointCloud2):
         ns = _ns(msg.header.stamp)
-        if ns not in self.frames_2d[cam] and self.cameras.usable(cam):
+        if ns not in self.frames_2d[cam] and self._usable(cam):
             self.pending[cam][ns] = (msg, time.monotonic())   # its 2D is still on its way
             while len(self.pending[cam]) > KEEP_FRAMES:
                 self.pending[cam].popitem(last=False)
@@ -158,11 +202,16 @@ class WorldNode(Node):
                               f'{cam}: skeleton_3d skipped: {e}')
             return
         frame = self.frames_2d[cam].get(ns)
-        if frame is None or not self.cameras.usable(cam):
+        if frame is None or not self._usable(cam):
             self.unmatched += 1
             self.diag.dropped()
             return
-        camera = self.cameras[cam]
+        ground = self.grounds[cam] if self.grounds is not None else None
+        if ground is not None and ground.estimate is None:
+            self._observe_ground(cam, ground, people, frame)
+            self.diag.processed(time.perf_counter() - t0, 0)
+            return
+        camera = ground.estimate.camera if ground is not None else self.cameras[cam]
         pts, confs, ids = [], [], []
         for pid, (pose, conf3) in people.items():
             if pose.shape[1] != 3 or pid not in frame or not np.isfinite(pose).all():
@@ -192,7 +241,8 @@ class WorldNode(Node):
             pts.append(camera.to_world(placed))
             confs.append(conf3)
             ids.append(pid)
-        header = Header(stamp=msg.header.stamp, frame_id=self.world_frame)
+        header = Header(stamp=msg.header.stamp, frame_id=f'{cam}_ground' if ground is not None
+                        else self.world_frame)
         if pts:
             P, C = np.stack(pts), np.stack(confs)
         else:
@@ -202,6 +252,24 @@ class WorldNode(Node):
             self.pub_markers[cam].publish(skeleton_markers(header, P, ids))
         self.placed += 1
         self.diag.processed(time.perf_counter() - t0, len(ids))
+
+    def _observe_ground(self, cam: str, ground, people: dict, frame: dict) -> None:
+        """Until the ground is known: each person placed through the intrinsics-only camera
+        (camera frame) feeds the estimate; nothing is published."""
+        for pid, (pose, _) in people.items():
+            if pose.shape[1] != 3 or pid not in frame or not np.isfinite(pose).all():
+                continue
+            kp, conf = frame[pid]
+            rel = pose - pose[:1]
+            t = W.solve_root(rel[None], kp[None], ground.guess, conf[None])[0]
+            if np.isfinite(t).all() and ground.observe(rel + t) is not None:
+                g = ground.estimate
+                self.get_logger().info(
+                    f'{cam}: ground from the subject: pitch {g.pitch_deg:.1f} deg, roll '
+                    f'{g.roll_deg:.1f} deg, camera {g.height_m:.2f} m above the floor (from '
+                    f'{g.standing_frames} frames); world skeletons in frame {cam}_ground')
+                self.tracks = {k: v for k, v in self.tracks.items() if k[0] != cam}
+                return
 
     def _forget(self):
         """Root filters of persons unseen for track_timeout_s restart afresh."""
@@ -213,7 +281,16 @@ class WorldNode(Node):
             del self.tracks[key]
 
     def _diag_extra(self):
-        return {'frames_placed': self.placed, 'frames_unmatched': self.unmatched,
+        extra = {}
+        if self.grounds is not None:
+            extra['ground'] = ', '.join(
+                f'{c}: ' + ('no image size yet' if g is None else
+                            f'estimating ({g.standing} of {g.min_standing} upright)'
+                            if g.estimate is None else
+                            f'pitch {g.estimate.pitch_deg:.1f}, roll {g.estimate.roll_deg:.1f}, '
+                            f'height {g.estimate.height_m:.2f} m')
+                for c, g in self.grounds.items())
+        return {**extra, 'frames_placed': self.placed, 'frames_unmatched': self.unmatched,
                 'tracks': len(self.tracks),
                 'tracks_on_floor': sum(1 for t in self.tracks.values()
                                        if t.floor is not None and t.floor.active)}
