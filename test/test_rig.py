@@ -15,34 +15,44 @@ from ros_harness import Client, ros_env, unique_domain_id
 HAVE_OPENSIM = importlib.util.find_spec('opensim') is not None
 
 
-def test_rig_plays_video_through_pipeline_into_bag(tmp_path, make_checkpoint):
-    from vp3d_ros.io.bag_io import open_bag
-    ckpt, _ = make_checkpoint((3, 3, 3), 32, causal=True)
-    env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
+def _run_rig(tmp_path, env, plan_args: str, video_log: str, frames: int, settle_s: float,
+             timeout: float = 600):
+    """``rig.plan(<plan_args>)`` started as its own process (what users run), until
+    ``video_log`` says the clip of ``frames`` frames ended, ``settle_s`` more, then stopped
+    (SIGTERM). -> (exit status: 0 when the clip ended and the recorder closed its bag,
+    {log file: text})."""
     log = open(tmp_path / 'rig.log', 'w')
-    # The rig itself is what users run; node parameters come from config/vp3d.yaml.
     proc = subprocess.Popen(
         [sys.executable, '-c', f'''
-import sys
+import sys, time
 from vp3d_ros.apps import rig
-specs = rig.plan(['cam01'], video='', record=True, bag_dir={str(tmp_path)!r}, checkpoint={ckpt!r},
-                 video_params=['max_frames:=12', 'rate:=3.0', 'stamp_source:=video'],
-                 recorder_params=['bag_name:=rig_bag'])
+specs = rig.plan({plan_args})
 r = rig.Rig(specs, rig.default_params_file(), log_dir={str(tmp_path / "logs")!r})
-ok = r.wait_for_log('cam01_video_source', 'end of clip after 12 frames', 240)
-import time; time.sleep(3.0)
+ok = r.wait_for_log({video_log!r}, 'end of clip after {frames} frames', {timeout - 200})
+time.sleep({settle_s})
 codes = r.stop()
 print('OK' if ok else 'NOT FINISHED', codes)
 sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
 '''], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     try:
-        rc = proc.wait(300)
+        rc = proc.wait(timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
         log.close()
     logs = {p: open(tmp_path / 'logs' / p).read() for p in os.listdir(tmp_path / 'logs')}
     assert rc == 0, open(tmp_path / 'rig.log').read() + str(logs)
+    return logs
+
+
+def test_rig_plays_video_through_pipeline_into_bag(tmp_path, make_checkpoint):
+    from vp3d_ros.io.bag_io import open_bag
+    ckpt, _ = make_checkpoint((3, 3, 3), 32, causal=True)
+    env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
+    # The rig itself is what users run; node parameters come from config/vp3d.yaml.
+    logs = _run_rig(tmp_path, env, f"""['cam01'], video='', record=True, bag_dir={str(tmp_path)!r},
+        checkpoint={ckpt!r}, video_params=['max_frames:=12', 'rate:=3.0', 'stamp_source:=video'],
+        recorder_params=['bag_name:=rig_bag']""", 'cam01_video_source', 12, 3.0, timeout=300)
     assert 'streaming' in logs['cam01_video_source.log']
     with open_bag(tmp_path / 'rig_bag') as bag:
         counts = {t: i.count for t, i in bag.topics.items()}
@@ -72,36 +82,18 @@ def test_rig_fuses_the_bundled_four_camera_clip(tmp_path):
     calib = os.path.join(DATA_DIR, 'balancing_calib_qualisys.toml')
     domain = unique_domain_id()
     env = ros_env(domain, tmp_path / 'ros_log')
-    log = open(tmp_path / 'rig.log', 'w')
     n = 10
     kinematics = 'generic' if HAVE_OPENSIM else ''
     client = Client(domain)
     client.collect(JointState, '/kinematics/joint_states')
-    proc = subprocess.Popen(
-        [sys.executable, '-c', f'''
-import sys, time
-from vp3d_ros.apps import rig
-specs = rig.plan({cams!r}, video={videos!r}, record=True, bag_dir={str(tmp_path)!r},
-                 calibration={calib!r},
-                 video_params=['max_frames:={n}', 'rate:=2.0', 'stamp_source:=video'],
-                 recorder_params=['bag_name:=rig_fused'],
-                 fusion_params=['max_wait_s:=3.0'], kinematics={kinematics!r})
-r = rig.Rig(specs, rig.default_params_file(), log_dir={str(tmp_path / "logs")!r})
-ok = r.wait_for_log('video_source', 'end of clip after {n} frames', 400)
-time.sleep(8.0)
-codes = r.stop()
-print('OK' if ok else 'NOT FINISHED', codes)
-sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
-'''], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     try:
-        rc = proc.wait(600)
+        logs = _run_rig(tmp_path, env, f"""{cams!r}, video={videos!r}, record=True,
+            bag_dir={str(tmp_path)!r}, calibration={calib!r},
+            video_params=['max_frames:={n}', 'rate:=2.0', 'stamp_source:=video'],
+            recorder_params=['bag_name:=rig_fused'], fusion_params=['max_wait_s:=3.0'],
+            kinematics={kinematics!r}""", 'video_source', n, 8.0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
         client.close()
-    logs = {p: open(tmp_path / 'logs' / p).read() for p in os.listdir(tmp_path / 'logs')}
-    assert rc == 0, open(tmp_path / 'rig.log').read() + str(logs)
     assert sorted(logs) == sorted(['cam01_pose2d.log', 'cam02_pose2d.log', 'cam03_pose2d.log',
                                    'cam04_pose2d.log', 'fusion.log', 'lifter.log',
                                    'recorder.log', 'video_source.log', 'world.log']
@@ -152,33 +144,14 @@ def test_rig_one_camera_without_calibration_gives_world_skeletons_and_angles(tmp
     from vp3d_ros.io.bag_io import open_bag
     from vp3d_ros.nodes.ros_conversions import cloud_to_keypoints
     env = ros_env(unique_domain_id(), tmp_path / 'ros_log')
-    log = open(tmp_path / 'rig.log', 'w')
     n = 60
     kinematics = 'generic' if HAVE_OPENSIM else ''
-    proc = subprocess.Popen(
-        [sys.executable, '-c', f'''
-import sys, time
-from vp3d_ros.apps import rig
-specs = rig.plan(['cam01'], video='', record=True, bag_dir={str(tmp_path)!r},
-                 estimate_ground=True, kinematics={kinematics!r},
-                 video_params=['max_frames:={n}', 'rate:=5.0', 'stamp_source:=video'],
-                 recorder_params=['bag_name:=rig_ground'],
-                 world_params=['ground_standing_frames:=5', 'ground_max_frames:=15'])
-r = rig.Rig(specs, rig.default_params_file(), log_dir={str(tmp_path / "logs")!r})
-ok = r.wait_for_log('cam01_video_source', 'end of clip after {n} frames', 400)
-time.sleep(4.0)
-codes = r.stop()
-print('OK' if ok else 'NOT FINISHED', codes)
-sys.exit(0 if ok and codes.get('recorder') == 0 else 1)
-'''], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        rc = proc.wait(600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    logs = {p: open(tmp_path / 'logs' / p).read() for p in os.listdir(tmp_path / 'logs')}
-    assert rc == 0, open(tmp_path / 'rig.log').read() + str(logs)
+    logs = _run_rig(tmp_path, env, f"""['cam01'], video='', record=True, bag_dir={str(tmp_path)!r},
+        estimate_ground=True, kinematics={kinematics!r},
+        video_params=['max_frames:={n}', 'rate:=5.0', 'stamp_source:=video'],
+        recorder_params=['bag_name:=rig_ground'],
+        world_params=['ground_standing_frames:=5', 'ground_max_frames:=15']""",
+                    'cam01_video_source', n, 4.0)
     assert 'cam01: ground from the subject: pitch' in logs['world.log'], logs['world.log']
     for text in logs.values():
         assert 'Traceback' not in text
