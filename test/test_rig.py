@@ -28,7 +28,7 @@ import sys, time
 from vp3d_ros.apps import rig
 specs = rig.plan({plan_args})
 r = rig.Rig(specs, rig.default_params_file(), log_dir={str(tmp_path / "logs")!r})
-ok = r.wait_for_log({video_log!r}, 'end of clip after {frames} frames', {timeout - 200})
+ok = r.wait_for_log({video_log!r}, 'end of clip after {frames} frames', {timeout - 60})
 time.sleep({settle_s})
 codes = r.stop()
 print('OK' if ok else 'NOT FINISHED', codes)
