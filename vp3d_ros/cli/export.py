@@ -96,12 +96,12 @@ def main(argv=None) -> int:
                   else [t for t in args.topics if t not in angle_topics])
         tracks = read_landmark_tracks(args.bag, clouds) if clouds != [] else []
         angles = js.read_joint_states(args.bag, args.topics)
-        topics = keypoint_topic_frames(args.bag, clouds) if clouds != [] else []
+        chosen = [t for t in tracks if t.dims == 3 or args.include_2d]
+        if not chosen and not angles:   # why: read the topics' frames again, this once
+            return _fail(_why_nothing(args, tracks, keypoint_topic_frames(args.bag, clouds)
+                                      if clouds != [] else []))
     except (BagError, ValueError) as e:
         return _fail(str(e))
-    chosen = [t for t in tracks if t.dims == 3 or args.include_2d]
-    if not chosen and not angles:
-        return _fail(_why_nothing(args, tracks, topics))
     out = Path(args.out_dir)
     jobs = [(tr, out / f'{tr.name}.{ext}', ext) for tr in chosen for ext in formats
             if ext != 'trc' or tr.dims == 3]

@@ -390,15 +390,21 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     return code
 
 
-def rig_cameras(node: str, cameras, calibration: str, min_cameras: int = 1):
-    """(names, RigCameras) of a node serving calibrated cameras (world, fusion): distinct
-    namespaces, a calibration file that has each of them; else a ConfigError naming why."""
-    from ..geometry.calibration import CalibrationError, RigCameras
+def camera_names(node: str, cameras, min_cameras: int = 1) -> list:
+    """The ``cameras`` parameter of a rig node as distinct namespaces; else a ConfigError."""
     names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
     if len(names) < min_cameras or len(set(names)) != len(names):
         what = 'at least two distinct' if min_cameras == 2 else 'distinct'
         raise ConfigError(f'{node}: cameras must name {what} camera namespaces, got '
                           f'{list(cameras)}')
+    return names
+
+
+def rig_cameras(node: str, cameras, calibration: str, min_cameras: int = 1):
+    """(names, RigCameras) of a node serving calibrated cameras (world, fusion): distinct
+    namespaces, a calibration file that has each of them; else a ConfigError naming why."""
+    from ..geometry.calibration import CalibrationError, RigCameras
+    names = camera_names(node, cameras, min_cameras)
     if not calibration:
         raise ConfigError(f'{node}: parameter calibration is required (a calibration file '
                           'with every camera)')

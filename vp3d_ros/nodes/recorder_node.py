@@ -35,12 +35,12 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..io.bag_io import META_CHECKPOINT, META_MODELS, BagError, BagWriter, recording_metadata
+from ..io.joint_states import JOINT_STATE_TYPE
 from .common import (ConfigError, Throttle, declare, message_class, offered_qos,
                      parameters_snapshot, run_node, steady_timer)
 from .diagnostics import NodeDiagnostics
 
 DEFAULT_SUFFIXES = ('keypoints_2d', 'skeleton_3d', 'skeleton_3d/world', 'skeleton_3d/fused')
-JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
 JOINT_STATE_SUFFIX = 'kinematics/joint_states'   # the kinematics node's live joint angles
 MODEL_TYPE = 'std_msgs/msg/String'
 MODEL_SUFFIX = '/model'  # the lifter's ~/model

@@ -42,7 +42,8 @@ from visualization_msgs.msg import MarkerArray
 
 from ..geometry import world as W
 from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
-from .common import ConfigError, Throttle, declare, rig_cameras, run_node, steady_timer
+from .common import (ConfigError, Throttle, camera_names, declare, rig_cameras, run_node,
+                     steady_timer)
 from .diagnostics import NodeDiagnostics
 from .markers import skeleton_markers
 
@@ -97,10 +98,7 @@ class WorldNode(Node):
                               f'{calibration} gives the world')
         self.grounds = None   # estimate_ground: camera -> SubjectGround (once its size is known)
         if estimate:
-            names = [c.strip().strip('/') for c in cameras if c.strip().strip('/')]
-            if not names or len(set(names)) != len(names):
-                raise ConfigError(f'world: cameras must name distinct camera namespaces, got '
-                                  f'{list(cameras)}')
+            names = camera_names('world', cameras)
             self.cameras, self.grounds = None, {n: None for n in names}
             self.use_floor = False    # the ground came from the feet: no second floor cue
         else:
@@ -268,7 +266,6 @@ class WorldNode(Node):
                     f'{cam}: ground from the subject: pitch {g.pitch_deg:.1f} deg, roll '
                     f'{g.roll_deg:.1f} deg, camera {g.height_m:.2f} m above the floor (from '
                     f'{g.standing_frames} frames); world skeletons in frame {cam}_ground')
-                self.tracks = {k: v for k, v in self.tracks.items() if k[0] != cam}
                 return
 
     def _forget(self):
