@@ -401,6 +401,9 @@ def test_z_up_trc_is_refused_or_turned_and_frames_without_the_subject_stay_nan(c
     for c in ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l'):
         rmse = float(np.sqrt(np.mean((mot[c] - truth[c])[~unseen] ** 2)))
         assert rmse < 3.0, (c, rmse)
+    csv = np.genfromtxt(tmp_path / 'turned' / 'zup_gaps_angles.csv', delimiter=',',
+                        names=True)                   # frames not solved: empty cells
+    np.testing.assert_allclose(csv['knee_angle_r_deg'], mot['knee_angle_r'], atol=1e-4)
     summary = json.loads((tmp_path / 'turned' / 'zup_gaps_summary.json').read_text())
     assert summary['frames_not_solved'] == int(unseen.sum())
     assert summary['markers']['Head']['rms_m'] is None        # strict JSON: null, not NaN

@@ -93,15 +93,23 @@ def write_joint_mot(track: JointTrack, path) -> Path:
     return write_mot(path, track.name, track.stamps_s, track.names, track.in_degrees())
 
 
-def write_joint_csv(track: JointTrack, path) -> Path:
-    """``time_s`` then every coordinate, ``<name>_deg`` or ``<name>_m``; empty where absent."""
+def write_angle_csv(path, times: np.ndarray, columns: Sequence[str],
+                    rotational: Sequence[bool], values: np.ndarray) -> Path:
+    """``time_s`` then one column per coordinate, ``<name>_deg`` (``values`` in degrees) or
+    ``<name>_m`` (metres); a cell is empty where the value is NaN (a frame not solved, a
+    coordinate not published), which spreadsheets and ``pandas.read_csv`` read as missing.
+    The one CSV writer of joint angles (vp3d-kinematics and vp3d-export)."""
     path = Path(path)
-    cols = ['time_s'] + [f'{n}_{"deg" if r else "m"}' for n, r in zip(track.names,
-                                                                       track.rotational)]
+    cols = ['time_s'] + [f'{n}_{"deg" if r else "m"}' for n, r in zip(columns, rotational)]
     rows = [','.join([f'{t:.6f}'] + ['' if not np.isfinite(v) else f'{v:.5f}' for v in row])
-            for t, row in zip(track.stamps_s, track.in_degrees())]
+            for t, row in zip(times, values)]
     path.write_text(','.join(cols) + '\n' + '\n'.join(rows) + '\n')
     return path
+
+
+def write_joint_csv(track: JointTrack, path) -> Path:
+    return write_angle_csv(path, track.stamps_s, track.names, track.rotational,
+                           track.in_degrees())
 
 
 def write_joint_npz(track: JointTrack, path) -> Path:

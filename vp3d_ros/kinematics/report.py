@@ -30,17 +30,13 @@ def read_mot(path) -> Dict[str, np.ndarray]:
 
 def write_csv(result: IKResult, path) -> Path:
     """time_s + every coordinate (``_deg`` for rotations, ``_m`` for translations), then the
-    derived angles (:data:`shoulder.SHOULDER_ANGLES`, degrees)."""
-    path = Path(path)
-    cols = ['time_s'] + [f'{c}_{"deg" if r else "m"}'
-                         for c, r in zip(result.coordinates, result.rotational)]
-    cols += [f'{c}_deg' for c in result.derived]
+    derived angles (:data:`shoulder.SHOULDER_ANGLES`, degrees); empty cells in frames not
+    solved."""
+    columns = list(result.coordinates) + list(result.derived)
+    rotational = list(result.rotational) + [True] * len(result.derived)
     table = result.values if not result.derived else np.hstack([result.values,
                                                                   result.derived_values])
-    rows = [','.join([f'{t:.6f}'] + [f'{v:.5f}' for v in row])
-            for t, row in zip(result.times, table)]
-    path.write_text(','.join(cols) + '\n' + '\n'.join(rows) + '\n')
-    return path
+    return joint_states.write_angle_csv(path, result.times, columns, rotational, table)
 
 
 def plot(result: IKResult, path, title: str = '') -> Path:
@@ -184,7 +180,7 @@ def summary_text(s: dict) -> str:
                          f"{r['range_deg']:7.1f}")
     if s.get('frames_not_solved'):
         lines.append(f"frames not solved (no pelvis markers or under {MIN_MARKERS} markers; "
-                     f"NaN in the outputs): {s['frames_not_solved']}")
+                     f"NaN in the .mot, empty in the CSV): {s['frames_not_solved']}")
     if s.get('markers_dropped_frames'):
         lines.append('dropped (segment length off its median by more than '
                      f"{100 * s.get('bone_length_tolerance', 0):.0f}%), frames: " +
