@@ -257,9 +257,9 @@ def real_keypoints(cache):
         path = os.path.join(cache, f'pose2sim_balancing_{name}_mp2d.npz')
         if not os.path.exists(path):
             from pathlib import Path
-            from vp3d_ros.apps.offline import _run_pose, video_source
+            from vp3d_ros.apps.offline import run_pose, video_source
             src = video_source(Path(clip_files()[0][name]), name, None, None)
-            res = _run_pose([src], 'h36m', False)[0]
+            res = run_pose([src], 'h36m', False)[0]
             kp = np.full((len(res.frames), 17, 2), np.nan)
             conf = np.zeros((len(res.frames), 17))
             for t, f in enumerate(res.frames):

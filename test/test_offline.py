@@ -615,16 +615,16 @@ def test_bad_options_exit_2(make_checkpoint, tmp_path, capsys, clip_run):
 
 
 def test_failure_while_writing_removes_the_partial_bag(make_checkpoint, tmp_path, monkeypatch):
-    import vp3d_ros.apps.offline as offline
+    from vp3d_ros.apps.offline import bag_out
     ckpt, _ = make_checkpoint(FW, CH, causal=False)
-    real, calls = offline._cloud_bytes, []
+    real, calls = bag_out._cloud_bytes, []
 
     def failing(*args):
         calls.append(1)
         if len(calls) == 5:
             raise OSError(28, 'No space left on device')
         return real(*args)
-    monkeypatch.setattr(offline, '_cloud_bytes', failing)
+    monkeypatch.setattr(bag_out, '_cloud_bytes', failing)
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
     with pytest.raises(OSError):

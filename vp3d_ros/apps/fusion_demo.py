@@ -29,8 +29,8 @@ CALIB = DATA / 'balancing_calib_qualisys.toml'
 
 def detect(video: Path, name: str, max_frames=None):
     """(T, 17, 3) pixels + confidence (NaN where nobody was found), image size."""
-    from .offline import _run_pose, video_source
-    res = _run_pose([video_source(video, name, None, max_frames)], 'h36m', False)[0]
+    from .offline import run_pose, video_source
+    res = run_pose([video_source(video, name, None, max_frames)], 'h36m', False)[0]
     kp = np.full((len(res.frames), 17, 3), np.nan)
     for t, f in enumerate(res.frames):
         if f.people:
