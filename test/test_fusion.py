@@ -376,3 +376,47 @@ def test_cli_lifted_fills_lost_joint(rig, motion, tmp_path):
     r = _cli('--calibration', calib, '--keypoints', *files, '--lifted',
              f'cam01={tmp_path / "short.npy"}', '--out', out)
     assert r.returncode == 2 and 'frames' in r.stderr
+
+
+def test_fused_people_keep_their_ids_and_forget_the_gone(rig, motion):
+    """Live fusion of two people (geometry.people.FusedPeople, the fusion node's engine):
+    per-camera ids that differ and change order, one id per fused person throughout; a
+    person gone for longer than the timeout comes back under a new id; the offline rule
+    (PersonLinker alone) gives the same ids."""
+    from vp3d_ros.geometry.people import FusedPeople, PersonLinker, root_of
+    a, b = motion[:60], motion[:60] + [1.2, 0.4, 0.0]
+    fp = FusedPeople(timeout_s=0.2)
+    linker = PersonLinker(timeout_s=0.2)
+    seen = {0: [], 1: []}
+    offline = {0: [], 1: []}
+    for i in range(60):
+        t = i / FPS                        # person b out of view for 0.3 s: 20 <= i < 35
+        people = []
+        for c, cam in enumerate(rig):
+            ids = (10 + c, 20 - c) if (i + c) % 2 else (20 - c, 10 + c)
+            d = {ids[0]: np.concatenate([cam.project(a[i]), np.ones((17, 1))], -1)}
+            if not 20 <= i < 35:
+                d[ids[1]] = np.concatenate([cam.project(b[i]), np.ones((17, 1))], -1)
+            people.append(d)
+        out = fp.step(rig, people, t)
+        assert len(out) == (1 if 20 <= i < 35 else 2)
+        for p in out:
+            k = int(np.argmin([np.linalg.norm(p.frame.points - x[i], axis=-1).mean()
+                               for x in (a, b)]))
+            seen[k].append(p.pid)
+            assert np.all(p.confidence == 1.0)           # every joint in all four cameras
+        linker.expire(t)
+        groups = F.associate(rig, people)
+        taken = set()
+        for g in groups:
+            kp = np.stack([people[c][pid] for c, pid in sorted(g.items())])
+            root = root_of(F.triangulate([rig[c] for c in sorted(g)], kp))
+            pid = linker.link(root, t, taken, len(groups) == 1)
+            linker.seen(pid, root, t)
+            taken.add(pid)
+            k = int(np.argmin([np.linalg.norm(root - x[i, 0]) for x in (a, b)]))
+            offline[k].append(pid)
+    assert set(seen[0]) == {seen[0][0]}                  # a: one id throughout
+    assert seen[1][:20] == [seen[1][0]] * 20             # b: one id before it left,
+    assert set(seen[1][20:]) == {seen[1][20]} and seen[1][20] not in (seen[1][0], seen[0][0])
+    assert len(fp) == 2 and offline == seen              # ... a new one after; same offline

@@ -5,9 +5,11 @@ absolute positions in metres, stamped with the instant).
 Pixels are read in the images pose2d saw (``keypoints_2d/image_info``): the calibration is
 scaled to a downscaled stream. Frames of one instant are grouped by stamp
 (:mod:`vp3d_ros.core.instants`: ``sync_tolerance_s``, late cameras waited for up to ``max_wait_s``,
-then fused without them), persons are matched across cameras
-(:func:`vp3d_ros.geometry.fusion.associate`), each person is triangulated with outlier-view
-rejection and filtered causally (:class:`~vp3d_ros.geometry.fusion.CausalFuser`); joints fewer
+then fused without them); :class:`vp3d_ros.geometry.people.FusedPeople` does the rest: persons
+are matched across cameras (:func:`~vp3d_ros.geometry.fusion.associate`) and followed across
+instants (nearest root within ``person_gate_m``, the rule vp3d-offline follows), each person is
+triangulated with outlier-view rejection and filtered causally
+(:class:`~vp3d_ros.geometry.fusion.CausalFuser`); joints fewer
 than two cameras see are filled from that camera's lifted ``skeleton_3d`` (rotated into the
 world) when the lifter runs, else held briefly. Joints that cannot be recovered are left out of
 the cloud. Markers on ``/skeleton_3d/fused/markers``; /diagnostics adds cameras used per joint,
@@ -18,7 +20,7 @@ from __future__ import annotations
 import array
 import time
 from collections import deque
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 from rclpy.node import Node
@@ -28,6 +30,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import fusion as F
+from ..geometry.people import FusedPeople
 from ..core.instants import InstantGrouper
 from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from .common import FollowingSubscription, Throttle, declare, rig_cameras, run_node, steady_timer
@@ -45,14 +48,6 @@ def _ns(stamp) -> int:
 def _stamp(ns: int):
     from builtin_interfaces.msg import Time
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-class _Person:
-    def __init__(self, pid: int, fuser: F.CausalFuser):
-        self.pid = pid
-        self.fuser = fuser
-        self.root: Optional[np.ndarray] = None
-        self.last_t = 0.0
 
 
 class FusionNode(Node):
@@ -80,14 +75,13 @@ class FusionNode(Node):
                                   'forgotten')
         names, self.cameras = rig_cameras('fusion', cameras, calibration, min_cameras=2)
         self.names = names
-        self.config = F.FusionConfig(threshold_px=float(self.threshold_px))
+        self.people = FusedPeople(F.FusionConfig(threshold_px=float(self.threshold_px)),
+                                  self.gate_px, self.person_gate_m, self.person_timeout_s)
         self.auto_tol = not tol > 0
         self.grouper = InstantGrouper(names, float(tol) if tol > 0 else 0.008, float(wait))
         self.periods = deque(maxlen=200)
         self.last_ns: Dict[str, int] = {}
         self.throttle = Throttle(5.0)
-        self.persons: Dict[int, _Person] = {}
-        self.next_pid = 0
         self.lifted: Dict[str, Dict[int, tuple]] = {n: {} for n in names}  # pid -> (ns, pose)
         self.incomplete = 0
         self.fused = 0
@@ -188,79 +182,21 @@ class FusionNode(Node):
     # -------------------------------------------------------------- fusion
     def _fuse(self, inst):
         t0 = time.perf_counter()
-        cams = [self.cameras[n] for n in self.names]
         if len(inst.frames) < len(self.names):
             self.incomplete += 1
-        people = [inst.frames.get(n, {}) for n in self.names]
-        groups = F.associate(cams, people, float(self.gate_px))
-        t = inst.stamp_ns * 1e-9
-        out_pts, out_conf, out_ids = [], [], []
-        used_ids = set()
-        for g in groups:
-            kp = np.full((len(self.names), J, 3), np.nan)
-            lifted = {}
-            for c, pid in g.items():
-                kp[c] = people[c][pid]
-                got = self.lifted[self.names[c]].get(pid)
-                if got is not None and abs(got[0] - inst.stamp_ns) < 0.25e9:
-                    lifted[c] = got[1]
-            person = self._person_for(kp, cams, t, used_ids, len(groups))
-            if person is None:
-                continue
-            if any(a is not b for a, b in zip(person.fuser.cameras, cams)):
-                person.fuser.cameras = list(cams)   # an image size changed since it began
-            fr = person.fuser.step(kp, t, lifted or None)
-            ok = np.all(np.isfinite(fr.points), -1)
-            if not ok.any():
-                continue
-            person.root = fr.points[0] if ok[0] else np.nanmean(fr.points[ok], 0)
-            person.last_t = t
-            used_ids.add(person.pid)
-            conf = np.where(fr.filled, 0.3, np.clip(fr.views / max(2, len(cams)), 0, 1) * 0.5
-                            + 0.5)
-            out_pts.append(fr.points)
-            out_conf.append(np.where(ok, conf, 0.0))
-            out_ids.append(person.pid)
-            self.last_views = fr.views
-            if np.isfinite(fr.error_px).any():
-                self.last_error = float(np.nanmean(fr.error_px))
-        for pid in [p for p, v in self.persons.items() if t - v.last_t > self.person_timeout_s]:
-            del self.persons[pid]
-        self._publish(inst.stamp_ns, out_pts, out_conf, out_ids)
+        lifted = [{pid: pose for pid, (ns, pose) in self.lifted[n].items()
+                   if abs(ns - inst.stamp_ns) < 0.25e9} for n in self.names]
+        fused = self.people.step([self.cameras[n] for n in self.names],
+                                 [inst.frames.get(n, {}) for n in self.names],
+                                 inst.stamp_ns * 1e-9, lifted)
+        for person in fused:
+            self.last_views = person.frame.views
+            if np.isfinite(person.frame.error_px).any():
+                self.last_error = float(np.nanmean(person.frame.error_px))
+        self._publish(inst.stamp_ns, [p.frame.points for p in fused],
+                      [p.confidence for p in fused], [p.pid for p in fused])
         self.fused += 1
-        self.diag.processed(time.perf_counter() - t0, len(out_ids))
-
-    def _person_for(self, kp, cams, t, used_ids, n_groups) -> Optional[_Person]:
-        """The fused person these detections continue (nearest root within the gate), or a
-        new one when at least two cameras agree on it."""
-        free = [p for p in self.persons.values() if p.pid not in used_ids]
-        if n_groups == 1 and len(self.persons) == 1 and free:
-            return free[0]     # one person, one track: nothing to match
-        views = np.sum(np.isfinite(kp[..., 0]) & (np.nan_to_num(kp[..., 2]) > 0), 0)
-        guess = None
-        if (views >= 2).any():
-            tri = F.triangulate(cams, kp)
-            ok = np.all(np.isfinite(tri), -1)
-            if ok.any():
-                guess = tri[0] if ok[0] else tri[ok].mean(0)
-        best, best_d = None, float(self.person_gate_m)
-        for p in self.persons.values():
-            if p.pid in used_ids or p.root is None or guess is None:
-                continue
-            d = float(np.linalg.norm(p.root - guess))
-            if d < best_d:
-                best, best_d = p, d
-        if best is None and guess is None and len(self.persons) == 1:
-            only = next(iter(self.persons.values()))   # one camera left: keep the one person
-            best = only if only.pid not in used_ids else None
-        if best is not None:
-            return best
-        if guess is None:
-            return None
-        person = _Person(self.next_pid, F.CausalFuser(cams, self.config))
-        self.next_pid += 1
-        self.persons[person.pid] = person
-        return person
+        self.diag.processed(time.perf_counter() - t0, len(fused))
 
     def _publish(self, stamp_ns, pts, conf, ids):
         header = Header(stamp=_stamp(stamp_ns), frame_id=self.world_frame)
@@ -283,7 +219,7 @@ class FusionNode(Node):
 
     def _diag_extra(self):
         return {'instants_fused': self.fused, 'instants_incomplete': self.incomplete,
-                'frames_late': self.grouper.late, 'persons_tracked': len(self.persons),
+                'frames_late': self.grouper.late, 'persons_tracked': len(self.people),
                 'sync_tolerance_ms': f'{self.grouper.tol_ns / 1e6:.1f}',
                 'views_per_joint': ' '.join(str(int(v)) for v in self.last_views),
                 'reprojection_px_mean': f'{self.last_error:.2f}',

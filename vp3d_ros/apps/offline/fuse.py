@@ -6,6 +6,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from ...core.track_rules import DEFAULT as RULES
+from ...geometry.people import PersonLinker, fused_confidence, root_of
 from .frames import CameraResult
 
 
@@ -42,26 +43,27 @@ def fuse_in_world(cameras: Sequence[CameraResult], models, layout: str,
             k, w = W.coco_to_h36m_2d(k, w)
         return np.concatenate([k, np.asarray(w)[:, None]], -1)
 
-    # persons across cameras, then across instants (nearest root within 0.5 m)
+    # persons across cameras, then across instants: the live fusion node's rule
+    linker = PersonLinker(gate_m=0.5, timeout_s=max_gap_s)
     tracks: Dict[int, list] = {}   # fused id -> [(instant index, {camera: pid})]
-    last_root: Dict[int, Tuple[int, np.ndarray]] = {}
     for i, inst in enumerate(instants):
+        t = inst.stamp_ns * 1e-9
+        linker.expire(t)
         people = [{pid: kp_of(inst.frames[n], pid) for pid in inst.frames[n].people}
                   if n in inst.frames else {} for n in names]
-        for group in F.associate(models, people):
+        groups = F.associate(models, people)
+        taken: set = set()
+        for group in groups:
             kp = np.full((len(names), 17, 3), np.nan)
             for c, pid in group.items():
                 kp[c] = people[c][pid]
-            X = F.triangulate(models, kp)
-            ok = np.all(np.isfinite(X), -1)
-            if not ok.any():
+            root = root_of(F.triangulate(models, kp))
+            if root is None:
                 continue
-            root = X[0] if ok[0] else X[ok].mean(0)
-            near = [(np.linalg.norm(r - root), f) for f, (j, r) in last_root.items()
-                    if j < i and (instants[i].stamp_ns - instants[j].stamp_ns) <= max_gap_s * 1e9]
-            fid = min(near)[1] if near and min(near)[0] < 0.5 else len(tracks)
+            fid = linker.link(root, t, taken, len(groups) == 1)
+            linker.seen(fid, root, t)
+            taken.add(fid)
             tracks.setdefault(fid, []).append((i, group))
-            last_root[fid] = (i, root)
     out: Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]] = {}
     for fid, members in tracks.items():
         idx = [i for i, _ in members]
@@ -80,6 +82,6 @@ def fuse_in_world(cameras: Sequence[CameraResult], models, layout: str,
         views = fused.views
         for k, i in enumerate(idx):
             if np.isfinite(fused.points[k]).all():
-                conf = np.where(fused.filled[k], 0.3, 0.5 + 0.5 * np.minimum(views[k], 4) / 4)
+                conf = fused_confidence(views[k], fused.filled[k], len(cameras))
                 out.setdefault(instants[i].stamp_ns, {})[fid] = (fused.points[k], conf)
     return out
