@@ -227,6 +227,33 @@ def test_floor_gives_depth_when_the_size_is_wrong():
     assert W.place_skeletons(small, px, own, floor_z=0.0).floor_scale is None
 
 
+def test_live_placement_converges_to_the_offline_depth():
+    """geometry.world.CausalPlacement (the world node's per-track engine), frame by frame:
+    the right size alone places the subject; a lifter 15 % small is put right by the floor
+    once its window has filled, as place_skeletons does offline; a typed height scales it."""
+    track = walking_track(T=200)
+    cam = lab_camera()
+    x_cam, rel = camera_frame(track, cam)
+    px = cam.project(track)
+    conf = np.ones(px.shape[:2])
+
+    def run(poses, **kw):
+        live = W.CausalPlacement(cam, fps=50.0, **kw)
+        return np.stack([live.step(p, k, c, cam) for p, k, c in zip(poses, px, conf)])
+    exact = np.linalg.norm(run(rel) - x_cam, axis=-1)
+    assert np.median(exact) < 0.005 and exact.max() < 0.03, exact.max()   # the filter's lag
+    small = run(rel * 0.85)
+    err_small = np.linalg.norm(small[-50:, 0] - x_cam[-50:, 0], axis=-1)
+    assert np.median(err_small) > 0.2                  # too near without a depth cue
+    floor = run(rel * 0.85, floor_z=0.08 - W.FOOT_JOINT_HEIGHT_M)   # ankles 8 cm up
+    err_floor = np.linalg.norm(floor[-50:, 0] - x_cam[-50:, 0], axis=-1)
+    assert np.median(err_floor) < 0.08, np.median(err_floor)
+    h = W.skeleton_height(track)
+    sized = run(rel * 0.85, subject_height_m=h)
+    size = W.skeleton_height(sized[-50:] - sized[-50:, :1])
+    assert abs(size - h) < 0.01, (size, h)
+
+
 def test_ground_estimated_without_calibration():
     track = walking_track()
     cam = lab_camera(dist=False)

@@ -466,6 +466,39 @@ class CausalFloorScale:
         return float(np.exp(self.filter.step(np.array([math.log(q)]))[0]))
 
 
+class CausalPlacement:
+    """Live placement of one person's track in one camera, frame by frame: the root from the
+    2D keypoints (:func:`solve_root`), a causal root filter, and the depth cues
+    :func:`place_skeletons` uses offline, causal: the subject's running size scaled to
+    ``subject_height_m`` (:class:`RunningHeight`, 0: the lifter's scale) and the feet on the
+    floor at ``floor_z`` (:class:`CausalFloorScale`, None: no floor cue); with both, the two
+    depths are combined (:func:`combine_depth_cues`). One per (camera, person)."""
+
+    def __init__(self, camera: Camera, fps: float = 30.0, floor_z: Optional[float] = None,
+                 subject_height_m: float = 0.0):
+        self.filter = CausalRootFilter(fps)
+        self.floor = CausalFloorScale(camera, floor_z, fps) if floor_z is not None else None
+        self.height = RunningHeight(subject_height_m) if subject_height_m > 0 else None
+
+    def step(self, pose: np.ndarray, keypoints_px: np.ndarray, confidence: np.ndarray,
+             camera: Camera) -> Optional[np.ndarray]:
+        """One lifted pose (J, 3) and its 2D (J, 2) + (J,) -> the absolute camera-frame pose
+        (J, 3), or None until a root can be had."""
+        rel = pose - pose[:1]
+        if self.height is not None:   # the track's size so far, not this frame's pose
+            rel = rel * self.height.step(rel)
+        root = self.filter.step(solve_root(rel[None], keypoints_px[None], camera,
+                                           confidence[None])[0])
+        if not np.isfinite(root).all():
+            return None
+        placed = rel + root
+        if self.floor is not None:
+            f = self.floor.step(placed)
+            placed = (rel + root * float(combine_depth_cues(f, 1.0)) if self.height is not None
+                      else placed * f)
+        return placed
+
+
 @dataclass
 class Placement:
     """Absolute camera-frame skeletons and how they were obtained."""

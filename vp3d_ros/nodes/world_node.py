@@ -2,7 +2,8 @@
 (PointCloud2 in the skeleton_3d layout, metres, absolute positions in the calibration's world
 frame, REP-103 z up for lab rigs; ``frame_id`` = ``world_frame``), one camera at a time.
 
-Per frame and person, :mod:`vp3d_ros.geometry.world` places the root-relative skeleton: the
+Per frame and person, one :class:`~vp3d_ros.geometry.world.CausalPlacement` per (camera,
+person) track places the root-relative skeleton: the
 root translation that makes it project onto the same frame's ``keypoints_2d`` (matched by
 header stamp and person id) through the calibrated camera (distortion included,
 confidence-weighted, Gauss-Newton), scaled to ``subject_height_m`` when given (the
@@ -56,10 +57,8 @@ def _ns(stamp) -> int:
 
 
 class _Track:
-    def __init__(self, fps: float, floor=None, height=None):
-        self.filter = W.CausalRootFilter(fps)
-        self.floor = floor
-        self.height = height      # W.RunningHeight: the track's size so far, or None
+    def __init__(self, placement: W.CausalPlacement):
+        self.placement = placement
         self.last_ns = 0
 
 
@@ -215,27 +214,15 @@ class WorldNode(Node):
             if pose.shape[1] != 3 or pid not in frame or not np.isfinite(pose).all():
                 continue
             kp, conf = frame[pid]
-            rel = pose - pose[:1]
             track = self.tracks.get((cam, pid))
             if track is None:
-                floor = W.CausalFloorScale(camera, float(self.floor_z), float(self.fps)) \
-                    if self.use_floor else None
-                height = W.RunningHeight(float(self.height)) if self.height > 0 else None
-                track = self.tracks[(cam, pid)] = _Track(float(self.fps), floor, height)
+                track = self.tracks[(cam, pid)] = _Track(W.CausalPlacement(
+                    camera, float(self.fps), float(self.floor_z) if self.use_floor else None,
+                    float(self.height)))
             track.last_ns = ns
-            if track.height is not None:   # the track's size so far, not this frame's pose
-                rel = rel * track.height.step(rel)
-            t = W.solve_root(rel[None], kp[None], camera, conf[None])[0]
-            root = track.filter.step(t)
-            if not np.isfinite(root).all():
+            placed = track.placement.step(pose, kp, conf, camera)
+            if placed is None:
                 continue
-            placed = rel + root
-            if track.floor is not None:
-                f = track.floor.step(placed)
-                if self.height > 0:   # two depth cues: the subject's size and the floor
-                    placed = rel + root * float(W.combine_depth_cues(f, 1.0))
-                else:
-                    placed = placed * f
             pts.append(camera.to_world(placed))
             confs.append(conf3)
             ids.append(pid)
@@ -290,7 +277,8 @@ class WorldNode(Node):
         return {**extra, 'frames_placed': self.placed, 'frames_unmatched': self.unmatched,
                 'tracks': len(self.tracks),
                 'tracks_on_floor': sum(1 for t in self.tracks.values()
-                                       if t.floor is not None and t.floor.active)}
+                                       if t.placement.floor is not None
+                                       and t.placement.floor.active)}
 
 
 def main(args=None):
