@@ -539,6 +539,32 @@ def test_npy_world_joints_need_fps_and_shape(tmp_path):
 
 
 @needs_opensim
+def test_live_ik_of_world_skeletons_matches_the_offline_angles(cli_run):
+    """kinematics.live.WorldSkeletonIK (the kinematics node's engine), frame by frame on z-up
+    world skeletons, turned about the vertical: the angles of the offline IK of the same
+    frames; a frame without the pelvis is not solved."""
+    from vp3d_ros.kinematics.live import WorldSkeletonIK
+    from vp3d_ros.kinematics.report import read_mot
+    proc, out, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = km.read_trc(out.parent / 'synthetic_squat.trc')
+    zup = m.xyz @ km.ZUP_TO_YUP
+    c, s_ = np.cos(np.radians(60)), np.sin(np.radians(60))
+    zup = zup @ np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]]).T   # facing 60 deg off +X
+    live = WorldSkeletonIK(out / 'synthetic_squat_scaled.osim')
+    mot = read_mot(out / 'synthetic_squat.mot')
+    for k in range(0, len(m.times), 6):
+        if k == 12:
+            hidden = zup[k].copy()
+            hidden[:3] = np.nan
+            assert live.step(hidden, m.times[k]) is None
+        q = dict(zip(live.coordinates, live.step(zup[k], m.times[k])))
+        for name in ('hip_flexion_r', 'knee_angle_r', 'knee_angle_l', 'elbow_flex_r'):
+            assert abs(np.degrees(q[name]) - mot[name][k]) < 2.0, (name, k)
+    assert live.turn is not None and abs(abs(live.turn) - 60) < 5, live.turn
+
+
+@needs_opensim
 def test_kinematics_node_publishes_joint_states_over_dds(cli_run, tmp_path):
     """kinematics_node as its own process: fused skeletons in (z up), JointState out, the
     angles those of the offline IK of the same frames."""

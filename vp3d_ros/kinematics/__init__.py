@@ -3,7 +3,8 @@
 ``opensim`` is an optional dependency (the PyPI wheel, 4.6): nothing here imports it at
 package import; :func:`require_opensim` does, and says how to install it when it is missing.
 Pure modules (no opensim, no rclpy): :mod:`.markers`. OpenSim modules: :mod:`.model`,
-:mod:`.scaling`, :mod:`.ik`, :mod:`.pipeline`; outputs: :mod:`.report`.
+:mod:`.scaling`, :mod:`.ik`, :mod:`.pipeline` (offline), :mod:`.live` (one frame at a time, the
+kinematics node's engine); outputs: :mod:`.report`.
 """
 from pathlib import Path
 

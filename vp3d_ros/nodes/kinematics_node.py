@@ -5,8 +5,9 @@ Input: ``input_topic`` (default ``/skeleton_3d/fused``; a camera's ``/<cam>/skel
 works the same), PointCloud2 in the skeleton_3d layout, REP-103 world (z up), metres,
 absolute. Camera-frame ``skeleton_3d`` clouds are root-relative and cannot drive IK.
 
-Each frame is solved from the previous frame's pose (warm start:
-:class:`vp3d_ros.kinematics.ik.FrameIK`), for one person (``person``: an id, or -1 for the
+Each frame is solved from the previous frame's pose
+(:class:`vp3d_ros.kinematics.live.WorldSkeletonIK`, warm-started
+:class:`~vp3d_ros.kinematics.ik.FrameIK`), for one person (``person``: an id, or -1 for the
 lowest id present). Output on ``output_topic`` (default ``/kinematics/joint_states``):
 ``name`` = every model coordinate (hip_flexion_r, knee_angle_r, ...), ``position`` in
 radians (rotations) and metres (pelvis translations), header = the skeleton's header.
@@ -22,11 +23,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, PointCloud2
 
+from ..kinematics.markers import MIN_MARKERS
 from .ros_conversions import cloud_to_keypoints
 from .common import ConfigError, Throttle, declare, run_node
 from .diagnostics import NodeDiagnostics
@@ -48,21 +49,18 @@ class KinematicsNode(Node):
         latest_only = p('latest_only', True, 'solve the newest skeleton and drop those IK has '
                         'not reached (live: the latency stays one solve, about 35 ms); false: '
                         'every skeleton in order, up to 50 queued (a replay slower than IK)')
-        self.turn = None if self.face_forward else 0.0
         try:
-            from ..kinematics import ik, require_opensim
-            from ..kinematics import markers as km
-            from ..kinematics.markers import H36M_MARKERS, zup_to_yup
+            from ..kinematics import require_opensim
             require_opensim()
+            from ..kinematics.live import WorldSkeletonIK
         except ImportError as e:
             raise ConfigError(f'kinematics: {e}') from None
-        self.zup_to_yup, self.km = zup_to_yup, km
         try:
-            self.solver = ik.FrameIK(model or None, H36M_MARKERS)
+            self.ik = WorldSkeletonIK(model or None, self.face_forward)
         except Exception as e:  # noqa: BLE001 - OpenSim raises RuntimeError subclasses
             raise ConfigError(f'kinematics: cannot load model {model or "(bundled)"}: '
                               f'{e}') from None
-        self.names = list(self.solver.coordinates)
+        self.names = self.ik.coordinates
         self.throttle = Throttle(5.0)
         self.last_ms = float('nan')
         # KEEP_LAST 1: a skeleton that arrives while IK runs replaces the one waiting, so a
@@ -98,32 +96,28 @@ class KinematicsNode(Node):
             return
         t0 = time.perf_counter()
         t = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        m = self.km.Markers(np.array([t]), self.km.H36M_MARKERS, self.zup_to_yup(xyz)[None])
-        if self.turn is None:
-            if not np.isfinite(xyz[[1, 4]]).all():   # RHip, LHip tell the heading
-                return
-            self.turn = self.km.heading_deg(m)
-            self.get_logger().info(f'subject turned by {self.turn:.1f} deg about the vertical '
-                                   'to face +X')
-        m = self.km.rotate_about_vertical(m, self.turn)
-        if not self.km.solvable_frames(m)[0]:   # as offline: no pose without the pelvis
-            self.diag.dropped()
-            self.throttle.log(self.get_logger().info, 'unseen',
-                              f'{self.input_topic}: frame without the three pelvis joints or '
-                              f'with under {self.km.MIN_MARKERS} joints: not solved')
-            return
+        turned = self.ik.turn is not None
         try:
-            q = self.solver.solve(m.xyz[0], t)
+            q = self.ik.step(xyz, t)
         except Exception as e:  # noqa: BLE001 - one bad frame must not stop the stream
             self.diag.error()
             self.throttle.log(self.get_logger().warn, 'ik', f'IK failed: {e}')
+            return
+        if not turned and self.ik.turn is not None:
+            self.get_logger().info(f'subject turned by {self.ik.turn:.1f} deg about the '
+                                   'vertical to face +X')
+        if q is None:   # as offline: no pose without the pelvis
+            self.diag.dropped()
+            self.throttle.log(self.get_logger().info, 'unseen',
+                              f'{self.input_topic}: frame without the three pelvis joints or '
+                              f'with under {MIN_MARKERS} joints: not solved')
             return
         dt = time.perf_counter() - t0
         self.last_ms = 1e3 * dt
         out = JointState()
         out.header = msg.header
         out.name = self.names
-        out.position = [float(v) for v in np.asarray(q, dtype=float)]
+        out.position = [float(v) for v in q]
         self.pub.publish(out)
         self.diag.processed(dt, persons=1)
 
