@@ -60,12 +60,10 @@ TRADED_MP = "MediaPipe world, labels traded back as the track's"
 LIMB_BONES = [(1, 2), (2, 3), (4, 5), (5, 6), (11, 12), (12, 13), (14, 15), (15, 16)]
 
 
-def detect(path: str, cache_dir: str = ''):
-    """MediaPipe on every frame -> (T, 33, 2) px, (T, 33) visibility, (T, 33, 3) world, size, fps."""
-    key = os.path.join(cache_dir, os.path.basename(path) + '.mp33.npz') if cache_dir else ''
-    if key and os.path.isfile(key):
-        d = np.load(key)
-        return d['px'], d['conf'], d['world'], tuple(d['size']), float(d['fps'])
+def mediapipe_video(path: str):
+    """MediaPipe Pose (legacy, video mode) on every frame of a video, its first person ->
+    (T, 33, 2) px, (T, 33) visibility, (T, 33, 3) world landmarks (NaN / 0 where nobody is
+    seen), (width, height), fps."""
     from vp3d_ros.vision.pose_estimation import create_estimator
     cap = cv2.VideoCapture(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
@@ -88,10 +86,19 @@ def detect(path: str, cache_dir: str = ''):
             conf.append(np.zeros(33))
             world.append(np.full((33, 3), np.nan))
     est.close()
-    out = np.array(px), np.array(conf), np.array(world), size, fps
+    return np.array(px), np.array(conf), np.array(world), size, fps
+
+
+def detect(path: str, cache_dir: str = ''):
+    """MediaPipe on every frame -> (T, 33, 2) px, (T, 33) visibility, (T, 33, 3) world, size, fps."""
+    key = os.path.join(cache_dir, os.path.basename(path) + '.mp33.npz') if cache_dir else ''
+    if key and os.path.isfile(key):
+        d = np.load(key)
+        return d['px'], d['conf'], d['world'], tuple(d['size']), float(d['fps'])
+    out = mediapipe_video(path)
     if key:
         os.makedirs(cache_dir, exist_ok=True)
-        np.savez(key, px=out[0], conf=out[1], world=out[2], size=np.array(size), fps=fps)
+        np.savez(key, px=out[0], conf=out[1], world=out[2], size=np.array(out[3]), fps=out[4])
     return out
 
 

@@ -223,31 +223,14 @@ def mediapipe_2d(video):
     if os.path.isfile(cache) and os.path.getmtime(cache) > os.path.getmtime(video):
         d = np.load(cache)
         return d['kp'], d['conf'], float(d['fps']), tuple(d['size'])
-    import cv2
     from vp3d_ros.core.keypoint_mapping import mediapipe_to_h36m
-    from vp3d_ros.vision.pose_estimation import create_estimator
-    cap = cv2.VideoCapture(video)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    est = create_estimator('legacy', video_mode=True)
-    kp, conf, i, size = [], [], 0, None
+    from real_clip import mediapipe_video
     t0 = time.time()
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        size = (bgr.shape[1], bgr.shape[0])
-        people = est.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), int(i * 1000 / fps))
-        i += 1
-        if not people:
-            kp.append(np.full((33, 2), np.nan))
-            conf.append(np.zeros(33))
-        else:
-            kp.append(people[0].landmarks_px)
-            conf.append(people[0].visibility)
-    est.close()
-    kp2, c2 = mediapipe_to_h36m(np.array(kp), np.array(conf))
+    kp, conf, _, size, fps = mediapipe_video(video)
+    kp2, c2 = mediapipe_to_h36m(kp, conf)
     np.savez(cache, kp=kp2, conf=c2, fps=fps, size=np.array(size))
-    print(f'  MediaPipe 2D of {os.path.basename(video)}: {i} frames in {time.time() - t0:.0f} s '
+    print(f"  MediaPipe 2D of {os.path.basename(video)}: {len(kp)} frames in "
+          f"{time.time() - t0:.0f} s "
           f'(cached in {cache})', flush=True)
     return kp2, c2, fps, size
 
