@@ -54,6 +54,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from vp3d_ros.geometry import world as W  # noqa: E402
+from vp3d_ros.geometry.ground import estimate_ground  # noqa: E402
 from vp3d_ros.geometry.view import level_view  # noqa: E402
 from vp3d_ros.geometry.calibration import (load_calibration,  # noqa: E402
                                            save_calibration_toml)
@@ -146,7 +147,7 @@ def mocap_benchmark(max_frames, lifter):
                 from vp3d_ros.geometry.calibration import Camera
                 intr = Camera(name, cam.K, cam.dist, size=cam.size)
                 pl = W.place_skeletons(raw, px, intr, fps=clip.fps)
-                g = W.estimate_ground(pl.poses_cam, name, cam.K, cam.size)
+                g = estimate_ground(pl.poses_cam, name, cam.K, cam.size)
                 true_up = cam.R @ np.array([0.0, 0.0, 1.0])
                 res['up_deg'] = float(np.degrees(np.arccos(np.clip(g.up_cam @ true_up, -1, 1))))
                 res['cam_h_mm'] = 1000 * abs(g.height_m - cam.centre[2])

@@ -10,6 +10,7 @@ import pytest
 
 from vp3d_ros.io.bag_io import open_bag
 from vp3d_ros.geometry import world as W
+from vp3d_ros.geometry.ground import estimate_ground
 from vp3d_ros.geometry.calibration import Camera, load_calibration, save_calibration_toml, rodrigues
 
 # H36M-17 standing template, z-up world, facing +x (metres): Hip at 0.95 m.
@@ -258,7 +259,7 @@ def test_ground_estimated_without_calibration():
     track = walking_track()
     cam = lab_camera(dist=False)
     x_cam, _ = camera_frame(track, cam)
-    g = W.estimate_ground(x_cam, 'cam', cam.K, cam.size)
+    g = estimate_ground(x_cam, 'cam', cam.K, cam.size)
     true_up = cam.R @ np.array([0, 0, 1.0])
     assert math.degrees(math.acos(np.clip(g.up_cam @ true_up, -1, 1))) < 1.0
     assert abs(g.height_m - 2.2) < 0.05

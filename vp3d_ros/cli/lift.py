@@ -191,6 +191,7 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
     (``estimate_ground`` on a first, plain lift), then the track is lifted again in the
     level view that gives."""
     from ..geometry import world
+    from ..geometry.ground import estimate_ground
     from ..geometry.view import view_with_up
     kp2, w = kp, conf
     if layout == 'coco':
@@ -216,12 +217,11 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
             f'floor (z = {floor:g}) not used: the feet do not stand on it '
             "or the world's z is not up; depth from the skeleton size")
     if not calibrated:
-        ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
+        ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
         view = view_with_up(camera, ground.up_cam, layout) if args.level_view else None
         if view is not None:   # lifted again as a level camera sees the subject
             placed = lift_and_place(view)
-            ground = world.estimate_ground(placed.poses_cam, camera.name, camera.K,
-                                           camera.size)
+            ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
         camera = ground.camera
         say(f'no calibration: estimated pitch {ground.pitch_deg:.1f} deg, roll '
             f'{ground.roll_deg:.1f} deg, height {ground.height_m:.2f} m above the floor '

@@ -157,12 +157,12 @@ def view_with_up(camera: Camera, up: np.ndarray, layout: str = 'h36m') -> Option
 def subject_level_view(poses_cam: np.ndarray, camera: Camera,
                        layout: str = 'h36m') -> Optional[LevelView]:
     """Without a calibration: the level view with gravity taken from the subject, i.e. the
-    body axis of its upright frames (:func:`~.world.estimate_ground`) in absolute camera-frame
+    body axis of its upright frames (:func:`~.ground.estimate_ground`) in absolute camera-frame
     skeletons placed through ``camera`` (intrinsics only will do: a first, plain lift), or
     ``None`` when they cannot tell. On held-out S8 through the bundled clip's cameras this
     gives what the true up gives (43.1 vs 43.0 mm); on the bundled clip itself, whose subject
     leans while balancing (up 1-20 degrees off), 90.5 vs 90.1 mm (94.1 without a view)."""
-    from .world import estimate_ground
+    from .ground import estimate_ground
     try:
         ground = estimate_ground(poses_cam, camera.name, camera.K, camera.size)
     except ValueError:

@@ -20,7 +20,7 @@ skipped by itself while the world's z is not the body's up or the floor disagree
 skeleton's size.
 
 Without a calibration, ``estimate_ground`` places each camera's skeletons in a ground frame
-of its own that its subject tells (:class:`~vp3d_ros.geometry.world.SubjectGround`, as
+of its own that its subject tells (:class:`~vp3d_ros.geometry.ground.SubjectGround`, as
 ``vp3d-offline --estimate-ground``): intrinsics guessed from the image size pose2d reports
 (focal = the long side), gravity and the floor from the first ``ground_standing_frames``
 upright frames (or, after ``ground_max_frames`` frames, from the straightest quarter of
@@ -42,6 +42,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ..geometry import world as W
+from ..geometry.ground import SubjectGround
 from .ros_conversions import cloud_to_keypoints, keypoints_to_cloud
 from .common import (ConfigError, Throttle, camera_names, declare, rig_cameras, run_node,
                      steady_timer)
@@ -141,7 +142,7 @@ class WorldNode(Node):
             g = self.grounds[cam]
             if g is None or tuple(g.guess.size) != (msg.width, msg.height):
                 from ..geometry.calibration import guessed_camera
-                self.grounds[cam] = W.SubjectGround(
+                self.grounds[cam] = SubjectGround(
                     guessed_camera(msg.width, msg.height, name=cam), int(self.ground_frames),
                     int(self.ground_max))
             return

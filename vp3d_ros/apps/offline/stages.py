@@ -153,11 +153,11 @@ def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
 
 def subject_ground(cam: CameraResult, layout: str, max_gap_s: float = RULES.max_gap_s):
     """Without a calibration: the floor and gravity from the subject
-    (:func:`vp3d_ros.geometry.world.estimate_ground` on :func:`_subject_poses`, as
+    (:func:`vp3d_ros.geometry.ground.estimate_ground` on :func:`_subject_poses`, as
     ``vp3d-lift --frame world`` does), or None when nobody was lifted. Its ``camera`` maps
     a world frame of this camera's own (REP-103: x along the optical axis on the floor,
     y left, z up, origin on the floor under the camera) into the camera."""
-    from ...geometry.world import estimate_ground
+    from ...geometry.ground import estimate_ground
     got = _subject_poses(cam, layout, max_gap_s)
     if got is None:
         return None
