@@ -371,3 +371,27 @@ def test_source_weight_option_reweights_sampling_and_is_recorded(tmp_path):
     side = read_sidecar(str(out))['training']
     assert side['history'][-1]['source_weight'] == {'h36m': 2.0}
     assert side['source_weights'].startswith('h36m x2')
+
+
+def test_validate_lands_a_stopped_runs_snapshot_with_the_full_validation(tmp_path):
+    """train --validate: a snapshot whose sidecar holds only the quick check (a run stopped
+    before its --minutes) gets the full validation a finished run writes, the same figures."""
+    from vp3d_ros.core.checkpoint import read_sidecar
+    from vp3d_ros.training import train
+    data = tmp_path / 'mocap'
+    _write_mocap(data, 'h36m_S1.npz', [tiny_clip(n=200, seed=s) for s in range(2)])
+    _write_mocap(data, 'h36m_S8.npz', [tiny_clip(n=200, seed=5)])
+    out = tmp_path / 'w.bin'
+    train.main(['--kind', 'causal', '--filter-widths', '3', '3', '--channels', '16',
+                '--batch', '4', '--outputs-per-window', '4', '--minutes', '0.02',
+                '--data', str(data), '--out', str(out), '--log-every', '1000'])
+    side = read_sidecar(str(out))
+    finished = {k: side['validation'][k] for k in ('clean_2d', 'noisy_2d')}
+    for k in finished:                      # as an intermediate snapshot leaves it
+        del side['validation'][k]
+    side['validation']['quick_clean_2d_no_flip'] = {'all_mpjpe': 1.0}
+    train.write_sidecar(str(out), side)
+    assert train.main(['--validate', '--out', str(out), '--data', str(data)]) == 0
+    val = read_sidecar(str(out))['validation']
+    assert {k: val[k] for k in finished} == finished
+    assert val['quick_clean_2d_no_flip'] == {'all_mpjpe': 1.0} and 'train --validate' in val['note']

@@ -247,6 +247,33 @@ def sidecar_dict(arch: Architecture, kind: str, bank: MotionBank, train_clips: S
     }
 
 
+def full_validation(model: TemporalModel, val_clips: Sequence[Clip]) -> Dict:
+    """The whole validation set, clean and with detector-like noise (flip on): what a run's
+    last snapshot carries."""
+    return {'clean_2d': evaluate(model, make_eval_set(val_clips, seed=0), flip=True),
+            'noisy_2d': evaluate(model, make_eval_set(val_clips, seed=0,
+                                                      noise=synth.EVAL_NOISE), flip=True)}
+
+
+def validate_pair(path: str, data_dir: str) -> Dict:
+    """A run stopped before its ``--minutes`` leaves an intermediate snapshot whose sidecar
+    holds only the quick check: add the full validation to it, and say that the run was
+    stopped there (``training.final: false``), so the snapshot can be landed."""
+    from ..core.checkpoint import load_checkpoint, read_sidecar
+    model = load_checkpoint(path).build('cpu')
+    _, val_clips = split_clips(load_clips(data_dir))
+    metrics = full_validation(model, val_clips)
+    side = read_sidecar(path)
+    val = dict(side.get('validation') or {})
+    val.update(metrics)
+    val['note'] = ('clean_2d / noisy_2d: the whole validation set, computed on this snapshot '
+                   '(train --validate); quick_clean_2d_no_flip: the trainer\'s own snapshot '
+                   'check, first frames per clip')
+    side['validation'] = val
+    write_sidecar(path, side)
+    return metrics
+
+
 def write_sidecar(path: str, data: Dict) -> None:
     import yaml
     side = os.path.splitext(path)[0] + '.yaml'
@@ -398,11 +425,7 @@ def train(args) -> Dict:
         elapsed = time.time() - t0
         model.eval()
         if final:
-            full = make_eval_set(val_clips, seed=0)
-            metrics = {'clean_2d': evaluate(model, full, flip=True),
-                       'noisy_2d': evaluate(model, make_eval_set(val_clips, seed=0,
-                                                                 noise=synth.EVAL_NOISE),
-                                            flip=True)}
+            metrics = full_validation(model, val_clips)
         else:
             metrics = {'quick_clean_2d_no_flip': evaluate(model, quick_val, flip=False),
                        'note': f'intermediate snapshot; first {args.quick_val_frames} frames '
@@ -505,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--data', default=DEFAULT_DATA_DIR, help='folder of mocap/h36m17 .npz files')
     p.add_argument('--kind', choices=sorted(KINDS), default='symmetric')
     p.add_argument('--out', required=True, help='checkpoint path (.bin); sidecar .yaml next to it')
+    p.add_argument('--validate', action='store_true',
+                   help='do not train: add the full validation to the sidecar of the snapshot '
+                        'at --out (a run stopped before its --minutes), to land it')
     p.add_argument('--minutes', type=float, default=30.0, help='wall-clock training budget')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
@@ -553,6 +579,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv   # the sidecar's command line
+    if args.validate:
+        print(validate_pair(args.out, args.data))
+        return 0
     train(args)
     return 0
 
