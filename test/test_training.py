@@ -347,6 +347,20 @@ def test_limb_direction_term_is_tame_at_the_all_zero_start():
     assert pred.grad.abs().max().item() < 50.0, pred.grad.abs().max()
 
 
+def _train_tiny(tmp_path, *extra):
+    """A few seconds of the training command on tiny mocap (two train clips, one S8 clip for
+    validation); -> (the data folder, the checkpoint written)."""
+    from vp3d_ros.training import train
+    data = tmp_path / 'mocap'
+    _write_mocap(data, 'h36m_S1.npz', [tiny_clip(n=200, seed=s) for s in range(2)])
+    _write_mocap(data, 'h36m_S8.npz', [tiny_clip(n=200, seed=5)])
+    out = tmp_path / 'w.bin'
+    train.main(['--kind', 'causal', '--filter-widths', '3', '3', '--channels', '16',
+                '--batch', '4', '--outputs-per-window', '4', '--minutes', '0.02',
+                '--data', str(data), '--out', str(out), '--log-every', '1000', *extra])
+    return data, out
+
+
 def test_source_weight_option_reweights_sampling_and_is_recorded(tmp_path):
     """train --source-weight cmu=5: the CMU clips' sampling weight x5 on top of duration,
     written into the sidecar; a typo or a non-positive weight is refused, not ignored."""
@@ -360,14 +374,7 @@ def test_source_weight_option_reweights_sampling_and_is_recorded(tmp_path):
     cmu = Clip('cmu', '', 'train_x', cmu.fps, cmu.poses)
     np.testing.assert_allclose(MotionBank.from_clips([h36m, cmu], {'cmu': 5.0}).weights,
                                [1 / 6, 5 / 6])
-    data = tmp_path / 'mocap'
-    _write_mocap(data, 'h36m_S1.npz', [tiny_clip(n=200, seed=s) for s in range(2)])
-    _write_mocap(data, 'h36m_S8.npz', [tiny_clip(n=200, seed=5)])
-    out = tmp_path / 'w.bin'
-    train.main(['--kind', 'causal', '--filter-widths', '3', '3', '--channels', '16',
-                '--batch', '4', '--outputs-per-window', '4', '--minutes', '0.02',
-                '--data', str(data), '--out', str(out), '--log-every', '1000',
-                '--source-weight', 'h36m=2'])
+    _, out = _train_tiny(tmp_path, '--source-weight', 'h36m=2')
     side = read_sidecar(str(out))['training']
     assert side['history'][-1]['source_weight'] == {'h36m': 2.0}
     assert side['source_weights'].startswith('h36m x2')
@@ -378,13 +385,7 @@ def test_validate_lands_a_stopped_runs_snapshot_with_the_full_validation(tmp_pat
     before its --minutes) gets the full validation a finished run writes, the same figures."""
     from vp3d_ros.core.checkpoint import read_sidecar
     from vp3d_ros.training import train
-    data = tmp_path / 'mocap'
-    _write_mocap(data, 'h36m_S1.npz', [tiny_clip(n=200, seed=s) for s in range(2)])
-    _write_mocap(data, 'h36m_S8.npz', [tiny_clip(n=200, seed=5)])
-    out = tmp_path / 'w.bin'
-    train.main(['--kind', 'causal', '--filter-widths', '3', '3', '--channels', '16',
-                '--batch', '4', '--outputs-per-window', '4', '--minutes', '0.02',
-                '--data', str(data), '--out', str(out), '--log-every', '1000'])
+    data, out = _train_tiny(tmp_path)
     side = read_sidecar(str(out))
     finished = {k: side['validation'][k] for k in ('clean_2d', 'noisy_2d')}
     for k in finished:                      # as an intermediate snapshot leaves it
