@@ -383,7 +383,7 @@ def test_fused_people_keep_their_ids_and_forget_the_gone(rig, motion):
     per-camera ids that differ and change order, one id per fused person throughout; a
     person gone for longer than the timeout comes back under a new id; the offline rule
     (PersonLinker alone) gives the same ids."""
-    from vp3d_ros.geometry.people import FusedPeople, PersonLinker, root_of
+    from vp3d_ros.geometry.people import FusedPeople, PersonLinker, group_root
     a, b = motion[:60], motion[:60] + [1.2, 0.4, 0.0]
     fp = FusedPeople(timeout_s=0.2)
     linker = PersonLinker(timeout_s=0.2)
@@ -410,7 +410,7 @@ def test_fused_people_keep_their_ids_and_forget_the_gone(rig, motion):
         taken = set()
         for g in groups:
             kp = np.stack([people[c][pid] for c, pid in sorted(g.items())])
-            root = root_of(F.triangulate([rig[c] for c in sorted(g)], kp))
+            root = group_root([rig[c] for c in sorted(g)], kp)
             pid = linker.link(root, t, taken, len(groups) == 1)
             linker.seen(pid, root, t)
             taken.add(pid)

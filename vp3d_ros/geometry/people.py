@@ -37,6 +37,12 @@ def root_of(points: np.ndarray) -> Optional[np.ndarray]:
     return points[F.ROOT] if ok[F.ROOT] else points[ok].mean(0)
 
 
+def group_root(cameras: Sequence[Camera], keypoints: np.ndarray) -> Optional[np.ndarray]:
+    """Where a group of matched detections (C, J, 3) stands: the root of its triangulation,
+    None when no joint is seen by two cameras."""
+    return root_of(F.triangulate(cameras, keypoints))
+
+
 class PersonLinker:
     """Person ids across instants: nearest last root within ``gate_m`` among the persons seen
     within ``timeout_s`` (:meth:`expire`, called by the user at each instant) and not yet
@@ -129,7 +135,7 @@ class FusedPeople:
                 pose = lifted[c].get(pid) if lifted else None
                 if pose is not None:
                     prior[c] = pose
-            pid = self.linker.link(self._guess(cameras, kp), t, taken, len(groups) == 1)
+            pid = self.linker.link(group_root(cameras, kp), t, taken, len(groups) == 1)
             if pid is None:
                 continue
             fuser = self.fusers.get(pid)
@@ -149,11 +155,3 @@ class FusedPeople:
             conf = np.where(ok, fused_confidence(fr.views, fr.filled, len(cameras)), 0.0)
             out.append(FusedPerson(pid, fr, conf))
         return out
-
-    @staticmethod
-    def _guess(cameras: Sequence[Camera], kp: np.ndarray) -> Optional[np.ndarray]:
-        """Where the group stands, when two cameras see one of its joints."""
-        views = np.sum(np.isfinite(kp[..., 0]) & (np.nan_to_num(kp[..., 2]) > 0), 0)
-        if not (views >= 2).any():
-            return None
-        return root_of(F.triangulate(cameras, kp))

@@ -257,8 +257,8 @@ def full_validation(model: TemporalModel, val_clips: Sequence[Clip]) -> Dict:
 
 def validate_pair(path: str, data_dir: str) -> Dict:
     """A run stopped before its ``--minutes`` leaves an intermediate snapshot whose sidecar
-    holds only the quick check: add the full validation to it, and say that the run was
-    stopped there (``training.final: false``), so the snapshot can be landed."""
+    holds only the quick check: add the full validation to it, so the snapshot can be landed
+    (its ``training.final: false`` stays, saying where the run stopped)."""
     from ..core.checkpoint import load_checkpoint, read_sidecar
     model = load_checkpoint(path).build('cpu')
     _, val_clips = split_clips(load_clips(data_dir))

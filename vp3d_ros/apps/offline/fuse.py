@@ -6,7 +6,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 
 from ...core.track_rules import DEFAULT as RULES
-from ...geometry.people import PersonLinker, fused_confidence, root_of
+from ...geometry.people import PersonLinker, fused_confidence, group_root
 from .frames import CameraResult
 
 
@@ -57,7 +57,7 @@ def fuse_in_world(cameras: Sequence[CameraResult], models, layout: str,
             kp = np.full((len(names), 17, 3), np.nan)
             for c, pid in group.items():
                 kp[c] = people[c][pid]
-            root = root_of(F.triangulate(models, kp))
+            root = group_root(models, kp)
             if root is None:
                 continue
             fid = linker.link(root, t, taken, len(groups) == 1)
