@@ -15,7 +15,7 @@ from vp3d_ros.core.model import Architecture, TemporalModel
 from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
-from vp3d_ros.training.train import bone_directions, output_pad, synth_batch
+from vp3d_ros.training.train import bone_directions, joint_bends, output_pad, synth_batch
 
 # A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
 REST = np.array([
@@ -144,6 +144,29 @@ def test_limb_direction_term_measures_the_bend():
     longer = rest.clone()
     longer[:, :, 13] = torch.tensor(REST[12] + 1.5 * (REST[13] - REST[12]))
     assert bone_directions(longer, rest).item() < 1e-6
+
+
+def test_bend_term_measures_the_angle_not_which_way_it_folds():
+    rest = torch.from_numpy(np.repeat(REST[None, None], 2, axis=0)).float()
+    assert joint_bends(rest, rest).item() < 1e-4
+    # The right knee bent 60 degrees with the foot behind (y > 0) or in front (y < 0): the
+    # direction term sees the two answers a chord of 2 sin(60 deg) apart, the bend term not
+    # at all; against the straight leg it is 60 degrees at one of six angles.
+    shin = np.linalg.norm(REST[3] - REST[2])
+    folds = []
+    for side in (1, -1):
+        bent = rest.clone()
+        bent[:, :, 3] = torch.tensor(REST[2] + shin * np.array(
+            [0, side * np.sin(np.pi / 3), -np.cos(np.pi / 3)]))
+        folds.append(bent)
+    assert abs(joint_bends(folds[0], rest).item() - np.pi / 3 / 6) < 1e-4
+    assert joint_bends(folds[0], folds[1]).item() < 1e-4
+    assert abs(bone_directions(folds[0], folds[1]).item() - 2 * np.sin(np.pi / 3) / 8) < 1e-5
+    # the thigh swung forward 90 degrees with the shin hanging: hip and knee angles 90 each
+    sit = rest.clone()
+    sit[:, :, 2] = torch.tensor(REST[1] + np.linalg.norm(REST[2] - REST[1]) * np.array([0, -1, 0]))
+    sit[:, :, 3] = sit[:, :, 2] + torch.tensor(REST[3] - REST[2])
+    assert abs(joint_bends(sit, rest).item() - (np.pi / 2 + np.pi / 2) / 6) < 1e-4
 
 
 def test_procrustes_metric_is_similarity_invariant():

@@ -119,6 +119,28 @@ def bone_directions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.linalg.norm(unit(pred) - unit(target), dim=-1).mean()
 
 
+# the angles the bend term compares, each between two bones (from, to): knees and elbows
+# (both bones from the middle joint), and hips (pelvis centre -> spine against the thigh)
+BEND_PAIRS = (((2, 1), (2, 3)), ((5, 4), (5, 6)), ((12, 11), (12, 13)), ((15, 14), (15, 16)),
+              ((0, 7), (1, 2)), ((0, 7), (4, 5)))
+
+
+def joint_bends(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference (radians) of the knee, elbow and hip angles. Where depth is
+    ambiguous (a shin folded towards or away from the camera), MPJPE and the direction
+    term are smallest for the average of the two answers, a straighter knee; the angle is
+    the same for both, so this term rewards committing to one (issue 21)."""
+    (u0, u1), (v0, v1) = ((torch.as_tensor(e) for e in zip(*ends)) for ends in zip(*BEND_PAIRS))
+
+    def angles(x):
+        u = x[:, :, u1] - x[:, :, u0]
+        v = x[:, :, v1] - x[:, :, v0]
+        cross = torch.sqrt((torch.linalg.cross(u, v) ** 2).sum(-1) + 1e-10)
+        return torch.atan2(cross, (u * v).sum(-1))
+
+    return (angles(pred) - angles(target)).abs().mean()
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 @dataclass
@@ -444,7 +466,9 @@ def train(args) -> Dict:
                     + (f' + {args.bone_weight:g} x bone-length deviation over the window'
                        if args.bone_weight > 0 else '')
                     + (f' + {args.direction_weight:g} x limb-direction error (unit-vector '
-                       'chord)' if args.direction_weight > 0 else ''),
+                       'chord)' if args.direction_weight > 0 else '')
+                    + (f' + {args.angle_weight:g} x knee, elbow and hip angle error (radians)'
+                       if args.angle_weight > 0 else ''),
             'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
                            'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
             'mediapipe_definitions': (
@@ -468,6 +492,7 @@ def train(args) -> Dict:
                 'bone_weight': args.bone_weight,
                 'rig_prob': args.rig_prob, 'definitions': args.definitions,
                 'direction_weight': args.direction_weight,
+                'angle_weight': args.angle_weight,
                 'flexion_boost': args.flexion_boost,
                 'source_weight': dict(weights)}],
             'final': final,
@@ -505,6 +530,8 @@ def train(args) -> Dict:
                 loss = loss + args.bone_weight * bone_consistency(pred)
             if args.direction_weight > 0:
                 loss = loss + args.direction_weight * bone_directions(pred, y)
+            if args.angle_weight > 0:
+                loss = loss + args.angle_weight * joint_bends(pred, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -557,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='fraction of windows seen through high, steeply pitched rig cameras')
     p.add_argument('--direction-weight', type=float, default=0.1,
                    help='weight of the bone-direction term (0: none)')
+    p.add_argument('--angle-weight', type=float, default=0.0,
+                   help='weight of the knee/elbow/hip angle term (radians; 0: none)')
     p.add_argument('--definitions', type=float, default=0.5,
                    help='fraction of windows with MediaPipe-like hip/shoulder keypoints')
     p.add_argument('--flexion-boost', type=float, default=0.0,
