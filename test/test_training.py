@@ -15,7 +15,8 @@ from vp3d_ros.core.model import Architecture, TemporalModel
 from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
-from vp3d_ros.training.train import bone_directions, joint_bends, output_pad, synth_batch
+from vp3d_ros.training.losses import bone_directions, joint_bends
+from vp3d_ros.training.train import output_pad, synth_batch
 
 # A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
 REST = np.array([

@@ -1,0 +1,61 @@
+"""Loss terms beside MPJPE: what a pose can get wrong while its joints stay within a few
+centimetres (a limb that changes length, a bent knee drawn straight). Each takes
+(n, k, 17, 3) tensors in metres, a window's k outputs per row."""
+from __future__ import annotations
+
+import torch
+
+from .synth import NUM_JOINTS, PARENTS
+
+
+def bone_consistency(pred: torch.Tensor) -> torch.Tensor:
+    """Mean absolute deviation (metres) of each bone's length from its mean over the
+    window's outputs: a person's limbs do not change length between frames, and a window
+    of training outputs always shows one person (issue 15: limb bone CV on real clips)."""
+    child = torch.arange(1, NUM_JOINTS)
+    parent = torch.as_tensor(PARENTS[1:])
+    lengths = torch.linalg.norm(pred[:, :, child] - pred[:, :, parent], dim=-1)  # (n, k, 16)
+    return (lengths - lengths.mean(dim=1, keepdim=True)).abs().mean()
+
+
+LIMB_CHILDREN = (2, 3, 5, 6, 12, 13, 15, 16)   # knees, feet, elbows, wrists
+DIRECTION_FLOOR_M = 0.05   # limb bones are 0.25-0.45 m: only a degenerate pose is this short
+
+
+def bone_directions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean distance between predicted and true unit vectors of the 8 limb bones (chord:
+    2 sin(angle/2)): joint angles (knee flexion, issue 21) are limb directions, which
+    MPJPE lets a bent or flattened limb hide in a few centimetres. Bones shorter than
+    :data:`DIRECTION_FLOOR_M` are divided by that length instead of their own: a network
+    started at the all-zero pose has bones of ~0 length, whose directions have unbounded
+    gradients."""
+    child = torch.as_tensor(LIMB_CHILDREN)
+    parent = torch.as_tensor(PARENTS[list(LIMB_CHILDREN)])
+
+    def unit(x):
+        b = x[:, :, child] - x[:, :, parent]
+        return b / torch.linalg.norm(b, dim=-1, keepdim=True).clamp_min(DIRECTION_FLOOR_M)
+
+    return torch.linalg.norm(unit(pred) - unit(target), dim=-1).mean()
+
+
+# the angles the bend term compares, each between two bones (from, to): knees and elbows
+# (both bones from the middle joint), and hips (pelvis centre -> spine against the thigh)
+BEND_PAIRS = (((2, 1), (2, 3)), ((5, 4), (5, 6)), ((12, 11), (12, 13)), ((15, 14), (15, 16)),
+              ((0, 7), (1, 2)), ((0, 7), (4, 5)))
+
+
+def joint_bends(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference (radians) of the knee, elbow and hip angles. Where depth is
+    ambiguous (a shin folded towards or away from the camera), MPJPE and the direction
+    term are smallest for the average of the two answers, a straighter knee; the angle is
+    the same for both, so this term rewards committing to one (issue 21)."""
+    (u0, u1), (v0, v1) = ((torch.as_tensor(e) for e in zip(*ends)) for ends in zip(*BEND_PAIRS))
+
+    def angles(x):
+        u = x[:, :, u1] - x[:, :, u0]
+        v = x[:, :, v1] - x[:, :, v0]
+        cross = torch.sqrt((torch.linalg.cross(u, v) ** 2).sum(-1) + 1e-10)
+        return torch.atan2(cross, (u * v).sum(-1))
+
+    return (angles(pred) - angles(target)).abs().mean()
