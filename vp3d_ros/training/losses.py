@@ -43,6 +43,8 @@ def bone_directions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # (both bones from the middle joint), and hips (pelvis centre -> spine against the thigh)
 BEND_PAIRS = (((2, 1), (2, 3)), ((5, 4), (5, 6)), ((12, 11), (12, 13)), ((15, 14), (15, 16)),
               ((0, 7), (1, 2)), ((0, 7), (4, 5)))
+_BEND_U = torch.tensor([u for u, _ in BEND_PAIRS])     # (6, 2): first bone's from, to
+_BEND_V = torch.tensor([v for _, v in BEND_PAIRS])     # (6, 2): second bone's from, to
 
 
 def joint_bends(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -50,11 +52,9 @@ def joint_bends(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     ambiguous (a shin folded towards or away from the camera), MPJPE and the direction
     term are smallest for the average of the two answers, a straighter knee; the angle is
     the same for both, so this term rewards committing to one (issue 21)."""
-    (u0, u1), (v0, v1) = ((torch.as_tensor(e) for e in zip(*ends)) for ends in zip(*BEND_PAIRS))
-
     def angles(x):
-        u = x[:, :, u1] - x[:, :, u0]
-        v = x[:, :, v1] - x[:, :, v0]
+        u = x[:, :, _BEND_U[:, 1]] - x[:, :, _BEND_U[:, 0]]
+        v = x[:, :, _BEND_V[:, 1]] - x[:, :, _BEND_V[:, 0]]
         cross = torch.sqrt((torch.linalg.cross(u, v) ** 2).sum(-1) + 1e-10)
         return torch.atan2(cross, (u * v).sum(-1))
 
