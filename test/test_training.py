@@ -15,7 +15,7 @@ from vp3d_ros.core.model import Architecture, TemporalModel
 from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
-from vp3d_ros.training.losses import bone_directions, joint_bends
+from vp3d_ros.training.losses import bone_directions, joint_bends, limb_lengths
 from vp3d_ros.training.train import output_pad, synth_batch
 
 # A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
@@ -168,6 +168,20 @@ def test_bend_term_measures_the_angle_not_which_way_it_folds():
     sit[:, :, 2] = torch.tensor(REST[1] + np.linalg.norm(REST[2] - REST[1]) * np.array([0, -1, 0]))
     sit[:, :, 3] = sit[:, :, 2] + torch.tensor(REST[3] - REST[2])
     assert abs(joint_bends(sit, rest).item() - (np.pi / 2 + np.pi / 2) / 6) < 1e-4
+
+
+def test_length_term_sees_a_shortened_limb_not_a_fold():
+    rest = torch.from_numpy(np.repeat(REST[None, None], 2, axis=0)).float()
+    # the right knee bent 60 degrees either way: same lengths, no length error
+    shin = np.linalg.norm(REST[3] - REST[2])
+    bent = rest.clone()
+    bent[:, :, 3] = torch.tensor(REST[2] + shin * np.array([0, np.sin(np.pi / 3),
+                                                            -np.cos(np.pi / 3)]))
+    assert limb_lengths(bent, rest).item() < 1e-6
+    # the average of the two folds: the shin is cos(60 deg) of its length, 8 limb bones
+    avg = rest.clone()
+    avg[:, :, 3] = torch.tensor(REST[2] + shin * np.array([0, 0, -np.cos(np.pi / 3)]))
+    assert abs(limb_lengths(avg, rest).item() - shin * (1 - np.cos(np.pi / 3)) / 8) < 1e-6
 
 
 def test_procrustes_metric_is_similarity_invariant():

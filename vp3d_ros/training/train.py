@@ -33,7 +33,7 @@ from ..core.lifter import SequenceLifter
 from ..core.model import Architecture, TemporalModel
 from . import synth
 from .feeder import BatchFeeder
-from .losses import bone_consistency, bone_directions, joint_bends
+from .losses import bone_consistency, bone_directions, joint_bends, limb_lengths
 from .data import (DEFAULT_DATA_DIR, SOURCES, VALIDATION_CMU_CLIPS, VALIDATION_H36M_SUBJECTS,
                    Clip, MotionBank, load_clips, split_clips)
 from .metrics import mpjpe, p_mpjpe
@@ -415,7 +415,9 @@ def train(args) -> Dict:
                     + (f' + {args.direction_weight:g} x limb-direction error (unit-vector '
                        'chord)' if args.direction_weight > 0 else '')
                     + (f' + {args.angle_weight:g} x knee, elbow and hip angle error (radians)'
-                       if args.angle_weight > 0 else ''),
+                       if args.angle_weight > 0 else '')
+                    + (f' + {args.length_weight:g} x limb-length error against the truth'
+                       if args.length_weight > 0 else ''),
             'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
                            'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
             'mediapipe_definitions': (
@@ -440,6 +442,7 @@ def train(args) -> Dict:
                 'rig_prob': args.rig_prob, 'definitions': args.definitions,
                 'direction_weight': args.direction_weight,
                 'angle_weight': args.angle_weight,
+                'length_weight': args.length_weight,
                 'flexion_boost': args.flexion_boost,
                 'source_weight': dict(weights)}],
             'final': final,
@@ -479,6 +482,8 @@ def train(args) -> Dict:
                 loss = loss + args.direction_weight * bone_directions(pred, y)
             if args.angle_weight > 0:
                 loss = loss + args.angle_weight * joint_bends(pred, y)
+            if args.length_weight > 0:
+                loss = loss + args.length_weight * limb_lengths(pred, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -533,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the bone-direction term (0: none)')
     p.add_argument('--angle-weight', type=float, default=0.0,
                    help='weight of the knee/elbow/hip angle term (radians; 0: none)')
+    p.add_argument('--length-weight', type=float, default=0.0,
+                   help='weight of the limb-length term against the truth (metres; 0: none)')
     p.add_argument('--definitions', type=float, default=0.5,
                    help='fraction of windows with MediaPipe-like hip/shoulder keypoints')
     p.add_argument('--flexion-boost', type=float, default=0.0,
