@@ -20,6 +20,13 @@ def bone_consistency(pred: torch.Tensor) -> torch.Tensor:
 
 LIMB_CHILDREN = (2, 3, 5, 6, 12, 13, 15, 16)   # knees, feet, elbows, wrists
 DIRECTION_FLOOR_M = 0.05   # limb bones are 0.25-0.45 m: only a degenerate pose is this short
+_LIMB_CHILD = torch.tensor(LIMB_CHILDREN)
+_LIMB_PARENT = torch.as_tensor(PARENTS[list(LIMB_CHILDREN)])
+
+
+def _limbs(x: torch.Tensor) -> torch.Tensor:
+    """(n, k, 8, 3) vectors of the 8 limb bones, parent to child."""
+    return x[:, :, _LIMB_CHILD] - x[:, :, _LIMB_PARENT]
 
 
 def bone_directions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -29,11 +36,8 @@ def bone_directions(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     :data:`DIRECTION_FLOOR_M` are divided by that length instead of their own: a network
     started at the all-zero pose has bones of ~0 length, whose directions have unbounded
     gradients."""
-    child = torch.as_tensor(LIMB_CHILDREN)
-    parent = torch.as_tensor(PARENTS[list(LIMB_CHILDREN)])
-
     def unit(x):
-        b = x[:, :, child] - x[:, :, parent]
+        b = _limbs(x)
         return b / torch.linalg.norm(b, dim=-1, keepdim=True).clamp_min(DIRECTION_FLOOR_M)
 
     return torch.linalg.norm(unit(pred) - unit(target), dim=-1).mean()
@@ -45,13 +49,8 @@ def limb_lengths(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     limb: the lifter's thighs and shins come out 13-23% short in deep crouches, which is how
     it draws a 120 degree knee at 85 (issue 21). Rewarding the true length rules that
     average out; which fold it is stays to MPJPE and the other terms."""
-    child = torch.as_tensor(LIMB_CHILDREN)
-    parent = torch.as_tensor(PARENTS[list(LIMB_CHILDREN)])
-
-    def lengths(x):
-        return torch.linalg.norm(x[:, :, child] - x[:, :, parent], dim=-1)
-
-    return (lengths(pred) - lengths(target)).abs().mean()
+    return (torch.linalg.norm(_limbs(pred), dim=-1)
+            - torch.linalg.norm(_limbs(target), dim=-1)).abs().mean()
 
 
 # the angles the bend term compares, each between two bones (from, to): knees and elbows
