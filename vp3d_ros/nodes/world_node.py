@@ -23,8 +23,9 @@ Without a calibration, ``estimate_ground`` places each camera's skeletons in a g
 of its own that its subject tells (:class:`~vp3d_ros.geometry.ground.SubjectGround`, as
 ``vp3d-offline --estimate-ground``): intrinsics guessed from the image size pose2d reports
 (focal = the long side), gravity and the floor from the first ``ground_standing_frames``
-upright frames (or, after ``ground_max_frames`` frames, from the straightest quarter of
-them); nothing is published until then (``/diagnostics`` ``ground``), then
+upright frames (or, after ``ground_max_frames`` frames, from the subject's balance,
+:func:`~vp3d_ros.geometry.ground.estimate_up`); nothing is published until then
+(``/diagnostics`` ``ground``), then
 ``/<cam>/skeleton_3d/world`` in frame ``<cam>_ground`` (REP-103: x along the optical axis
 on the floor, y left, z up, floor z = 0 under the camera), the floor cue off.
 """
@@ -89,7 +90,7 @@ class WorldNode(Node):
         self.ground_frames = p('ground_standing_frames', 30, 'estimate_ground: upright frames '
                                'the ground is estimated from')
         self.ground_max = p('ground_max_frames', 300, 'estimate_ground: frames after which the '
-                            'ground is estimated all the same (from the straightest quarter)')
+                            'ground is estimated all the same (from the subject\'s balance)')
         if self.height < 0 or 0 < self.height <= W.HEIGHT_OFFSET_M:
             raise ConfigError(f'world: subject_height_m must be 0 (the lifter\'s scale) or a '
                               f'standing height in metres, got {self.height}')
