@@ -15,7 +15,8 @@ from vp3d_ros.core.model import Architecture, TemporalModel
 from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
-from vp3d_ros.training.losses import bone_directions, joint_bends, limb_lengths
+from vp3d_ros.training.losses import (TERMS, bone_consistency, bone_directions, describe,
+                                      joint_bends, limb_lengths, training_loss)
 from vp3d_ros.training.train import output_pad, synth_batch
 
 # A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
@@ -182,6 +183,24 @@ def test_length_term_sees_a_shortened_limb_not_a_fold():
     avg = rest.clone()
     avg[:, :, 3] = torch.tensor(REST[2] + shin * np.array([0, 0, -np.cos(np.pi / 3)]))
     assert abs(limb_lengths(avg, rest).item() - shin * (1 - np.cos(np.pi / 3)) / 8) < 1e-6
+
+
+def test_training_loss_adds_each_term_at_its_weight_and_says_so():
+    """The table of terms (losses.TERMS) drives the loss, its words in the sidecar and the
+    command line's --<name>-weight flags alike."""
+    from vp3d_ros.training.train import build_parser
+    rng = torch.Generator().manual_seed(0)
+    y = torch.tensor(REST, dtype=torch.float32)[None, None].repeat(2, 3, 1, 1)
+    pred = y + 0.03 * torch.randn(y.shape, generator=rng)
+    w = {'bone': 1.0, 'direction': 0.1, 'angle': 0.3, 'length': 0.0}
+    by_hand = (torch.linalg.norm(pred - y, dim=-1).mean() + bone_consistency(pred)
+               + 0.1 * bone_directions(pred, y) + 0.3 * joint_bends(pred, y))
+    assert abs(training_loss(pred, y, w).item() - by_hand.item()) < 1e-6
+    assert describe(w) == ('MPJPE (root-relative camera-frame 3D) + 1 x bone-length deviation '
+                           'over the window + 0.1 x limb-direction error (unit-vector chord) '
+                           '+ 0.3 x knee, elbow and hip angle error (radians)')
+    args = build_parser().parse_args(['--out', 'x.bin', '--angle-weight', '0.3'])
+    assert {t.name: getattr(args, f'{t.name}_weight') for t in TERMS} == w
 
 
 def test_procrustes_metric_is_similarity_invariant():

@@ -3,6 +3,9 @@ centimetres (a limb that changes length, a bent knee drawn straight). Each takes
 (n, k, 17, 3) tensors in metres, a window's k outputs per row."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
 import torch
 
 from .synth import NUM_JOINTS, PARENTS
@@ -73,3 +76,43 @@ def joint_bends(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.atan2(cross, (u * v).sum(-1))
 
     return (angles(pred) - angles(target)).abs().mean()
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term beside MPJPE, weighted by ``--<name>-weight`` (0: off); the sidecar
+    says it as ``<weight> x <says>`` and keeps the weight as ``<name>_weight``."""
+    name: str
+    default: float
+    says: str
+    help: str
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (pred, truth) -> scalar
+
+
+TERMS = (
+    Term('bone', 1.0, 'bone-length deviation over the window',
+         'weight of the bone-length consistency term (0: plain MPJPE)',
+         lambda pred, target: bone_consistency(pred)),
+    Term('direction', 0.1, 'limb-direction error (unit-vector chord)',
+         'weight of the bone-direction term (0: none)', bone_directions),
+    Term('angle', 0.0, 'knee, elbow and hip angle error (radians)',
+         'weight of the knee/elbow/hip angle term (radians; 0: none)', joint_bends),
+    Term('length', 0.0, 'limb-length error against the truth',
+         'weight of the limb-length term against the truth (metres; 0: none)', limb_lengths),
+)
+
+
+def training_loss(pred: torch.Tensor, target: torch.Tensor,
+                  weights: Mapping[str, float]) -> torch.Tensor:
+    """MPJPE plus each term of :data:`TERMS` at its weight (term name -> weight)."""
+    loss = torch.linalg.norm(pred - target, dim=-1).mean()
+    for term in TERMS:
+        if weights[term.name] > 0:
+            loss = loss + weights[term.name] * term.fn(pred, target)
+    return loss
+
+
+def describe(weights: Mapping[str, float]) -> str:
+    """The loss in words, for the sidecar."""
+    return 'MPJPE (root-relative camera-frame 3D)' + ''.join(
+        f' + {weights[t.name]:g} x {t.says}' for t in TERMS if weights[t.name] > 0)

@@ -33,7 +33,7 @@ from ..core.lifter import SequenceLifter
 from ..core.model import Architecture, TemporalModel
 from . import synth
 from .feeder import BatchFeeder
-from .losses import bone_consistency, bone_directions, joint_bends, limb_lengths
+from .losses import TERMS, describe, training_loss
 from .data import (DEFAULT_DATA_DIR, SOURCES, VALIDATION_CMU_CLIPS, VALIDATION_H36M_SUBJECTS,
                    Clip, MotionBank, load_clips, split_clips)
 from .metrics import mpjpe, p_mpjpe
@@ -341,6 +341,7 @@ def train(args) -> Dict:
     clips = load_clips(args.data)
     train_clips, val_clips = split_clips(clips)
     weights = parse_source_weights(args.source_weight)
+    term_weights = {t.name: getattr(args, f'{t.name}_weight') for t in TERMS}
     bank = MotionBank.from_clips(train_clips, source_weight=weights,
                                  flexion_boost=args.flexion_boost)
     print(f'[{args.kind}] {arch.describe()}', flush=True)
@@ -409,15 +410,7 @@ def train(args) -> Dict:
             'output_frames_seen': int(frames_seen + args.prior_frames),
             'optimizer': f'Adam (amsgrad), lr {args.lr:g} -> {args.lr * args.lr_final:g} '
                          'exponential in wall-clock time, BatchNorm momentum 0.1 -> 0.001',
-            'loss': 'MPJPE (root-relative camera-frame 3D)'
-                    + (f' + {args.bone_weight:g} x bone-length deviation over the window'
-                       if args.bone_weight > 0 else '')
-                    + (f' + {args.direction_weight:g} x limb-direction error (unit-vector '
-                       'chord)' if args.direction_weight > 0 else '')
-                    + (f' + {args.angle_weight:g} x knee, elbow and hip angle error (radians)'
-                       if args.angle_weight > 0 else '')
-                    + (f' + {args.length_weight:g} x limb-length error against the truth'
-                       if args.length_weight > 0 else ''),
+            'loss': describe(term_weights),
             'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
                            'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
             'mediapipe_definitions': (
@@ -438,11 +431,8 @@ def train(args) -> Dict:
                 'git_commit': _git_commit(), 'minutes': round(elapsed / 60, 1),
                 'iterations': it, 'seed': args.seed, 'threads': args.threads,
                 'workers': args.workers, 'batch': n, 'device': device, 'lr': args.lr,
-                'bone_weight': args.bone_weight,
+                **{f'{name}_weight': w for name, w in term_weights.items()},
                 'rig_prob': args.rig_prob, 'definitions': args.definitions,
-                'direction_weight': args.direction_weight,
-                'angle_weight': args.angle_weight,
-                'length_weight': args.length_weight,
                 'flexion_boost': args.flexion_boost,
                 'source_weight': dict(weights)}],
             'final': final,
@@ -475,15 +465,7 @@ def train(args) -> Dict:
             x = torch.from_numpy(x).to(device)
             y = torch.from_numpy(y).to(device)
             pred = model(x)
-            loss = torch.linalg.norm(pred - y, dim=-1).mean()
-            if args.bone_weight > 0:
-                loss = loss + args.bone_weight * bone_consistency(pred)
-            if args.direction_weight > 0:
-                loss = loss + args.direction_weight * bone_directions(pred, y)
-            if args.angle_weight > 0:
-                loss = loss + args.angle_weight * joint_bends(pred, y)
-            if args.length_weight > 0:
-                loss = loss + args.length_weight * limb_lengths(pred, y)
+            loss = training_loss(pred, y, term_weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -530,16 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--quick-val-frames', type=int, default=600)
     p.add_argument('--log-every', type=int, default=50)
     p.add_argument('--seed', type=int, default=1)
-    p.add_argument('--bone-weight', type=float, default=1.0,
-                   help='weight of the bone-length consistency term (0: plain MPJPE)')
+    for term in TERMS:
+        p.add_argument(f'--{term.name}-weight', type=float, default=term.default,
+                       help=term.help)
     p.add_argument('--rig-prob', type=float, default=0.3,
                    help='fraction of windows seen through high, steeply pitched rig cameras')
-    p.add_argument('--direction-weight', type=float, default=0.1,
-                   help='weight of the bone-direction term (0: none)')
-    p.add_argument('--angle-weight', type=float, default=0.0,
-                   help='weight of the knee/elbow/hip angle term (radians; 0: none)')
-    p.add_argument('--length-weight', type=float, default=0.0,
-                   help='weight of the limb-length term against the truth (metres; 0: none)')
     p.add_argument('--definitions', type=float, default=0.5,
                    help='fraction of windows with MediaPipe-like hip/shoulder keypoints')
     p.add_argument('--flexion-boost', type=float, default=0.0,
