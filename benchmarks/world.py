@@ -1,6 +1,7 @@
 """World-frame skeletons: absolute position, subject scale and the no-calibration up estimate.
 
     python benchmarks/world.py [--max-frames N] [--skip-real] [--skip-mocap] [--lifter CKPT]
+                               [--gravity-only]
 
 1. Held-out motion capture (Human3.6M S8, 30 sequences, and the six CMU ``test_*`` clips),
    each moved to stand where the four Human3.6M cameras of S8 look (mean root on the world
@@ -39,6 +40,10 @@
    skeletons, and the lower foot joint's height above the floor (median over frames; the
    subject balances on one leg), with the lifter's scale and with the subject height
    measured on the triangulation; with and without the floor cue.
+3. Gravity without a calibration (``geometry.ground.estimate_up``: the upright body, or
+   balance), on its own: held-out mocap over whole clips and 150- and 60-frame windows,
+   cameras level and rolled 25 deg; the real clip's cameras over their first 60 and 100
+   frames (:func:`gravity_benchmark`).
 """
 from __future__ import annotations
 
@@ -338,12 +343,65 @@ def opensim_check(world, fps, name, out_dir):
     return head, rf, lf, hip
 
 
+def gravity_benchmark(lifter, max_frames):
+    """No calibration, gravity alone (geometry.ground.estimate_up, on the plain lift placed
+    through intrinsics only): held-out mocap over whole clips and over 150- and 60-frame
+    windows (one every 150 frames), each S8 camera level and rolled 25 deg about its optical
+    axis; the real clip's four cameras over their first 60 and 100 frames (MediaPipe 2D,
+    focal guessed as vp3d-offline does). Error = angle to the calibration's up (degrees)."""
+    import math
+    from vp3d_ros.geometry.calibration import Camera, guessed_camera
+    from vp3d_ros.geometry.ground import estimate_up
+
+    def err(up, true_up):
+        return float(np.degrees(np.arccos(np.clip(up @ true_up, -1, 1))))
+    if os.path.isdir(MOCAP) and os.path.isfile(CAMERAS_JSON):
+        errs = {'whole clip': [], '150 frames': [], '60 frames': []}
+        with tempfile.TemporaryDirectory() as tmp:
+            rig, _ = h36m_rig(tmp)
+            for clip, gt in held_out_clips(max_frames):
+                for name, cam in sorted(rig.items()):
+                    for roll in (0.0, math.radians(25)):
+                        c, s_ = math.cos(roll), math.sin(roll)
+                        Rz = np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]])
+                        cam_r = Camera(name, cam.K, cam.dist, Rz @ cam.R, Rz @ cam.t, cam.size)
+                        px = cam_r.project(gt)
+                        raw = lifter.lift(cam_r.undistort_pixels(px), *cam_r.size)
+                        intr = Camera(name, cam_r.K, cam_r.dist, size=cam_r.size)
+                        p = W.place_skeletons(raw, px, intr, fps=clip.fps).poses_cam
+                        true_up = cam_r.R @ np.array([0.0, 0.0, 1.0])
+                        errs['whole clip'].append(err(estimate_up(p)[0], true_up))
+                        for n in (150, 60):
+                            errs[f'{n} frames'] += [err(estimate_up(p[i:i + n])[0], true_up)
+                                                    for i in range(0, len(p) - n + 1, 150)]
+        for k, v in errs.items():
+            v = np.array(v)
+            print(f'gravity, held-out mocap, {k:10s}: mean {v.mean():4.1f} deg, median '
+                  f'{np.median(v):4.1f}, 90th percentile {np.percentile(v, 90):4.1f}, max '
+                  f'{v.max():4.1f} ({len(v)})')
+    if os.path.isdir(REAL):
+        rig = load_calibration(os.path.join(REAL, 'Calib_qualisys.toml'))
+        from vp3d_ros.geometry.calibration import find_camera
+        for v in sorted(f for f in os.listdir(REAL) if f.endswith('.mp4')):
+            kp, conf, fps, size = mediapipe_2d(os.path.join(REAL, v))
+            true_up = find_camera(rig, v[:-4]).R @ np.array([0.0, 0.0, 1.0])
+            guess = guessed_camera(*size)
+            said = []
+            for n in (60, 100):
+                k = kp[:n][np.isfinite(kp[:n]).all((1, 2))]
+                p = W.place_skeletons(lifter.lift(k, *size), k, guess, fps=fps).poses_cam
+                said.append(f'first {n} frames {err(estimate_up(p)[0], true_up):4.1f} deg')
+            print(f'gravity, real clip, {v[:-4]}: ' + ', '.join(said))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--max-frames', type=int, default=None,
                     help='frames per mocap clip (default: all)')
     ap.add_argument('--skip-real', action='store_true')
     ap.add_argument('--skip-mocap', action='store_true')
+    ap.add_argument('--gravity-only', action='store_true',
+                    help='only the no-calibration gravity estimate (part 3)')
     ap.add_argument('--lifter', default=None, metavar='CKPT',
                     help='symmetric lifter checkpoint (default: the shipped one)')
     a = ap.parse_args(argv)
@@ -353,6 +411,9 @@ def main(argv=None):
     print(f'lifter: {ck.path}')
     lifter = SequenceLifter(ck.build(), layout)
     t0 = time.time()
+    if a.gravity_only:
+        gravity_benchmark(lifter, a.max_frames)
+        return
     if not a.skip_mocap:
         if not os.path.isdir(MOCAP) or not os.path.isfile(CAMERAS_JSON):
             print('no ../shared mocap or cameras: skipping the mocap part')
@@ -366,6 +427,7 @@ def main(argv=None):
         else:
             real_benchmark(lifter, floor=True)
             real_benchmark(lifter, floor=False)
+    gravity_benchmark(lifter, a.max_frames)
 
 
 if __name__ == '__main__':

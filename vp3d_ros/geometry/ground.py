@@ -68,12 +68,11 @@ def estimate_up(poses: np.ndarray, min_frames: int = 5):
       with them (18-20 deg off on the real balancing clip); then balance.
     - Never upright: balance.
 
-    Measured (one-off script over `benchmarks/world.py`'s held-out mocap, S8 and CMU
-    through the four Human3.6M cameras, level and rolled 25 deg, intrinsics only; the
-    earlier rule, upright frames else the straightest quarter, in brackets): whole clips
-    3.6 deg mean error (3.7), 150-frame windows 7.7 (9.4, 90th percentile 11.8 against
-    24.1), 60-frame windows 8.2 (9.9). On the real balancing clip, 60 and 100 frames of
-    cam01 and cam04 without a calibration: 2.4-7.8 deg (3.0-29.8)."""
+    Measured by ``benchmarks/world.py --gravity-only`` (shipped lifter; the earlier rule,
+    upright frames else the straightest quarter, in brackets): held-out mocap through the
+    Human3.6M cameras, level and rolled, 60-frame windows 8.0 deg mean error (10.0), 90th
+    percentile 13.3 (25.6); whole clips 3.5 (3.5). The real balancing clip's four cameras,
+    first 60 frames: 2.4-6.7 deg (3.0-22.4)."""
     p = np.asarray(poses, dtype=np.float64)
     axes = body_up(p)
     upright = standing_mask(p) & np.isfinite(axes).all(-1)
