@@ -223,9 +223,7 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
             placed = lift_and_place(view)
             ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
         camera = ground.camera
-        say(f'no calibration: estimated pitch {ground.pitch_deg:.1f} deg, roll '
-            f'{ground.roll_deg:.1f} deg, height {ground.height_m:.2f} m above the floor '
-            f'(from {ground.standing_frames} frames)'
+        say(f'no calibration: estimated {ground.said()}'
             + ('; lifted again in the level view of that ground' if view is not None else ''))
     return world.to_world(placed.poses_cam, camera)
 

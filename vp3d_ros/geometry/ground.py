@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -44,6 +44,24 @@ class GroundEstimate:
                               # side is higher than its left)
     standing_frames: int      # frames the estimate used
     camera: Camera            # world (REP-103, z up, floor z = 0) -> camera
+    cue: str = 'upright'      # what gave gravity: a key of CUES
+
+    def said(self) -> str:
+        """The estimate in words, for logs and the bag's parameters."""
+        return (f'pitch {self.pitch_deg:.1f} deg, roll {self.roll_deg:.1f} deg, camera '
+                f'{self.height_m:.2f} m above the floor (gravity from {CUES[self.cue]}, '
+                f'{self.standing_frames} frames)')
+
+
+# What gave gravity (:func:`estimate_up`), in words.
+CUES = {'upright': 'the upright body', 'balance': 'balance',
+        'seated': 'trunk and shins, seated'}
+
+
+class UpEstimate(NamedTuple):
+    up: np.ndarray            # (3,) unit vector in the poses' frame
+    frames: int               # frames it came from
+    cue: str                  # a key of CUES
 
 
 def mean_direction(axes: np.ndarray) -> np.ndarray:
@@ -57,8 +75,8 @@ def mean_direction(axes: np.ndarray) -> np.ndarray:
     return up
 
 
-def estimate_up(poses: np.ndarray, min_frames: int = 5):
-    """Gravity 'up' (3,) in the poses' frame; returns (up, frames used).
+def estimate_up(poses: np.ndarray, min_frames: int = 5) -> UpEstimate:
+    """Gravity 'up' (3,) in the poses' frame, the frames it came from and the cue.
 
     - Upright in ``min_frames`` frames or more (:func:`~.world.standing_mask`): the mean
       body axis of those frames, unless balance (:func:`balance_up`) disagrees by more
@@ -79,19 +97,20 @@ def estimate_up(poses: np.ndarray, min_frames: int = 5):
     n = int(upright.sum())
     if n < min_frames:
         return balance_up(p)
-    up = mean_direction(axes[upright])
+    up = UpEstimate(mean_direction(axes[upright]), n, 'upright')
     if n == len(p):
-        return up, n
+        return up
     balance = balance_up(p)
-    if _angle(up, balance[0]) <= DISAGREE_DEG:
-        return up, n
-    lower = np.where(((p[:, RFOOT] - p[:, LFOOT]) @ up < 0)[:, None], p[:, RFOOT], p[:, LFOOT])
-    hips = (p[:, HIP] - lower) @ up
+    if _angle(up.up, balance.up) <= DISAGREE_DEG:
+        return up
+    lower = np.where(((p[:, RFOOT] - p[:, LFOOT]) @ up.up < 0)[:, None], p[:, RFOOT],
+                     p[:, LFOOT])
+    hips = (p[:, HIP] - lower) @ up.up
     on_feet = np.nanmedian(hips[~upright]) >= ON_FEET_HIP_RATIO * np.nanmedian(hips[upright])
-    return balance if on_feet else (up, n)
+    return balance if on_feet else up
 
 
-def balance_up(poses: np.ndarray):
+def balance_up(poses: np.ndarray) -> UpEstimate:
     """Gravity (3,) of a subject who does not stand upright, and the frames used: the
     centre of mass stands over the still foot (:mod:`.balance`), unless the subject sits.
     Seated, trunk and shins stand upright while a chair takes the weight, and the balance
@@ -113,8 +132,8 @@ def balance_up(poses: np.ndarray):
                                            _unit(q[:, LKNEE] - q[:, LFOOT])]))
     upright = _unit(trunk + shins)
     if _angle(trunk, shins) < SEATED_AGREE_DEG and _angle(up, upright) > SEATED_APART_DEG:
-        return upright, int(ok.sum())
-    return up, int(ok.sum())
+        return UpEstimate(upright, int(ok.sum()), 'seated')
+    return UpEstimate(up, int(ok.sum()), 'balance')
 
 
 def estimate_ground(poses_cam: np.ndarray, name: str = 'camera',
@@ -122,7 +141,7 @@ def estimate_ground(poses_cam: np.ndarray, name: str = 'camera',
     """Camera pitch, roll and height above the floor from absolute camera-frame skeletons
     (T, 17, 3) (e.g. :func:`place_skeletons` with an intrinsics-only camera)."""
     p = np.asarray(poses_cam, dtype=np.float64)
-    up, n = estimate_up(p)
+    up, n, cue = estimate_up(p)
     feet = np.stack([p[:, RFOOT], p[:, LFOOT]], 1) @ up          # (T, 2) heights along up
     low = np.nanmin(feet, axis=1)
     low = low[np.isfinite(low)]
@@ -137,7 +156,7 @@ def estimate_ground(poses_cam: np.ndarray, name: str = 'camera',
     pitch = math.degrees(math.asin(np.clip(-fwd @ up, -1, 1)))
     roll = math.degrees(math.asin(np.clip(np.array([1.0, 0, 0]) @ up, -1, 1)))
     cam = Camera(name, np.eye(3) if K is None else K, np.zeros(0), R, -R @ C, size)
-    return GroundEstimate(up, height, pitch, roll, n, cam)
+    return GroundEstimate(up, height, pitch, roll, n, cam, cue)
 
 
 class SubjectGround:

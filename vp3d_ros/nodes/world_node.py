@@ -252,9 +252,8 @@ class WorldNode(Node):
             if np.isfinite(t).all() and ground.observe(rel + t) is not None:
                 g = ground.estimate
                 self.get_logger().info(
-                    f'{cam}: ground from the subject: pitch {g.pitch_deg:.1f} deg, roll '
-                    f'{g.roll_deg:.1f} deg, camera {g.height_m:.2f} m above the floor (from '
-                    f'{g.standing_frames} frames); world skeletons in frame {cam}_ground')
+                    f'{cam}: ground from the subject: {g.said()}; world skeletons in '
+                    f'frame {cam}_ground')
                 return
 
     def _forget(self):

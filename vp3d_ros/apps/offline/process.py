@@ -249,9 +249,7 @@ def _estimated_grounds(cameras: Sequence[CameraResult], layout: str, subject_hei
             continue
         cam.world = place_in_world(cam, g.camera, layout, subject_height_m, None, max_gap_s)
         cam.world_frame = f'{cam.name or "camera"}_ground'
-        grounds[cam.name] = (f'ground from the subject: pitch {g.pitch_deg:.1f} deg, roll '
-                             f'{g.roll_deg:.1f} deg, camera {g.height_m:.2f} m above the '
-                             f'floor (frame {cam.world_frame})')
+        grounds[cam.name] = f'ground from the subject: {g.said()}; frame {cam.world_frame}'
     return grounds
 
 
