@@ -86,11 +86,11 @@ def estimate_up(poses: np.ndarray, min_frames: int = 5) -> UpEstimate:
       with them (18-20 deg off on the real balancing clip); then balance.
     - Never upright: balance.
 
-    Measured by ``benchmarks/world.py --gravity-only`` (shipped lifter; the earlier rule,
-    upright frames else the straightest quarter, in brackets): held-out mocap through the
-    Human3.6M cameras, level and rolled, 60-frame windows 8.0 deg mean error (10.0), 90th
-    percentile 13.3 (25.6); whole clips 3.5 (3.5). The real balancing clip's four cameras,
-    first 60 frames: 2.4-6.7 deg (3.0-22.4)."""
+    Measured by ``benchmarks/world.py --gravity-only`` (the 952-minute lifter; the earlier
+    rule, upright frames else the straightest quarter, in brackets): held-out mocap through
+    the Human3.6M cameras, level and rolled, 60-frame windows 8.0 deg mean error (9.9), 90th
+    percentile 13.6 (25.3); whole clips 3.5 (3.5). The real balancing clip's four cameras,
+    first 60 frames: 2.9-5.9 deg (3.4-29.8); with the 811-minute lifter 2.4-6.7 (3.0-22.4)."""
     p = np.asarray(poses, dtype=np.float64)
     axes = body_up(p)
     upright = standing_mask(p) & np.isfinite(axes).all(-1)
