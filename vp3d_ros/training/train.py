@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..core.checkpoint import save_checkpoint
+from ..core.checkpoint import read_sidecar, save_checkpoint
 from ..core.lifter import SequenceLifter
 from ..core.model import Architecture, TemporalModel
 from . import synth
@@ -228,7 +228,7 @@ def validate_pair(path: str, data_dir: str) -> Dict:
     """A run stopped before its ``--minutes`` leaves an intermediate snapshot whose sidecar
     holds only the quick check: add the full validation to it, so the snapshot can be landed
     (its ``training.final: false`` stays, saying where the run stopped)."""
-    from ..core.checkpoint import load_checkpoint, read_sidecar
+    from ..core.checkpoint import load_checkpoint
     model = load_checkpoint(path).build('cpu')
     _, val_clips = split_clips(load_clips(data_dir))
     metrics = full_validation(model, val_clips)
@@ -289,7 +289,6 @@ def relocate(src: str, dst: str) -> None:
     to (its command's ``--out``, a path of the machine that trained it)."""
     import re
     import shutil
-    from ..core.checkpoint import read_sidecar
     side = read_sidecar(src)
     m = re.search(r'--out\s+(\S+)', str((side.get('training') or {}).get('command', '')))
     old = m.group(1) if m else src
@@ -327,6 +326,50 @@ def parse_source_weights(items: Sequence[str]) -> Dict[str, float]:
     return out
 
 
+def recipe(args, weights: Dict[str, float], term_weights: Dict[str, float]) -> Dict:
+    """How a run trains, in words, for the sidecar: optimizer, loss and data mix."""
+    return {
+        'optimizer': f'Adam (amsgrad), lr {args.lr:g} -> {args.lr * args.lr_final:g} '
+                     'exponential in wall-clock time, BatchNorm momentum 0.1 -> 0.001',
+        'loss': describe(term_weights),
+        'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
+                       'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
+        'mediapipe_definitions': (
+            f'{args.definitions:g} of windows with MediaPipe-like hip and shoulder '
+            'keypoints (hips lower on the trunk and narrower, shoulders wider; '
+            'synth.Definitions)' if args.definitions > 0 else 'none'),
+        'deep_flexion': (f'clips weighted x (1 + {args.flexion_boost:g} x their fraction of '
+                         'frames with a knee flexed past 120 degrees)'
+                         if args.flexion_boost else 'no extra weight'),
+        'source_weights': (', '.join(f'{k} x{v:g}' for k, v in sorted(weights.items()))
+                           + ' (sampling weight on top of duration)'
+                           if weights else 'by duration'),
+    }
+
+
+def resume(model: TemporalModel, args) -> int:
+    """Load ``args.resume`` into ``model`` (grown where it is shorter) and carry its
+    sidecar's minutes, frames and run history into ``args``; -> its iterations."""
+    obj = torch.load(args.resume, map_location='cpu', weights_only=True)
+    grown = load_grown(model, obj['model_pos'])
+    if grown:
+        print(f'grown from {args.resume}: {grown} new block(s), starting as identity',
+              flush=True)
+    prev = read_sidecar(args.resume).get('training', {}) or {}
+    if not args.prior_minutes:
+        args.prior_minutes = float(prev.get('minutes', 0.0))
+    if not args.prior_frames:
+        args.prior_frames = int(prev.get('output_frames_seen', 0))
+    args.history = list(prev.get('history') or []) or [
+        {k: prev.get(k) for k in ('command', 'git_commit', 'minutes', 'iterations', 'seed')
+         if prev.get(k) is not None}]
+    args.resume_note = (f"resumed from {os.path.basename(args.resume)} "
+                        f"({args.prior_minutes:g} min earlier: {prev.get('command', '?')})")
+    start_iter = int(obj.get('iterations', 0))
+    print(f'resumed from {args.resume} ({start_iter} iterations)', flush=True)
+    return start_iter
+
+
 def train(args) -> Dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -353,26 +396,7 @@ def train(args) -> Dict:
     # which costs the first hundreds of iterations).
     torch.nn.init.zeros_(model.shrink.weight)
     torch.nn.init.zeros_(model.shrink.bias)
-    start_iter = 0
-    if args.resume:
-        obj = torch.load(args.resume, map_location='cpu', weights_only=True)
-        grown = load_grown(model, obj['model_pos'])
-        if grown:
-            print(f'grown from {args.resume}: {grown} new block(s), starting as identity',
-                  flush=True)
-        start_iter = int(obj.get('iterations', 0))
-        from ..core.checkpoint import read_sidecar
-        prev = read_sidecar(args.resume).get('training', {}) or {}
-        if not args.prior_minutes:
-            args.prior_minutes = float(prev.get('minutes', 0.0))
-        if not args.prior_frames:
-            args.prior_frames = int(prev.get('output_frames_seen', 0))
-        args.history = list(prev.get('history') or []) or [
-            {k: prev.get(k) for k in ('command', 'git_commit', 'minutes', 'iterations', 'seed')
-             if prev.get(k) is not None}]
-        args.resume_note = (f"resumed from {os.path.basename(args.resume)} "
-                            f"({args.prior_minutes:g} min earlier: {prev.get('command', '?')})")
-        print(f'resumed from {args.resume} ({start_iter} iterations)', flush=True)
+    start_iter = resume(model, args) if args.resume else 0
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, amsgrad=True)
     k = args.outputs_per_window
@@ -408,21 +432,7 @@ def train(args) -> Dict:
             'minutes': round((elapsed + args.prior_minutes * 60) / 60, 1),
             'iterations': start_iter + it, 'windows_per_batch': n, 'outputs_per_window': k,
             'output_frames_seen': int(frames_seen + args.prior_frames),
-            'optimizer': f'Adam (amsgrad), lr {args.lr:g} -> {args.lr * args.lr_final:g} '
-                         'exponential in wall-clock time, BatchNorm momentum 0.1 -> 0.001',
-            'loss': describe(term_weights),
-            'rig_cameras': f'{args.rig_prob:g} of windows through high, steeply pitched '
-                           'lab-rig cameras (2-3.6 m high, 2.5-4.5 m away)',
-            'mediapipe_definitions': (
-                f'{args.definitions:g} of windows with MediaPipe-like hip and shoulder '
-                'keypoints (hips lower on the trunk and narrower, shoulders wider; '
-                'synth.Definitions)' if args.definitions > 0 else 'none'),
-            'deep_flexion': (f'clips weighted x (1 + {args.flexion_boost:g} x their fraction of '
-                             'frames with a knee flexed past 120 degrees)'
-                             if args.flexion_boost else 'no extra weight'),
-            'source_weights': (', '.join(f'{k} x{v:g}' for k, v in sorted(weights.items()))
-                               + ' (sampling weight on top of duration)'
-                               if weights else 'by duration'),
+            **recipe(args, weights, term_weights),
             'seed': args.seed,
             'resumed_from': getattr(args, 'resume_note', None),
             # every run that made these weights, oldest first, this one last
