@@ -9,8 +9,9 @@ Human3.6M S8 (held out from the lifter's training; ../shared/data/mocap/h36m17/h
 from ``directions_1`` (its standing window as vp3d-kinematics picks it: arms hanging, still,
 at 4-5 s; the take opens with a T-pose), then IK runs on the first
 ``--seconds`` of each sequence, each turned about the vertical to face +X on average
-and with implausible limb markers dropped (vp3d_ros.kinematics.pipeline.prepare_markers,
-as vp3d-kinematics does).
+short legs' knees bent back and implausible limb markers dropped
+(vp3d_ros.kinematics.pipeline.prepare_markers, as vp3d-kinematics does; ``--keep-short-legs``
+as its flag of that name).
 
 1. IK marker error on the ground-truth joint centres: RMS over all markers, the leg markers
    (hips, knees, ankles) and per marker; goal <= 2 cm, legs <= 1.5 cm. IK time per frame
@@ -172,6 +173,8 @@ def main(argv=None) -> int:
                          'reference stays the unfiltered ground truth)')
     ap.add_argument('--live', type=int, default=0, metavar='N',
                     help='also time frame-by-frame IK (kinematics_node) on N frames')
+    ap.add_argument('--keep-short-legs', action='store_true',
+                    help='as vp3d-kinematics --keep-short-legs: no knee bent back')
     ap.add_argument('--lifter', default=None, metavar='CKPT',
                     help='symmetric lifter checkpoint for world1cam (default: the shipped one)')
     ap.add_argument('--cmu', default=CMU, metavar='NPZ',
@@ -196,9 +199,9 @@ def main(argv=None) -> int:
     for cond in args.conditions:
         lp = None if cond == 'clean' else args.lowpass_hz
         static = data['directions_1'].astype(np.float64)   # the CLI searches the whole input
-        sm, _, _ = prepare_markers(Markers(np.arange(len(static)) / rate, H36M_MARKERS,
-                                           zup_to_yup(perturb(static, cond, rate, rng))),
-                                   lowpass_hz=lp)
+        sm = prepare_markers(Markers(np.arange(len(static)) / rate, H36M_MARKERS,
+                                     zup_to_yup(perturb(static, cond, rate, rng))),
+                             lowpass_hz=lp, bend_legs=not args.keep_short_legs).markers
         trc = write_trc(sm, tmp / f'static_{cond}.trc')
         frames = static_window(sm)
         sc = scaling.scale(sm, trc, frames, tmp / f'S8_{cond}_scaled.osim',
@@ -206,9 +209,10 @@ def main(argv=None) -> int:
         per_seq, errs, wall, cpu, nframes = {}, [], 0.0, 0.0, 0
         for seq in args.sequences:
             x = data[seq][:int(args.seconds * rate)].astype(np.float64)
-            m, _, dropped = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
-                                                    zup_to_yup(perturb(x, cond, rate, rng))),
-                                            lowpass_hz=lp)
+            m, _, dropped, bent = prepare_markers(
+                Markers(np.arange(len(x)) / rate, H36M_MARKERS,
+                        zup_to_yup(perturb(x, cond, rate, rng))),
+                lowpass_hz=lp, bend_legs=not args.keep_short_legs)
             inputs[(cond, seq)] = m
             t0 = time.perf_counter()
             r = ik.solve(sc.model_path, m)
@@ -221,7 +225,7 @@ def main(argv=None) -> int:
             nframes += len(x)
             e = r.marker_errors
             per_seq[seq] = {'marker_rms_cm': 100 * float(np.sqrt(np.nanmean(e ** 2))),
-                            'markers_dropped_frames': dropped}
+                            'markers_dropped_frames': dropped, 'knees_bent_frames': bent}
         e = np.concatenate(errs)
         legs = [r.marker_names.index(n) for n in LEGS]
         table = marker_error_table(r._replace(marker_errors=e))
@@ -289,7 +293,7 @@ def main(argv=None) -> int:
             for a in ANGLES}
     if args.live and 'clean' in args.conditions:
         x = data['walking_1'][:args.live].astype(np.float64)
-        m, _, _ = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS, zup_to_yup(x)))
+        m = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS, zup_to_yup(x))).markers
         model_path = tmp / 'S8_clean_scaled.osim'
         offline = ik.solve(model_path, m)
         live = ik.FrameIK(model_path, H36M_MARKERS)
@@ -309,14 +313,16 @@ def main(argv=None) -> int:
         results['cmu'] = cmu_section(args.cmu, [c for c in args.conditions
                                                 if c == 'clean' or c.startswith(('world1cam',
                                                                                  'fused'))],
-                                     args.lowpass_hz, rng, tmp)
+                                     args.lowpass_hz, rng, tmp, not args.keep_short_legs)
+    results['short_legs_bent'] = not args.keep_short_legs
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
     return 0
 
 
-def cmu_section(path: str, conditions, lowpass_hz, rng, tmp: Path) -> dict:
+def cmu_section(path: str, conditions, lowpass_hz, rng, tmp: Path,
+                bend_legs: bool = True) -> dict:
     """The held-out CMU takes (``test_*``: other subjects, 60 fps, other motions: basketball,
     jumping, running, soccer, walking, washing a window), whole, through the same conditions
     as S8. Each take is its own subject: every condition scales the model from the take's
@@ -330,9 +336,9 @@ def cmu_section(path: str, conditions, lowpass_hz, rng, tmp: Path) -> dict:
         lp = None if cond == 'clean' else lowpass_hz
         for take in takes:
             x = data[take].astype(np.float64)
-            m, _, _ = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
-                                              zup_to_yup(perturb(x, cond, rate, rng))),
-                                      lowpass_hz=lp)
+            m = prepare_markers(Markers(np.arange(len(x)) / rate, H36M_MARKERS,
+                                        zup_to_yup(perturb(x, cond, rate, rng))),
+                                lowpass_hz=lp, bend_legs=bend_legs).markers
             trc = write_trc(m, tmp / f'cmu_{take}_{cond}.trc')
             sc = scaling.scale(m, trc, static_window(m), tmp / f'cmu_{take}_{cond}_scaled.osim',
                                tmp / f'cmu_{take}_{cond}_setup.xml', work_dir=tmp)

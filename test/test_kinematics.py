@@ -196,6 +196,42 @@ def test_implausible_limb_markers_are_dropped():
     assert np.isfinite(np.delete(out.xyz, 5, axis=0)).all()
 
 
+def test_a_short_leg_has_its_knee_bent_back_to_the_legs_length():
+    """The averaged fold: in some frames the knee sits halfway between its two depths, on a
+    thigh and shin 20 % short. Bent back, the bones take their own length again, hip and
+    ankle stay, the knee bends more and stays on its side; a leg of constant length is
+    left alone."""
+    n = km.H36M_MARKERS
+    T = 50
+    thigh, shin = 0.45, 0.42
+    xyz = np.zeros((T, len(n), 3))
+    xyz[:, n.index('LHip')] = [0, 0.9, -0.1]
+    xyz[:, n.index('LKnee')] = [0, 0.45, -0.1]
+    xyz[:, n.index('LFoot')] = [0, 0.03, -0.1]
+    flex = np.radians(np.linspace(10, 110, T))              # right knee bending forward
+    hip = np.array([0, 0.9, 0.1])
+    knee = hip + thigh * np.stack([np.sin(flex / 2), -np.cos(flex / 2), 0 * flex], -1)
+    ankle = knee + shin * np.stack([-np.sin(flex / 2), -np.cos(flex / 2), 0 * flex], -1)
+    xyz[:, n.index('RHip')], xyz[:, n.index('RFoot')] = hip, ankle
+    xyz[:, n.index('RKnee')] = knee
+    folded = np.arange(T) >= 40                             # the deep frames: averaged
+    mid = (hip + ankle[folded]) / 2
+    xyz[folded, n.index('RKnee')] = mid + 0.6 * (knee[folded] - mid)
+    m = km.Markers(np.arange(T) / 50.0, n, xyz)
+    out, bent = km.bend_short_legs(m)
+    assert bent == {'RKnee': int(folded.sum())}
+    r = out.xyz[:, n.index('RKnee')]
+    np.testing.assert_allclose(np.linalg.norm(r - hip, axis=-1), thigh, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(ankle - r, axis=-1), shin, atol=1e-6)
+    np.testing.assert_allclose(r, knee, atol=1e-6)           # back on the true knee
+    same = np.ones(len(n), bool)
+    same[n.index('RKnee')] = False
+    assert np.array_equal(out.xyz[:, same], xyz[:, same])
+    _, none = km.bend_short_legs(km.Markers(m.times, n, np.where(folded[:, None, None],
+                                                                    xyz[0], xyz)))
+    assert none == {}
+
+
 def test_heading_is_measured_and_turned_to_face_plus_x():
     n = km.H36M_MARKERS
     xyz = np.zeros((3, 17, 3))
@@ -339,6 +375,8 @@ def test_cli_contract_outputs(cli_run):
     assert {'ankle_angle_r', 'ankle_angle_l', 'subtalar_angle_r', 'wrist_flex_r'} <= set(
         summary['not_measured'])
     assert 'pelvis_tilt' in summary['inferred']
+    # a synthetic squat has legs of constant length: no knee to bend back
+    assert summary['short_legs_bent'] is True and summary['knees_bent_frames'] == {}
 
 
 @needs_opensim

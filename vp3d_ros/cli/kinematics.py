@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--lowpass-hz', type=float, default=None, metavar='HZ',
                    help='zero-phase Butterworth low-pass of the markers before scaling and IK '
                         '(4th order, as the fusion smooths; e.g. 6). Default: none')
+    p.add_argument('--keep-short-legs', action='store_true',
+                   help='do not bend the knee of a leg that is shorter than its own length '
+                        '(by default a leg under 90%% of it, each bone at its 80th percentile '
+                        'over the track, has its knee bent until thigh and shin reach it, hip '
+                        'and ankle kept: the fold one camera averaged away)')
     return p
 
 
@@ -95,7 +100,8 @@ def main(argv=None) -> int:
     try:
         out = pipeline.run(src, args.out_dir, height=args.height, mass=args.mass,
                            model_file=args.model, topic=args.topic, fps=args.fps,
-                           lowpass_hz=args.lowpass_hz, up=args.up, person=args.person)
+                           lowpass_hz=args.lowpass_hz, up=args.up, person=args.person,
+                           bend_legs=not args.keep_short_legs)
     except (ValueError, OSError, BagError) as e:   # OSError: unreadable input, unwritable out
         print(f'vp3d-kinematics: {e}', file=sys.stderr)
         return 2

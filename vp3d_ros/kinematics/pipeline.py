@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional
 
 import numpy as np
 
 from . import require_opensim
-from .markers import (H36M_MARKERS, Markers, check_y_up, drop_implausible, heading_deg,
-                      neutral_frames, read_trc, rotate_about_vertical, static_window,
+from .markers import (H36M_MARKERS, Markers, bend_short_legs, check_y_up, drop_implausible,
+                      heading_deg, neutral_frames, read_trc, rotate_about_vertical, static_window,
                       window_speed, write_trc, zup_to_yup)
 
 WORLD_HINTS = ('fused', 'world')
@@ -128,27 +128,38 @@ def lowpass(markers: Markers, cutoff_hz: Optional[float]) -> Markers:
     return markers._replace(xyz=smooth_zero_phase(markers.xyz, markers.rate, cutoff_hz))
 
 
+class Prepared(NamedTuple):
+    """What IK is given, and what was done to get it."""
+    markers: Markers          # facing +X, knees bent back, implausible markers dropped, low-passed
+    turn_deg: float           # turned about the vertical by this
+    dropped: Dict[str, int]   # marker -> frames dropped as implausible
+    bent: Dict[str, int]      # knee marker -> frames whose knee was bent back
+
+
 def prepare_markers(markers: Markers, bone_tolerance: float = 0.35,
-                    lowpass_hz: Optional[float] = None):
-    """What IK is given: (markers facing +X with implausible limb markers dropped, then
-    low-passed at ``lowpass_hz`` if given, the turn in degrees, {marker: frames dropped})."""
+                    lowpass_hz: Optional[float] = None, bend_legs: bool = True) -> Prepared:
+    """Markers facing +X, short legs' knees bent back (``bend_legs``, :func:`~.markers.
+    bend_short_legs`), implausible limb markers dropped, then low-passed at ``lowpass_hz``
+    if given."""
     markers, turn = face_forward(markers)
+    markers, bent = bend_short_legs(markers) if bend_legs else (markers, {})
     markers, dropped = drop_implausible(markers, bone_tolerance)
-    return lowpass(markers, lowpass_hz), turn, dropped
+    return Prepared(lowpass(markers, lowpass_hz), turn, dropped, bent)
 
 
 def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[float] = None,
         model_file=None, topic: Optional[str] = None, static_search_s: float = 3.0,
         fps: Optional[float] = None, bone_tolerance: float = 0.35,
         lowpass_hz: Optional[float] = None, up: str = 'y',
-        person: Optional[int] = None) -> Outputs:
+        person: Optional[int] = None, bend_legs: bool = True) -> Outputs:
     require_opensim()
     from . import ik, report, scaling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = input_name(input_path)
     markers, source = load_markers(input_path, topic, fps, up, person)
-    markers, turn, dropped = prepare_markers(markers, bone_tolerance, lowpass_hz)
+    markers, turn, dropped, bent = prepare_markers(markers, bone_tolerance, lowpass_hz,
+                                                   bend_legs)
     frames = static_window(markers, static_search_s)
     with tempfile.TemporaryDirectory(prefix='vp3d_kin_') as tmp:
         if Path(input_path).suffix.lower() == '.trc':
@@ -170,6 +181,7 @@ def run(input_path, out_dir, height: Optional[float] = None, mass: Optional[floa
         'static_window_neutral_posture': bool(neutral_frames(markers)[frames[0]:frames[1]].all()),
         'turned_about_vertical_deg': turn,
         'markers_dropped_frames': dropped,
+        'short_legs_bent': bend_legs, 'knees_bent_frames': bent,
         'bone_length_tolerance': bone_tolerance,
         'lowpass_hz': lowpass_hz or None,
         'static_window_marker_speed_m_s': window_speed(markers, *frames),
