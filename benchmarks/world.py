@@ -350,7 +350,7 @@ def gravity_benchmark(lifter, max_frames):
     axis; the real clip's four cameras over their first 60 and 100 frames (MediaPipe 2D,
     focal guessed as vp3d-offline does). Error = angle to the calibration's up (degrees)."""
     import math
-    from vp3d_ros.geometry.calibration import Camera, guessed_camera
+    from vp3d_ros.geometry.calibration import Camera, guessed_camera, rodrigues
     from vp3d_ros.geometry.ground import estimate_up
 
     def err(up, true_up):
@@ -362,8 +362,7 @@ def gravity_benchmark(lifter, max_frames):
             for clip, gt in held_out_clips(max_frames):
                 for name, cam in sorted(rig.items()):
                     for roll in (0.0, math.radians(25)):
-                        c, s_ = math.cos(roll), math.sin(roll)
-                        Rz = np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]])
+                        Rz = rodrigues([0.0, 0.0, roll])       # about the optical axis
                         cam_r = Camera(name, cam.K, cam.dist, Rz @ cam.R, Rz @ cam.t, cam.size)
                         px = cam_r.project(gt)
                         raw = lifter.lift(cam_r.undistort_pixels(px), *cam_r.size)

@@ -334,7 +334,8 @@ def bend_short_legs(markers: Markers, percentile: float = LEG_PERCENTILE,
             x = (d ** 2 + l1 ** 2 - l2 ** 2) / (2 * d)      # the new knee, along hip -> ankle
             out = (k - h) - ((k - h) * along).sum(-1, keepdims=True) * along
             out = out / np.linalg.norm(out, axis=-1, keepdims=True)   # towards the old knee
-            new = h + x[:, None] * along + np.sqrt(np.clip(l1 ** 2 - x ** 2, 0, None))[:, None] * out
+            across = np.sqrt(np.clip(l1 ** 2 - x ** 2, 0, None))   # and away from that line
+            new = h + x[:, None] * along + across[:, None] * out
             fix = ((thigh + shin < shortfall * (l1 + l2)) & (d < l1 + l2) & (d > abs(l1 - l2))
                    & np.isfinite(new).all(-1))
         if fix.any():
