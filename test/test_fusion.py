@@ -310,8 +310,9 @@ def test_offline_several_videos_fused(tmp_path):
     assert r.returncode == 0, r.stderr
     from vp3d_ros.io.bag_io import open_bag
     with open_bag(bag) as b:
-        assert b.metadata['vp3d.parameters']['vp3d-offline']['level_view'] == {
-            f'cam0{i}': 'calibration' for i in range(1, 5)}
+        params = b.metadata['vp3d.parameters']['vp3d-offline']
+        assert params['level_view'] == {f'cam0{i}': 'calibration' for i in range(1, 5)}
+        assert params['refit_limbs'] is True
     fused = [t for t in read_landmark_tracks(bag) if t.topic == '/skeleton_3d/fused']
     assert len(fused) == 1 and is_world_track(fused[0])
     P = fused[0].positions
@@ -322,6 +323,9 @@ def test_offline_several_videos_fused(tmp_path):
     for cam in ('cam01', 'cam03'):
         w = [t for t in read_landmark_tracks(bag) if t.topic == f'/{cam}/skeleton_3d/world'][0]
         assert np.linalg.norm(w.positions[:, 0] - P[:, 0], axis=-1).mean() < 0.4
+        # limbs refit to the 2D (geometry.limbs): one length per shin over the track
+        shin = np.linalg.norm(w.positions[:, [3, 6]] - w.positions[:, [2, 5]], axis=-1)
+        assert (shin.std(0) < 0.001 * shin.mean(0)).all(), shin   # lifter alone: 0.2-0.7 %
     # bad combinations are refused
     r = subprocess.run([sys.executable, '-m', 'vp3d_ros.cli.offline', str(videos[0]),
                         str(videos[0]), '--out', str(tmp_path / 'x')],

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'Skipped by itself when the world\'s z is not up')
     w.add_argument('--no-floor', action='store_true',
                    help='do not use the floor (depth from the skeleton size only)')
+    w.add_argument('--refit-limbs', action=argparse.BooleanOptionalAction, default=True,
+                   help='--frame world: refit knees, ankles, elbows and wrists to the 2D with '
+                        'one length per bone (vp3d_ros.geometry.limbs; default: on)')
     w.add_argument('--fps', type=float, default=50.0,
                    help='frame rate of the keypoints, for smoothing the root track (50)')
     w.add_argument('--focal', type=float, default=None, metavar='PX',
@@ -192,24 +195,26 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
     level view that gives."""
     from ..geometry import world
     from ..geometry.ground import estimate_ground
+    from ..geometry.limbs import refit_limbs
     from ..geometry.view import view_with_up
     kp2, w = kp, conf
     if layout == 'coco':
         kp2, w = world.coco_to_h36m_2d(kp, conf)
     floor = None if (args.no_floor or not calibrated) else args.floor_z
 
-    def lift_and_place(view):
+    def lift_and_place(view, refit):
         if view is not None:
             rel = view.lift(lifter, kp)
         else:
             und = camera.undistort_pixels(kp)  # the lifter was trained on pinhole projections
             rel = lifter.lift(und, args.width, args.height)
         return world.place_skeletons(_rigid(rel, args), kp2, camera, w, args.subject_height,
-                                     args.fps, floor_z=floor)
+                                     args.fps, floor_z=floor, refit=refit)
 
     say = lambda text: print('vp3d-lift: ' + text, file=sys.stderr)  # noqa: E731
     view = _calibrated_view(camera, layout) if calibrated and args.level_view else None
-    placed = lift_and_place(view)
+    # without a calibration the ground comes from the lifter's own limbs (as vp3d-offline's)
+    placed = lift_and_place(view, args.refit_limbs and calibrated)
     if floor is not None:
         say((f'depth from the feet on the floor (z = {floor:g})'
              + (' and the subject height' if args.subject_height else ''))
@@ -220,8 +225,11 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
         ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
         view = view_with_up(camera, ground.up_cam, layout) if args.level_view else None
         if view is not None:   # lifted again as a level camera sees the subject
-            placed = lift_and_place(view)
+            placed = lift_and_place(view, False)
             ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
+        if args.refit_limbs:
+            placed.poses_cam = refit_limbs(placed.poses_cam, kp2, camera, w, args.fps)
+            placed.limbs_refit = True
         camera = ground.camera
         say(f'no calibration: estimated {ground.said()}'
             + ('; lifted again in the level view of that ground' if view is not None else ''))

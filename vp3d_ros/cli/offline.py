@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--floor-z', type=float, default=0.0, metavar='Z',
                    help="floor height in the calibration's world (default 0)")
     w.add_argument('--no-floor', action='store_true', help='do not use the floor cue')
+    w.add_argument('--refit-limbs', action=argparse.BooleanOptionalAction, default=True,
+                   help='world skeletons: refit knees, ankles, elbows and wrists to the 2D '
+                        'with one length per bone (vp3d_ros.geometry.limbs; default: on)')
     w.add_argument('--estimate-ground', action='store_true',
                    help='without a calibration: estimate each camera\'s floor and gravity from '
                         'the subject (as vp3d-lift --frame world does; intrinsics guessed: '
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
             progress=args.progress,
             calibration=args.calibration, subject_height_m=args.subject_height,
             world_frame=args.world_frame, floor_z=None if args.no_floor else args.floor_z,
-            estimate_ground=args.estimate_ground)
+            estimate_ground=args.estimate_ground, refit_limbs=args.refit_limbs)
     except OfflineError as e:
         print(f'vp3d-offline: error: {e}', file=sys.stderr)
         return 2

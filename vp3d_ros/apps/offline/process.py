@@ -55,7 +55,7 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             max_frames: Optional[int] = None, progress: bool = False,
             calibration: Optional[str] = None, subject_height_m: Optional[float] = None,
             world_frame: str = 'world', floor_z: Optional[float] = 0.0,
-            estimate_ground: bool = False) -> OfflineSummary:
+            estimate_ground: bool = False, refit_limbs: bool = True) -> OfflineSummary:
     """Video file or camera bag -> LandmarkRecord bag at ``out_bag``; raises OfflineError.
 
     ``lifter``: which model and how (the lifter node's options; offline the shipped
@@ -64,7 +64,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
     ``calibration``: also ``/<cam>/skeleton_3d/world`` (absolute, the calibration's world
     frame, ``frame_id`` = ``world_frame``), each camera matched by name (the only camera of
     a one-camera calibration otherwise); ``subject_height_m`` scales the skeletons,
-    ``floor_z`` is the world's floor height (``None``: no floor cue).
+    ``floor_z`` is the world's floor height (``None``: no floor cue); ``refit_limbs``: each
+    camera's world skeletons get their limbs refit to its 2D (:mod:`vp3d_ros.geometry.limbs`).
 
     ``estimate_ground`` (no calibration): also ``/<cam>/skeleton_3d/world``, each camera in
     a ground frame of its own that the subject tells (:func:`~.stages.subject_ground`,
@@ -96,9 +97,9 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
             level[cam.name] = lift_camera(cam, seq, layout, rules,
                                           models[i] if models else None, lifter.level_view)
     fused = (_calibrated_world(cameras, models, layout, subject_height_m, floor_z,
-                               rules.max_gap_s) if rig is not None else None)
-    grounds = (_estimated_grounds(cameras, layout, subject_height_m, rules.max_gap_s)
-               if estimate_ground else {})
+                               rules.max_gap_s, refit_limbs) if rig is not None else None)
+    grounds = (_estimated_grounds(cameras, layout, subject_height_m, rules.max_gap_s,
+                                  refit_limbs) if estimate_ground else {})
 
     params = {
         'input': (str(inputs[0].resolve()) if len(inputs) == 1
@@ -114,7 +115,8 @@ def process(input_path, out_bag, *, lifter: LifterOptions = OFFLINE_LIFTER,
         'level_view': level,
         'estimate_ground': grounds if estimate_ground else '',
         'subject_height_m': subject_height_m or 0.0, 'world_frame': world_frame,
-        'floor_z': floor_z if floor_z is not None else 'none'}
+        'floor_z': floor_z if floor_z is not None else 'none',
+        'refit_limbs': bool(refit_limbs and (rig is not None or estimate_ground))}
     meta = bag_io.recording_metadata(layout, model_provenance(ckpt, layout, lifter.flip),
                                      params, {}, producer=PRODUCER)
     try:
@@ -224,13 +226,13 @@ def _read_2d(inputs: List[Path], topics, camera_name, frame_id, max_frames, layo
 
 
 def _calibrated_world(cameras: Sequence[CameraResult], models, layout: str,
-                      subject_height_m, floor_z, max_gap_s: float):
+                      subject_height_m, floor_z, max_gap_s: float, refit_limbs: bool):
     """Each camera's skeletons in the calibration's world; with several cameras, also one
     fused skeleton per person (returned)."""
     for cam, model in zip(cameras, models):
         with _about(f'camera {cam.name!r}'):
             cam.world = place_in_world(cam, model, layout, subject_height_m, floor_z,
-                                       max_gap_s)
+                                       max_gap_s, refit_limbs)
     if len(cameras) < 2:
         return None
     with _about('fusion'):
@@ -238,7 +240,7 @@ def _calibrated_world(cameras: Sequence[CameraResult], models, layout: str,
 
 
 def _estimated_grounds(cameras: Sequence[CameraResult], layout: str, subject_height_m,
-                       max_gap_s: float) -> Dict[str, str]:
+                       max_gap_s: float, refit_limbs: bool) -> Dict[str, str]:
     """No calibration: each camera's skeletons on the ground its subject tells; -> camera
     -> how the ground was had, said."""
     grounds = {}
@@ -247,7 +249,8 @@ def _estimated_grounds(cameras: Sequence[CameraResult], layout: str, subject_hei
         if g is None:
             grounds[cam.name] = 'no ground estimated (nobody lifted), no world track'
             continue
-        cam.world = place_in_world(cam, g.camera, layout, subject_height_m, None, max_gap_s)
+        cam.world = place_in_world(cam, g.camera, layout, subject_height_m, None, max_gap_s,
+                                   refit_limbs)
         cam.world_frame = f'{cam.name or "camera"}_ground'
         grounds[cam.name] = f'ground from the subject: {g.said()}; frame {cam.world_frame}'
     return grounds

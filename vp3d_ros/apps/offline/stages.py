@@ -127,7 +127,9 @@ def _subject_poses(cam: CameraResult, layout: str, max_gap_s: float):
     if len(sizes) != 1 or not cam.poses:
         return None
     camera = guessed_camera(*next(iter(sizes)), name=cam.name or 'camera')
-    placed = place_in_world(cam, camera, layout, floor_z=None, max_gap_s=max_gap_s)
+    # the lifter's own limbs (not refit): what the ground estimate was measured with
+    placed = place_in_world(cam, camera, layout, floor_z=None, max_gap_s=max_gap_s,
+                            refit_limbs=False)
     seen: Dict[int, int] = {}
     for by_id in placed.values():
         for pid in by_id:
@@ -192,11 +194,12 @@ def lift_camera(cam: CameraResult, lifter, layout: str, rules: TrackRules = RULE
 
 def place_in_world(cam: CameraResult, camera, layout: str,
                    subject_height_m: Optional[float] = None, floor_z: Optional[float] = 0.0,
-                   max_gap_s: float = RULES.max_gap_s
+                   max_gap_s: float = RULES.max_gap_s, refit_limbs: bool = True
                    ) -> Dict[int, Dict[int, Tuple[np.ndarray, np.ndarray]]]:
     """Each person's lifted track of one camera in the calibration's world
     (:mod:`vp3d_ros.geometry.world`, offline: zero-phase smoothing, the floor cue), one
-    segment per run of poses without a gap longer than ``max_gap_s``."""
+    segment per run of poses without a gap longer than ``max_gap_s``; ``refit_limbs``: the
+    limbs refit to the 2D (:mod:`vp3d_ros.geometry.limbs`)."""
     from ...geometry import world as W
     kp_at = {fr.stamp_ns: fr for fr in cam.frames}
     sizes = {fr.size for fr in cam.frames}
@@ -224,7 +227,7 @@ def place_in_world(cam: CameraResult, camera, layout: str,
                 kp[i], w[i] = k, c
             fps = 1e9 / np.median(np.diff(seg)) if len(seg) > 1 else 30.0
             pl = W.place_skeletons(rel, kp, camera, w, subject_height_m, fps,
-                                   floor_z=floor_z)
+                                   floor_z=floor_z, refit=refit_limbs)
             world = W.to_world(pl.poses_cam, camera)
             for i, s in enumerate(seg):
                 if np.isfinite(world[i]).all():
