@@ -227,9 +227,11 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
         if view is not None:   # lifted again as a level camera sees the subject
             placed = lift_and_place(view, False)
             ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
-        if args.refit_limbs:
-            placed.poses_cam = refit_limbs(placed.poses_cam, kp2, camera, w, args.fps)
-            placed.limbs_refit = True
+        if args.refit_limbs:   # the floor under the feet of the refit limbs
+            refit = refit_limbs(placed.poses_cam, kp2, camera, w, args.fps)
+            ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size,
+                                     feet_from=refit)
+            placed.poses_cam, placed.limbs_refit = refit, True
         camera = ground.camera
         say(f'no calibration: estimated {ground.said()}'
             + ('; lifted again in the level view of that ground' if view is not None else ''))

@@ -1,1 +1,1 @@
-"""3D geometry of a rig (pure core, no ROS): calibrated cameras, the level view, the world frame and the ground without calibration (gravity from the upright body or from balance), fusion and fused people, rigid bones."""
+"""3D geometry of a rig (pure core, no ROS): calibrated cameras, the level view, the world frame and the ground without calibration (gravity from the upright body or from balance), limbs refit to the 2D, fusion and fused people, rigid bones."""

@@ -139,12 +139,17 @@ def balance_up(poses: np.ndarray) -> UpEstimate:
 
 
 def estimate_ground(poses_cam: np.ndarray, name: str = 'camera',
-                    K: Optional[np.ndarray] = None, size=None) -> GroundEstimate:
+                    K: Optional[np.ndarray] = None, size=None,
+                    feet_from: Optional[np.ndarray] = None) -> GroundEstimate:
     """Camera pitch, roll and height above the floor from absolute camera-frame skeletons
-    (T, 17, 3) (e.g. :func:`place_skeletons` with an intrinsics-only camera)."""
+    (T, 17, 3) (e.g. :func:`place_skeletons` with an intrinsics-only camera).
+    ``feet_from``: the track whose feet the floor goes under, when it is not the one that
+    tells gravity (the world track with its limbs refit to the 2D, :mod:`.limbs`; gravity
+    from balance was measured on the lifter's own limbs)."""
     p = np.asarray(poses_cam, dtype=np.float64)
     up, n, cue = estimate_up(p)
-    feet = np.stack([p[:, RFOOT], p[:, LFOOT]], 1) @ up          # (T, 2) heights along up
+    f = p if feet_from is None else np.asarray(feet_from, dtype=np.float64)
+    feet = np.stack([f[:, RFOOT], f[:, LFOOT]], 1) @ up          # (T, 2) heights along up
     low = np.nanmin(feet, axis=1)
     low = low[np.isfinite(low)]
     floor = float(np.percentile(low, 10)) - FOOT_JOINT_HEIGHT_M  # floor's offset along up

@@ -245,7 +245,7 @@ def _estimated_grounds(cameras: Sequence[CameraResult], layout: str, subject_hei
     -> how the ground was had, said."""
     grounds = {}
     for cam in cameras:
-        g = subject_ground(cam, layout, max_gap_s)
+        g = subject_ground(cam, layout, max_gap_s, refit_limbs)
         if g is None:
             grounds[cam.name] = 'no ground estimated (nobody lifted), no world track'
             continue

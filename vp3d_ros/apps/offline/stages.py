@@ -118,18 +118,20 @@ def calibrated(rig, name: str):
         return next(iter(rig.values()))
 
 
-def _subject_poses(cam: CameraResult, layout: str, max_gap_s: float):
+def _subject_poses(cam: CameraResult, layout: str, max_gap_s: float,
+                   refit_limbs: bool = False):
     """Without a calibration: (a camera of guessed intrinsics, focal = the long image side;
     the longest-seen person's lifted skeletons placed through it, camera frame) or None
-    when the frames have several sizes or nobody was lifted."""
+    when the frames have several sizes or nobody was lifted. ``refit_limbs``: their limbs
+    refit to the 2D, as the world track will have them (gravity comes from the lifter's
+    own limbs: what it was measured with)."""
     from ...geometry.calibration import guessed_camera
     sizes = {fr.size for fr in cam.frames}
     if len(sizes) != 1 or not cam.poses:
         return None
     camera = guessed_camera(*next(iter(sizes)), name=cam.name or 'camera')
-    # the lifter's own limbs (not refit): what the ground estimate was measured with
     placed = place_in_world(cam, camera, layout, floor_z=None, max_gap_s=max_gap_s,
-                            refit_limbs=False)
+                            refit_limbs=refit_limbs)
     seen: Dict[int, int] = {}
     for by_id in placed.values():
         for pid in by_id:
@@ -153,19 +155,22 @@ def _subject_view(cam: CameraResult, layout: str, max_gap_s: float):
     return lambda w, h: view if (int(w), int(h)) == tuple(size) else None
 
 
-def subject_ground(cam: CameraResult, layout: str, max_gap_s: float = RULES.max_gap_s):
+def subject_ground(cam: CameraResult, layout: str, max_gap_s: float = RULES.max_gap_s,
+                   refit_limbs: bool = True):
     """Without a calibration: the floor and gravity from the subject
     (:func:`vp3d_ros.geometry.ground.estimate_ground` on :func:`_subject_poses`, as
     ``vp3d-lift --frame world`` does), or None when nobody was lifted. Its ``camera`` maps
     a world frame of this camera's own (REP-103: x along the optical axis on the floor,
-    y left, z up, origin on the floor under the camera) into the camera."""
+    y left, z up, origin on the floor under the camera) into the camera. ``refit_limbs``:
+    the floor goes under the feet of the world track with its limbs refit."""
     from ...geometry.ground import estimate_ground
     got = _subject_poses(cam, layout, max_gap_s)
     if got is None:
         return None
     camera, poses = got
+    feet = _subject_poses(cam, layout, max_gap_s, True)[1] if refit_limbs else None
     try:
-        return estimate_ground(poses, camera.name, camera.K, camera.size)
+        return estimate_ground(poses, camera.name, camera.K, camera.size, feet_from=feet)
     except ValueError:
         return None
 
