@@ -28,7 +28,8 @@ as its flag of that name).
    distortion + 5 px Gaussian noise ("detector-like 2D", not MediaPipe on images):
    - ``world1cam``: camera 1 alone, the shipped symmetric lifter in the camera's level view
      (vp3d_ros.geometry.view, as with a calibration), placed in the world with
-     vp3d_ros.geometry.world (place_skeletons, floor z = 0);
+     vp3d_ros.geometry.world (place_skeletons, floor z = 0), limbs refit to the 2D as
+     vp3d-offline does (vp3d_ros.geometry.limbs; ``--no-refit-limbs``: not);
    - ``world1cam_2`` ... ``world1cam_4``: the same with camera 2, 3 or 4 alone (how much the
      one-camera figure depends on the view: camera 1 is the historic row); with two or more
      of them, ``one_camera_views`` gives hip and knee flexion per view, their mean and the
@@ -82,7 +83,7 @@ FLEXION = ('hip_flexion_r', 'hip_flexion_l', 'knee_angle_r', 'knee_angle_l')
 
 CAMERAS_JSON = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'cameras',
                             'h36m_cameras.json')
-_PIPE = {'checkpoint': None}
+_PIPE = {'checkpoint': None, 'refit': True}
 
 
 def _pipeline():
@@ -114,7 +115,7 @@ def through_pipeline(xyz: np.ndarray, kind: str, rate: float, rng) -> np.ndarray
         k = int(kind.split('_')[1]) - 1 if '_' in kind else 0      # world1cam_N: camera N
         cam = cams[k]
         rel = level_view(cam).lift(lifter, px[k])
-        pl = W.place_skeletons(rel, px[k], cam, fps=rate, floor_z=0.0)
+        pl = W.place_skeletons(rel, px[k], cam, fps=rate, floor_z=0.0, refit=_PIPE['refit'])
         out = W.to_world(pl.poses_cam, cam)
     return out
 
@@ -175,6 +176,9 @@ def main(argv=None) -> int:
                     help='also time frame-by-frame IK (kinematics_node) on N frames')
     ap.add_argument('--keep-short-legs', action='store_true',
                     help='as vp3d-kinematics --keep-short-legs: no knee bent back')
+    ap.add_argument('--no-refit-limbs', action='store_true',
+                    help='world1cam*: as vp3d-offline --no-refit-limbs (the lifter\'s limbs as '
+                         'placed, geometry.limbs not run)')
     ap.add_argument('--lifter', default=None, metavar='CKPT',
                     help='symmetric lifter checkpoint for world1cam (default: the shipped one)')
     ap.add_argument('--cmu', default=CMU, metavar='NPZ',
@@ -182,6 +186,7 @@ def main(argv=None) -> int:
                          "through the same conditions ('' = skip)")
     args = ap.parse_args(argv)
     _PIPE['checkpoint'] = args.lifter
+    _PIPE['refit'] = not args.no_refit_limbs
     if not os.path.exists(S8):
         print(f'needs {S8} (../shared data)', file=sys.stderr)
         return 2
@@ -315,6 +320,7 @@ def main(argv=None) -> int:
                                                                                  'fused'))],
                                      args.lowpass_hz, rng, tmp, not args.keep_short_legs)
     results['short_legs_bent'] = not args.keep_short_legs
+    results['limbs_refit'] = not args.no_refit_limbs
     print(json.dumps(results, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + '\n')

@@ -28,6 +28,7 @@ Needs torch (autograd and L-BFGS over the whole track), as the lifter does; no R
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Optional, Sequence
 
 import numpy as np
@@ -163,3 +164,106 @@ def _runs(ok: np.ndarray):
     """(start, stop) of each run of consecutive True frames, three frames or longer."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(int), [0]])))
     return [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 3]
+
+
+class CausalLimbs:
+    """Live: :func:`refit_limbs` one frame at a time, for the world node. The bone lengths
+    come from the frames seen so far (:func:`seen_lengths` over the last ``window`` frames,
+    renewed every ``every``), and a few Gauss-Newton steps on the frame's 24 unknowns stand
+    in for L-BFGS over the track. No smoothness term: from the two frames before alone it
+    extrapolates, and it cost 2.6 degrees (held-out mocap, one camera: mean hip and knee
+    error over the views 10.2 -> 9.2 degrees without it, 11.8 with it; offline 8.5). Until
+    ``min_frames`` frames have been seen a pose passes unchanged."""
+
+    def __init__(self, window: int = 300, every: int = 15, min_frames: int = 15,
+                 joints: Sequence[int] = LIMB_JOINTS, parents: Sequence[int] = H36M17.parents,
+                 iterations: int = 4):
+        self.every, self.min_frames = int(every), int(min_frames)
+        self.iterations = int(iterations)
+        self.par = np.asarray(parents)
+        self.joints = [j for j in joints if self.par[j] >= 0]
+        self.seen: deque = deque(maxlen=int(window))
+        self.length: Optional[np.ndarray] = None
+        self.frames = 0
+
+    def step(self, pose_cam: np.ndarray, keypoints_px: np.ndarray,
+             confidence: Optional[np.ndarray], camera: Camera) -> np.ndarray:
+        """One absolute camera-frame pose (J, 3) and its 2D (J, 2) -> the pose with its
+        limbs refit (a copy); a pose with a missing joint passes unchanged."""
+        pose = np.asarray(pose_cam, dtype=np.float64)
+        kp = np.asarray(keypoints_px, dtype=np.float64)[:, :2]
+        conf = np.ones(len(kp)) if confidence is None else np.asarray(confidence, float)
+        if not np.isfinite(pose).all() or (pose[:, 2] <= 1e-3).any():
+            return pose.copy()
+        ray = camera.normalize_pixels(kp)
+        weight = np.where(np.isfinite(ray).all(-1) & (conf >= MIN_CONFIDENCE), conf, 0.0)
+        ray = np.nan_to_num(ray)
+        self.seen.append((pose, ray, weight))
+        self.frames += 1
+        if self.frames < self.min_frames:
+            return pose.copy()
+        if self.length is None or self.frames % self.every == 0:
+            p, r, w = (np.stack(x) for x in zip(*self.seen))
+            self.length = seen_lengths(p, r, w, self.joints, self.par)
+        return self._fit(pose, ray, weight, float(np.sqrt(camera.K[0, 0] * camera.K[1, 1])))
+
+    def _fit(self, pose, ray, weight, focal):
+        """Gauss-Newton on the limb joints of one frame; the terms of :func:`refit_limbs`,
+        the reprojection's Cauchy weights renewed every step."""
+        J, par = self.joints, self.par
+        n = len(J)
+        col = {j: i for i, j in enumerate(J)}
+        X = pose[J].copy()
+        P = pose[J]
+        s = focal / PIXEL_SIGMA
+        for _ in range(self.iterations):
+            rows, res = [], []
+            full = pose.copy()
+            full[J] = X
+            for i, j in enumerate(J):
+                x, y, z = X[i]
+                u = np.array([x / z, y / z]) - ray[j, :2]
+                r2 = float((u * s) @ (u * s))
+                sw = np.sqrt(weight[j] / (1.0 + r2 / ROBUST_SIGMAS ** 2)) * s
+                d = np.zeros((2, 3 * n))
+                d[:, 3 * i:3 * i + 3] = [[1 / z, 0, -x / z ** 2], [0, 1 / z, -y / z ** 2]]
+                rows.append(sw * d)
+                res.append(sw * u)
+                v = X[i] - full[par[j]]
+                nv = max(float(np.linalg.norm(v)), 1e-9)
+                d = np.zeros((1, 3 * n))
+                d[0, 3 * i:3 * i + 3] = v / nv / LENGTH_SIGMA
+                if par[j] in col:
+                    k = col[par[j]]
+                    d[0, 3 * k:3 * k + 3] -= v / nv / LENGTH_SIGMA
+                rows.append(d)
+                res.append([(nv - self.length[i]) / LENGTH_SIGMA])
+            eye = np.eye(3 * n)
+            rows.append(eye / PRIOR_SIGMA)
+            res.append((X - P).reshape(-1) / PRIOR_SIGMA)
+            A = np.concatenate(rows)
+            b = np.concatenate([np.ravel(r) for r in res])
+            X = X - _solve_spd(np.einsum('ri,rj->ij', A, A),
+                               np.einsum('ri,r->i', A, b)).reshape(n, 3)
+        out = pose.copy()
+        out[J] = X
+        return out
+
+
+def _solve_spd(M: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """M x = g for a small symmetric positive definite M, by Cholesky in numpy. Not LAPACK:
+    OpenBLAS woke its threads for a 24 x 24 solve, and next to torch on a loaded machine
+    one solve took 5 ms (70 ms a frame); this takes a few microseconds per column."""
+    n = len(M)
+    L = np.zeros_like(M)
+    for j in range(n):
+        d = M[j, j] - L[j, :j] @ L[j, :j]
+        L[j, j] = np.sqrt(max(d, 1e-300))
+        L[j + 1:, j] = (M[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+    y = np.zeros(n)
+    for j in range(n):
+        y[j] = (g[j] - L[j, :j] @ y[:j]) / L[j, j]
+    x = np.zeros(n)
+    for j in reversed(range(n)):
+        x[j] = (y[j] - L[j + 1:, j] @ x[j + 1:]) / L[j, j]
+    return x

@@ -53,7 +53,7 @@ import numpy as np
 
 from .bones import median_bone_lengths
 from .calibration import Camera
-from .limbs import refit_limbs
+from .limbs import CausalLimbs, refit_limbs
 
 # H36M-17 joint indices (vp3d_ros.core.skeletons.H36M17).
 HIP, RHIP, RKNEE, RFOOT, LHIP, LKNEE, LFOOT, SPINE, THORAX, NECK, HEAD = range(11)
@@ -471,11 +471,13 @@ class CausalPlacement:
     :func:`place_skeletons` uses offline, causal: the subject's running size scaled to
     ``subject_height_m`` (:class:`RunningHeight`, 0: the lifter's scale) and the feet on the
     floor at ``floor_z`` (:class:`CausalFloorScale`, None: no floor cue); with both, the two
-    depths are combined (:func:`combine_depth_cues`). One per (camera, person)."""
+    depths are combined (:func:`combine_depth_cues`); ``refit_limbs``: then the limbs refit
+    to the 2D (:class:`.limbs.CausalLimbs`). One per (camera, person)."""
 
     def __init__(self, camera: Camera, fps: float = 30.0, floor_z: Optional[float] = None,
-                 subject_height_m: float = 0.0):
+                 subject_height_m: float = 0.0, refit_limbs: bool = True):
         self.filter = CausalRootFilter(fps)
+        self.limbs = CausalLimbs() if refit_limbs else None
         self.floor = CausalFloorScale(camera, floor_z, fps) if floor_z is not None else None
         self.height = RunningHeight(subject_height_m) if subject_height_m > 0 else None
 
@@ -495,6 +497,8 @@ class CausalPlacement:
             f = self.floor.step(placed)
             placed = (rel + root * float(combine_depth_cues(f, 1.0)) if self.height is not None
                       else placed * f)
+        if self.limbs is not None:
+            placed = self.limbs.step(placed, keypoints_px, confidence, camera)
         return placed
 
 

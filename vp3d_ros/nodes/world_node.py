@@ -17,7 +17,9 @@ whose 2D frame has not arrived yet waits for it up to ``max_wait_s``. Markers on
 floor (``floor_z``) also tell the depth, as offline but from the past only
 (:class:`~vp3d_ros.geometry.world.CausalFloorScale`: the low quantile of the last 2 s);
 skipped by itself while the world's z is not the body's up or the floor disagrees with the
-skeleton's size.
+skeleton's size. With ``refit_limbs`` knees, ankles, elbows and wrists are then refit to
+the 2D with one length per bone (:class:`~vp3d_ros.geometry.limbs.CausalLimbs`: lengths
+from the track's frames so far, smooth from the two before).
 
 Without a calibration, ``estimate_ground`` places each camera's skeletons in a ground frame
 of its own that its subject tells (:class:`~vp3d_ros.geometry.ground.SubjectGround`, as
@@ -82,6 +84,9 @@ class WorldNode(Node):
                            "the world's floor (skipped by itself when it does not fit)")
         self.floor_z = p('floor_z', 0.0, "height of the floor in the calibration's world "
                          '(Pose2Sim, Qualisys, Human3.6M: 0)')
+        self.refit_limbs = p('refit_limbs', True, 'refit knees, ankles, elbows and wrists to '
+                             'the 2D with one length per bone, from the frames so far '
+                             '(geometry.limbs.CausalLimbs, as vp3d-offline offline)')
         self.max_wait_s = p('max_wait_s', 0.5, 'a skeleton_3d frame whose keypoints_2d has not '
                             'arrived yet waits this long for it (the topics are not ordered)')
         estimate = p('estimate_ground', False, 'without a calibration: each camera in a ground '
@@ -220,7 +225,7 @@ class WorldNode(Node):
             if track is None:
                 track = self.tracks[(cam, pid)] = _Track(W.CausalPlacement(
                     camera, float(self.fps), float(self.floor_z) if self.use_floor else None,
-                    float(self.height)))
+                    float(self.height), bool(self.refit_limbs)))
             track.last_ns = ns
             placed = track.placement.step(pose, kp, conf, camera)
             if placed is None:
