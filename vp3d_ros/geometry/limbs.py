@@ -6,7 +6,8 @@ and the shin shorter than they are (held-out CMU crouches: knee flexion 27 degre
 above 90 degrees). The 2D keypoint and the bone's length settle the depth up to that fold:
 the joint lies on its keypoint's ray at the bone's length from its parent, and the lifter's
 pose only has to say which side. :func:`refit_limbs` does this softly, over a whole placed
-track (offline): knees, ankles, elbows and wrists move to minimise
+track (offline; :class:`CausalLimbs` live, frame by frame, for the world node): knees,
+ankles, elbows and wrists move to minimise
 
 - the reprojection error, ``pixel_sigma`` per keypoint (less weight at lower confidence,
   robust beyond ``ROBUST_SIGMAS``: a wrong detection does not drag the limb);

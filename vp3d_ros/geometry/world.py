@@ -32,9 +32,9 @@ z forward, metres, Hip at 0). This module puts them where the person is:
    it tell the depth independently of the skeleton's size. With a subject height as well
    the depth is overdetermined: :func:`combine_depth_cues` weights the two log depth
    factors by their inverse variances (``FLOOR_DEPTH_SIGMA``, ``HEIGHT_DEPTH_SIGMA``).
-5. **Limbs** (offline, :mod:`.limbs`): knees, ankles, elbows and wrists refit to their 2D
-   keypoints' rays with one length per bone, where the lifter hedged a limb along the line
-   of sight into a straighter, shorter one.
+5. **Limbs** (:mod:`.limbs`, offline and live): knees, ankles, elbows and wrists refit to
+   their 2D keypoints' rays with one length per bone, where the lifter hedged a limb along
+   the line of sight into a straighter, shorter one.
 6. **World** (:func:`to_world`): ``X_world = R^T (X_cam - t)`` with the calibration's
    world -> camera ``R, t``.
 7. **No calibration**: :mod:`.ground` makes a world from the subject (gravity and floor),
