@@ -226,11 +226,13 @@ def _lift_world(lifter, kp, conf, camera, calibrated, layout, args):
         view = view_with_up(camera, ground.up_cam, layout) if args.level_view else None
         if view is not None:   # lifted again as a level camera sees the subject
             placed = lift_and_place(view, False)
-            ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size)
-        if args.refit_limbs:   # the floor under the feet of the refit limbs
-            refit = refit_limbs(placed.poses_cam, kp2, camera, w, args.fps)
+        # the floor under the feet of the refit limbs
+        refit = refit_limbs(placed.poses_cam, kp2, camera, w, args.fps) if args.refit_limbs \
+            else None
+        if view is not None or refit is not None:
             ground = estimate_ground(placed.poses_cam, camera.name, camera.K, camera.size,
                                      feet_from=refit)
+        if refit is not None:
             placed.poses_cam, placed.limbs_refit = refit, True
         camera = ground.camera
         say(f'no calibration: estimated {ground.said()}'

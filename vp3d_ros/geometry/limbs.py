@@ -81,12 +81,9 @@ def refit_limbs(poses_cam: np.ndarray, keypoints_px: np.ndarray, camera: Camera,
         return out
     par = np.asarray(parents)
     joints = [j for j in joints if par[j] >= 0]
-    conf = np.ones(kp.shape[:2]) if confidence is None else np.asarray(confidence, float)
-    if kp.shape[-1] == 3 and confidence is None:
-        conf = kp[..., 2]
-    rays = camera.normalize_pixels(kp[..., :2])
-    weight = np.where(np.isfinite(rays).all(-1) & (conf >= MIN_CONFIDENCE), conf, 0.0)
-    rays = np.nan_to_num(rays)
+    if confidence is None and kp.shape[-1] == 3:
+        confidence = kp[..., 2]
+    rays, weight = _rays(camera, kp, confidence)
     length = seen_lengths(poses[ok], rays[ok], weight[ok], joints, par)
 
     free, parent = torch.tensor(joints), torch.tensor(par[joints])
@@ -163,6 +160,16 @@ def seen_lengths(poses: np.ndarray, rays: np.ndarray, weight: np.ndarray,
     return out
 
 
+def _rays(camera: Camera, keypoints_px: np.ndarray, confidence: Optional[np.ndarray]):
+    """(..., J, 2) pixels -> (their undistorted normalised rays, 0 where missing; the pull of
+    each: its confidence, 0 where missing or below ``MIN_CONFIDENCE``)."""
+    rays = camera.normalize_pixels(keypoints_px[..., :2])
+    conf = (np.ones(rays.shape[:-1]) if confidence is None
+            else np.asarray(confidence, dtype=np.float64))
+    weight = np.where(np.isfinite(rays).all(-1) & (conf >= MIN_CONFIDENCE), conf, 0.0)
+    return np.nan_to_num(rays), weight
+
+
 def _runs(ok: np.ndarray):
     """(start, stop) of each run of consecutive True frames, three frames or longer."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(int), [0]])))
@@ -194,13 +201,9 @@ class CausalLimbs:
         """One absolute camera-frame pose (J, 3) and its 2D (J, 2) -> the pose with its
         limbs refit (a copy); a pose with a missing joint passes unchanged."""
         pose = np.asarray(pose_cam, dtype=np.float64)
-        kp = np.asarray(keypoints_px, dtype=np.float64)[:, :2]
-        conf = np.ones(len(kp)) if confidence is None else np.asarray(confidence, float)
         if not np.isfinite(pose).all() or (pose[:, 2] <= 1e-3).any():
             return pose.copy()
-        ray = camera.normalize_pixels(kp)
-        weight = np.where(np.isfinite(ray).all(-1) & (conf >= MIN_CONFIDENCE), conf, 0.0)
-        ray = np.nan_to_num(ray)
+        ray, weight = _rays(camera, np.asarray(keypoints_px, dtype=np.float64), confidence)
         self.seen.append((pose, ray, weight))
         self.frames += 1
         if self.frames < self.min_frames:
