@@ -34,20 +34,24 @@ sys.path.insert(0, ROOT)
 
 from vp3d_ros.core.skeletons import H36M17  # noqa: E402
 from vp3d_ros.geometry.bones import flexion_deg  # noqa: E402
+from vp3d_ros.geometry.world import _angle, _unit  # noqa: E402
 
 # (hip, knee, ankle) per side, H36M-17
 LEGS = ((1, 2, 3), (4, 5, 6))
 HIP, SPINE, THORAX = 0, 7, 8
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-
-
 def hip_angle(x: np.ndarray, hip: int, knee: int) -> np.ndarray:
     """Angle (T,) between the spine (Hip -> Spine) and the thigh, degrees: 180 standing."""
-    c = (_unit(x[:, SPINE] - x[:, HIP]) * _unit(x[:, knee] - x[:, hip])).sum(-1)
-    return np.degrees(np.arccos(np.clip(c, -1, 1)))
+    return _angle(x[:, SPINE] - x[:, HIP], x[:, knee] - x[:, hip])
+
+
+def _depth_sides(poses, truth, p, j, sight, fold_deg):
+    """Bone p -> j of the poses and of the truth along ``sight`` (T, 3): (its depth in the
+    poses, in the truth, where the true bone leaves the image plane by over ``fold_deg``)."""
+    d, g = poses[:, j] - poses[:, p], truth[:, j] - truth[:, p]
+    zd, zg = (d * sight).sum(-1), (g * sight).sum(-1)
+    return zd, zg, np.abs(zg) > np.sin(np.radians(fold_deg)) * np.linalg.norm(g, axis=-1)
 
 
 def mirror_folds(poses: np.ndarray, truth: np.ndarray, fold_deg: float) -> np.ndarray:
@@ -56,13 +60,11 @@ def mirror_folds(poses: np.ndarray, truth: np.ndarray, fold_deg: float) -> np.nd
     before ankles, the joints below it carried along. Only where the true bone leaves the
     image plane by more than ``fold_deg`` (elsewhere the side is noise)."""
     out = poses.copy()
-    s_min = np.sin(np.radians(fold_deg))
     for hip, knee, ankle in LEGS:
         for p, j, below in ((hip, knee, (knee, ankle)), (knee, ankle, (ankle,))):
-            d, g = out[:, j] - out[:, p], truth[:, j] - truth[:, p]
             sight = _unit(out[:, j] + out[:, p])
-            zd, zg = (d * sight).sum(-1), (g * sight).sum(-1)
-            flip = (np.sign(zd) != np.sign(zg)) & (np.abs(zg) > s_min * np.linalg.norm(g, axis=-1))
+            zd, zg, matters = _depth_sides(out, truth, p, j, sight, fold_deg)
+            flip = (np.sign(zd) != np.sign(zg)) & matters
             shift = np.where(flip[:, None], -2 * zd[:, None] * sight, 0.0)
             for b in below:
                 out[:, b] += shift
@@ -72,13 +74,10 @@ def mirror_folds(poses: np.ndarray, truth: np.ndarray, fold_deg: float) -> np.nd
 def fold_right(poses: np.ndarray, truth: np.ndarray, fold_deg: float) -> dict:
     """Per bone kind: [frames where the fold matters, frames with the lifter's side right]."""
     out = {'thigh': [0, 0], 'shin': [0, 0]}
-    s_min = np.sin(np.radians(fold_deg))
     for hip, knee, ankle in LEGS:
         for name, p, j in (('thigh', hip, knee), ('shin', knee, ankle)):
-            d, g = poses[:, j] - poses[:, p], truth[:, j] - truth[:, p]
             sight = _unit(truth[:, j] + truth[:, p])
-            zd, zg = (d * sight).sum(-1), (g * sight).sum(-1)
-            matters = np.abs(zg) > s_min * np.linalg.norm(g, axis=-1)
+            zd, zg, matters = _depth_sides(poses, truth, p, j, sight, fold_deg)
             out[name][0] += int(matters.sum())
             out[name][1] += int((matters & (np.sign(zd) == np.sign(zg))).sum())
     return out
@@ -123,6 +122,10 @@ def main(argv=None) -> int:
         gt[..., :2] -= gt[:, 0, :2].mean(axis=0)
         px = np.stack([c.project(gt) for c in cams])
         px = px + rng.normal(0, 5.0, px.shape)
+        # the truth's angles and lean, the same through every camera
+        true_angles = [np.concatenate([hip_angle(gt, h, kn) for h, kn, _ in LEGS]),
+                       np.concatenate([flexion_deg(gt, h, kn, an) for h, kn, an in LEGS])]
+        true_lean = trunk_lean(gt)
         for k, cam in enumerate(cams):
             rel = level_view(cam).lift(lifter, px[k])
             placed = W.place_skeletons(rel, px[k], cam, fps=rate, floor_z=0.0,
@@ -138,11 +141,10 @@ def main(argv=None) -> int:
                 a['fold'][name][1] += right
             for key, x in (('lifter', lifted), ('true_folds', folded)):
                 a[key].append(np.stack([
-                    np.concatenate([hip_angle(x, h, kn) - hip_angle(truth, h, kn)
-                                    for h, kn, _ in LEGS]),
-                    np.concatenate([flexion_deg(x, h, kn, an) - flexion_deg(truth, h, kn, an)
-                                    for h, kn, an in LEGS])]))
-            a['lean'].append(trunk_lean(W.to_world(lifted, cam)) - trunk_lean(gt))
+                    np.concatenate([hip_angle(x, h, kn) for h, kn, _ in LEGS]) - true_angles[0],
+                    np.concatenate([flexion_deg(x, h, kn, an) for h, kn, an in LEGS])
+                    - true_angles[1]]))
+            a['lean'].append(trunk_lean(W.to_world(lifted, cam)) - true_lean)
 
     s8 = np.load(K.S8)
     for seq in K.DEFAULT_SEQUENCES:
