@@ -16,7 +16,7 @@ from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
 from vp3d_ros.training.losses import (TERMS, bone_consistency, bone_directions, describe,
-                                      joint_bends, limb_lengths, training_loss)
+                                      joint_bends, limb_lengths, training_loss, trunk_lean)
 from vp3d_ros.training.train import output_pad, synth_batch
 
 # A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
@@ -185,6 +185,30 @@ def test_length_term_sees_a_shortened_limb_not_a_fold():
     assert abs(limb_lengths(avg, rest).item() - shin * (1 - np.cos(np.pi / 3)) / 8) < 1e-6
 
 
+def test_lean_term_measures_how_far_the_trunk_leans_not_which_way():
+    """Camera frame (x right, y down, z forward): the trunk leaning 20 deg towards or away
+    from the camera projects alike; the lean term sees both 20 deg from upright and 0 from
+    each other, where the direction of the trunk differs by 40 deg."""
+    cam = torch.from_numpy(np.repeat(REST[None, None], 2, axis=0)).float()
+    cam = torch.stack([cam[..., 0], -cam[..., 2], cam[..., 1]], dim=-1)   # z up -> y down
+    up = cam - cam[:, :, :1]
+    assert trunk_lean(up, up).item() < 1e-4
+    trunk = torch.linalg.norm(up[0, 0, 8]).item()
+    leans = []
+    for side in (1, -1):
+        lean = up.clone()
+        lean[:, :, 8] = torch.tensor([0.0, -trunk * np.cos(np.radians(20)),
+                                      side * trunk * np.sin(np.radians(20))])
+        leans.append(lean)
+        assert abs(trunk_lean(lean, up).item() - np.radians(20)) < 1e-4
+    assert trunk_lean(leans[0], leans[1]).item() < 1e-4
+    # sideways (in the image) counts the same: the angle from up, whichever way
+    side = up.clone()
+    side[:, :, 8] = torch.tensor([trunk * np.sin(np.radians(30)),
+                                  -trunk * np.cos(np.radians(30)), 0.0])
+    assert abs(trunk_lean(side, up).item() - np.radians(30)) < 1e-4
+
+
 def test_training_loss_adds_each_term_at_its_weight_and_says_so():
     """The table of terms (losses.TERMS) drives the loss, its words in the sidecar and the
     command line's --<name>-weight flags alike."""
@@ -192,7 +216,7 @@ def test_training_loss_adds_each_term_at_its_weight_and_says_so():
     rng = torch.Generator().manual_seed(0)
     y = torch.tensor(REST, dtype=torch.float32)[None, None].repeat(2, 3, 1, 1)
     pred = y + 0.03 * torch.randn(y.shape, generator=rng)
-    w = {'bone': 1.0, 'direction': 0.1, 'angle': 0.3, 'length': 0.0}
+    w = {'bone': 1.0, 'direction': 0.1, 'angle': 0.3, 'length': 0.0, 'lean': 0.0}
     by_hand = (torch.linalg.norm(pred - y, dim=-1).mean() + bone_consistency(pred)
                + 0.1 * bone_directions(pred, y) + 0.3 * joint_bends(pred, y))
     assert abs(training_loss(pred, y, w).item() - by_hand.item()) < 1e-6

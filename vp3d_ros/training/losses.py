@@ -78,6 +78,25 @@ def joint_bends(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (angles(pred) - angles(target)).abs().mean()
 
 
+TRUNK = (0, 8)   # Hip -> Thorax
+
+
+def trunk_lean(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference (radians) of the trunk's (Hip -> Thorax) angle from the
+    camera's up axis (-y). A trunk leaning towards or away from the camera projects alike,
+    so MPJPE and the direction term are smallest for the upright average of the two: one
+    camera's trunk came out 2-5 deg too upright, and OpenSim's pelvis tilt and hip flexion
+    with it (issue 21, ``benchmarks/folds.py``). The angle is the same for both leans, so
+    this term rewards committing to how far the trunk leans; which way stays to the rest.
+    In the level view a calibration gives, the camera's up is gravity's."""
+    def lean(x):
+        t = x[:, :, TRUNK[1]] - x[:, :, TRUNK[0]]
+        across = torch.sqrt(t[..., 0] ** 2 + t[..., 2] ** 2 + 1e-10)
+        return torch.atan2(across, -t[..., 1])
+
+    return (lean(pred) - lean(target)).abs().mean()
+
+
 @dataclass(frozen=True)
 class Term:
     """One loss term beside MPJPE, weighted by ``--<name>-weight`` (0: off); the sidecar
@@ -99,6 +118,9 @@ TERMS = (
          'weight of the knee/elbow/hip angle term (radians; 0: none)', joint_bends),
     Term('length', 0.0, 'limb-length error against the truth',
          'weight of the limb-length term against the truth (metres; 0: none)', limb_lengths),
+    Term('lean', 0.0, "trunk's angle from the camera's up axis (radians)",
+         "weight of the trunk-lean term: the trunk's angle from the camera's up axis "
+         "against the truth's (radians; 0: none)", trunk_lean),
 )
 
 
