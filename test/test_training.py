@@ -16,7 +16,8 @@ from vp3d_ros.core.skeletons import H36M17
 from vp3d_ros.training import metrics, synth
 from vp3d_ros.training.data import Clip, MotionBank
 from vp3d_ros.training.losses import (TERMS, bone_consistency, bone_directions, describe,
-                                      joint_bends, limb_lengths, training_loss, trunk_lean)
+                                      forward_lean, joint_bends, limb_lengths, training_loss,
+                                      trunk_lean)
 from vp3d_ros.training.train import output_pad, synth_batch
 
 # A T-pose-ish standing skeleton, z-up, metres (H36M-17 order).
@@ -185,28 +186,34 @@ def test_length_term_sees_a_shortened_limb_not_a_fold():
     assert abs(limb_lengths(avg, rest).item() - shin * (1 - np.cos(np.pi / 3)) / 8) < 1e-6
 
 
-def test_lean_term_measures_how_far_the_trunk_leans_not_which_way():
-    """Camera frame (x right, y down, z forward): the trunk leaning 20 deg towards or away
-    from the camera projects alike; the lean term sees both 20 deg from upright and 0 from
-    each other, where the direction of the trunk differs by 40 deg."""
+def test_lean_term_measures_the_forward_lean_the_hips_define():
+    """Camera frame (x right, y down, z forward). Forward is the body's own (up x the hips'
+    left-right axis), so the term tells a forward from a backward lean whichever way the
+    subject faces, and a sideways lean (in the image) is no forward lean."""
     cam = torch.from_numpy(np.repeat(REST[None, None], 2, axis=0)).float()
     cam = torch.stack([cam[..., 0], -cam[..., 2], cam[..., 1]], dim=-1)   # z up -> y down
-    up = cam - cam[:, :, :1]
+    up = cam - cam[:, :, :1]            # left hip on +x: the subject faces the camera (-z)
     assert trunk_lean(up, up).item() < 1e-4
     trunk = torch.linalg.norm(up[0, 0, 8]).item()
-    leans = []
-    for side in (1, -1):
-        lean = up.clone()
-        lean[:, :, 8] = torch.tensor([0.0, -trunk * np.cos(np.radians(20)),
-                                      side * trunk * np.sin(np.radians(20))])
-        leans.append(lean)
-        assert abs(trunk_lean(lean, up).item() - np.radians(20)) < 1e-4
-    assert trunk_lean(leans[0], leans[1]).item() < 1e-4
-    # sideways (in the image) counts the same: the angle from up, whichever way
-    side = up.clone()
-    side[:, :, 8] = torch.tensor([trunk * np.sin(np.radians(30)),
-                                  -trunk * np.cos(np.radians(30)), 0.0])
-    assert abs(trunk_lean(side, up).item() - np.radians(30)) < 1e-4
+
+    def leaning(x, deg, axis):
+        out = x.clone()
+        d = torch.zeros(3)
+        d[1] = -trunk * np.cos(np.radians(deg))
+        d[axis] = trunk * np.sin(np.radians(deg))
+        out[:, :, 8] = d
+        return out
+
+    towards, away = leaning(up, 20, 2) * torch.tensor([1.0, 1.0, -1.0]), leaning(up, 20, 2)
+    assert abs(forward_lean(towards)[0, 0].item() - np.radians(20)) < 1e-4
+    assert abs(forward_lean(away)[0, 0].item() + np.radians(20)) < 1e-4
+    assert abs(trunk_lean(towards, up).item() - np.radians(20)) < 1e-4
+    assert abs(trunk_lean(towards, away).item() - np.radians(40)) < 1e-4
+    # turned round (left hip on -x), leaning away from the camera is leaning forward
+    back = up * torch.tensor([-1.0, 1.0, -1.0])
+    assert abs(forward_lean(leaning(back, 20, 2))[0, 0].item() - np.radians(20)) < 1e-4
+    # sideways, in the image plane: no forward lean
+    assert abs(forward_lean(leaning(up, 30, 0))[0, 0].item()) < 1e-4
 
 
 def test_training_loss_adds_each_term_at_its_weight_and_says_so():
