@@ -83,9 +83,10 @@ def fold_right(poses: np.ndarray, truth: np.ndarray, fold_deg: float) -> dict:
     return out
 
 
-def trunk_lean(world: np.ndarray) -> np.ndarray:
+def forward_lean(world: np.ndarray) -> np.ndarray:
     """Forward lean (T,) of Hip -> Thorax from the world's z axis, degrees, forward from the
-    hips' left-right axis."""
+    hips' left-right axis (what ``training.losses.forward_lean`` trains, there in the camera
+    frame)."""
     left = world[:, 4] - world[:, 1]
     left[:, 2] = 0
     up = np.array([0.0, 0.0, 1.0])
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
         # the truth's angles and lean, the same through every camera
         true_angles = [np.concatenate([hip_angle(gt, h, kn) for h, kn, _ in LEGS]),
                        np.concatenate([flexion_deg(gt, h, kn, an) for h, kn, an in LEGS])]
-        true_lean = trunk_lean(gt)
+        true_lean = forward_lean(gt)
         for k, cam in enumerate(cams):
             rel = level_view(cam).lift(lifter, px[k])
             placed = W.place_skeletons(rel, px[k], cam, fps=rate, floor_z=0.0,
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
                     np.concatenate([hip_angle(x, h, kn) for h, kn, _ in LEGS]) - true_angles[0],
                     np.concatenate([flexion_deg(x, h, kn, an) for h, kn, an in LEGS])
                     - true_angles[1]]))
-            a['lean'].append(trunk_lean(W.to_world(lifted, cam)) - true_lean)
+            a['lean'].append(forward_lean(W.to_world(lifted, cam)) - true_lean)
 
     s8 = np.load(K.S8)
     for seq in K.DEFAULT_SEQUENCES:
